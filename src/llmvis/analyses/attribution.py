@@ -1,0 +1,201 @@
+"""View `attribution`: how much each earlier token contributed to the token at a position.
+
+The token at position `t` is predicted from the logits at position `t − 1`, which see tokens
+0..t−1; every method scores those `t` source tokens.
+
+- rollout: attention rollout (Abnar & Zuidema 2020). Each layer's head-averaged attention
+  gets the residual connection as an identity term, `Â = ½A + ½I`, rows renormalised; the
+  rollout is `Â_{L−1} ··· Â_0` and row `t − 1` is the attribution (non-negative, sums to 1).
+  Computed as a row vector times one layer at a time, so it never builds a T×T×T product.
+- grad_x_input: `∂y/∂e_s · e_s` per source token, y being the target token's logit (or its
+  log-probability) and e_s the input embedding.
+- integrated_gradients: captum's IntegratedGradients on the input embeddings from a zero (or
+  pad-token) baseline; attributions sum to y(input) − y(baseline) up to the reported delta.
+
+The gradient methods run the model's own forward with `inputs_embeds`; only the embeddings
+require grad (`torch.autograd.grad`, so no `.grad` is left on any parameter) and the model
+stays in eval mode.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, Field
+
+from llmvis.analyses.common import check_position, round4
+from llmvis.analyses.registry import ViewContext, ViewParamError, register
+from llmvis.models.loaded import LoadedModel
+
+Method = Literal["rollout", "grad_x_input", "integrated_gradients"]
+Objective = Literal["logit", "log_prob"]
+IG_TOKENS_PER_BATCH = 4096  # bounds captum's internal batch: steps × tokens per forward
+
+
+class AttributionParams(BaseModel):
+    position: int | None = Field(
+        default=None, ge=1, description="target token's position (≥ 1); None = the last token"
+    )
+    method: Method = Field(default="rollout", description="rollout (instant) or a gradient method")
+    objective: Objective = Field(
+        default="logit", description="gradient methods: differentiate the target's logit or log-probability"
+    )
+    steps: int = Field(default=32, ge=2, le=512, description="integrated gradients: integration steps")
+    baseline: Literal["zero", "pad"] = Field(
+        default="zero", description="integrated gradients: zero embeddings or the pad token's embedding"
+    )
+
+
+class AttributionView(BaseModel):
+    method: Method
+    objective: str = Field(description="what is attributed: attention flow, logit or log_prob")
+    position: int
+    target_id: int
+    target_label: str
+    positions: list[int] = Field(description="[t] source positions 0..t−1")
+    labels: list[str] = Field(description="[t] source token labels")
+    scores: list[float] = Field(description="[t] signed attribution of each source token")
+    share: list[float] = Field(description="[t] |score| / Σ|score|")
+    output: float | None = Field(description="objective at the input (gradient methods)")
+    baseline_output: float | None = Field(description="objective at the baseline (integrated gradients)")
+    delta: float | None = Field(
+        description="integrated gradients convergence delta: Σ scores − (output − baseline_output)"
+    )
+    steps: int | None
+
+
+def mix_matrix(attention: torch.Tensor) -> torch.Tensor:
+    """`attention: [heads, T, T]` → `[T, T]`: head mean, plus the residual identity, rows renormalised."""
+    a = attention.to(torch.float64).mean(dim=0)
+    a = 0.5 * a + 0.5 * torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
+    return a / a.sum(dim=-1, keepdim=True)
+
+
+def rollout(
+    attention: Callable[[int], torch.Tensor], layers: int, start: torch.Tensor | None = None
+) -> torch.Tensor:
+    """`start @ Â_{L−1} @ … @ Â_0` with `attention(layer) -> [heads, T, T]`.
+
+    `start: [r, T]` selects rows (one-hot rows of the query positions); None = identity, i.e.
+    the full `[T, T]` rollout. Layers are fetched one at a time, last layer first.
+    """
+    r = start
+    for layer in reversed(range(layers)):
+        m = mix_matrix(attention(layer))
+        r = m if r is None else r.to(m) @ m
+    if r is None:
+        raise ValueError("rollout needs at least one layer")
+    return r
+
+
+def _model_of(ctx: ViewContext) -> LoadedModel:
+    loaded = ctx.loaded or getattr(ctx.internals, "loaded", None)
+    if loaded is None:
+        raise ViewParamError("gradient attribution needs the model's weights, which are not loaded")
+    return loaded
+
+
+def objective_fn(model: Any, target: int, objective: Objective) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`f(embeds: [b, t, d]) -> [b]`: the target's logit (or log-prob) at the last position."""
+    kwargs: dict[str, Any] = {"use_cache": False}
+    if "logits_to_keep" in inspect.signature(model.forward).parameters:
+        kwargs["logits_to_keep"] = 1
+
+    def f(embeds: torch.Tensor) -> torch.Tensor:
+        logits = model(inputs_embeds=embeds, **kwargs).logits[:, -1, :].float()
+        if objective == "log_prob":
+            logits = torch.log_softmax(logits, dim=-1)
+        return logits[:, target]
+
+    return f
+
+
+def _embeddings(loaded: LoadedModel, ids: list[int]) -> torch.Tensor:
+    """`[1, t, d]` input embeddings of `ids`, detached (the model's own embedding module)."""
+    x = torch.tensor([ids], device=loaded.device)
+    return loaded.model.get_input_embeddings()(x).detach()
+
+
+def _pad_id(loaded: LoadedModel) -> int:
+    tok = loaded.tokenizer
+    for name in ("pad_token_id", "eos_token_id", "bos_token_id"):
+        value = getattr(tok, name, None)
+        if isinstance(value, int):
+            return value
+    return 0
+
+
+def grad_x_input(loaded: LoadedModel, ids: list[int], target: int, objective: Objective
+                 ) -> tuple[torch.Tensor, float]:
+    """(scores: [t], objective value) for predicting `target` after `ids`."""
+    f = objective_fn(loaded.model, target, objective)
+    with torch.inference_mode(False), torch.enable_grad():
+        e = _embeddings(loaded, ids).clone().requires_grad_(True)
+        y = f(e)
+        (grad,) = torch.autograd.grad(y.sum(), e)
+    scores = (grad.float() * e.detach().float()).sum(dim=-1)[0]
+    return scores, float(y.detach()[0])
+
+
+def integrated_gradients(
+    loaded: LoadedModel, ids: list[int], target: int, objective: Objective, steps: int, baseline: str
+) -> tuple[torch.Tensor, float, float, float]:
+    """(scores: [t], output, baseline output, convergence delta) with captum's IntegratedGradients."""
+    from captum.attr import IntegratedGradients
+
+    f = objective_fn(loaded.model, target, objective)
+    with torch.inference_mode(False), torch.enable_grad():
+        e = _embeddings(loaded, ids).clone()
+        if baseline == "pad":
+            b = _embeddings(loaded, [_pad_id(loaded)] * len(ids)).clone()
+        else:
+            b = torch.zeros_like(e)
+        batch = max(1, min(steps, IG_TOKENS_PER_BATCH // max(1, len(ids))))
+        attr, delta = IntegratedGradients(f).attribute(
+            e, baselines=b, n_steps=steps, internal_batch_size=batch, return_convergence_delta=True
+        )
+        with torch.no_grad():
+            out, base = float(f(e)[0]), float(f(b)[0])
+    return attr.detach().float().sum(dim=-1)[0], out, base, float(delta.reshape(-1)[0])
+
+
+@register("attribution", "Input attribution", AttributionParams, AttributionView, needs_internals=True)
+def attribution_view(ctx: ViewContext, p: AttributionParams) -> AttributionView:
+    """Score every token before `position` for its part in predicting the token there."""
+    tokens = ctx.trace.tokens
+    pos = check_position(ctx, len(tokens) - 1 if p.position is None else p.position)
+    if pos < 1:
+        raise ViewParamError("position 0 has no earlier tokens to attribute to; choose a position ≥ 1")
+    target = tokens[pos].id
+    output = base = delta = None
+    if p.method == "rollout":
+        internals = ctx.require_internals()
+        start = torch.zeros(1, pos, dtype=torch.float64)
+        start[0, pos - 1] = 1.0
+        scores = rollout(lambda layer: internals.attention(layer)[:, :pos, :pos], internals.n_layers,
+                         start)[0]
+        objective = "attention flow"
+    else:
+        loaded = _model_of(ctx)
+        ids = ctx.trace.ids[:pos]
+        if p.method == "grad_x_input":
+            scores, output = grad_x_input(loaded, ids, target, p.objective)
+        else:
+            scores, output, base, delta = integrated_gradients(
+                loaded, ids, target, p.objective, p.steps, p.baseline
+            )
+        objective = p.objective
+    total = float(scores.abs().sum())
+    share = scores.abs() / total if total > 0 else torch.zeros_like(scores)
+    return AttributionView(
+        method=p.method, objective=objective, position=pos, target_id=target,
+        target_label=tokens[pos].label, positions=list(range(pos)),
+        labels=[t.label for t in tokens[:pos]], scores=round4(scores), share=round4(share),
+        output=None if output is None else round4(output),
+        baseline_output=None if base is None else round4(base),
+        delta=None if delta is None else round4(delta),
+        steps=p.steps if p.method == "integrated_gradients" else None,
+    )

@@ -1,0 +1,187 @@
+"""Helpers shared by every view: rounding, max-pooling big matrices, checking layer/position.
+
+Views send only what a chart draws: numbers rounded to 4 significant digits (`round4`) and
+matrices larger than a chart can show pooled into bins (`maxpool_2d`, max keeps a sharp
+attention peak visible where a mean would wash it out). Parameter checks raise
+`ViewParamError` with the allowed range so the server can answer 422 with a clear message.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from llmvis.analyses.registry import ViewContext, ViewParamError
+
+SIG_DIGITS = 4
+
+
+def _round_array(a: np.ndarray, digits: int = SIG_DIGITS) -> np.ndarray:
+    """Round a float64 array to `digits` significant digits (0, inf and nan pass through)."""
+    a = np.asarray(a, dtype=np.float64)
+    out = a.copy()
+    finite = np.isfinite(a) & (a != 0)
+    if finite.any():
+        x = a[finite]
+        exp = np.floor(np.log10(np.abs(x))).astype(np.int64)
+        shift = digits - 1 - exp  # decimal places to keep
+        # Multiply/divide by exact powers of ten so that results print short (0.1235, not 0.12350000001).
+        pos = shift >= 0
+        r = np.empty_like(x)
+        scale_up = 10.0 ** shift[pos]
+        r[pos] = np.round(x[pos] * scale_up) / scale_up
+        scale_down = 10.0 ** (-shift[~pos])
+        r[~pos] = np.round(x[~pos] / scale_down) * scale_down
+        out[finite] = r
+    return out
+
+
+def round4(x: Any) -> Any:
+    """4 significant digits; tensors/arrays/lists become nested python lists of floats.
+
+    Non-finite values become None (JSON has no inf/nan). Ints and bools pass through.
+    """
+    if isinstance(x, bool | int) or x is None:
+        return x
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            return None
+        return float(_round_array(np.array([x]))[0])
+    if isinstance(x, torch.Tensor):
+        x = x.detach().to("cpu", torch.float64).numpy()
+    if isinstance(x, list | tuple):
+        if not x:
+            return []
+        if any(isinstance(v, list | tuple | torch.Tensor | np.ndarray) for v in x):
+            return [round4(v) for v in x]
+        x = np.asarray(x, dtype=np.float64)
+    if isinstance(x, np.ndarray | np.generic):
+        arr = _round_array(np.asarray(x, dtype=np.float64))
+        if arr.ndim == 0:
+            return round4(float(arr))
+        if not np.isfinite(arr).all():
+            obj = arr.astype(object)
+            obj[~np.isfinite(arr)] = None
+            return obj.tolist()
+        return arr.tolist()
+    raise TypeError(f"round4 cannot round {type(x).__name__}")
+
+
+def bin_starts(n: int, max_cells: int) -> tuple[int, list[int]]:
+    """(bin size, first source index of each bin) to cut `n` items into ≤ max_cells equal bins."""
+    size = max(1, math.ceil(n / max(1, max_cells)))
+    return size, list(range(0, n, size))
+
+
+def maxpool_2d(matrix: torch.Tensor, max_cells: int = 512) -> tuple[torch.Tensor, list[int], list[int]]:
+    """Max-pool `matrix: [rows, cols]` (or `[..., rows, cols]`) to ≤ max_cells per side.
+
+    Returns `(pooled: [..., r, c], row_indices, col_indices)` where `row_indices[i]` is the first
+    source row of bin i (bin i covers rows `row_indices[i] .. row_indices[i+1]-1`, the last bin
+    ends at the source size). A matrix already small enough comes back unchanged with
+    indices 0..n-1. Bins are equal-sized (the last one may be shorter) so a bin maps to a
+    contiguous block of positions.
+    """
+    rows, cols = matrix.shape[-2], matrix.shape[-1]
+    rsize, ridx = bin_starts(rows, max_cells)
+    csize, cidx = bin_starts(cols, max_cells)
+    if rsize == 1 and csize == 1:
+        return matrix, ridx, cidx
+    lead = matrix.shape[:-2]
+    r_pad = len(ridx) * rsize - rows
+    c_pad = len(cidx) * csize - cols
+    m = matrix
+    if r_pad or c_pad:
+        m = torch.nn.functional.pad(m, (0, c_pad, 0, r_pad), value=float("-inf"))
+    m = m.reshape(*lead, len(ridx), rsize, len(cidx), csize)
+    pooled = m.amax(dim=(-3, -1))
+    return pooled, ridx, cidx
+
+
+def n_layers(ctx: ViewContext) -> int:
+    if ctx.internals is not None:
+        return ctx.internals.n_layers
+    return int(ctx.trace.model.layers)
+
+
+def n_positions(ctx: ViewContext) -> int:
+    return len(ctx.trace.tokens)
+
+
+def check_layer(ctx: ViewContext, layer: int, *, allow_final: bool = False) -> int:
+    """Validate a decoder layer index 0..L-1 (0..L when `allow_final`: the last layer's output)."""
+    top = n_layers(ctx) if allow_final else n_layers(ctx) - 1
+    if not 0 <= layer <= top:
+        raise ViewParamError(f"layer {layer} is out of range: this model has layers 0..{top}")
+    return int(layer)
+
+
+def check_head(ctx: ViewContext, head: int) -> int:
+    heads = int(ctx.trace.model.heads)
+    if not 0 <= head < heads:
+        raise ViewParamError(f"head {head} is out of range: this model has heads 0..{heads - 1}")
+    return int(head)
+
+
+def check_position(ctx: ViewContext, pos: int) -> int:
+    """Validate a position 0..T-1 of the run."""
+    t = n_positions(ctx)
+    if t == 0:
+        raise ViewParamError("this run has no tokens")
+    if not 0 <= pos < t:
+        raise ViewParamError(f"position {pos} is beyond the run: positions are 0..{t - 1}")
+    return int(pos)
+
+
+def default_position(ctx: ViewContext, pos: int | None) -> int:
+    """`pos` checked, or the last position of the run when None."""
+    return check_position(ctx, n_positions(ctx) - 1 if pos is None else pos)
+
+
+def check_window(ctx: ViewContext, start: int | None, end: int | None) -> tuple[int, int]:
+    """A half-open window [start, end) of positions; None means the run's start/end."""
+    t = n_positions(ctx)
+    s = 0 if start is None else start
+    e = t if end is None else end
+    if not (0 <= s < e <= t):
+        raise ViewParamError(f"window [{s}, {e}) is not inside the run: need 0 <= start < end <= {t}")
+    return s, e
+
+
+def token_labels(ctx: ViewContext, indices: list[int] | range | None = None) -> list[str]:
+    """Readable labels for the given positions (all positions when None)."""
+    toks = ctx.trace.tokens
+    if indices is None:
+        return [t.label for t in toks]
+    return [toks[i].label for i in indices]
+
+
+_LABELERS: dict[int, Any] = {}
+
+
+def id_label(ctx: ViewContext, token_id: int) -> str:
+    """Readable label of any token id (same labels as the trace's tokens)."""
+    if ctx.loaded is None:
+        return f"<{token_id}>"
+    from llmvis.generation.detok import Labeler
+
+    tok = ctx.loaded.tokenizer
+    labeler = _LABELERS.get(id(tok))
+    if labeler is None or labeler.tokenizer is not tok:
+        labeler = _LABELERS[id(tok)] = Labeler(tok)
+    return labeler(int(token_id))
+
+
+def pool_bins(matrix: torch.Tensor, rsize: int, csize: int) -> torch.Tensor:
+    """Max over consecutive blocks of `rsize` rows × `csize` cols of `matrix: [..., R, C]`."""
+    rows, cols = matrix.shape[-2], matrix.shape[-1]
+    nr, nc = math.ceil(rows / rsize), math.ceil(cols / csize)
+    if rsize == 1 and csize == 1:
+        return matrix
+    m = matrix
+    if nr * rsize != rows or nc * csize != cols:
+        m = torch.nn.functional.pad(m, (0, nc * csize - cols, 0, nr * rsize - rows), value=float("-inf"))
+    return m.reshape(*matrix.shape[:-2], nr, rsize, nc, csize).amax(dim=(-3, -1))

@@ -1,0 +1,53 @@
+"""Settings for `llmvis serve`: one pydantic model filled from CLI flags (and LLMVIS_* env vars).
+
+A plain pydantic model rather than a settings framework: the CLI builds it from argparse,
+tests build it directly with a temporary data dir, and `from_env` covers container use.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from platformdirs import user_data_path
+from pydantic import BaseModel, Field
+
+DEFAULT_PORT = 5050
+
+
+def default_data_dir() -> Path:
+    return user_data_path("llmvis", appauthor=False)
+
+
+class Settings(BaseModel):
+    host: str = Field(default="127.0.0.1", description="address to bind; non-loopback requires a token")
+    port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description=f"None = {DEFAULT_PORT}, or the next free port when it is taken",
+    )
+    model: str = Field(default="smollm2", description="model spec: smollm2, a directory, a .gguf, an HF id")
+    device: str | None = None
+    dtype: str | None = None
+    trust_remote_code: bool = False
+    data_dir: Path = Field(default_factory=default_data_dir, description="SQLite run store lives here")
+    cache_bytes: int = Field(default=1 << 30, ge=0, description="activation cache budget")
+    queue_size: int = Field(default=4, ge=0, le=1000, description="runs allowed to wait behind the running one")
+    token: str | None = Field(default=None, min_length=8, description="access token (required off loopback)")
+    open_browser: bool = False
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "runs.sqlite3"
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Settings from LLMVIS_<FIELD> environment variables, then explicit overrides."""
+        values: dict[str, object] = {}
+        for name in cls.model_fields:
+            raw = os.environ.get(f"LLMVIS_{name.upper()}")
+            if raw is not None:
+                values[name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(values)

@@ -1,0 +1,18 @@
+"""Streaming generation with per-token statistics."""
+
+from llmvis.generation.errors import GenerationError
+from llmvis.generation.events import DoneEvent, GenerationEvent, StartEvent, TokenEvent
+from llmvis.generation.generate import Generation, generate, start_generation
+from llmvis.generation.sampling import SamplingParams
+
+__all__ = [
+    "DoneEvent",
+    "Generation",
+    "GenerationError",
+    "GenerationEvent",
+    "SamplingParams",
+    "StartEvent",
+    "TokenEvent",
+    "generate",
+    "start_generation",
+]

@@ -1,0 +1,38 @@
+"""Events streamed while a run generates: start, one token event per token, done.
+
+The server forwards them as SSE events of the same names; `error` is added there.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+from llmvis.generation.sampling import SamplingParams
+from llmvis.models.info import ModelInfo
+from llmvis.trace import FinishReason, Timings, Token
+
+
+class StartEvent(BaseModel):
+    type: Literal["start"] = "start"
+    run_id: str
+    prompt_tokens: list[Token]
+    params: SamplingParams
+    model: ModelInfo
+
+
+class TokenEvent(BaseModel):
+    type: Literal["token"] = "token"
+    token: Token
+
+
+class DoneEvent(BaseModel):
+    type: Literal["done"] = "done"
+    run_id: str
+    finish_reason: FinishReason
+    timings: Timings
+    text: str
+
+
+GenerationEvent = StartEvent | TokenEvent | DoneEvent

@@ -1,0 +1,228 @@
+"""The streaming generation loop: one forward per token, statistics captured on the device.
+
+The loop is deliberately plain — prefill, then one decode step per token with the model's own
+KV cache — so that greedy output equals `model.generate(do_sample=False)` and the recorded
+probabilities equal the softmax of the scores transformers itself computes. The sampler is
+transformers' own warpers (temperature, top-k, top-p) followed by torch.multinomial with a
+seeded generator, so the same seed and params give the same tokens.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+
+import torch
+from transformers import DynamicCache
+
+from llmvis.generation.chat import build_prompt
+from llmvis.generation.detok import IncrementalDetokenizer, Labeler
+from llmvis.generation.errors import GenerationError
+from llmvis.generation.events import DoneEvent, GenerationEvent, StartEvent, TokenEvent
+from llmvis.generation.sampling import build_processors
+from llmvis.generation.stats import prompt_rows, row_to_stats, row_width, step_row
+from llmvis.models.loaded import LoadedModel
+from llmvis.trace import FinishReason, GenerationRequest, Timings, Token, Trace
+
+PREFILL_CHUNK = 512  # prompt positions whose full logits are held at once
+
+
+class Generation:
+    """An iterator of events for one run; `trace` holds everything produced so far."""
+
+    def __init__(
+        self, loaded: LoadedModel, request: GenerationRequest, cancel: threading.Event | None = None
+    ) -> None:
+        self.loaded = loaded
+        self.cancel = cancel or threading.Event()
+        prompt = build_prompt(loaded.tokenizer, request)
+        self.prompt_ids = prompt.ids
+        self.roles = prompt.roles
+        self.forced = list(request.forced_tokens)
+        vocab = loaded.info.vocab_size
+        if any(not 0 <= t < vocab for t in self.forced):
+            raise GenerationError(f"forced token ids must be in [0, {vocab})")
+        context = loaded.info.context_length
+        start_len = len(self.prompt_ids) + len(self.forced)
+        wanted = request.params.max_new_tokens
+        if start_len + wanted > context:
+            raise GenerationError(
+                f"prompt ({start_len} tokens) + max_new_tokens ({wanted}) = {start_len + wanted} "
+                f"exceeds the model's context length ({context})"
+            )
+        seed = request.params.seed
+        if seed is None:
+            seed = random.SystemRandom().randrange(2**31)
+        self.params = request.params.model_copy(update={"seed": seed})
+        self.labeler = Labeler(loaded.tokenizer)
+        self.trace = Trace(
+            request=request,
+            params=self.params,
+            model=loaded.info,
+            prompt_len=len(self.prompt_ids),
+            title=_title(request),
+        )
+        self._events = self._run()
+
+    def __iter__(self) -> Iterator[GenerationEvent]:
+        return self
+
+    def __next__(self) -> GenerationEvent:
+        return next(self._events)
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def _run(self) -> Iterator[GenerationEvent]:
+        params, model, device = self.params, self.loaded.model, self.loaded.device
+        top_n = params.top_n
+        t0 = time.perf_counter()
+        known = self.prompt_ids + self.forced
+        detok = IncrementalDetokenizer(self.loaded.tokenizer)
+        cache = DynamicCache(config=model.config)
+        cache_kw = self.loaded.cache_kwargs(cache)
+        rows, last_logits = self._prefill(known, cache, top_n)
+        for pos, token_id in enumerate(known):
+            is_prompt = pos < len(self.prompt_ids)
+            stats = None if pos == 0 else row_to_stats(rows[pos - 1], top_n, self.labeler, sampled=False)
+            self.trace.tokens.append(
+                self._token(pos, token_id, detok.push(token_id), "prompt" if is_prompt else "generated",
+                            self.roles[pos] if is_prompt else "assistant", stats)
+            )
+        prefill_s = time.perf_counter() - t0
+        yield StartEvent(
+            run_id=self.trace.id,
+            prompt_tokens=list(self.trace.tokens),
+            params=params,
+            model=self.loaded.info,
+        )
+        finish: FinishReason = "length"
+        first_token_s = 0.0
+        processors = build_processors(params)
+        generator = torch.Generator(device=device).manual_seed(int(params.seed or 0))
+        flush_every = 1 if device.type == "cpu" else 8
+        buffer = torch.full((params.max_new_tokens, row_width(top_n)), float("nan"), device=device)
+        input_ids = torch.tensor([known], device=device)
+        stop_ids = self.loaded.stop_ids
+        pending: list[tuple[int, int]] = []  # (step, token id) whose rows are not fetched yet
+        generated_text = ""
+        try:
+            for step in range(params.max_new_tokens):
+                if self.cancel.is_set():
+                    finish = "cancelled"
+                    break
+                with torch.inference_mode():
+                    raw = last_logits.float()
+                    processed = processors(input_ids, raw[None])[0] if processors else raw
+                    if params.greedy:
+                        chosen = raw.argmax()
+                    else:
+                        probs = torch.softmax(processed, -1)
+                        chosen = torch.multinomial(probs, 1, generator=generator)[0]
+                    step_row(raw, processed, chosen, top_n, buffer[step])
+                    token_id = int(chosen)  # the one host sync a step needs
+                    pending.append((step, token_id))
+                    done = token_id in stop_ids or step == params.max_new_tokens - 1
+                    if not done:
+                        next_ids = chosen.view(1, 1)
+                        input_ids = torch.cat([input_ids, next_ids], dim=1)
+                        out = model(input_ids=next_ids, **cache_kw)
+                        last_logits = out.logits[0, -1]
+                if len(pending) >= flush_every or done or self.cancel.is_set():
+                    fetched = buffer[pending[0][0] : pending[-1][0] + 1].tolist()
+                    for (_, tid), row in zip(pending, fetched, strict=True):
+                        piece = detok.push(tid)
+                        generated_text += piece
+                        stats = row_to_stats(row, top_n, self.labeler)
+                        token = self._token(len(self.trace.tokens), tid, piece, "generated", "assistant", stats)
+                        self.trace.tokens.append(token)
+                        if not first_token_s:
+                            first_token_s = time.perf_counter() - t0
+                        yield TokenEvent(token=token)
+                    pending.clear()
+                if token_id in stop_ids:
+                    finish = "eos"
+                    break
+                if params.stop and any(s in generated_text for s in params.stop):
+                    finish = "stop"
+                    break
+        except BaseException as exc:
+            self._finish("error" if not isinstance(exc, GeneratorExit) else "cancelled", t0, prefill_s,
+                         first_token_s, error=str(exc) or type(exc).__name__)
+            raise
+        self._finish(finish, t0, prefill_s, first_token_s)
+        yield DoneEvent(
+            run_id=self.trace.id,
+            finish_reason=finish,
+            timings=self.trace.timings,
+            text=self.trace.text,
+        )
+
+    def _prefill(
+        self, known: list[int], cache: DynamicCache, top_n: int
+    ) -> tuple[list[list[float]], torch.Tensor]:
+        """Run the prompt through the model in chunks, keeping the statistics of every known
+        token given its prefix; returns the rows and the logits after the last position."""
+        model, device = self.loaded.model, self.loaded.device
+        ids = torch.tensor(known, device=device)
+        rows: list[list[float]] = []
+        last = None
+        with torch.inference_mode():
+            for start in range(0, len(known), PREFILL_CHUNK):
+                chunk = ids[start : start + PREFILL_CHUNK]
+                out = model(input_ids=chunk[None], **self.loaded.cache_kwargs(cache))
+                logits = out.logits[0].float()
+                targets = ids[start + 1 : start + 1 + chunk.shape[0]]
+                if targets.shape[0]:
+                    rows.extend(prompt_rows(logits[: targets.shape[0]], targets, top_n).tolist())
+                last = logits[-1]
+                del out, logits
+        assert last is not None
+        return rows, last
+
+    def _token(self, pos, token_id, piece, kind, role, stats) -> Token:
+        return Token(
+            position=pos,
+            id=token_id,
+            text=piece,
+            label=self.labeler(token_id),
+            kind=kind,
+            role=role,
+            special=token_id in self.labeler.special_ids,
+            stats=stats,
+        )
+
+    def _finish(self, finish, t0, prefill_s, first_token_s, error: str | None = None) -> None:
+        total = time.perf_counter() - t0
+        n = len(self.trace.tokens) - self.trace.prompt_len - len(self.forced)
+        self.trace.finish_reason = finish
+        self.trace.error = error
+        self.trace.timings = Timings(
+            prefill_s=prefill_s,
+            first_token_s=first_token_s,
+            decode_s=max(0.0, total - prefill_s),
+            total_s=total,
+            tokens_per_s=n / total if total > 0 else 0.0,
+        )
+
+
+def _title(request: GenerationRequest) -> str:
+    text = request.prompt or next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+    text = " ".join(text.split())
+    return text[:80] + ("…" if len(text) > 80 else "")
+
+
+def start_generation(
+    loaded: LoadedModel, request: GenerationRequest, cancel: threading.Event | None = None
+) -> Generation:
+    """Validate the request (raising GenerationError) and return its event iterator."""
+    return Generation(loaded, request, cancel)
+
+
+def generate(loaded: LoadedModel, request: GenerationRequest) -> Trace:
+    """Run to the end and return the Trace."""
+    generation = start_generation(loaded, request)
+    for _ in generation:
+        pass
+    return generation.trace

@@ -1,0 +1,116 @@
+"""Per-token statistics computed on the device from the logits alone.
+
+Each generated token's statistics are packed into one row of a preallocated device buffer,
+so a step needs no host round-trip except the chosen id; rows are fetched in batches.
+Row layout (floats; ids are exact in fp32 below 2**24):
+    [raw_prob, sampled_prob, rank, raw_entropy, sampled_entropy, logit_gap, gap_to_top1,
+     top_ids(N), top_logits(N), top_raw_probs(N), top_sampled_probs(N)]
+"""
+
+from __future__ import annotations
+
+import torch
+
+from llmvis.trace import Candidate, TokenStats
+
+SCALARS = 7
+
+
+def row_width(top_n: int) -> int:
+    return SCALARS + 4 * top_n
+
+
+def _entropy(logp: torch.Tensor) -> torch.Tensor:
+    """Entropy in nats of distributions given as log-probabilities [..., V] (-inf allowed)."""
+    p = logp.exp()
+    return -(p * torch.where(p > 0, logp, torch.zeros_like(logp))).sum(-1)
+
+
+def step_row(
+    raw: torch.Tensor, processed: torch.Tensor, chosen: torch.Tensor, top_n: int, out: torch.Tensor
+) -> None:
+    """Fill `out` [row_width] with the statistics of one step.
+
+    raw, processed: [V] fp32 logits before / after temperature, top-k, top-p; chosen: [] long.
+    """
+    raw_logp = torch.log_softmax(raw, -1)
+    samp_logp = torch.log_softmax(processed, -1)
+    chosen_logit = raw[chosen]
+    top_logits, top_ids = raw.topk(min(top_n + 1, raw.shape[-1]))
+    second = top_logits[1] if top_logits.shape[0] > 1 else top_logits[0]
+    n = top_n
+    out[0] = raw_logp[chosen].exp()
+    out[1] = samp_logp[chosen].exp()
+    out[2] = (raw > chosen_logit).sum()
+    out[3] = _entropy(raw_logp)
+    out[4] = _entropy(samp_logp)
+    out[5] = top_logits[0] - second
+    out[6] = top_logits[0] - chosen_logit
+    k = min(n, top_ids.shape[0])
+    ids = top_ids[:k]
+    base = SCALARS
+    out[base : base + k] = ids.to(out.dtype)
+    out[base + n : base + n + k] = top_logits[:k]
+    out[base + 2 * n : base + 2 * n + k] = raw_logp[ids].exp()
+    out[base + 3 * n : base + 3 * n + k] = samp_logp[ids].exp()
+
+
+def row_to_stats(row: list[float], top_n: int, label, sampled: bool = True) -> TokenStats:
+    """Unpack one fetched row into TokenStats; `label(id)` names candidate tokens."""
+    base = SCALARS
+    top = []
+    for i in range(top_n):
+        logit = row[base + top_n + i]
+        token_id = int(row[base + i])
+        if logit != logit:  # NaN marks an unused slot (vocab smaller than top_n)
+            continue
+        top.append(
+            Candidate(
+                id=token_id,
+                label=label(token_id),
+                logit=logit,
+                raw_prob=row[base + 2 * top_n + i],
+                sampled_prob=row[base + 3 * top_n + i] if sampled else None,
+            )
+        )
+    return TokenStats(
+        raw_prob=row[0],
+        sampled_prob=row[1] if sampled else None,
+        rank=int(row[2]),
+        raw_entropy=row[3],
+        sampled_entropy=row[4] if sampled else None,
+        logit_gap=row[5],
+        gap_to_top1=row[6],
+        top=top,
+    )
+
+
+def prompt_rows(logits: torch.Tensor, next_ids: torch.Tensor, top_n: int) -> torch.Tensor:
+    """Statistics of known next tokens given their prefix, for a chunk of prompt positions.
+
+    logits: [C, V] fp32 at positions i; next_ids: [C] the tokens at positions i + 1.
+    Returns [C, row_width] (sampled columns repeat the raw ones; callers drop them).
+    """
+    logp = torch.log_softmax(logits, -1)
+    chosen_logit = logits.gather(1, next_ids[:, None])[:, 0]
+    k = min(top_n + 1, logits.shape[-1])
+    top_logits, top_ids = logits.topk(k, dim=-1)
+    second = top_logits[:, 1] if k > 1 else top_logits[:, 0]
+    rows = torch.full((logits.shape[0], row_width(top_n)), float("nan"), device=logits.device)
+    chosen_p = logp.gather(1, next_ids[:, None])[:, 0].exp()
+    entropy = _entropy(logp)
+    rows[:, 0] = chosen_p
+    rows[:, 1] = chosen_p
+    rows[:, 2] = (logits > chosen_logit[:, None]).sum(-1)
+    rows[:, 3] = entropy
+    rows[:, 4] = entropy
+    rows[:, 5] = top_logits[:, 0] - second
+    rows[:, 6] = top_logits[:, 0] - chosen_logit
+    n = min(top_n, k)
+    ids = top_ids[:, :n]
+    rows[:, SCALARS : SCALARS + n] = ids.float()
+    rows[:, SCALARS + top_n : SCALARS + top_n + n] = top_logits[:, :n]
+    probs = logp.gather(1, ids).exp()
+    rows[:, SCALARS + 2 * top_n : SCALARS + 2 * top_n + n] = probs
+    rows[:, SCALARS + 3 * top_n : SCALARS + 3 * top_n + n] = probs
+    return rows

@@ -1,0 +1,455 @@
+"""Internals of one run: the residual stream captured once, attention recomputed per layer.
+
+Keeping every layer's attention for a long run costs O(L·H·T²) memory and forces the slow
+eager kernel. Instead one teacher-forced forward with the model's fast (SDPA) kernel keeps,
+through forward hooks, what every view needs — O(L·T·d):
+
+    residual(l):  [T, d]  input of decoder layer l (residual(L) = last layer's output)
+    attn_out(l):  [T, d]  what layer l's attention adds to the residual stream
+    mlp_out(l):   [T, d]  what layer l's MLP adds   (residual(l+1) = residual(l) + attn + mlp)
+
+Attention of one layer is then recomputed from residual(l) with the layer's *own* modules
+(input norm, q/k projections, q/k norms, rotary embedding and `apply_rotary_pos_emb` from the
+model's module, GQA sharing, scaling, causal + sliding-window mask, soft-capping), with the
+softmax in fp32: milliseconds, exact against eager `output_attentions`. The decoder layer
+itself is never re-implemented: captures come from hooks on the real forward.
+
+Captures live in a bytes-bounded LRU `ActivationCache` keyed by the run. Tensors stay on the
+device of the layer that produced them (models split over devices work); results of the
+public methods are on that device too, callers move them with `.cpu()`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from llmvis.models.loaded import LoadedModel, text_config
+
+DEFAULT_CACHE_BYTES = 1 << 30
+
+
+# ----------------------------------------------------------------------------- cache
+
+
+class ActivationCache:
+    """LRU over captured runs (and recomputed attention), bounded by `max_bytes`.
+
+    An entry larger than the whole budget is still kept (alone) so the view that asked for
+    it does not recompute it on every request; everything else is evicted first.
+    Thread-safe; `capture_lock` serialises captures so two requests never run the same
+    forward twice.
+    """
+
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES):
+        self.max_bytes = int(max_bytes)
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+        self.bytes = 0
+        self._entries: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.capture_lock = threading.RLock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._entries
+
+    def get(self, key: Any) -> Any | None:
+        with self._lock:
+            item = self._entries.get(key)
+            if item is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return item[0]
+
+    def peek(self, key: Any) -> Any | None:
+        """The entry if present, without counting a hit/miss or refreshing its recency."""
+        with self._lock:
+            item = self._entries.get(key)
+            return None if item is None else item[0]
+
+    def put(self, key: Any, value: Any, nbytes: int) -> None:
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self.bytes -= old[1]
+            while self._entries and self.bytes + nbytes > self.max_bytes:
+                _, (_, size) = self._entries.popitem(last=False)
+                self.bytes -= size
+                self.evictions += 1
+            self._entries[key] = (value, int(nbytes))
+            self.bytes += int(nbytes)
+
+    def discard(self, key: Any) -> None:
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self.bytes -= old[1]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.bytes = 0
+
+    def stats(self) -> dict[str, int]:
+        return {"entries": len(self._entries), "bytes": self.bytes, "max_bytes": self.max_bytes,
+                "hits": self.hits, "misses": self.misses, "evictions": self.evictions}
+
+
+@dataclass
+class Capture:
+    """One run's residual stream: lists of [T, d] tensors (see module docstring)."""
+
+    residual: list[torch.Tensor]  # L + 1
+    attn: list[torch.Tensor]  # L
+    mlp: list[torch.Tensor]  # L
+    nbytes: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.nbytes = sum(t.numel() * t.element_size() for t in (*self.residual, *self.attn, *self.mlp))
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _first(x: Any) -> torch.Tensor:
+    """The hidden-states tensor of a module output (tensor or tuple whose first item it is)."""
+    return x[0] if isinstance(x, tuple | list) else x
+
+
+def _device_of(module: torch.nn.Module, default: torch.device) -> torch.device:
+    for p in module.parameters():
+        return p.device
+    for b in module.buffers():
+        return b.device
+    return default
+
+
+_SOFTCAP_PASSED: dict[type, bool] = {}
+
+
+def _passes_softcap(attn: torch.nn.Module) -> bool:
+    """Whether this attention class hands its soft-cap to the attention kernel.
+
+    Some classes keep `attn_logit_softcapping` without using it (Gemma3 in transformers 5),
+    others pass `softcap=` (Gemma2). We follow what the model's forward actually does.
+    """
+    cls = type(attn)
+    if cls not in _SOFTCAP_PASSED:
+        try:
+            source = inspect.getsource(cls.forward)
+        except (OSError, TypeError):
+            source = "softcap="
+        _SOFTCAP_PASSED[cls] = "softcap=" in source
+    return _SOFTCAP_PASSED[cls]
+
+
+def default_key(loaded: LoadedModel, ids: list[int]) -> str:
+    h = hashlib.sha1()
+    h.update(f"{loaded.info.name}|{loaded.info.path}|{loaded.info.dtype}|".encode())
+    h.update(torch.tensor(ids, dtype=torch.int64).numpy().tobytes())
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- internals
+
+
+class Internals:
+    """Lazy access to one run's internals (see module docstring). Cheap to construct."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        ids: list[int],
+        cache: ActivationCache | None = None,
+        key: str | None = None,
+    ):
+        if not ids:
+            raise ValueError("Internals needs at least one token")
+        self.loaded = loaded
+        self.ids = [int(i) for i in ids]
+        self.cache = cache if cache is not None else ActivationCache()
+        self.key = key or default_key(loaded, self.ids)
+        model = loaded.model
+        self.model = model
+        self.config = text_config(model.config)
+        self.base = getattr(model, model.base_model_prefix, None) or model.get_decoder()
+        self.layers: torch.nn.ModuleList = self.base.layers
+        self.final_norm = self.base.norm
+        self.lm_head = model.get_output_embeddings()
+
+    # ------------------------------------------------------------------ sizes
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def n_positions(self) -> int:
+        return len(self.ids)
+
+    @property
+    def n_heads(self) -> int:
+        return int(self.config.num_attention_heads)
+
+    # ------------------------------------------------------------------ capture
+
+    def capture(self) -> Capture:
+        """Run the teacher-forced forward now (or return the cached capture)."""
+        entry = self.cache.get(self.key)
+        if entry is not None:
+            return entry
+        with self.cache.capture_lock:
+            if self.key in self.cache:  # captured by another thread meanwhile
+                entry = self.cache.get(self.key)
+                if entry is not None:
+                    return entry
+            entry = self._run_capture()
+            self.cache.put(self.key, entry, entry.nbytes)
+            return entry
+
+    def _sandwich(self, layer: torch.nn.Module) -> bool:
+        """Gemma2/3-style layers normalise each block's output before adding it to the residual."""
+        return hasattr(layer, "post_feedforward_layernorm")
+
+    @torch.no_grad()
+    def _run_capture(self) -> Capture:
+        n = self.n_layers
+        residual: list[Any] = [None] * (n + 1)
+        attn: list[Any] = [None] * n
+        mlp: list[Any] = [None] * n
+        me = threading.get_ident()  # the model may be shared: ignore other threads' forwards
+
+        def layer_in(i: int):
+            def hook(_mod, args, kwargs):
+                if threading.get_ident() == me:
+                    h = args[0] if args else kwargs["hidden_states"]
+                    residual[i] = h[0].detach()
+
+            return hook
+
+        def store(target: list[Any], i: int):
+            def hook(_mod, _args, output):
+                if threading.get_ident() == me:
+                    target[i] = _first(output)[0].detach()
+
+            return hook
+
+        handles = []
+        try:
+            for i, layer in enumerate(self.layers):
+                handles.append(layer.register_forward_pre_hook(layer_in(i), with_kwargs=True))
+                sandwich = self._sandwich(layer)
+                attn_mod = layer.post_attention_layernorm if sandwich else layer.self_attn
+                mlp_mod = layer.post_feedforward_layernorm if sandwich else layer.mlp
+                handles.append(attn_mod.register_forward_hook(store(attn, i)))
+                handles.append(mlp_mod.register_forward_hook(store(mlp, i)))
+            handles.append(self.layers[-1].register_forward_hook(store(residual, n)))
+            x = torch.tensor([self.ids], device=self.loaded.device)
+            self.base(input_ids=x, use_cache=False)
+        finally:
+            for h in handles:
+                h.remove()
+        missing = [i for i, t in enumerate(residual) if t is None]
+        if missing or any(t is None for t in attn) or any(t is None for t in mlp):
+            raise RuntimeError(f"capture hooks did not fire for this architecture (layers {missing})")
+        return Capture(residual, attn, mlp)
+
+    # ------------------------------------------------------------------ residual stream
+
+    def _check_layer(self, layer: int, top: int) -> int:
+        if not 0 <= layer <= top:
+            raise IndexError(f"layer {layer} out of range 0..{top}")
+        return layer
+
+    def residual(self, layer: int) -> torch.Tensor:
+        """[T, d] input of decoder layer `layer`; `residual(L)` is the last layer's output."""
+        return self.capture().residual[self._check_layer(layer, self.n_layers)]
+
+    def attn_out(self, layer: int) -> torch.Tensor:
+        """[T, d] attention block's contribution added to the residual stream by `layer`."""
+        return self.capture().attn[self._check_layer(layer, self.n_layers - 1)]
+
+    def mlp_out(self, layer: int) -> torch.Tensor:
+        """[T, d] MLP block's contribution added to the residual stream by `layer`."""
+        return self.capture().mlp[self._check_layer(layer, self.n_layers - 1)]
+
+    # ------------------------------------------------------------------ attention
+
+    def window(self, layer: int) -> int | None:
+        """Sliding window of `layer` (None = full causal), as the model's own mask uses it."""
+        attn = self.layers[layer].self_attn
+        if hasattr(attn, "sliding_window"):  # per-layer value (Qwen2/3, Gemma3)
+            return attn.sliding_window
+        types = getattr(self.config, "layer_types", None)
+        window = getattr(self.config, "sliding_window", None)
+        if types is not None:
+            return window if types[layer] == "sliding_attention" else None
+        return window  # Mistral: one window for every layer
+
+    def _rotary(self, layer: int, x: torch.Tensor, positions: torch.Tensor):
+        """(cos, sin): [1, n, head_dim] for `positions`, from the model's rotary embedding."""
+        attn = self.layers[layer].self_attn
+        types = getattr(self.config, "layer_types", None)
+        layer_type = types[layer] if types is not None else None
+        rotary = getattr(attn, "rotary_emb", None)
+        if rotary is None:
+            local = getattr(self.base, "rotary_emb_local", None)
+            rotary = local if (local is not None and layer_type == "sliding_attention") else self.base.rotary_emb
+        dev = _device_of(rotary, x.device)
+        pos = positions.to(dev)[None]
+        xs = x.to(dev)
+        if "layer_type" in inspect.signature(rotary.forward).parameters and layer_type is not None:
+            cos, sin = rotary(xs, pos, layer_type)
+        else:
+            cos, sin = rotary(xs, pos)
+        return cos.to(x.device), sin.to(x.device)
+
+    def _qk(self, layer: int, queries: torch.Tensor, keys_end: int):
+        """Post-rotary q: [H, len(queries), hd] and GQA-expanded k: [H, keys_end, hd] (fp32)."""
+        mod = self.layers[layer]
+        attn = mod.self_attn
+        dev = _device_of(mod.input_layernorm, self.loaded.device)
+        h = self.residual(layer)[:keys_end].to(dev)
+        x = mod.input_layernorm(h)[None]  # [1, K, d]
+        hd = int(attn.head_dim)
+        xq = x[:, queries.to(dev)]
+        q = attn.q_proj(xq)
+        k = attn.k_proj(x)
+        q_norm, k_norm = getattr(attn, "q_norm", None), getattr(attn, "k_norm", None)
+        per_head = q_norm is not None and q_norm.weight.numel() == hd
+        if q_norm is not None and not per_head:  # OLMo-style norm over all heads at once
+            q, k = q_norm(q), k_norm(k)
+        q = q.view(1, q.shape[1], -1, hd)
+        k = k.view(1, k.shape[1], -1, hd)
+        if per_head:
+            q, k = q_norm(q), k_norm(k)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)  # [1, heads, n, hd]
+        apply_rope = sys.modules[type(attn).__module__].apply_rotary_pos_emb
+        cos_k, sin_k = self._rotary(layer, x, torch.arange(keys_end, device=dev))
+        qpos = queries.to(cos_k.device)
+        _, k = apply_rope(k, k, cos_k, sin_k)
+        q, _ = apply_rope(q, q, cos_k[:, qpos], sin_k[:, qpos])
+        groups = q.shape[1] // k.shape[1]
+        k = k.repeat_interleave(groups, dim=1) if groups > 1 else k
+        return q[0].float(), k[0].float()
+
+    def _weights(self, layer: int, q: torch.Tensor, k: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+        """softmax(q·kᵀ·scaling, soft-capped, causal/window-masked) in fp32: [H, n, K]."""
+        attn = self.layers[layer].self_attn
+        scores = torch.matmul(q, k.transpose(-1, -2)) * float(attn.scaling)
+        cap = getattr(attn, "attn_logit_softcapping", None)
+        if cap is not None and _passes_softcap(attn):
+            scores = torch.tanh(scores / cap) * cap
+        key_pos = torch.arange(k.shape[-2], device=scores.device)
+        qpos = queries.to(scores.device)[:, None]
+        allowed = key_pos[None, :] <= qpos
+        window = self.window(layer)
+        if window is not None:
+            allowed &= key_pos[None, :] > qpos - int(window)
+        scores = scores.masked_fill(~allowed, float("-inf"))
+        return torch.softmax(scores, dim=-1)
+
+    @torch.no_grad()
+    def attention(self, layer: int, queries: slice | Sequence[int] | None = None) -> torch.Tensor:
+        """attention: [heads, query, key] of `layer` for query rows `queries` (default all), keys 0..T-1.
+
+        Full matrices of runs small enough (≤ 1/8 of the cache) are cached, so a second view
+        of the same layer is cheap. Long runs: ask for row slices and pool as you go.
+        """
+        self._check_layer(layer, self.n_layers - 1)
+        t = self.n_positions
+        if queries is None:
+            rows: Sequence[int] = range(t)
+        elif isinstance(queries, slice):
+            rows = range(t)[queries]
+        else:
+            rows = [int(q) for q in queries]
+            if any(not 0 <= q < t for q in rows):
+                raise IndexError(f"query positions must be in 0..{t - 1}")
+        full = isinstance(rows, range) and rows == range(t)
+        cache_key = (self.key, "attention", layer)
+        if full:
+            hit = self.cache.get(cache_key)
+            if hit is not None:
+                return hit
+        else:
+            hit = self.cache.peek(cache_key)
+            if hit is not None:
+                return hit[:, list(rows)]
+        q_idx = torch.tensor(list(rows), dtype=torch.long)
+        keys_end = t if len(rows) == 0 else max(rows) + 1
+        q, k = self._qk(layer, q_idx, keys_end)
+        w = self._weights(layer, q, k, q_idx)
+        if keys_end < t:
+            w = torch.nn.functional.pad(w, (0, t - keys_end))
+        if full:
+            nbytes = w.numel() * w.element_size()
+            if nbytes <= self.cache.max_bytes // 8:
+                self.cache.put(cache_key, w, nbytes)
+        return w
+
+    @torch.no_grad()
+    def attention_row(self, position: int) -> torch.Tensor:
+        """attention_row: [layers, heads, key] — how `position` attends, every layer and head.
+
+        Keys after `position` are zero. Costs O(L·T·d): no T×T matrix is built. On CPU.
+        """
+        if not 0 <= position < self.n_positions:
+            raise IndexError(f"position {position} out of range 0..{self.n_positions - 1}")
+        q_idx = torch.tensor([position])
+        out = torch.zeros(self.n_layers, self.n_heads, self.n_positions)
+        for layer in range(self.n_layers):
+            q, k = self._qk(layer, q_idx, position + 1)
+            out[layer, :, : position + 1] = self._weights(layer, q, k, q_idx)[:, 0].cpu()
+        return out
+
+    # ------------------------------------------------------------------ MLP and unembedding
+
+    @torch.no_grad()
+    def mlp_input(self, layer: int) -> torch.Tensor:
+        """[T, d] what layer's MLP reads: its pre-MLP norm of the residual after attention."""
+        mod = self.layers[layer]
+        norm = getattr(mod, "pre_feedforward_layernorm", None) if self._sandwich(mod) else None
+        norm = norm if norm is not None else mod.post_attention_layernorm
+        dev = _device_of(norm, self.loaded.device)
+        mid = self.residual(layer).to(dev) + self.attn_out(layer).to(dev)
+        return norm(mid)
+
+    @torch.no_grad()
+    def mlp_activations(self, layer: int) -> torch.Tensor:
+        """[T, intermediate] act_fn(gate_proj(x)) * up_proj(x): the input of down_proj."""
+        self._check_layer(layer, self.n_layers - 1)
+        mlp = self.layers[layer].mlp
+        if not all(hasattr(mlp, n) for n in ("gate_proj", "up_proj", "act_fn")):
+            raise NotImplementedError(f"{type(mlp).__name__} is not a gated MLP (gate_proj/up_proj/act_fn)")
+        x = self.mlp_input(layer).to(_device_of(mlp, self.loaded.device))
+        return mlp.act_fn(mlp.gate_proj(x)) * mlp.up_proj(x)
+
+    @torch.no_grad()
+    def normed(self, hidden: torch.Tensor) -> torch.Tensor:
+        """final norm of `hidden: [..., d]` (on the norm's device)."""
+        return self.final_norm(hidden.to(_device_of(self.final_norm, hidden.device)))
+
+    @torch.no_grad()
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """logits: [..., V] = lm_head(final_norm(hidden: [..., d])), soft-capped where configured."""
+        h = self.normed(hidden)
+        out = self.lm_head(h.to(_device_of(self.lm_head, h.device))).float()
+        cap = getattr(self.config, "final_logit_softcapping", None)
+        if cap:
+            out = torch.tanh(out / cap) * cap
+        return out

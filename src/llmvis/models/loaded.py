@@ -1,0 +1,91 @@
+"""LoadedModel: a causal LM, its tokenizer and its ModelInfo, ready for generation and views."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from llmvis.models.info import ModelInfo
+
+
+@dataclass
+class LoadedModel:
+    model: Any  # transformers PreTrainedModel (a *ForCausalLM), in eval mode
+    tokenizer: Any  # transformers PreTrainedTokenizer(Fast)
+    info: ModelInfo
+    stop_ids: frozenset[int] = field(default_factory=frozenset)
+
+    @property
+    def device(self) -> torch.device:
+        """Where inputs go: the device of the input embeddings (first shard under a device map)."""
+        return self.model.get_input_embeddings().weight.device
+
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+    def cache_kwargs(self, cache: Any) -> dict[str, Any]:
+        """The KV cache as a forward() keyword: transformers renamed past_key_values to cache."""
+        return {cache_keyword(self.model): cache, "use_cache": True}
+
+
+def cache_keyword(model: Any) -> str:
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def text_config(config: Any) -> Any:
+    """The decoder's config (multimodal configs nest it as text_config)."""
+    getter = getattr(config, "get_text_config", None)
+    return getter() if getter is not None else config
+
+
+def describe(model: Any, tokenizer: Any, *, name: str, source: str, path: str) -> ModelInfo:
+    cfg = text_config(model.config)
+    heads = int(cfg.num_attention_heads)
+    hidden = int(cfg.hidden_size)
+    head_dim = int(getattr(cfg, "head_dim", None) or hidden // heads)
+    param = next(model.parameters())
+    context = (
+        getattr(cfg, "max_position_embeddings", None)
+        or getattr(tokenizer, "model_max_length", None)
+        or 2048
+    )
+    return ModelInfo(
+        name=name,
+        source=source,  # type: ignore[arg-type]
+        path=path,
+        architecture=(model.config.architectures or [type(model).__name__])[0],
+        model_type=str(cfg.model_type),
+        layers=int(cfg.num_hidden_layers),
+        heads=heads,
+        kv_heads=int(getattr(cfg, "num_key_value_heads", None) or heads),
+        head_dim=head_dim,
+        hidden_size=hidden,
+        intermediate_size=getattr(cfg, "intermediate_size", None),
+        vocab_size=int(model.get_output_embeddings().weight.shape[0]),
+        context_length=int(min(context, 1_000_000)),
+        dtype=str(param.dtype).removeprefix("torch."),
+        device=str(param.device),
+        parameters=sum(p.numel() for p in model.parameters()),
+        has_chat_template=bool(getattr(tokenizer, "chat_template", None)),
+    )
+
+
+def stop_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    """EOS ids from the generation config, the model config and the tokenizer."""
+    ids: set[int] = set()
+    for source in (getattr(model, "generation_config", None), model.config, tokenizer):
+        value = getattr(source, "eos_token_id", None)
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(int(v) for v in value)
+    for special in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|endoftext|>"):
+        token_id = tokenizer.convert_tokens_to_ids(special) if special in tokenizer.get_vocab() else None
+        if isinstance(token_id, int) and token_id != getattr(tokenizer, "unk_token_id", None):
+            ids.add(token_id)
+    return frozenset(ids)

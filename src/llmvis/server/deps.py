@@ -1,0 +1,42 @@
+"""Shared objects injected into routes (the engine, the store) and the error shapes they raise.
+
+422 answers always use FastAPI's validation-error shape (`detail: [{loc, msg, type}]`), also
+for checks that need the model (prompt too long for the context, a layer beyond the model's),
+so the client has one way to show them and the OpenAPI schema stays truthful.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+
+from llmvis.server.engine import Engine
+from llmvis.server.schemas import ErrorDetail
+from llmvis.store import Store
+from llmvis.trace import Trace
+
+
+def engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+def store(request: Request) -> Store:
+    return request.app.state.store
+
+
+def unprocessable(message: str, loc: tuple[str | int, ...] = ("body",)) -> RequestValidationError:
+    return RequestValidationError([{"loc": list(loc), "msg": message, "type": "value_error"}])
+
+
+def get_trace(s: Store, run_id: str) -> Trace:
+    trace = s.get(run_id)
+    if trace is None:
+        raise HTTPException(404, f"no run {run_id!r}")
+    return trace
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for the non-422 error codes a route can answer."""
+    return {code: {"model": ErrorDetail} for code in codes}

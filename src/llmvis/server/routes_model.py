@@ -1,0 +1,87 @@
+"""Health, the loaded model, loadable sources, and loading another model with SSE progress."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException
+from fastapi.concurrency import run_in_threadpool
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from llmvis.server import deps
+from llmvis.server.engine import END, Busy, Engine, LoadTicket
+from llmvis.server.schemas import (
+    Health,
+    LoadEvent,
+    LoadModelRequest,
+    ModelSource,
+    ModelSources,
+    ModelState,
+)
+
+router = APIRouter(prefix="/api", tags=["model"])
+EngineDep = Annotated[Engine, Depends(deps.engine)]
+
+
+def _version() -> str:
+    try:
+        return version("llmvis")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _state(engine: Engine) -> str:
+    if engine.loading is not None:
+        return "loading"
+    return "ready" if engine.loaded is not None else "none"
+
+
+@router.get("/health")
+def health(engine: EngineDep) -> Health:
+    return Health(version=_version(), model_loaded=engine.loaded is not None,
+                  model_state=_state(engine), running=engine.running, waiting=engine.waiting)  # type: ignore[arg-type]
+
+
+@router.get("/model")
+def model(engine: EngineDep) -> ModelState:
+    loaded = engine.loaded
+    return ModelState(state=_state(engine), model=loaded.info if loaded else None,  # type: ignore[arg-type]
+                      loading=engine.loading, last_error=engine.last_load_error)
+
+
+@router.get("/models")
+def models() -> ModelSources:
+    try:
+        from llmvis.models.sources import list_sources
+    except ImportError:
+        return ModelSources(sources=[])
+    return ModelSources(sources=[ModelSource(spec=s.spec, kind=s.kind, path=s.path) for s in list_sources()])
+
+
+async def _start_load(body: LoadModelRequest, engine: EngineDep) -> LoadTicket:
+    from llmvis.models.errors import ModelLoadError
+
+    loop = asyncio.get_running_loop()
+    try:
+        return await run_in_threadpool(engine.submit_load, body, loop)
+    except ModelLoadError as exc:
+        raise HTTPException(400, str(exc)) from exc
+    except PermissionError as exc:
+        raise HTTPException(403, str(exc)) from exc
+    except Busy as exc:
+        raise HTTPException(409, str(exc)) from exc
+
+
+@router.post("/model/load", response_class=EventSourceResponse,
+             responses=deps.errors(400, 403, 409))
+async def load(ticket: Annotated[LoadTicket, Depends(_start_load)]) -> AsyncIterator[LoadEvent]:
+    """Load another model; streams `progress` events, then `done` or `error`.
+
+    A spec that cannot be resolved answers 400 before the stream opens; a failure while
+    loading ends the stream with `error`. Either way the previous model stays loaded.
+    """
+    while (event := await ticket.events.get()) is not END:
+        yield ServerSentEvent(event=event.type, data=event)  # type: ignore[misc]

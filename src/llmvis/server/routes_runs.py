@@ -1,0 +1,144 @@
+"""Runs: start one (SSE), fork one (SSE), list, get, rename, delete/restore, export."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from fastapi.sse import EventSourceResponse
+
+from llmvis import export
+from llmvis.server import deps
+from llmvis.server.engine import Engine, NoModel, QueueFull, RunTicket
+from llmvis.server.schemas import Deleted, ForkRequest, RenameRequest, RunEvent, RunId, RunList
+from llmvis.server.sse import run_events
+from llmvis.store import RunRow, Store
+from llmvis.trace import GenerationRequest, Trace
+
+router = APIRouter(prefix="/api/runs", tags=["runs"])
+EngineDep = Annotated[Engine, Depends(deps.engine)]
+StoreDep = Annotated[Store, Depends(deps.store)]
+RunIdPath = Annotated[RunId, Path()]
+STREAM_ERRORS = deps.errors(429, 503)
+
+
+async def _submit(engine: Engine, request: GenerationRequest, **fork: object) -> RunTicket:
+    """Queue a run; refusals (bad request, full queue, no model) answer before any stream."""
+    from llmvis.generation import GenerationError
+
+    loop = asyncio.get_running_loop()
+    try:
+        return await run_in_threadpool(engine.submit_run, request, loop, **fork)
+    except GenerationError as exc:
+        raise deps.unprocessable(str(exc)) from exc
+    except QueueFull as exc:
+        raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from exc
+    except NoModel as exc:
+        raise HTTPException(503, str(exc)) from exc
+
+
+async def _start_run(body: GenerationRequest, engine: EngineDep) -> RunTicket:
+    return await _submit(engine, body)
+
+
+@router.post("", response_class=EventSourceResponse, responses=STREAM_ERRORS)
+async def start_run(ticket: Annotated[RunTicket, Depends(_start_run)]) -> AsyncIterator[RunEvent]:
+    """Generate; streams `start`, one `token` per token, then `done` (or `error`).
+
+    The run is saved when it ends (also when cancelled or failed); disconnecting cancels it.
+    """
+    async for event in run_events(ticket):
+        yield event  # type: ignore[misc]
+
+
+def fork_request(parent: Trace, fork: ForkRequest) -> GenerationRequest:
+    """The parent's request with its generated tokens up to `position` kept and `token_id` forced there."""
+    start, end = parent.prompt_len, len(parent.tokens)
+    if not start <= fork.position <= end:
+        raise deps.unprocessable(
+            f"position {fork.position} is not a generated position of this run: "
+            f"forks start at {start}..{end}", ("body", "position"))
+    if fork.token_id >= parent.model.vocab_size:
+        raise deps.unprocessable(
+            f"token_id {fork.token_id} is beyond the vocabulary (0..{parent.model.vocab_size - 1})",
+            ("body", "token_id"))
+    kept = parent.ids[start:fork.position]
+    params = fork.params or parent.params
+    return parent.request.model_copy(update={"forced_tokens": [*kept, fork.token_id], "params": params})
+
+
+async def _start_fork(run_id: RunIdPath, body: ForkRequest, engine: EngineDep, store: StoreDep) -> RunTicket:
+    parent = deps.get_trace(store, run_id)
+    request = fork_request(parent, body)
+    return await _submit(engine, request, parent_id=parent.id, fork_position=body.position)
+
+
+@router.post("/{run_id}/fork", response_class=EventSourceResponse, responses=deps.errors(404, 429, 503))
+async def fork_run(ticket: Annotated[RunTicket, Depends(_start_fork)]) -> AsyncIterator[RunEvent]:
+    """A new run keeping the parent's tokens before `position` and forcing `token_id` there."""
+    async for event in run_events(ticket):
+        yield event  # type: ignore[misc]
+
+
+@router.get("")
+def list_runs(
+    store: StoreDep,
+    search: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> RunList:
+    """Saved runs, newest first; `search` matches title, prompt and output."""
+    return RunList(runs=store.list(search=search, limit=limit, offset=offset), total=store.count())
+
+
+@router.get("/{run_id}", responses=deps.errors(404))
+def get_run(run_id: RunIdPath, store: StoreDep) -> Trace:
+    return deps.get_trace(store, run_id)
+
+
+@router.patch("/{run_id}", responses=deps.errors(404))
+def rename_run(run_id: RunIdPath, body: RenameRequest, store: StoreDep) -> RunRow:
+    if not store.rename(run_id, body.title):
+        raise HTTPException(404, f"no run {run_id!r}")
+    row = store.summary(run_id)
+    assert row is not None
+    return row
+
+
+@router.delete("/{run_id}", responses=deps.errors(404))
+def delete_run(run_id: RunIdPath, store: StoreDep) -> Deleted:
+    """Hide a run at once; POST …/restore undoes it until it is purged (a day later)."""
+    if not store.delete(run_id):
+        raise HTTPException(404, f"no run {run_id!r}")
+    return Deleted(id=run_id, undo=f"/api/runs/{run_id}/restore")
+
+
+@router.post("/{run_id}/restore", responses=deps.errors(404))
+def restore_run(run_id: RunIdPath, store: StoreDep) -> RunRow:
+    if not store.restore(run_id):
+        raise HTTPException(404, f"no deleted run {run_id!r}")
+    row = store.summary(run_id)
+    assert row is not None
+    return row
+
+
+@router.get("/{run_id}/export.json", responses=deps.errors(404))
+def export_json(run_id: RunIdPath, store: StoreDep) -> export.RunBundle:
+    """The trace and every view the user opened on it, for offline use."""
+    trace = deps.get_trace(store, run_id)
+    views = [export.ExportedView(view=v.view, params=v.params, result=v.result)
+             for v in store.opened_views(run_id)]
+    return export.bundle(trace, views)
+
+
+@router.get("/{run_id}/export.csv", response_class=Response,
+            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}, **deps.errors(404)})
+def export_csv(run_id: RunIdPath, store: StoreDep) -> Response:
+    """Per-token statistics, one row per position."""
+    trace = deps.get_trace(store, run_id)
+    return Response(export.stats_csv(trace), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="llmvis-{run_id}.csv"'})

@@ -1,0 +1,93 @@
+"""Build a Trace for view tests without the generation loop.
+
+`make_trace(loaded, ids, prompt_len)` runs one forward over `ids` and fills every Token with
+plausible statistics (raw probability, rank, entropy, logit gaps, top candidates) of the token
+given its prefix. Generated tokens are treated as greedy picks (sampled_prob 1 for the argmax,
+0 otherwise). Real traces come from llmvis.generation; this is only a test fixture.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from llmvis.generation.detok import Labeler
+from llmvis.generation.sampling import SamplingParams
+from llmvis.trace import Candidate, GenerationRequest, Token, TokenStats, Trace
+
+TOP_N = 5
+
+
+@torch.no_grad()
+def _logits(loaded, ids: list[int], chunk: int = 256) -> torch.Tensor:
+    """logits: [T, V] of one forward; lm_head applied in chunks to bound memory."""
+    model = loaded.model
+    x = torch.tensor([ids], device=loaded.device)
+    hidden = model.model(input_ids=x).last_hidden_state[0]
+    head = model.get_output_embeddings()
+    out = [head(hidden[i : i + chunk]).float().cpu() for i in range(0, len(ids), chunk)]
+    logits = torch.cat(out)
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
+def make_trace(loaded, ids: list[int], prompt_len: int, *, top_n: int = TOP_N) -> Trace:
+    """A Trace of `ids` (first `prompt_len` are prompt) with stats from one teacher-forced forward."""
+    if not 0 < prompt_len <= len(ids):
+        raise ValueError("need 0 < prompt_len <= len(ids)")
+    tok = loaded.tokenizer
+    label = Labeler(tok)
+    logits = _logits(loaded, ids)
+    logp = torch.log_softmax(logits, dim=-1)
+    tokens: list[Token] = []
+    for pos, tid in enumerate(ids):
+        generated = pos >= prompt_len
+        stats = None
+        if pos > 0:
+            row, lp = logits[pos - 1], logp[pos - 1]
+            p = lp.exp()
+            top_v, top_i = row.topk(max(2, top_n))
+            chosen = row[tid]
+            argmax = int(top_i[0])
+            stats = TokenStats(
+                raw_prob=float(p[tid]),
+                sampled_prob=(1.0 if tid == argmax else 0.0) if generated else None,
+                rank=int((row > chosen).sum()),
+                raw_entropy=float(-(p * lp).sum()),
+                sampled_entropy=0.0 if generated else None,
+                logit_gap=float(top_v[0] - top_v[1]),
+                gap_to_top1=float(top_v[0] - chosen),
+                top=[
+                    Candidate(
+                        id=int(i),
+                        label=label(int(i)),
+                        logit=float(v),
+                        raw_prob=float(p[int(i)]),
+                        sampled_prob=(1.0 if int(i) == argmax else 0.0) if generated else None,
+                    )
+                    for v, i in zip(top_v[:top_n].tolist(), top_i[:top_n].tolist(), strict=True)
+                ],
+            )
+        tokens.append(
+            Token(
+                position=pos,
+                id=int(tid),
+                text=tok.decode([int(tid)]),
+                label=label(int(tid)),
+                kind="generated" if generated else "prompt",
+                role="assistant" if generated else "user",
+                stats=stats,
+            )
+        )
+    params = SamplingParams(temperature=0.0, top_k=None, top_p=1.0,
+                            max_new_tokens=max(1, len(ids) - prompt_len), seed=0, top_n=top_n)
+    request = GenerationRequest(mode="completion", prompt=tok.decode(ids[:prompt_len]), params=params)
+    return Trace(request=request, params=params, model=loaded.info, tokens=tokens, prompt_len=prompt_len)
+
+
+def random_ids(loaded, n: int, seed: int = 0) -> list[int]:
+    """`n` random token ids (avoiding the first few special ids) for length/size tests."""
+    g = torch.Generator().manual_seed(seed)
+    vocab = int(loaded.info.vocab_size)
+    return torch.randint(3, vocab, (n,), generator=g).tolist()

@@ -1,0 +1,211 @@
+"""Generation fidelity against transformers' own generate(), on every tiny architecture."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+from conftest import tiny_loaded
+
+from llmvis.generation import GenerationError, StartEvent, TokenEvent, generate, start_generation
+from llmvis.generation.sampling import SamplingParams, build_processors
+from llmvis.trace import ChatMessage, GenerationRequest, Trace
+
+PROMPT = "The capital of France is Paris. Once upon a time"
+
+
+def _request(**params) -> GenerationRequest:
+    return GenerationRequest(mode="completion", prompt=PROMPT, params=SamplingParams(**params))
+
+
+def _hf_generate(loaded, ids, **kwargs):
+    out = loaded.model.generate(
+        torch.tensor([ids]),
+        return_dict_in_generate=True,
+        output_scores=True,
+        output_logits=True,
+        pad_token_id=0,
+        **kwargs,
+    )
+    return out.sequences[0, len(ids) :].tolist(), out
+
+
+def test_greedy_equals_hf_generate_and_raw_probs_equal_hf_logits(arch):
+    loaded = tiny_loaded(arch)
+    trace = generate(loaded, _request(temperature=0, max_new_tokens=16))
+    prompt_ids = trace.ids[: trace.prompt_len]
+    hf_tokens, out = _hf_generate(loaded, prompt_ids, do_sample=False, max_new_tokens=16)
+    ours = [t.id for t in trace.generated]
+    assert ours == hf_tokens[: len(ours)]
+    assert len(ours) == len(hf_tokens)
+    for token, logits, scores in zip(trace.generated, out.logits, out.scores, strict=True):
+        raw = torch.softmax(logits[0].float(), -1)
+        assert abs(token.stats.raw_prob - raw[token.id].item()) <= 1e-5
+        assert token.stats.rank == 0  # greedy always takes the raw argmax
+        assert token.stats.gap_to_top1 == 0
+        top_ids = [c.id for c in token.stats.top]
+        assert top_ids == raw.topk(len(top_ids)).indices.tolist()
+        for cand in token.stats.top:
+            assert abs(cand.raw_prob - raw[cand.id].item()) <= 1e-5
+        sampled = torch.softmax(scores[0].float(), -1)
+        assert abs(token.stats.sampled_prob - sampled[token.id].item()) <= 1e-5
+        entropy = -(raw * raw.clamp_min(1e-30).log()).sum().item()
+        assert abs(token.stats.raw_entropy - entropy) <= 1e-4
+
+
+def test_sampled_probs_equal_hf_processed_scores():
+    loaded = tiny_loaded("llama")
+    params = dict(temperature=0.7, top_k=20, top_p=0.9, max_new_tokens=12)
+    request = _request(seed=1234, **params)
+    trace = generate(loaded, request)
+    prompt_ids = trace.ids[: trace.prompt_len]
+    torch.manual_seed(1234)  # same stream as our seeded CPU generator
+    hf_tokens, out = _hf_generate(
+        loaded, prompt_ids, do_sample=True, temperature=0.7, top_k=20, top_p=0.9, max_new_tokens=12
+    )
+    ours = [t.id for t in trace.generated]
+    assert ours == hf_tokens[: len(ours)]
+    for token, logits, scores in zip(trace.generated, out.logits, out.scores, strict=False):
+        sampled = torch.softmax(scores[0].float(), -1)
+        raw = torch.softmax(logits[0].float(), -1)
+        assert abs(token.stats.sampled_prob - sampled[token.id].item()) <= 1e-5
+        assert abs(token.stats.raw_prob - raw[token.id].item()) <= 1e-5
+        for cand in token.stats.top:
+            assert abs(cand.sampled_prob - sampled[cand.id].item()) <= 1e-5
+        # top-k 20 leaves exactly 20 or fewer tokens with non-zero sampled mass
+        assert int((sampled > 0).sum()) <= 20
+
+
+def test_processors_match_hf_warpers_on_random_logits():
+    torch.manual_seed(0)
+    logits = torch.randn(1, 400) * 3
+    params = SamplingParams(temperature=0.5, top_k=7, top_p=0.8)
+    processed = build_processors(params)(torch.zeros(1, 1, dtype=torch.long), logits.clone())
+    kept = torch.isfinite(processed[0])
+    assert 1 <= int(kept.sum()) <= 7
+    # temperature scales the logits that survive
+    assert torch.allclose(processed[0][kept], logits[0][kept] / 0.5)
+
+
+def test_same_seed_same_tokens_and_other_seed_differs():
+    loaded = tiny_loaded("qwen3")
+    a = generate(loaded, _request(temperature=1.5, top_k=None, top_p=1.0, seed=7, max_new_tokens=24))
+    b = generate(loaded, _request(temperature=1.5, top_k=None, top_p=1.0, seed=7, max_new_tokens=24))
+    c = generate(loaded, _request(temperature=1.5, top_k=None, top_p=1.0, seed=8, max_new_tokens=24))
+    assert a.ids == b.ids
+    assert a.ids != c.ids
+    assert a.params.seed == 7
+
+
+def test_unseeded_run_records_the_seed_it_used():
+    loaded = tiny_loaded("llama")
+    first = generate(loaded, _request(temperature=1.2, max_new_tokens=10))
+    again = generate(loaded, _request(temperature=1.2, max_new_tokens=10, seed=first.params.seed))
+    assert first.params.seed is not None
+    assert first.ids == again.ids
+
+
+def test_prompt_token_stats_come_from_prefix_logits():
+    loaded = tiny_loaded("mistral")
+    trace = generate(loaded, _request(temperature=0, max_new_tokens=2))
+    ids = torch.tensor([trace.ids[: trace.prompt_len]])
+    with torch.no_grad():
+        logits = loaded.model(ids).logits[0].float()
+    assert trace.tokens[0].stats is None
+    for pos in range(1, trace.prompt_len):
+        probs = torch.softmax(logits[pos - 1], -1)
+        stats = trace.tokens[pos].stats
+        assert abs(stats.raw_prob - probs[trace.ids[pos]].item()) <= 1e-5
+        assert stats.rank == int((probs > probs[trace.ids[pos]]).sum())
+        assert stats.sampled_prob is None
+
+
+def test_streaming_yields_start_then_one_event_per_token_then_done():
+    loaded = tiny_loaded("llama")
+    events = list(start_generation(loaded, _request(temperature=0, max_new_tokens=8)))
+    assert isinstance(events[0], StartEvent)
+    assert events[-1].type == "done"
+    tokens = [e for e in events if isinstance(e, TokenEvent)]
+    assert 1 <= len(tokens) <= 8
+    assert [e.token.position for e in tokens] == list(
+        range(len(events[0].prompt_tokens), len(events[0].prompt_tokens) + len(tokens))
+    )
+
+
+def test_cancel_stops_within_one_step():
+    loaded = tiny_loaded("llama")
+    cancel = threading.Event()
+    gen = start_generation(
+        loaded, _request(temperature=1.0, max_new_tokens=200, seed=1), cancel
+    )
+    seen = 0
+    for event in gen:
+        if isinstance(event, TokenEvent):
+            seen += 1
+            if seen == 3:
+                cancel.set()
+    assert gen.trace.finish_reason == "cancelled"
+    assert len(gen.trace.generated) <= 4
+
+
+def test_stop_at_eos_and_max_new_tokens():
+    loaded = tiny_loaded("gemma3_text")
+    trace = generate(loaded, _request(temperature=0, max_new_tokens=5))
+    assert trace.finish_reason in ("eos", "length")
+    assert len(trace.generated) <= 5
+    if trace.finish_reason == "eos":
+        assert trace.generated[-1].id in loaded.stop_ids
+
+
+def test_chat_mode_uses_template_and_roles():
+    loaded = tiny_loaded("qwen2")
+    request = GenerationRequest(
+        mode="chat",
+        system="Be brief.",
+        messages=[ChatMessage(role="user", content="hi"), ChatMessage(role="assistant", content="hello")],
+        prompt="capital of France?",
+        params=SamplingParams(temperature=0, max_new_tokens=4),
+    )
+    trace = generate(loaded, request)
+    prompt_text = "".join(t.text for t in trace.tokens[: trace.prompt_len])
+    assert prompt_text.startswith("<|im_start|>system\nBe brief.")
+    assert prompt_text.endswith("<|im_start|>assistant\n")
+    roles = [t.role for t in trace.tokens[: trace.prompt_len]]
+    assert roles[0] == "system" and "user" in roles and roles[-1] == "assistant"
+    assert roles.index("user") < len(roles) - roles[::-1].index("user")
+
+
+def test_chat_without_template_suggests_completion():
+    loaded = tiny_loaded("llama")
+    tokenizer = loaded.tokenizer
+    saved = tokenizer.chat_template
+    tokenizer.chat_template = None
+    try:
+        with pytest.raises(GenerationError, match="Completion"):
+            start_generation(loaded, GenerationRequest(mode="chat", prompt="hi"))
+    finally:
+        tokenizer.chat_template = saved
+
+
+def test_context_overflow_names_both_numbers():
+    loaded = tiny_loaded("llama")
+    with pytest.raises(GenerationError, match=r"max_new_tokens \(600\).*512"):
+        start_generation(loaded, _request(max_new_tokens=600))
+
+
+def test_forced_tokens_continue_from_a_fork():
+    loaded = tiny_loaded("llama")
+    base = generate(loaded, _request(temperature=0, max_new_tokens=10))
+    forced = [t.id for t in base.generated[:3]]
+    fork = generate(loaded, _request(temperature=0, max_new_tokens=7).model_copy(update={"forced_tokens": forced}))
+    assert fork.ids[: len(base.ids)] == base.ids[: len(fork.ids)]
+
+
+def test_trace_json_round_trip_and_version_check():
+    loaded = tiny_loaded("llama")
+    trace = generate(loaded, _request(temperature=0, max_new_tokens=4))
+    again = Trace.from_json(trace.to_json())
+    assert again == trace
+    with pytest.raises(ValueError, match="version"):
+        Trace.from_json(trace.to_json().replace('"version":1', '"version":99', 1))

@@ -1,0 +1,96 @@
+/** The HTTP API, one small function per endpoint (docs/CONTRACTS.md, server/schemas.py). */
+import { ApiError, errorFromResponse, postSse } from "./sse";
+import type { GenerationRequest, ModelInfo, SamplingParams, Trace } from "./types";
+
+export { ApiError };
+
+const BASE = "";
+
+async function getJson<T>(path: string, signal?: AbortSignal, init?: RequestInit): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(BASE + path, { signal, ...init });
+  } catch (e) {
+    if ((e as Error).name === "AbortError") throw e;
+    throw new ApiError("lost the connection to the server", 0);
+  }
+  if (!res.ok) throw await errorFromResponse(res);
+  return (await res.json()) as T;
+}
+
+function sendJson<T>(method: string, path: string, body?: unknown): Promise<T> {
+  return getJson<T>(path, undefined, {
+    method,
+    headers: { "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+}
+
+/** postSse, with a network failure turned into an ApiError the UI can show. */
+async function stream(path: string, body: unknown, onEvent: (type: string, data: unknown) => void, signal?: AbortSignal) {
+  try {
+    await postSse(BASE + path, body, onEvent, signal);
+  } catch (e) {
+    if (e instanceof ApiError || (e as Error).name === "AbortError") throw e;
+    throw new ApiError(`lost the connection to the server (${(e as Error).message})`, 0);
+  }
+}
+
+export interface Health {
+  status: "ok";
+  version: string;
+  model_loaded: boolean;
+  model_state: "none" | "loading" | "ready";
+  running: boolean;
+  waiting: number;
+}
+
+export interface ModelState {
+  state: "none" | "loading" | "ready";
+  model?: ModelInfo | null;
+  loading?: { spec: string; stage: string; fraction: number } | null;
+  last_error?: string | null;
+}
+
+export interface RunRow {
+  id: string;
+  created: number;
+  title: string;
+  mode: string;
+  model_name: string;
+  finish_reason: string;
+  n_tokens: number;
+  prompt_len: number;
+  prompt_preview: string;
+  output_preview: string;
+  parent_id: string | null;
+  fork_position: number | null;
+}
+
+export const api = {
+  health: (signal?: AbortSignal) => getJson<Health>("/api/health", signal),
+  model: () => getJson<ModelState>("/api/model"),
+  loadModel: (spec: string, onEvent: (type: string, data: unknown) => void, signal?: AbortSignal) =>
+    stream("/api/model/load", { spec }, onEvent, signal),
+  generate: (req: GenerationRequest, onEvent: (type: string, data: unknown) => void, signal?: AbortSignal) =>
+    stream("/api/runs", req, onEvent, signal),
+  fork: (
+    runId: string,
+    body: { position: number; token_id: number; params?: SamplingParams | null },
+    onEvent: (type: string, data: unknown) => void,
+    signal?: AbortSignal,
+  ) => stream(`/api/runs/${encodeURIComponent(runId)}/fork`, body, onEvent, signal),
+  runs: (q = "", limit = 200) =>
+    getJson<{ runs: RunRow[]; total: number }>(`/api/runs?${new URLSearchParams({ q, limit: String(limit) })}`),
+  run: (id: string) => getJson<Trace>(`/api/runs/${encodeURIComponent(id)}`),
+  rename: (id: string, title: string) => sendJson<RunRow>("PATCH", `/api/runs/${encodeURIComponent(id)}`, { title }),
+  remove: (id: string) => sendJson<{ id: string; deleted: boolean; undo: string }>("DELETE", `/api/runs/${encodeURIComponent(id)}`),
+  undo: (path: string) => sendJson<unknown>("POST", path),
+  view: <T>(runId: string, view: string, params: Record<string, string | number | boolean | null | undefined>, signal?: AbortSignal) => {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(params)) if (v !== null && v !== undefined) q.set(k, String(v));
+    return getJson<T>(`/api/runs/${encodeURIComponent(runId)}/views/${view}?${q}`, signal);
+  },
+  exportUrl: (id: string, kind: "json" | "csv" | "html") =>
+    `${BASE}/api/runs/${encodeURIComponent(id)}/${kind === "html" ? "report.html" : `export.${kind}`}`,
+};

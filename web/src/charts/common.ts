@@ -1,0 +1,70 @@
+/** Pieces every chart option shares: text style, tooltip look, the save-as-PNG toolbox. */
+import type { Theme } from "./theme";
+
+export type Option = Record<string, unknown>;
+
+export function base(theme: Theme, title: string, file = "llmvis-chart"): Option {
+  return {
+    backgroundColor: theme.bg,
+    animation: false,
+    textStyle: { fontFamily: theme.font, color: theme.text },
+    title: {
+      text: title,
+      left: 8,
+      top: 4,
+      textStyle: { fontSize: 13, fontWeight: 600, color: theme.text, fontFamily: theme.font },
+    },
+    tooltip: {
+      confine: true,
+      backgroundColor: theme.panel,
+      borderColor: theme.grid,
+      textStyle: { color: theme.text, fontSize: 12, fontFamily: theme.font },
+    },
+    toolbox: {
+      right: 8,
+      top: 2,
+      iconStyle: { borderColor: theme.muted },
+      feature: { saveAsImage: { name: file, title: "PNG", pixelRatio: 2, backgroundColor: theme.panel } },
+    },
+  };
+}
+
+export function axisStyle(theme: Theme): Option {
+  return {
+    axisLine: { lineStyle: { color: theme.grid } },
+    axisTick: { lineStyle: { color: theme.grid } },
+    axisLabel: { color: theme.muted, fontSize: 11 },
+    splitLine: { lineStyle: { color: theme.grid, opacity: 0.5 } },
+    nameTextStyle: { color: theme.muted },
+  };
+}
+
+/** Significant-digit formatting for tooltips: exact enough, never "0.30000000004". */
+export function fmt(x: number | null | undefined, digits = 4): string {
+  if (x === null || x === undefined || Number.isNaN(x)) return "–";
+  if (x === 0) return "0";
+  const a = Math.abs(x);
+  if (a >= 1e5 || a < 1e-4) return x.toExponential(2);
+  return String(Number(x.toPrecision(digits)));
+}
+
+export function pct(x: number | null | undefined): string {
+  if (x === null || x === undefined) return "–";
+  return `${fmt(x * 100, 3)}%`;
+}
+
+/** Escape text put into tooltip HTML (token labels can hold "<", "&"). */
+export function esc(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
+}
+
+/** Short readable form of a token label for axes: visible whitespace, cut to `max` chars. */
+export function short(label: string, max = 12): string {
+  const s = label.replace(/\n/g, "↵").replace(/\t/g, "⇥");
+  return s.length > max ? `${s.slice(0, max - 1)}…` : s;
+}
+
+/** "12 the" style axis label keeping positions unique even when labels repeat. */
+export function posLabel(pos: number, label: string, max = 10): string {
+  return `${pos} ${short(label, max)}`;
+}

@@ -1,0 +1,83 @@
+/**
+ * ECharts instances: created per chart element, resized with their box, disposed with their
+ * tab. Every live chart is listed for the browser tests (`window.__llmvis.charts()`).
+ */
+import { BarChart, HeatmapChart, LineChart, ScatterChart } from "echarts/charts";
+import {
+  DataZoomComponent,
+  GridComponent,
+  LegendComponent,
+  MarkLineComponent,
+  MarkPointComponent,
+  TitleComponent,
+  ToolboxComponent,
+  TooltipComponent,
+  VisualMapComponent,
+} from "echarts/components";
+import * as echarts from "echarts/core";
+import { CanvasRenderer } from "echarts/renderers";
+import type { Option } from "../charts/common";
+
+echarts.use([
+  BarChart, HeatmapChart, LineChart, ScatterChart,
+  DataZoomComponent, GridComponent, LegendComponent, MarkLineComponent, MarkPointComponent,
+  TitleComponent, ToolboxComponent, TooltipComponent, VisualMapComponent, CanvasRenderer,
+]);
+
+export { echarts };
+
+let gl: Promise<unknown> | null = null;
+/** echarts-gl is big: load it the first time a 3D chart is drawn. */
+export function loadGl(): Promise<unknown> {
+  gl ??= import("echarts-gl");
+  return gl;
+}
+
+const live = new Map<string, Chart>();
+
+export class Chart {
+  readonly inst: echarts.ECharts;
+  private ro: ResizeObserver;
+  constructor(
+    readonly id: string,
+    readonly el: HTMLElement,
+  ) {
+    el.classList.add("chart");
+    el.dataset.chart = id;
+    this.inst = echarts.init(el, undefined, { renderer: "canvas" });
+    this.ro = new ResizeObserver(() => {
+      if (el.clientWidth > 0 && el.clientHeight > 0) this.inst.resize();
+    });
+    this.ro.observe(el);
+    live.get(id)?.dispose();
+    live.set(id, this);
+  }
+
+  set(option: Option): void {
+    this.inst.setOption(option as echarts.EChartsCoreOption, { notMerge: true, lazyUpdate: false });
+  }
+
+  dispose(): void {
+    this.ro.disconnect();
+    this.inst.dispose();
+    if (live.get(this.id) === this) live.delete(this.id);
+  }
+}
+
+/** Series data lengths of every visible chart: what the e2e tests check. */
+export function chartSummary(): Record<string, { series: { type: string; length: number }[]; visible: boolean }> {
+  const out: Record<string, { series: { type: string; length: number }[]; visible: boolean }> = {};
+  for (const [id, c] of live) {
+    if (c.inst.isDisposed()) continue;
+    const opt = c.inst.getOption() as { series?: { type?: string; data?: unknown[] }[] };
+    out[id] = {
+      visible: c.el.offsetParent !== null,
+      series: (opt.series ?? []).map((s) => ({ type: s.type ?? "", length: Array.isArray(s.data) ? s.data.length : 0 })),
+    };
+  }
+  return out;
+}
+
+export function chartById(id: string): Chart | undefined {
+  return live.get(id);
+}

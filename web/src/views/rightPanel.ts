@@ -1,0 +1,60 @@
+/** Right panel: the tab bar and the active tab; refreshes only what is visible. */
+import { onLangChange, t } from "../i18n";
+import { on } from "../state";
+import { h } from "./dom";
+import type { Tab } from "./tab";
+
+const TAB_KEY = "llmvis.tab";
+
+export function rightPanel(tabs: Tab[]): HTMLElement {
+  const bar = h("nav", { class: "tabs", role: "tablist", "data-testid": "tabs" });
+  const panels = h("div", { class: "tab-panels" });
+  let active = tabs.find((tb) => tb.id === localStorage.getItem(TAB_KEY)) ?? tabs[0];
+
+  const buttons = tabs.map((tab) => {
+    const b = h("button", { type: "button", role: "tab", "data-tab": tab.id, "data-testid": `tab-${tab.id}` });
+    b.addEventListener("click", () => show(tab));
+    bar.append(b);
+    panels.append(tab.el);
+    return b;
+  });
+
+  const show = (tab: Tab) => {
+    active = tab;
+    localStorage.setItem(TAB_KEY, tab.id);
+    tabs.forEach((tb, i) => {
+      tb.el.hidden = tb !== tab;
+      buttons[i].setAttribute("aria-selected", String(tb === tab));
+    });
+    if (tab.dirty) tab.run();
+  };
+
+  const invalidate = (all = true) => {
+    for (const tab of tabs) if (all) tab.dirty = true;
+    if (active.dirty) active.run();
+  };
+
+  const relabel = () => {
+    buttons.forEach((b, i) => (b.textContent = t(tabs[i].label)));
+    for (const tab of tabs) tab.buildControls();
+    invalidate();
+  };
+
+  on("run", () => {
+    for (const tab of tabs) tab.buildControls();
+    invalidate();
+  });
+  on("select", invalidate);
+  on("theme", invalidate);
+  on("model", () => {
+    for (const tab of tabs) tab.buildControls();
+  });
+  // While streaming, tabs that show the whole run refresh when the run ends.
+  on("status", invalidate);
+  onLangChange(relabel);
+
+  for (const tab of tabs) tab.buildControls();
+  buttons.forEach((b, i) => (b.textContent = t(tabs[i].label)));
+  queueMicrotask(() => show(active));
+  return h("section", { class: "right", "data-testid": "right-panel" }, bar, panels);
+}

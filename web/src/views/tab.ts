@@ -1,0 +1,113 @@
+/**
+ * Base of a right-panel tab: a controls row, a status line and chart slots. A tab refreshes
+ * when it is visible and its inputs changed (run, selection, its own controls, theme,
+ * language); a newer refresh aborts the older one's requests.
+ */
+import { ApiError, api } from "../api/client";
+import type { Option } from "../charts/common";
+import { themeByName, type Theme } from "../charts/theme";
+import { type Key, t } from "../i18n";
+import { app } from "../state";
+import { Chart } from "./chartHost";
+import { clear, h } from "./dom";
+
+export abstract class Tab {
+  readonly el: HTMLElement;
+  protected controls: HTMLElement;
+  protected status: HTMLElement;
+  protected body: HTMLElement;
+  protected charts = new Map<string, Chart>();
+  private ctrl: AbortController | null = null;
+  dirty = true;
+
+  constructor(
+    readonly id: string,
+    readonly label: Key,
+  ) {
+    this.controls = h("div", { class: "tab-controls" });
+    this.status = h("div", { class: "tab-status muted", "data-testid": `status-${id}` });
+    this.body = h("div", { class: "tab-body" });
+    this.el = h("div", { class: "tab-panel", "data-tab": id, hidden: true }, this.controls, this.status, this.body);
+  }
+
+  get theme(): Theme {
+    return themeByName(app.theme);
+  }
+
+  /** Draw (or redraw) everything. Called only while the tab is visible. */
+  abstract refresh(signal: AbortSignal): Promise<void> | void;
+
+  /** Rebuild the controls (after a language change or a new model). */
+  buildControls(): void {}
+
+  run(): void {
+    this.dirty = false;
+    this.ctrl?.abort();
+    const ctrl = new AbortController();
+    this.ctrl = ctrl;
+    this.setStatus("");
+    Promise.resolve(this.refresh(ctrl.signal)).catch((e: unknown) => {
+      if ((e as Error).name === "AbortError" || ctrl.signal.aborted) return;
+      const msg = e instanceof ApiError ? e.message : String(e);
+      this.setStatus(`${t("err.view")}: ${msg}`, true);
+    });
+  }
+
+  setStatus(text: string, error = false): void {
+    this.status.textContent = text;
+    this.status.classList.toggle("err", error);
+    this.status.hidden = text === "";
+  }
+
+  /** A chart slot `name` (created on first use) set to `option`. */
+  draw(name: string, option: Option, cls = ""): Chart {
+    let c = this.charts.get(name);
+    if (!c) {
+      const el = h("div", { class: `chart-box ${cls}` });
+      this.body.append(el);
+      c = new Chart(`${this.id}.${name}`, el);
+      this.charts.set(name, c);
+    }
+    c.set(option);
+    return c;
+  }
+
+  /** Drop all charts and other content (e.g. nothing selected). */
+  reset(message?: string): void {
+    for (const c of this.charts.values()) c.dispose();
+    this.charts.clear();
+    clear(this.body);
+    if (message) this.body.append(h("div", { class: "placeholder" }, message));
+  }
+
+  /** Fetch a view of the current run; shows "computing" while it takes a moment. */
+  async view<T>(name: string, params: Record<string, string | number | boolean | null | undefined>, signal: AbortSignal): Promise<T> {
+    const id = app.run?.id;
+    if (!id) throw new Error(t("view.no_run"));
+    const timer = setTimeout(() => this.setStatus(t("view.loading")), 150);
+    try {
+      return await api.view<T>(id, name, params, signal);
+    } finally {
+      clearTimeout(timer);
+      if (!signal.aborted && this.status.textContent === t("view.loading")) this.setStatus("");
+    }
+  }
+
+  /** The selected position, or a message in the body when none is selected. */
+  needSelection(): number | null {
+    if (!app.run) {
+      this.reset(t("view.no_run"));
+      return null;
+    }
+    if (app.selected === null) {
+      this.reset(t("view.select_token"));
+      return null;
+    }
+    return app.selected;
+  }
+
+  /** Remove the placeholder text once charts are drawn. */
+  protected clearPlaceholder(): void {
+    this.body.querySelectorAll(".placeholder").forEach((p) => p.remove());
+  }
+}
