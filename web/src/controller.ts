@@ -119,7 +119,7 @@ export async function generate(input: string, mode: "chat" | "completion", syste
   if (!input.trim() || running) return false;
   const request: GenerationRequest =
     mode === "chat"
-      ? { mode, messages: [...app.messages, { role: "user", content: input }], system: system.trim() || null, params }
+      ? { mode, prompt: "", messages: [...app.messages, { role: "user", content: input }], system: system.trim() || null, params }
       : { mode, prompt: input, params };
   const run = await streamRun(request, (on, signal) => api.generate(request, on, signal), null, clearInput);
   if (!run) {

@@ -1,8 +1,8 @@
 /** Entry: build the three panels, wire theme/language, watch the server's health. */
 import "./styles.css";
 import { api } from "./api/client";
-import { defaultLang, lang, type Lang, setLang, t, translate } from "./i18n";
-import { app, emit, on } from "./state";
+import { defaultLang, lang, type Lang, onLangChange, setLang, t, translate } from "./i18n";
+import { app, emit, on, select } from "./state";
 import { chartSummary } from "./views/chartHost";
 import { conversation } from "./views/conversation";
 import { h } from "./views/dom";
@@ -70,8 +70,9 @@ const relabel = () => {
   langBtn.textContent = t("lang");
 };
 relabel();
-import("./i18n").then((m) => m.onLangChange(relabel));
+onLangChange(relabel);
 void watchHealth();
+window.addEventListener("llmvis:select", (e) => select((e as CustomEvent<number>).detail));
 
 // For the browser tests: what each live chart holds.
 (window as unknown as { __llmvis: unknown }).__llmvis = { charts: chartSummary, app };

@@ -74,8 +74,8 @@ export function showError(title: string, message: string): void {
 
 export function runFromTrace(trace: Trace): Run {
   return {
-    id: trace.id,
-    tokens: trace.tokens,
+    id: trace.id ?? null,
+    tokens: trace.tokens ?? [],
     promptLen: trace.prompt_len,
     params: trace.params,
     model: trace.model,

@@ -114,11 +114,20 @@ def histogram(x: torch.Tensor, edges: torch.Tensor) -> tuple[list[int], int, int
     return counts[1 : bins + 1], counts[0], counts[bins + 1]
 
 
+def _round_out(x: float, up: bool) -> float:
+    """`x` to 4 significant digits, rounded away from the data (never inside the range)."""
+    r = float(round4(x))
+    if (r < x) if up else (r > x):
+        step = 10.0 ** (math.floor(math.log10(abs(r) or abs(x))) - 3)
+        r = float(round4(r + step if up else r - step))
+    return r
+
+
 def shared_edges(samples: list[torch.Tensor], lo: float, hi: float, bins: int, clip: float) -> torch.Tensor:
     """[bins + 1] equal-width edges over the pooled range (clipped to quantiles when clip > 0).
 
-    Edges are rounded to 4 significant digits before counting, so the edges sent are
-    exactly the ones used.
+    Edges are rounded to 4 significant digits (the outer two outwards) before counting, so
+    the edges sent are exactly the ones used and clip = 0 leaves nothing outside.
     """
     if clip > 0:
         pooled = torch.cat([s.reshape(-1).to(torch.float64) for s in samples])
@@ -127,7 +136,9 @@ def shared_edges(samples: list[torch.Tensor], lo: float, hi: float, bins: int, c
     if not hi > lo:
         half = max(abs(lo) * 1e-3, 1e-6)
         lo, hi = lo - half, hi + half
-    edges = torch.tensor(round4(torch.linspace(lo, hi, bins + 1, dtype=torch.float64)))
+    lo, hi = _round_out(lo, up=False), _round_out(hi, up=True)
+    edges = torch.tensor(round4(torch.linspace(lo, hi, bins + 1, dtype=torch.float64)), dtype=torch.float64)
+    edges[0], edges[-1] = lo, hi
     return torch.cummax(edges, 0).values  # rounding can tie neighbours, never reverse them
 
 

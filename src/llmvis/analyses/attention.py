@@ -33,6 +33,7 @@ from llmvis.internals import Internals
 
 FULL_MATRIX_BYTES = 128 << 20  # below this the whole layer is computed at once (and cached)
 CHUNK_BYTES = 64 << 20  # otherwise query rows are processed in chunks of about this size
+MAX_CELLS = 360  # 360² cells, half of them causal zeros, stay under 1 MB of JSON
 ROW_MODE_CELLS = 65_536  # row mode: layers × heads × key bins stays below this
 
 HeadSelector = Annotated[int, Field(ge=0)] | Literal["mean", "max"]
@@ -49,8 +50,9 @@ class AttentionParams(BaseModel):
         default=None, ge=1, description="end of the window, exclusive (default: the run's length)"
     )
     max_cells: int = Field(
-        default=256, ge=8, le=512,
-        description="at most this many bins per axis; larger windows are max-pooled",
+        default=256, ge=8, le=MAX_CELLS,
+        description="at most this many bins per axis; larger windows are max-pooled "
+        f"(≤ {MAX_CELLS} keeps the JSON under 1 MB at 4 significant digits)",
     )
     position: int | None = Field(
         default=None, ge=0,

@@ -6,7 +6,8 @@ The token at position `t` is predicted from the logits at position `t − 1`, wh
 - rollout: attention rollout (Abnar & Zuidema 2020). Each layer's head-averaged attention
   gets the residual connection as an identity term, `Â = ½A + ½I`, rows renormalised; the
   rollout is `Â_{L−1} ··· Â_0` and row `t − 1` is the attribution (non-negative, sums to 1).
-  Computed as a row vector times one layer at a time, so it never builds a T×T×T product.
+  Computed as a row vector times one layer at a time (never a T×T×T product), fetching
+  query rows in chunks so memory stays O(heads · chunk · T).
 - grad_x_input: `∂y/∂e_s · e_s` per source token, y being the target token's logit (or its
   log-probability) and e_s the input embedding.
 - integrated_gradients: captum's IntegratedGradients on the input embeddings from a zero (or
@@ -67,27 +68,34 @@ class AttributionView(BaseModel):
     steps: int | None
 
 
-def mix_matrix(attention: torch.Tensor) -> torch.Tensor:
-    """`attention: [heads, T, T]` → `[T, T]`: head mean, plus the residual identity, rows renormalised."""
-    a = attention.to(torch.float64).mean(dim=0)
-    a = 0.5 * a + 0.5 * torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
-    return a / a.sum(dim=-1, keepdim=True)
-
-
 def rollout(
-    attention: Callable[[int], torch.Tensor], layers: int, start: torch.Tensor | None = None
+    attention: Callable[[int, int, int], torch.Tensor],
+    layers: int,
+    n: int,
+    start: torch.Tensor | None = None,
+    chunk: int = 512,
 ) -> torch.Tensor:
-    """`start @ Â_{L−1} @ … @ Â_0` with `attention(layer) -> [heads, T, T]`.
+    """`start @ Â_{L−1} @ … @ Â_0` over `n` positions; `[k, n]` (`[n, n]` when start is None).
 
-    `start: [r, T]` selects rows (one-hot rows of the query positions); None = identity, i.e.
-    the full `[T, T]` rollout. Layers are fetched one at a time, last layer first.
+    `attention(layer, a, b) -> [heads, b − a, ≥ n]` gives query rows a..b−1 of a layer;
+    `Â = diag(1/s)(½Ā + ½I)` with Ā the head mean and s its row sums, applied as
+    `r Â = ½(r/s)Ā + ½(r/s)` so the identity is never built. Rows are fetched `chunk` at a
+    time, last layer first, and skipped where `r` has no weight (the top layer needs only the
+    chunk holding the target row), so memory stays O(heads · chunk · n).
     """
-    r = start
+    r = torch.eye(n, dtype=torch.float64) if start is None else start.to(torch.float64)
     for layer in reversed(range(layers)):
-        m = mix_matrix(attention(layer))
-        r = m if r is None else r.to(m) @ m
-    if r is None:
-        raise ValueError("rollout needs at least one layer")
+        out = torch.zeros_like(r)
+        for a in range(0, n, chunk):
+            b = min(n, a + chunk)
+            w = r[:, a:b]
+            if not torch.any(w):
+                continue
+            mean = attention(layer, a, b)[..., :n].float().mean(dim=0).to("cpu", torch.float64)
+            ws = w / (0.5 * mean.sum(dim=-1) + 0.5)
+            out += 0.5 * (ws @ mean)
+            out[:, a:b] += 0.5 * ws
+        r = out
     return r
 
 
@@ -175,8 +183,8 @@ def attribution_view(ctx: ViewContext, p: AttributionParams) -> AttributionView:
         internals = ctx.require_internals()
         start = torch.zeros(1, pos, dtype=torch.float64)
         start[0, pos - 1] = 1.0
-        scores = rollout(lambda layer: internals.attention(layer)[:, :pos, :pos], internals.n_layers,
-                         start)[0]
+        scores = rollout(lambda layer, a, b: internals.attention(layer, slice(a, b)),
+                         internals.n_layers, pos, start)[0]
         objective = "attention flow"
     else:
         loaded = _model_of(ctx)

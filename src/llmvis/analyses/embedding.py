@@ -74,7 +74,7 @@ def pca(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
         solver = "exact SVD"
     else:
         q = min(k + 20, n, d)
-        _, s, v = torch.lowrank.pca_lowrank(c.float(), q=q, center=False, niter=6)
+        _, s, v = torch.pca_lowrank(c.float(), q=q, center=False, niter=6)
         s, vh = s.to(torch.float64), v.T.to(torch.float64)
         solver = f"randomised SVD (q={q})"
     axes = torch.zeros(k, d, dtype=torch.float64)
@@ -112,7 +112,7 @@ def _nonlinear(x: torch.Tensor, p: EmbeddingParams) -> tuple[np.ndarray, str]:
         import umap  # slow import (numba): only when asked for
 
         k = min(p.neighbors or 15, n - 1)
-        model = umap.UMAP(n_components=p.dims, n_neighbors=k, random_state=p.seed)
+        model = umap.UMAP(n_components=p.dims, n_neighbors=k, random_state=p.seed, n_jobs=1)
         return np.asarray(model.fit_transform(data)), f"UMAP (n_neighbors={k}) on top {data.shape[1]} PCs"
     from sklearn.manifold import TSNE
 

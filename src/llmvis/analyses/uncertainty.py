@@ -19,7 +19,7 @@ Reason = Literal["high_entropy", "low_confidence", "not_top1"]
 
 
 class UncertaintyParams(BaseModel):
-    limit: int = Field(default=20, ge=1, le=500, description="entries per ranking and in `hotspots`")
+    limit: int = Field(default=20, ge=1, le=200, description="entries per ranking and in `hotspots`")
     scope: Literal["generated", "all"] = Field(
         default="generated", description="rank generated tokens only, or prompt tokens too"
     )

@@ -22,8 +22,7 @@ def row_width(top_n: int) -> int:
 
 def _entropy(logp: torch.Tensor) -> torch.Tensor:
     """Entropy in nats of distributions given as log-probabilities [..., V] (-inf allowed)."""
-    p = logp.exp()
-    return -(p * torch.where(p > 0, logp, torch.zeros_like(logp))).sum(-1)
+    return -(logp.exp() * logp.nan_to_num(neginf=0.0)).sum(-1)
 
 
 def step_row(
@@ -31,28 +30,33 @@ def step_row(
 ) -> None:
     """Fill `out` [row_width] with the statistics of one step.
 
-    raw, processed: [V] fp32 logits before / after temperature, top-k, top-p; chosen: [] long.
+    raw, processed: [V] fp32 logits before / after temperature, top-k, top-p (the same tensor
+    when greedy); chosen: [] long. Raw and processed go through the vocab-sized kernels together,
+    since on a small CPU the number of such kernels, not their size, sets the cost.
     """
-    raw_logp = torch.log_softmax(raw, -1)
-    samp_logp = torch.log_softmax(processed, -1)
-    chosen_logit = raw[chosen]
+    if processed is raw:
+        logp = torch.log_softmax(raw, -1)[None].expand(2, -1)
+    else:
+        logp = torch.log_softmax(torch.stack([raw, processed]), -1)  # [2, V]
+    entropy = _entropy(logp[:1] if processed is raw else logp)
     top_logits, top_ids = raw.topk(min(top_n + 1, raw.shape[-1]))
+    k = min(top_n, top_ids.shape[0])
+    gather = torch.cat([chosen.view(1), top_ids[:k]])
+    probs = logp[:, gather].exp()  # [2, 1 + k]: chosen first, then the candidates
+    chosen_logit = raw[chosen]
     second = top_logits[1] if top_logits.shape[0] > 1 else top_logits[0]
-    n = top_n
-    out[0] = raw_logp[chosen].exp()
-    out[1] = samp_logp[chosen].exp()
+    out[0] = probs[0, 0]
+    out[1] = probs[1, 0]
     out[2] = (raw > chosen_logit).sum()
-    out[3] = _entropy(raw_logp)
-    out[4] = _entropy(samp_logp)
+    out[3] = entropy[0]
+    out[4] = entropy[-1]
     out[5] = top_logits[0] - second
     out[6] = top_logits[0] - chosen_logit
-    k = min(n, top_ids.shape[0])
-    ids = top_ids[:k]
     base = SCALARS
-    out[base : base + k] = ids.to(out.dtype)
-    out[base + n : base + n + k] = top_logits[:k]
-    out[base + 2 * n : base + 2 * n + k] = raw_logp[ids].exp()
-    out[base + 3 * n : base + 3 * n + k] = samp_logp[ids].exp()
+    out[base : base + k] = top_ids[:k].to(out.dtype)
+    out[base + top_n : base + top_n + k] = top_logits[:k]
+    out[base + 2 * top_n : base + 2 * top_n + k] = probs[0, 1:]
+    out[base + 3 * top_n : base + 3 * top_n + k] = probs[1, 1:]
 
 
 def row_to_stats(row: list[float], top_n: int, label, sampled: bool = True) -> TokenStats:

@@ -140,10 +140,12 @@ def _decoder_layers(model: Any) -> list[Any]:
 
 @contextlib.contextmanager
 def interruptible(model: Any, cancel: threading.Event) -> Iterator[None]:
-    """Raise `_Superseded` at the next decoder layer once `cancel` is set."""
+    """Raise `_Superseded` at the next decoder layer once `cancel` is set (in this thread only:
+    the model may be running elsewhere too)."""
+    me = threading.get_ident()
 
     def check(*_: object) -> None:
-        if cancel.is_set():
+        if cancel.is_set() and threading.get_ident() == me:
             raise _Superseded
 
     handles = [layer.register_forward_pre_hook(check) for layer in _decoder_layers(model)]

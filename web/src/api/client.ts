@@ -1,8 +1,9 @@
 /** The HTTP API, one small function per endpoint (docs/CONTRACTS.md, server/schemas.py). */
 import { ApiError, errorFromResponse, postSse } from "./sse";
-import type { GenerationRequest, ModelInfo, SamplingParams, Trace } from "./types";
+import type { Deleted, ForkRequest, GenerationRequest, Health, ModelState, RunList, RunRow, Trace } from "./types";
 
 export { ApiError };
+export type { RunRow };
 
 const BASE = "";
 
@@ -36,37 +37,6 @@ async function stream(path: string, body: unknown, onEvent: (type: string, data:
   }
 }
 
-export interface Health {
-  status: "ok";
-  version: string;
-  model_loaded: boolean;
-  model_state: "none" | "loading" | "ready";
-  running: boolean;
-  waiting: number;
-}
-
-export interface ModelState {
-  state: "none" | "loading" | "ready";
-  model?: ModelInfo | null;
-  loading?: { spec: string; stage: string; fraction: number } | null;
-  last_error?: string | null;
-}
-
-export interface RunRow {
-  id: string;
-  created: number;
-  title: string;
-  mode: string;
-  model_name: string;
-  finish_reason: string;
-  n_tokens: number;
-  prompt_len: number;
-  prompt_preview: string;
-  output_preview: string;
-  parent_id: string | null;
-  fork_position: number | null;
-}
-
 export const api = {
   health: (signal?: AbortSignal) => getJson<Health>("/api/health", signal),
   model: () => getJson<ModelState>("/api/model"),
@@ -76,16 +46,16 @@ export const api = {
     stream("/api/runs", req, onEvent, signal),
   fork: (
     runId: string,
-    body: { position: number; token_id: number; params?: SamplingParams | null },
+    body: ForkRequest,
     onEvent: (type: string, data: unknown) => void,
     signal?: AbortSignal,
   ) => stream(`/api/runs/${encodeURIComponent(runId)}/fork`, body, onEvent, signal),
-  runs: (q = "", limit = 200) =>
-    getJson<{ runs: RunRow[]; total: number }>(`/api/runs?${new URLSearchParams({ q, limit: String(limit) })}`),
+  runs: (search = "", limit = 200) =>
+    getJson<RunList>(`/api/runs?${new URLSearchParams(search ? { search, limit: String(limit) } : { limit: String(limit) })}`),
   run: (id: string) => getJson<Trace>(`/api/runs/${encodeURIComponent(id)}`),
   rename: (id: string, title: string) => sendJson<RunRow>("PATCH", `/api/runs/${encodeURIComponent(id)}`, { title }),
-  remove: (id: string) => sendJson<{ id: string; deleted: boolean; undo: string }>("DELETE", `/api/runs/${encodeURIComponent(id)}`),
-  undo: (path: string) => sendJson<unknown>("POST", path),
+  remove: (id: string) => sendJson<Deleted>("DELETE", `/api/runs/${encodeURIComponent(id)}`),
+  restore: (id: string) => sendJson<unknown>("POST", `/api/runs/${encodeURIComponent(id)}/restore`),
   view: <T>(runId: string, view: string, params: Record<string, string | number | boolean | null | undefined>, signal?: AbortSignal) => {
     const q = new URLSearchParams();
     for (const [k, v] of Object.entries(params)) if (v !== null && v !== undefined) q.set(k, String(v));

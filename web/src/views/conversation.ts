@@ -75,7 +75,7 @@ export function conversation(): HTMLElement {
           h("div", { class: "turn-role" }, chat ? role : role === "prompt" ? t("conv.prompt") : "→"));
         frag.append(turnEl);
       }
-      const chip = h("span", { class: `tok ${tok.kind}${tok.text === "" ? " special" : ""}`, "data-p": tok.position }, chipText(tok));
+      const chip = h("span", { class: `tok ${tok.kind}${tok.special || tok.text === "" ? " special" : ""}`, "data-p": tok.position }, chipText(tok));
       const bg = chipColor(tok, app.colorMode, d);
       if (bg) chip.style.background = bg;
       if (tok.position === app.selected) chip.classList.add("sel");
@@ -106,7 +106,7 @@ export function conversation(): HTMLElement {
   const showLegend = () => {
     clear(legend);
     if (app.colorMode === "default") {
-      legend.append(h("span", { class: "swatch", style: `background:${chipColor({ position: 0, id: 0, text: "", label: "", kind: "generated", stats: { raw_prob: 0, rank: 1, raw_entropy: 0, logit_gap: 0, gap_to_top1: 0 } }, "default", dark())}` }),
+      legend.append(h("span", { class: "swatch", style: `background:${chipColor({ position: 0, id: 0, text: "", label: "", kind: "generated", special: false, stats: { raw_prob: 0, rank: 1, raw_entropy: 0, logit_gap: 0, gap_to_top1: 0 } }, "default", dark())}` }),
         h("span", {}, t("legend.default.off")));
     } else {
       const key = app.colorMode === "entropy" ? "legend.entropy" : app.colorMode === "probability" ? "legend.probability" : "legend.gap";

@@ -121,6 +121,7 @@ export function leftPanel(): HTMLElement {
     top_p: topP.get() ?? 1,
     max_new_tokens: maxTokens.get() ?? 128,
     seed: seed.get(),
+    top_n: 10,
   });
 
   // --- input -------------------------------------------------------------------------------

@@ -1,0 +1,118 @@
+"""Generation speed: plain transformers vs the naive per-step capture vs llmvis.
+
+Prints, for prompt lengths 128/512/1536 and 64 new tokens on the bundled model, the median
+tokens/s of (a) `model.generate` greedy, (b) the original prototype's per-step capture (eager
+attention, output_attentions + output_hidden_states every step, copied to Python lists),
+(c) llmvis generation with all statistics; then c/a and c/b. Configurations are interleaved
+and repeated so that machine noise hits all of them alike.
+
+    .venv/bin/python bench/generation.py [--lengths 128 512 1536] [--new 64] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import time
+
+import torch
+from transformers import AutoModelForCausalLM, DynamicCache
+
+from llmvis.generation import SamplingParams, generate
+from llmvis.models import load_model
+from llmvis.models.convert import converted_dir
+from llmvis.models.sources import bundled_gguf
+from llmvis.trace import GenerationRequest
+
+TEXT = (
+    "The history of natural language processing generally started in the 1950s, although work "
+    "can be found from earlier periods. In 1950, Alan Turing published an article titled "
+    "Computing Machinery and Intelligence which proposed what is now called the Turing test. "
+)
+
+
+def prompt_of(tokenizer, length: int) -> str:
+    text = TEXT
+    while len(tokenizer(text).input_ids) < length:
+        text += TEXT
+    ids = tokenizer(text).input_ids[:length]
+    return tokenizer.decode(ids)
+
+
+def plain_generate(model, ids, new):
+    model.generate(ids, do_sample=False, max_new_tokens=new, min_new_tokens=new, pad_token_id=0)
+
+
+def naive_capture(model, ids, new):
+    """What the prototype did: everything, every step, as Python lists."""
+    kept = []
+    cache = DynamicCache(config=model.config)
+    cur = ids
+    with torch.no_grad():
+        for _ in range(new):
+            out = model(input_ids=cur, cache=cache, use_cache=True,
+                        output_attentions=True, output_hidden_states=True)
+            step = {
+                "attentions": [a[0, :, -1].tolist() for a in out.attentions],
+                "hidden": [h[0, -1].tolist() for h in out.hidden_states],
+                "logits": out.logits[0, -1].tolist(),
+            }
+            if cur.shape[1] > 1:  # the prefill's full matrices, kept as arrays
+                step["prefill_attentions"] = [a[0].numpy().copy() for a in out.attentions]
+            kept.append(step)
+            cur = out.logits[:, -1:].argmax(-1)
+    return kept
+
+
+def llmvis_generate(loaded, prompt, new):
+    request = GenerationRequest(
+        mode="completion", prompt=prompt, params=SamplingParams(temperature=0, max_new_tokens=new)
+    )
+    trace = generate(loaded, request)
+    assert len(trace.generated) == new, (len(trace.generated), trace.finish_reason)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lengths", type=int, nargs="+", default=[128, 512, 1536])
+    parser.add_argument("--new", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    t = time.perf_counter()
+    loaded = load_model("smollm2")
+    warm_load = time.perf_counter() - t
+    loaded = dataclasses.replace(loaded, stop_ids=frozenset())  # always generate `new` tokens
+    eager = AutoModelForCausalLM.from_pretrained(
+        converted_dir(bundled_gguf()), attn_implementation="eager"
+    ).eval()
+    tok = loaded.tokenizer
+    print(f"warm load of the bundled model: {warm_load:.2f} s; torch threads: {torch.get_num_threads()}")
+
+    configs = {
+        "a generate": lambda p, ids: plain_generate(loaded.model, ids, args.new),
+        "b naive": lambda p, ids: naive_capture(eager, ids, args.new),
+        "c llmvis": lambda p, ids: llmvis_generate(loaded, p, args.new),
+    }
+    prompts = {n: prompt_of(tok, n) for n in args.lengths}
+    llmvis_generate(loaded, prompts[args.lengths[0]], 4)  # warm-up
+    times: dict[tuple[int, str], list[float]] = {}
+    for _ in range(args.repeats):
+        for n in args.lengths:
+            ids = torch.tensor([tok(prompts[n]).input_ids])
+            for name, fn in configs.items():
+                t = time.perf_counter()
+                fn(prompts[n], ids)
+                times.setdefault((n, name), []).append(time.perf_counter() - t)
+
+    print(f"\n{args.new} new tokens, median of {args.repeats} (tokens/s, prefill included)")
+    print(f"{'prompt':>7} | {'a generate':>10} | {'b naive':>8} | {'c llmvis':>8} | {'c/a':>5} | {'c/b':>5}")
+    for n in args.lengths:
+        rate = {name: args.new / statistics.median(times[(n, name)]) for name in configs}
+        a, b, c = rate["a generate"], rate["b naive"], rate["c llmvis"]
+        print(f"{n:>7} | {a:>10.2f} | {b:>8.2f} | {c:>8.2f} | {c / a:>5.2f} | {c / b:>5.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,296 @@
+"""Views over attention heads: compare them, measure their entropy, label what they do.
+
+- `multi_head`: every head of one layer as a small (≤ 64×64, max-pooled) matrix, plus each
+  head's attention row from the selected position.
+- `head_entropy`: L×H mean attention entropy, normalised by log(number of keys the query can
+  see — its position + 1, or the sliding window), so 1 = uniform and 0 = one key.
+- `head_health`: per head the share of attention on the first token (sink), on the previous
+  token, and on the token after an earlier occurrence of the current one (induction), on the
+  run itself or on a probe of N random tokens repeated twice, and a label.
+
+Label rule (documented in `HeadHealthView.thresholds` too): among sink ≥ 0.5, previous-token
+≥ 0.4 and induction ≥ 0.3, the head takes the label whose score is furthest above its
+threshold (score / threshold); if none passes, "focused" when its normalised entropy is below
+0.5, else "diffuse". Scores are means over query positions (sampled evenly in long runs).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, Field
+
+from llmvis.analyses.attention import (
+    attention_rows,
+    pooled_attention,
+    sample_positions,
+)
+from llmvis.analyses.common import (
+    bin_starts,
+    check_layer,
+    default_position,
+    pool_bins,
+    round4,
+    token_labels,
+)
+from llmvis.analyses.registry import ViewContext, register
+from llmvis.internals import Internals
+
+MULTI_HEAD_CELLS = 40_000  # heads × cells² stays below this (JSON size)
+ROW_CELLS = 40_000  # heads × key bins of the rows stays below this
+
+SINK_MIN = 0.5
+PREVIOUS_MIN = 0.4
+INDUCTION_MIN = 0.3
+FOCUSED_MAX_ENTROPY = 0.5
+
+HeadLabel = Literal["sink", "previous-token", "induction", "diffuse", "focused"]
+
+
+# ----------------------------------------------------------------------------- shared maths
+
+
+def normalised_entropy(w: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+    """Entropy of each row of `w: [..., keys]` divided by log(visible keys); 0 where visible ≤ 1."""
+    p = w.float()
+    ent = -(p * torch.log(p.clamp_min(1e-30))).sum(-1)
+    denom = torch.log(visible.float().clamp_min(1.0))
+    return torch.where(denom > 0, ent / denom.clamp_min(1e-30), torch.zeros_like(ent))
+
+
+def visible_keys(internals: Internals, layer: int, positions: list[int]) -> torch.Tensor:
+    """[len(positions)] how many keys each query can see in `layer` (causal, sliding window)."""
+    n = torch.tensor(positions, dtype=torch.long) + 1
+    window = internals.window(layer)
+    return n.clamp_max(int(window)) if window is not None else n
+
+
+# ----------------------------------------------------------------------------- multi_head
+
+
+class MultiHeadParams(BaseModel):
+    layer: int = Field(default=0, ge=0, description="decoder layer 0..L-1")
+    position: int | None = Field(
+        default=None, ge=0, description="query position whose rows are returned (default: last)"
+    )
+    max_cells: int = Field(default=64, ge=4, le=64, description="bins per axis of each head's matrix")
+
+
+class MultiHeadView(BaseModel):
+    layer: int
+    heads: int
+    position: int
+    n_positions: int
+    pooled: bool
+    row_indices: list[int] = Field(description="first source position of each matrix row bin")
+    col_indices: list[int] = Field(description="first source position of each matrix column bin")
+    matrices: list[list[list[float]]] = Field(description="[head][query bin][key bin], max-pooled")
+    row_keys: list[int] = Field(description="first key position of each bin of `rows`")
+    row_key_labels: list[str]
+    rows: list[list[float]] = Field(description="[head][key bin] attention of `position` (max-pooled)")
+
+
+@register("multi_head", "All heads of a layer", MultiHeadParams, MultiHeadView, needs_internals=True)
+def multi_head(ctx: ViewContext, p: MultiHeadParams) -> MultiHeadView:
+    """Every head of one layer side by side, and each head's row for the selected position."""
+    internals = ctx.require_internals()
+    layer = check_layer(ctx, p.layer)
+    pos = default_position(ctx, p.position)
+    heads, t = internals.n_heads, internals.n_positions
+    cells = max(4, min(p.max_cells, math.isqrt(MULTI_HEAD_CELLS // heads)))
+    mats, ridx, cidx = pooled_attention(internals, layer, 0, t, cells, lambda w: w)
+    row = internals.attention(layer, [pos])[:, 0, : pos + 1]  # [H, keys]
+    size, keys = bin_starts(pos + 1, max(8, min(512, ROW_CELLS // heads)))
+    row = pool_bins(row[:, None, :], 1, size)[:, 0]
+    return MultiHeadView(
+        layer=layer, heads=heads, position=pos, n_positions=t, pooled=len(ridx) < t,
+        row_indices=ridx, col_indices=cidx, matrices=round4(mats),
+        row_keys=keys, row_key_labels=token_labels(ctx, keys), rows=round4(row),
+    )
+
+
+# ----------------------------------------------------------------------------- head_entropy
+
+
+class HeadEntropyParams(BaseModel):
+    position: int | None = Field(
+        default=None, ge=0, description="one query position; None = averaged over positions"
+    )
+    max_queries: int = Field(
+        default=256, ge=8, le=2048,
+        description="averaged mode: at most this many query positions, evenly spaced (position 0 skipped)",
+    )
+
+
+class HeadEntropyView(BaseModel):
+    mode: Literal["position", "average"]
+    position: int | None
+    layers: int
+    heads: int
+    positions_used: int = Field(description="query positions averaged (1 in position mode)")
+    entropy: list[list[float]] = Field(
+        description="[layer][head] attention entropy / log(visible keys): 0 = one key, 1 = uniform"
+    )
+
+
+@register("head_entropy", "Head entropy", HeadEntropyParams, HeadEntropyView, needs_internals=True)
+def head_entropy(ctx: ViewContext, p: HeadEntropyParams) -> HeadEntropyView:
+    """L×H normalised attention entropy, for one query or averaged over (sampled) queries."""
+    internals = ctx.require_internals()
+    n_l, n_h = internals.n_layers, internals.n_heads
+    if p.position is not None:
+        pos = default_position(ctx, p.position)
+        rows = internals.attention_row(pos)[:, :, : pos + 1]  # [L, H, keys]
+        vis = torch.stack([visible_keys(internals, layer, [pos]) for layer in range(n_l)])  # [L, 1]
+        ent = normalised_entropy(rows, vis)
+        return HeadEntropyView(mode="position", position=pos, layers=n_l, heads=n_h,
+                               positions_used=1, entropy=round4(ent))
+    positions = sample_positions(1, internals.n_positions, p.max_queries)
+    out = torch.zeros(n_l, n_h)
+    for layer in range(n_l):
+        total = torch.zeros(n_h)
+        for part, w in attention_rows(internals, layer, positions):
+            vis = visible_keys(internals, layer, part)
+            total += normalised_entropy(w.cpu(), vis[None, :]).sum(-1)
+        out[layer] = total / max(1, len(positions))
+    return HeadEntropyView(mode="average", position=None, layers=n_l, heads=n_h,
+                           positions_used=len(positions), entropy=round4(out))
+
+
+# ----------------------------------------------------------------------------- head_health
+
+
+class HeadHealthParams(BaseModel):
+    probe: bool = Field(
+        default=False,
+        description="measure on N random tokens repeated twice instead of the run itself",
+    )
+    probe_len: int = Field(default=32, ge=4, le=256, description="N, the random half of the probe")
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="seed of the probe's random tokens")
+    max_queries: int = Field(
+        default=256, ge=8, le=2048, description="query positions used, evenly spaced (run mode)"
+    )
+
+
+class HeadScore(BaseModel):
+    layer: int
+    head: int
+    sink: float = Field(description="mean attention on position 0")
+    previous: float = Field(description="mean attention on the previous position")
+    induction: float | None = Field(
+        description="mean attention on the token after the current token's earlier occurrences; "
+        "None when no query has an earlier occurrence"
+    )
+    entropy: float = Field(description="mean normalised entropy (0 = one key, 1 = uniform)")
+    label: HeadLabel
+
+
+class HeadHealthView(BaseModel):
+    source: Literal["run", "probe"]
+    layers: int
+    heads: int
+    sequence_length: int = Field(description="length of the sequence measured (run or probe)")
+    positions_used: int
+    induction_positions: int = Field(description="queries that had an earlier occurrence of their token")
+    thresholds: dict[str, float] = Field(
+        description="label rule: the passing score furthest above its threshold; else focused "
+        "(entropy below focused_max_entropy) or diffuse"
+    )
+    scores: list[HeadScore] = Field(description="one per (layer, head), layer-major")
+
+
+def label_head(sink: float, previous: float, induction: float | None, entropy: float) -> HeadLabel:
+    """The rule in the module docstring."""
+    candidates: list[tuple[float, HeadLabel]] = [
+        (sink / SINK_MIN, "sink"),
+        (previous / PREVIOUS_MIN, "previous-token"),
+        ((induction or 0.0) / INDUCTION_MIN, "induction"),
+    ]
+    ratio, label = max(candidates, key=lambda c: c[0])
+    if ratio >= 1.0:
+        return label
+    return "focused" if entropy < FOCUSED_MAX_ENTROPY else "diffuse"
+
+
+def induction_targets(ids: list[int], positions: list[int]) -> dict[int, list[int]]:
+    """For each query q: keys j + 1 with ids[j] == ids[q] and j + 1 < q (where induction looks)."""
+    seen: dict[int, list[int]] = {}
+    for j, t in enumerate(ids):
+        seen.setdefault(t, []).append(j)
+    return {q: [j + 1 for j in seen[ids[q]] if j + 1 < q] for q in positions}
+
+
+def probe_ids(internals: Internals, n: int, seed: int) -> list[int]:
+    """BOS (when the tokenizer has one) + N random ordinary tokens + the same N again."""
+    tok = internals.loaded.tokenizer
+    vocab = int(internals.loaded.info.vocab_size)
+    special = set(getattr(tok, "all_special_ids", []) or [])
+    g = torch.Generator().manual_seed(seed)
+    low = min(vocab - 1, max(3, vocab // 100))  # skip the first ids: often control tokens
+    half = [t for t in torch.randint(low, vocab, (n * 2,), generator=g).tolist() if t not in special][:n]
+    bos = getattr(tok, "bos_token_id", None)
+    return ([bos] if bos is not None else []) + half + half
+
+
+def head_scores(internals: Internals, ids: list[int], positions: list[int]) -> tuple[torch.Tensor, int]:
+    """[L, H, 4] (sink, previous, induction or nan, entropy) averaged over query `positions`."""
+    n_l, n_h = internals.n_layers, internals.n_heads
+    out = torch.zeros(n_l, n_h, 4)
+    targets = induction_targets(ids, positions)
+    n_ind = sum(1 for q in positions if targets[q])
+    for layer in range(n_l):
+        acc = torch.zeros(n_h, 4)
+        for part, w in attention_rows(internals, layer, positions):
+            w = w.cpu()  # [H, n, T]
+            idx = torch.arange(len(part))
+            qs = torch.tensor(part)
+            acc[:, 0] += w[:, :, 0].sum(-1)
+            acc[:, 1] += w[:, idx, qs - 1].sum(-1)
+            for i, q in enumerate(part):
+                if targets[q]:
+                    acc[:, 2] += w[:, i, targets[q]].sum(-1)
+            acc[:, 3] += normalised_entropy(w, visible_keys(internals, layer, part)[None, :]).sum(-1)
+        out[layer, :, 0] = acc[:, 0] / len(positions)
+        out[layer, :, 1] = acc[:, 1] / len(positions)
+        out[layer, :, 2] = acc[:, 2] / n_ind if n_ind else float("nan")
+        out[layer, :, 3] = acc[:, 3] / len(positions)
+    return out, n_ind
+
+
+@register("head_health", "Head health", HeadHealthParams, HeadHealthView, needs_internals=True)
+def head_health(ctx: ViewContext, p: HeadHealthParams) -> HeadHealthView:
+    """Sink / previous-token / induction scores and a label for every head."""
+    internals = ctx.require_internals()
+    if p.probe:
+        ids = probe_ids(internals, p.probe_len, p.seed)
+        target = Internals(internals.loaded, ids, cache=internals.cache)
+        positions = list(range(1, len(ids)))
+        source: Literal["run", "probe"] = "probe"
+    else:
+        ids, target, source = internals.ids, internals, "run"
+        positions = sample_positions(1, len(ids), p.max_queries)
+    if not positions:
+        scores = torch.zeros(internals.n_layers, internals.n_heads, 4)
+        scores[:, :, 2] = float("nan")
+        n_ind = 0
+    else:
+        scores, n_ind = head_scores(target, ids, positions)
+    items = []
+    for layer in range(target.n_layers):
+        for head in range(target.n_heads):
+            sink, prev, ind, ent = (float(v) for v in scores[layer, head])
+            induction = None if math.isnan(ind) else ind
+            items.append(HeadScore(
+                layer=layer, head=head, sink=round4(sink), previous=round4(prev),
+                induction=round4(induction) if induction is not None else None,
+                entropy=round4(ent), label=label_head(sink, prev, induction, ent),
+            ))
+    return HeadHealthView(
+        source=source, layers=target.n_layers, heads=target.n_heads, sequence_length=len(ids),
+        positions_used=len(positions), induction_positions=n_ind,
+        thresholds={"sink": SINK_MIN, "previous": PREVIOUS_MIN, "induction": INDUCTION_MIN,
+                    "focused_max_entropy": FOCUSED_MAX_ENTROPY},
+        scores=items,
+    )

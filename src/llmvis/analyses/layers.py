@@ -1,0 +1,248 @@
+"""Views over the residual stream, layer by layer.
+
+Index convention: hidden state `l` (0..L) is the residual stream *entering* decoder layer l;
+0 is the embedding output and L the last layer's output (before the final norm).
+
+- `layer_similarity`: cosine between hidden states — consecutive ones, each against the last,
+  and the full (L+1)×(L+1) matrix — at one position and averaged over positions.
+- `residual_stream`: per layer, the norms of the residual and of what attention and the MLP
+  add, and each contribution's direct effect on the logit of the predicted token.
+- `logit_lens`: the final norm + unembedding applied to every hidden state at one position.
+
+`position` in `residual_stream` and `logit_lens` is the position of the token being
+*predicted* (as in the `tokens` view): the model chose it reading the residual stream at
+position − 1, so position 0 (never predicted) is not allowed.
+
+Direct logit effect (linearisation): the final RMSNorm is y = g ⊙ x / rms(x). Freezing rms(x)
+at its value for the final residual x_L makes it linear, so each contribution c (embedding,
+every attention and MLP output, which sum to x_L) gets effect  (g ⊙ c / rms(x_L)) · W_U[token].
+These effects sum exactly to the token's logit (before any final soft-capping; plus the
+lm_head bias, if any). The gain g is read off the model's own norm (norm applied to a vector of
+ones), so parametrisations like Gemma's (1 + w) are handled.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from pydantic import BaseModel, Field
+
+from llmvis.analyses.common import check_position, id_label, round4
+from llmvis.analyses.registry import ViewContext, ViewParamError, register
+from llmvis.internals import Internals
+
+SIM_CHUNK = 512  # positions per chunk when averaging cosines over the run
+
+
+def _hidden_at(internals: Internals, pos: int) -> torch.Tensor:
+    """[L+1, d] every hidden state at one position, fp32 on CPU."""
+    return torch.stack([internals.residual(i)[pos].float().cpu() for i in range(internals.n_layers + 1)])
+
+
+def _predicted(ctx: ViewContext, position: int | None) -> tuple[int, int]:
+    """(position of the predicted token, position whose residual predicts it)."""
+    t = len(ctx.trace.tokens)
+    pos = t - 1 if position is None else position
+    check_position(ctx, pos)
+    if pos < 1:
+        raise ViewParamError("position 0 is not predicted by anything: choose a position in 1..%d" % (t - 1))
+    return pos, pos - 1
+
+
+# ----------------------------------------------------------------------------- layer_similarity
+
+
+class LayerSimilarityParams(BaseModel):
+    position: int | None = Field(default=None, ge=0, description="position (default: last)")
+
+
+class LayerSimilarityView(BaseModel):
+    position: int
+    layers: int = Field(description="L; hidden states are indexed 0..L")
+    consecutive: list[float] = Field(description="[L] cos(h_l, h_l+1) at `position`")
+    consecutive_mean: list[float] = Field(description="[L] the same, averaged over all positions")
+    vs_last: list[float] = Field(description="[L+1] cos(h_l, h_L) at `position`")
+    vs_last_mean: list[float] = Field(description="[L+1] the same, averaged over all positions")
+    matrix: list[list[float]] = Field(description="[L+1][L+1] cos(h_i, h_j) at `position`")
+    matrix_mean: list[list[float]] = Field(description="[L+1][L+1] averaged over all positions")
+
+
+def cosine_matrix(h: torch.Tensor) -> torch.Tensor:
+    """h: [n, d] → [n, n] cosine similarities (0 for a zero vector)."""
+    unit = h / h.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return unit @ unit.T
+
+
+def mean_cosine_matrix(internals: Internals) -> torch.Tensor:
+    """[L+1, L+1] cos(h_i[t], h_j[t]) averaged over positions t, in chunks of positions."""
+    n, t = internals.n_layers + 1, internals.n_positions
+    total = torch.zeros(n, n, dtype=torch.float64)
+    for a in range(0, t, SIM_CHUNK):
+        h = torch.stack([internals.residual(i)[a : a + SIM_CHUNK].float().cpu() for i in range(n)])
+        unit = h / h.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # [n, c, d]
+        total += torch.einsum("icd,jcd->ij", unit, unit).double()
+    return (total / t).float()
+
+
+@register("layer_similarity", "Layer similarity", LayerSimilarityParams, LayerSimilarityView,
+          needs_internals=True)
+def layer_similarity(ctx: ViewContext, p: LayerSimilarityParams) -> LayerSimilarityView:
+    """How much each layer changes the residual stream (cosine between hidden states)."""
+    internals = ctx.require_internals()
+    pos = check_position(ctx, len(ctx.trace.tokens) - 1 if p.position is None else p.position)
+    n = internals.n_layers
+    at = cosine_matrix(_hidden_at(internals, pos))
+    mean = mean_cosine_matrix(internals)
+    idx = torch.arange(n)
+    return LayerSimilarityView(
+        position=pos, layers=n,
+        consecutive=round4(at[idx, idx + 1]), consecutive_mean=round4(mean[idx, idx + 1]),
+        vs_last=round4(at[:, n]), vs_last_mean=round4(mean[:, n]),
+        matrix=round4(at), matrix_mean=round4(mean),
+    )
+
+
+# ----------------------------------------------------------------------------- residual_stream
+
+
+class ResidualStreamParams(BaseModel):
+    position: int | None = Field(
+        default=None, ge=1, description="position of the predicted token (default: last); read at position-1"
+    )
+    token_id: int | None = Field(
+        default=None, ge=0, description="token whose logit is decomposed (default: the token at `position`)"
+    )
+
+
+class ResidualLayer(BaseModel):
+    layer: int
+    residual_norm: float = Field(description="‖h_l‖, the stream entering this layer")
+    attn_norm: float = Field(description="‖attention output added by this layer‖")
+    mlp_norm: float = Field(description="‖MLP output added by this layer‖")
+    attn_logit: float = Field(description="direct effect of the attention output on the token's logit")
+    mlp_logit: float = Field(description="direct effect of the MLP output on the token's logit")
+
+
+class ResidualStreamView(BaseModel):
+    position: int
+    source_position: int = Field(description="position whose residual stream is shown (position-1)")
+    token_id: int
+    token_label: str
+    embedding_norm: float
+    embedding_logit: float = Field(description="direct effect of the embedding (h_0)")
+    final_norm: float = Field(description="‖h_L‖")
+    logit: float = Field(description="the token's logit before final soft-capping (= sum of all effects)")
+    layers: list[ResidualLayer]
+    linearisation: str
+
+
+LINEARISATION = (
+    "final RMSNorm linearised at the final residual: effect(c) = (g * c / rms(h_L)) · W_U[token]; "
+    "effects of embedding + all attention + all MLP outputs sum to the logit (before soft-capping)"
+)
+
+
+def direct_effect_basis(internals: Internals, final: torch.Tensor, token_id: int) -> tuple[torch.Tensor, float]:
+    """(u: [d], bias) so that effect(c) = c · u; u = g ⊙ W_U[token] / rms(final)."""
+    norm = internals.final_norm
+    d = final.shape[-1]
+    eps = float(getattr(norm, "variance_epsilon", getattr(norm, "eps", 1e-6)))
+    ones = torch.ones(1, d, dtype=final.dtype)
+    gain = internals.normed(ones)[0].float().cpu() * math.sqrt(1.0 + eps)  # g, whatever its form
+    rms = torch.sqrt(final.float().pow(2).mean() + eps)
+    head = internals.lm_head
+    w = head.weight[token_id].detach().float().cpu()
+    bias = float(head.bias[token_id].detach()) if getattr(head, "bias", None) is not None else 0.0
+    return gain * w / rms, bias
+
+
+@register("residual_stream", "Residual stream", ResidualStreamParams, ResidualStreamView,
+          needs_internals=True)
+def residual_stream(ctx: ViewContext, p: ResidualStreamParams) -> ResidualStreamView:
+    """Norms per layer and each block's direct effect on the predicted token's logit."""
+    internals = ctx.require_internals()
+    pos, src = _predicted(ctx, p.position)
+    token_id = ctx.trace.tokens[pos].id if p.token_id is None else p.token_id
+    vocab = int(internals.lm_head.weight.shape[0])
+    if not 0 <= token_id < vocab:
+        raise ViewParamError(f"token_id {token_id} is out of range: the vocabulary is 0..{vocab - 1}")
+    n = internals.n_layers
+    final = internals.residual(n)[src].float().cpu()
+    u, bias = direct_effect_basis(internals, final, token_id)
+    emb = internals.residual(0)[src].float().cpu()
+    layers = []
+    for layer in range(n):
+        a = internals.attn_out(layer)[src].float().cpu()
+        m = internals.mlp_out(layer)[src].float().cpu()
+        h = internals.residual(layer)[src].float().cpu()
+        layers.append(ResidualLayer(
+            layer=layer, residual_norm=round4(float(h.norm())), attn_norm=round4(float(a.norm())),
+            mlp_norm=round4(float(m.norm())), attn_logit=round4(float(a @ u)),
+            mlp_logit=round4(float(m @ u)),
+        ))
+    return ResidualStreamView(
+        position=pos, source_position=src, token_id=token_id, token_label=id_label(ctx, token_id),
+        embedding_norm=round4(float(emb.norm())), embedding_logit=round4(float(emb @ u)),
+        final_norm=round4(float(final.norm())), logit=round4(float(final @ u) + bias),
+        layers=layers, linearisation=LINEARISATION,
+    )
+
+
+# ----------------------------------------------------------------------------- logit_lens
+
+
+class LogitLensParams(BaseModel):
+    position: int | None = Field(
+        default=None, ge=1, description="position of the predicted token (default: last); read at position-1"
+    )
+    top_k: int = Field(default=5, ge=1, le=20, description="tokens listed per layer")
+
+
+class LensToken(BaseModel):
+    id: int
+    label: str
+    prob: float
+
+
+class LensLayer(BaseModel):
+    layer: int = Field(description="hidden state l: 0 = embeddings, L = last layer's output (the model's own prediction)")
+    top: list[LensToken]
+    target_prob: float = Field(description="probability of the chosen token at this layer")
+    target_rank: int = Field(description="its rank, 0 = top-1")
+    entropy: float = Field(description="entropy of this layer's distribution, nats")
+
+
+class LogitLensView(BaseModel):
+    position: int
+    source_position: int
+    token_id: int = Field(description="the token that was chosen at `position`")
+    token_label: str
+    layers: list[LensLayer] = Field(description="L+1 entries, hidden states 0..L")
+
+
+@register("logit_lens", "Logit lens", LogitLensParams, LogitLensView, needs_internals=True)
+def logit_lens(ctx: ViewContext, p: LogitLensParams) -> LogitLensView:
+    """Decode every layer's residual stream with the final norm + unembedding."""
+    internals = ctx.require_internals()
+    pos, src = _predicted(ctx, p.position)
+    target = ctx.trace.tokens[pos].id
+    hidden = torch.stack([internals.residual(i)[src] for i in range(internals.n_layers + 1)])
+    logits = internals.logits(hidden).float().cpu()  # [L+1, V]
+    logp = torch.log_softmax(logits, dim=-1)
+    probs = logp.exp()
+    entropy = -(probs * logp).sum(-1)
+    top_p, top_i = probs.topk(p.top_k, dim=-1)
+    rank = (logits > logits[:, target : target + 1]).sum(-1)
+    layers = [
+        LensLayer(
+            layer=i,
+            top=[LensToken(id=int(t), label=id_label(ctx, int(t)), prob=round4(float(v)))
+                 for v, t in zip(top_p[i].tolist(), top_i[i].tolist(), strict=True)],
+            target_prob=round4(float(probs[i, target])), target_rank=int(rank[i]),
+            entropy=round4(float(entropy[i])),
+        )
+        for i in range(hidden.shape[0])
+    ]
+    return LogitLensView(position=pos, source_position=src, token_id=target,
+                         token_label=id_label(ctx, target), layers=layers)

@@ -1,0 +1,1 @@
+"""The HTTP server: FastAPI app, model engine, security, static files."""

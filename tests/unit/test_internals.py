@@ -1,0 +1,217 @@
+"""Internals: the captured residual stream and recomputed attention equal the model's own.
+
+The reference is the same tiny model (same seed, same weights) run with the eager kernel and
+`output_attentions=True, output_hidden_states=True`; mistral and gemma3 use a sliding window
+of 8, so runs are 24 tokens long to exercise it.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny_loaded
+from trace_helpers import random_ids
+
+from llmvis.internals import ActivationCache, Internals
+
+T = 24
+TOL = 1e-5
+
+
+def eager_reference(arch: str, ids: list[int], layers: int = 2):
+    model = tiny_loaded(arch, layers, attn="eager").model
+    with torch.no_grad():
+        return model(torch.tensor([ids]), output_attentions=True, output_hidden_states=True)
+
+
+def run(arch: str, layers: int = 2, n: int = T, seed: int = 1):
+    loaded = tiny_loaded(arch, layers)
+    ids = random_ids(loaded, n, seed=seed)
+    return loaded, ids, Internals(loaded, ids)
+
+
+def test_attention_equals_eager(arch):
+    _, ids, internals = run(arch)
+    ref = eager_reference(arch, ids)
+    for layer in range(internals.n_layers):
+        ours = internals.attention(layer)
+        assert ours.shape == (internals.n_heads, T, T)
+        assert (ours - ref.attentions[layer][0]).abs().max().item() <= TOL
+
+
+def test_gemma3_global_and_local_layers_equal_eager():
+    """Six layers: five sliding (local rope) and one full-attention layer (global rope)."""
+    _, ids, internals = run("gemma3_text", layers=6)
+    assert internals.window(0) == 8 and internals.window(5) is None
+    ref = eager_reference("gemma3_text", ids, layers=6)
+    for layer in range(6):
+        assert (internals.attention(layer) - ref.attentions[layer][0]).abs().max().item() <= TOL
+
+
+def test_attention_rows_sum_to_one_and_are_causal(arch):
+    _, _, internals = run(arch)
+    for layer in range(internals.n_layers):
+        w = internals.attention(layer)
+        assert torch.allclose(w.sum(-1), torch.ones(internals.n_heads, T), atol=1e-5)
+        assert w.triu(diagonal=1).abs().max().item() == 0.0
+        window = internals.window(layer)
+        if window is not None:  # keys older than the window get nothing
+            q, k = torch.meshgrid(torch.arange(T), torch.arange(T), indexing="ij")
+            assert w[:, q - k >= window].abs().max().item() == 0.0
+            assert w[:, (q - k < window) & (k <= q)].min().item() > 0.0
+
+
+def test_sliding_window_matters():
+    """Guard that the window test above is not vacuous: mistral's window of 8 bites at T=24."""
+    _, _, internals = run("mistral")
+    assert internals.window(0) == 8
+    w = internals.attention(0)
+    assert w[:, 20, :13].abs().max().item() == 0.0 and w[:, 20, 13:21].min().item() > 0
+
+
+def test_attention_row_matches_attention(arch):
+    _, _, internals = run(arch)
+    for pos in (0, 5, T - 1):
+        row = internals.attention_row(pos)
+        assert row.shape == (internals.n_layers, internals.n_heads, T)
+        for layer in range(internals.n_layers):
+            assert (row[layer] - internals.attention(layer)[:, pos]).abs().max().item() <= 1e-6
+        if pos + 1 < T:
+            assert row[:, :, pos + 1 :].abs().max().item() == 0.0
+
+
+def test_attention_query_subsets_match_full():
+    _, _, internals = run("qwen3")
+    full = internals.attention(1)
+    fresh = Internals(internals.loaded, internals.ids)  # no cached matrix: really recomputes
+    assert torch.allclose(fresh.attention(1, slice(3, 10)), full[:, 3:10], atol=1e-6)
+    assert torch.allclose(fresh.attention(1, [0, 7, 23]), full[:, [0, 7, 23]], atol=1e-6)
+
+
+def test_hidden_states_and_contributions(arch):
+    loaded, ids, internals = run(arch)
+    ref = eager_reference(arch, ids)
+    n = internals.n_layers
+    for layer in range(n):  # layer inputs equal HF's hidden_states
+        assert torch.allclose(internals.residual(layer), ref.hidden_states[layer][0], atol=1e-5)
+        total = internals.residual(layer) + internals.attn_out(layer) + internals.mlp_out(layer)
+        assert torch.allclose(total, internals.residual(layer + 1), atol=1e-5)
+    # HF's last hidden state is after the final norm: ours is before it.
+    assert torch.allclose(internals.normed(internals.residual(n)), ref.hidden_states[n][0], atol=1e-5)
+    # Layer 0's input is the embedding module's output (Gemma's module scales by sqrt(d) itself).
+    embeds = loaded.model.get_input_embeddings()(torch.tensor(ids))
+    assert torch.allclose(internals.residual(0), embeds, atol=1e-6)
+
+
+def test_logits_equal_model_logits(arch):
+    loaded, ids, internals = run(arch)
+    with torch.no_grad():
+        ref = loaded.model(torch.tensor([ids])).logits[0]
+    ours = internals.logits(internals.residual(internals.n_layers))
+    assert (ours - ref).abs().max().item() <= 1e-4
+    if arch == "gemma3_text":  # final soft-capping is applied (cap 30)
+        assert ours.abs().max().item() < 30.0
+
+
+def test_mlp_activations_reproduce_mlp_output(arch):
+    loaded, _, internals = run(arch)
+    for layer in range(internals.n_layers):
+        mod = internals.layers[layer]
+        acts = internals.mlp_activations(layer)
+        assert acts.shape == (T, loaded.info.intermediate_size)
+        with torch.no_grad():
+            out = mod.mlp.down_proj(acts)
+            if hasattr(mod, "post_feedforward_layernorm"):
+                out = mod.post_feedforward_layernorm(out)
+        assert torch.allclose(out, internals.mlp_out(layer), atol=1e-5)
+
+
+def test_out_of_range_raises():
+    _, _, internals = run("llama")
+    with pytest.raises(IndexError):
+        internals.attention(2)
+    with pytest.raises(IndexError):
+        internals.attention_row(T)
+    with pytest.raises(IndexError):
+        internals.residual(3)
+    with pytest.raises(ValueError):
+        Internals(internals.loaded, [])
+
+
+def test_cache_hits_misses_and_eviction():
+    loaded = tiny_loaded("llama")
+    a, b = random_ids(loaded, T, seed=1), random_ids(loaded, T, seed=2)
+    probe = Internals(loaded, a).capture()
+    one = probe.nbytes
+    assert one == (2 * 3 + 1) * T * 64 * 4  # (L+1) residuals + L attn + L mlp, [T, 64] fp32
+    cache = ActivationCache(max_bytes=int(one * 1.5))  # room for one capture only
+    ia, ib = Internals(loaded, a, cache=cache), Internals(loaded, b, cache=cache)
+    ia.residual(0)
+    assert (cache.misses, cache.hits, cache.evictions) == (1, 0, 0)
+    ia.residual(1)
+    ia.attn_out(0)
+    assert cache.hits == 2
+    ib.residual(0)  # evicts a
+    assert cache.evictions == 1 and len(cache) == 1 and cache.bytes == one
+    ia.residual(0)  # a is recaptured (a miss), b evicted
+    assert cache.misses == 3 and cache.evictions == 2
+    assert cache.bytes <= cache.max_bytes
+
+
+def test_attention_matrix_cached_then_hit():
+    loaded = tiny_loaded("llama")
+    cache = ActivationCache()
+    internals = Internals(loaded, random_ids(loaded, T), cache=cache)
+    first = internals.attention(0)
+    hits = cache.hits
+    assert internals.attention(0) is first and cache.hits == hits + 1
+
+
+def test_oversized_entry_is_kept_alone():
+    loaded = tiny_loaded("llama")
+    cache = ActivationCache(max_bytes=1000)  # smaller than any capture
+    internals = Internals(loaded, random_ids(loaded, T), cache=cache)
+    internals.residual(0)
+    internals.residual(1)
+    assert cache.misses == 1 and cache.hits == 1 and len(cache) == 1
+    internals.attention(0)  # too big to cache next to it (> max_bytes / 8): not stored
+    assert len(cache) == 1
+
+
+def test_key_depends_on_ids():
+    loaded = tiny_loaded("llama")
+    cache = ActivationCache()
+    a = Internals(loaded, random_ids(loaded, T, seed=1), cache=cache)
+    b = Internals(loaded, random_ids(loaded, T, seed=2), cache=cache)
+    assert a.key != b.key
+    a.capture()
+    b.capture()
+    assert not torch.equal(a.residual(0), b.residual(0)) and len(cache) == 2
+
+
+def test_capture_ignores_forwards_in_other_threads():
+    """Hooks only record the capturing thread's forward (the model may be shared)."""
+    import threading
+
+    loaded, ids, internals = run("llama")
+    other = random_ids(loaded, 7, seed=9)
+    started = threading.Event()
+    stop = threading.Event()
+
+    def busy():
+        with torch.no_grad():
+            while not stop.is_set():
+                loaded.model(torch.tensor([other]))
+                started.set()
+
+    thread = threading.Thread(target=busy)
+    thread.start()
+    try:
+        started.wait(5)
+        cap = internals.capture()
+    finally:
+        stop.set()
+        thread.join()
+    assert all(r.shape[0] == T for r in cap.residual)
+    reference = Internals(loaded, ids).capture()
+    assert torch.allclose(cap.residual[-1], reference.residual[-1])

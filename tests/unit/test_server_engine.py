@@ -1,0 +1,211 @@
+"""The engine under load and failure: many clients, disconnects, exceptions, OOM, restarts.
+
+Concurrency and disconnects run against a real uvicorn server in a thread, since an
+in-process ASGI client neither runs requests in parallel nor drops connections.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+import torch
+from conftest import tiny_loaded
+from server_helpers import client, live_server, make_app, parse_sse
+
+import llmvis.analyses.attention  # noqa: F401  (registers the views used below)
+import llmvis.analyses.tokens  # noqa: F401
+
+PROMPT = "The capital of France is"
+
+
+def body(prompt: str = PROMPT, **params) -> dict:
+    return {"mode": "completion", "prompt": prompt,
+            "params": {"temperature": 0.8, "seed": 0, "max_new_tokens": 8, **params}}
+
+
+def wait_for(predicate, timeout: float = 30.0, every: float = 0.02):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("condition not met in time")
+
+
+def test_twenty_clients_at_once(tmp_path):
+    app = make_app(tmp_path, tiny_loaded("llama"), queue_size=4)
+    results: list[tuple[int, httpx.Response | None, list]] = []
+    lock = threading.Lock()
+    go = threading.Barrier(20)
+
+    def one(i: int) -> None:
+        with httpx.Client(base_url=url, timeout=60) as c:
+            go.wait()
+            r = c.post("/api/runs", json=body(f"client {i}", max_new_tokens=40))
+            events = parse_sse(r.content) if r.status_code == 200 else []
+            with lock:
+                results.append((r.status_code, r, events))
+
+    with live_server(app) as url:
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not any(t.is_alive() for t in threads), "a client hung"
+        with httpx.Client(base_url=url) as c:
+            saved = c.get("/api/runs", params={"limit": 100}).json()
+            health = c.get("/api/health").json()
+    codes = sorted(code for code, _, _ in results)
+    assert len(results) == 20 and set(codes) <= {200, 429}, codes
+    accepted = [events for code, _, events in results if code == 200]
+    refused = [r for code, r, _ in results if code == 429]
+    assert len(accepted) >= 5 and refused, codes  # one running + 4 waiting at least; the rest refused
+    for r in refused:
+        assert int(r.headers["Retry-After"]) >= 1 and "waiting" in r.json()["detail"]
+    assert all(events[-1].event == "done" and events[-1].json()["finish_reason"] == "length" for events in accepted)
+    ids = {events[-1].json()["run_id"] for events in accepted}
+    assert ids == {r["id"] for r in saved["runs"]}  # no run lost, none extra
+    assert health["running"] is False and health["waiting"] == 0
+
+
+def test_disconnect_cancels_the_run_within_a_step(tmp_path):
+    app = make_app(tmp_path, tiny_loaded("llama"))
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=60) as c:
+        seen = 0
+        with c.stream("POST", "/api/runs", json=body(max_new_tokens=480)) as r:
+            assert r.status_code == 200
+            for line in r.iter_lines():
+                if line == "event: token":
+                    seen += 1
+                    if seen == 3:
+                        break  # closing the response drops the connection
+        run = wait_for(lambda: (c.get("/api/runs").json()["runs"] or [None])[0])
+        assert run["finish_reason"] == "cancelled"
+        generated = run["n_tokens"] - run["prompt_len"]
+        assert seen <= generated < seen + 10, generated  # stopped within a few steps of the disconnect
+        assert c.get("/api/health").json()["running"] is False
+        events = parse_sse(c.post("/api/runs", json=body()).content)
+        assert events[-1].event == "done"  # the engine serves the next run
+
+
+def test_a_view_is_served_while_a_run_generates(tmp_path):
+    app = make_app(tmp_path, tiny_loaded("llama"))
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=60) as c:
+        first = parse_sse(c.post("/api/runs", json=body()).content)[-1].json()["run_id"]
+        with c.stream("POST", "/api/runs", json=body(max_new_tokens=400)) as r:
+            lines = r.iter_lines()
+            while next(lines) != "event: token":
+                pass
+            with httpx.Client(base_url=url, timeout=60) as other:
+                view = other.get(f"/api/runs/{first}/views/attention", params={"layer": 1})
+                assert view.status_code == 200
+                assert other.get("/api/health").json()["running"] is True  # the run is still going
+            for line in lines:
+                if line == "event: done":
+                    break
+
+
+def test_background_capture_makes_the_first_click_a_cache_hit(tmp_path):
+    app = make_app(tmp_path, tiny_loaded("llama"))
+    engine = app.state.engine
+    with client(app) as c:
+        run_id = parse_sse(c.post("/api/runs", json=body()).content)[-1].json()["run_id"]
+        wait_for(lambda: engine.captures >= 1)
+        hits = engine.cache.hits
+        assert c.get(f"/api/runs/{run_id}/views/attention", params={"layer": 0}).status_code == 200
+        assert engine.cache.hits > hits and engine.cache.misses == 0
+
+
+def test_a_new_run_interrupts_the_background_capture(tmp_path, monkeypatch):
+    app = make_app(tmp_path, tiny_loaded("llama"))
+    engine = app.state.engine
+    from llmvis import internals
+
+    started, release = threading.Event(), threading.Event()
+    real = internals.Internals._run_capture
+
+    def slow_capture(self):
+        started.set()
+        release.wait(10)  # a long capture: blocks before its forward pass
+        return real(self)
+
+    monkeypatch.setattr(internals.Internals, "_run_capture", slow_capture)
+    with client(app) as c:
+        c.post("/api/runs", json=body())
+        assert started.wait(10)
+        done = threading.Event()
+
+        def second() -> None:
+            parse_sse(c.post("/api/runs", json=body()).content)
+            done.set()
+
+        t = threading.Thread(target=second)
+        t.start()
+        wait_for(lambda: engine._capture_cancel.is_set(), timeout=10)
+        release.set()  # the capture's forward now meets the cancelled flag at its first layer
+        t.join(30)
+        assert done.is_set()
+        assert engine.captures <= 1  # the interrupted capture did not count as done
+
+
+@pytest.mark.parametrize("failure", ["exception", "oom"])
+def test_failure_inside_a_run_leaves_the_server_healthy(tmp_path, monkeypatch, failure):
+    loaded = tiny_loaded("llama")
+    model = loaded.model
+    real_forward = model.forward
+    calls = {"n": 0}
+
+    def failing_forward(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:  # prefill, 2 decode steps, then the failure
+            if failure == "oom":
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+            raise RuntimeError("boom inside the model")
+        return real_forward(*args, **kwargs)
+
+    app = make_app(tmp_path, loaded)
+    with client(app) as c:
+        monkeypatch.setattr(model, "forward", failing_forward)
+        events = parse_sse(c.post("/api/runs", json=body(max_new_tokens=20)).content)
+        monkeypatch.undo()
+        assert [e.event for e in events][0] == "start" and events[-1].event == "error"
+        error = events[-1].json()
+        assert ("out of memory" if failure == "oom" else "boom inside the model") in error["message"]
+        run = c.get(f"/api/runs/{error['run_id']}").json()
+        assert run["finish_reason"] == "error" and run["error"] == error["message"]
+        assert len(run["tokens"]) - run["prompt_len"] == len([e for e in events if e.event == "token"])
+        assert c.get("/api/health").json() == {**c.get("/api/health").json(), "status": "ok", "running": False}
+        after = parse_sse(c.post("/api/runs", json=body()).content)
+        assert after[-1].event == "done"
+
+
+def test_emoji_and_chinese_stream_without_replacement_characters(tmp_path):
+    prompts = ["你好，世界！今天天气很好。", "emoji 🙂👍🏽🇫🇷 and 👩‍👩‍👧"]
+    with client(make_app(tmp_path, tiny_loaded("llama"))) as c:
+        for prompt in prompts:
+            raw = c.post("/api/runs", json=body(prompt, max_new_tokens=12)).content
+            raw.decode("utf-8")  # strict: the wire is valid UTF-8
+            events = parse_sse(raw)
+            start, done = events[0].json(), events[-1].json()
+            texts = [t["text"] for t in start["prompt_tokens"]]
+            assert "".join(texts) == prompt and "\ufffd" not in "".join(texts)
+            pieces = [e.json()["token"]["text"] for e in events if e.event == "token"]
+            saved = c.get(f"/api/runs/{done['run_id']}").json()
+            assert done["text"] == "".join(pieces) == "".join(t["text"] for t in saved["tokens"][saved["prompt_len"]:])
+
+
+def test_a_restarted_server_lists_its_runs_and_computes_their_views(tmp_path):
+    loaded = tiny_loaded("llama")
+    with client(make_app(tmp_path, loaded)) as c:
+        run_id = parse_sse(c.post("/api/runs", json=body()).content)[-1].json()["run_id"]
+        before = c.get(f"/api/runs/{run_id}/views/attention", params={"layer": 1}).json()
+    with client(make_app(tmp_path, loaded)) as c:  # a new process on the same data dir
+        assert [r["id"] for r in c.get("/api/runs").json()["runs"]] == [run_id]
+        after = c.get(f"/api/runs/{run_id}/views/attention", params={"layer": 1})
+        assert after.status_code == 200 and after.json() == before
+        assert c.get(f"/api/runs/{run_id}/views/tokens").status_code == 200

@@ -1,0 +1,197 @@
+"""Views attention, multi_head, head_entropy, head_health on tiny models."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from conftest import tiny_loaded
+from trace_helpers import make_trace, random_ids
+
+from llmvis.analyses import ViewContext, ViewParamError, compute
+from llmvis.analyses.common import maxpool_2d
+from llmvis.analyses.heads import label_head, probe_ids
+from llmvis.internals import Internals
+
+T = 24
+
+
+def context(arch: str = "llama", n: int = T, ids: list[int] | None = None) -> ViewContext:
+    loaded = tiny_loaded(arch)
+    ids = ids or random_ids(loaded, n, seed=3)
+    return ViewContext(make_trace(loaded, ids, prompt_len=n // 2), loaded, Internals(loaded, ids))
+
+
+def close(values, tensor, tol=1e-3) -> bool:
+    """Rounded view values (4 significant digits) against a tensor."""
+    return torch.allclose(torch.tensor(values, dtype=torch.float32), tensor.float(), atol=tol, rtol=1e-3)
+
+
+# ----------------------------------------------------------------------------- attention
+
+
+def test_attention_matrix_is_the_layer_attention(arch):
+    ctx = context(arch)
+    w = ctx.internals.attention(1)
+    view = compute("attention", ctx, {"layer": 1, "head": 2})
+    assert view.mode == "matrix" and not view.pooled
+    assert view.row_indices == list(range(T)) and len(view.col_labels) == T
+    assert close(view.matrix, w[2])
+    assert close(compute("attention", ctx, {"layer": 1, "head": "mean"}).matrix, w.mean(0))
+    assert close(compute("attention", ctx, {"layer": 1, "head": "max"}).matrix, w.amax(0))
+
+
+def test_attention_window_and_pooling():
+    ctx = context(n=40)
+    w = ctx.internals.attention(0).mean(0)
+    view = compute("attention", ctx, {"layer": 0, "start": 10, "end": 30, "max_cells": 8})
+    assert view.pooled and view.start == 10 and view.end == 30
+    assert view.row_indices == [10, 13, 16, 19, 22, 25, 28]  # bins of 3 positions
+    expected, _, _ = maxpool_2d(w[10:30, 10:30], 8)
+    assert close(view.matrix, expected)
+    assert view.row_labels[0] == ctx.trace.tokens[10].label
+
+
+def test_maxpool_keeps_the_peak_and_indices():
+    m = torch.zeros(10, 10)
+    m[7, 2] = 5.0
+    pooled, rows, cols = maxpool_2d(m, 4)
+    assert rows == [0, 3, 6, 9] and cols == [0, 3, 6, 9]
+    assert pooled.shape == (4, 4) and pooled[2, 0] == 5.0 and pooled.sum() == 5.0
+
+
+def test_attention_chunked_path_equals_full(monkeypatch):
+    """Long runs go through query chunks; force that path on a short run and compare."""
+    import llmvis.analyses.attention as attention
+
+    ctx = context(n=40)
+    full = compute("attention", ctx, {"layer": 1, "max_cells": 16})
+    monkeypatch.setattr(attention, "FULL_MATRIX_BYTES", 0)
+    monkeypatch.setattr(attention, "CHUNK_BYTES", 4 * 4 * 40 * 5)  # a few rows per chunk
+    chunked = compute("attention", ctx, {"layer": 1, "max_cells": 16})
+    assert chunked.matrix == full.matrix and chunked.row_indices == full.row_indices
+
+
+def test_attention_row_mode(arch):
+    ctx = context(arch)
+    view = compute("attention", ctx, {"position": 17})
+    assert view.mode == "row" and view.end == 18
+    rows = torch.tensor(view.rows)
+    assert rows.shape == (2, 4, 18)
+    assert close(view.rows, ctx.internals.attention_row(17)[:, :, :18])
+    assert torch.allclose(rows.sum(-1), torch.ones(2, 4), atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"layer": 2}, {"head": 4}, {"start": 5, "end": 5}, {"end": T + 1}, {"position": T}, {"max_cells": 1000}],
+)
+def test_attention_bad_params(params):
+    with pytest.raises(ViewParamError):
+        compute("attention", context(), params)
+
+
+def test_bad_param_messages_give_the_range():
+    with pytest.raises(ViewParamError, match=r"0\.\.1"):
+        compute("attention", context(), {"layer": 2})
+    with pytest.raises(ViewParamError, match=rf"0\.\.{T - 1}"):
+        compute("attention", context(), {"position": T})
+
+
+# ----------------------------------------------------------------------------- multi_head
+
+
+def test_multi_head(arch):
+    ctx = context(arch)
+    view = compute("multi_head", ctx, {"layer": 1, "position": 20})
+    w = ctx.internals.attention(1)
+    assert len(view.matrices) == 4 and close(view.matrices, w)
+    assert view.row_keys == list(range(21)) and close(view.rows, w[:, 20, :21])
+
+
+def test_multi_head_pools_to_64():
+    ctx = context(n=100)
+    view = compute("multi_head", ctx, {"layer": 0})
+    assert view.pooled and len(view.matrices[0]) <= 64 and len(view.matrices[0][0]) <= 64
+    with pytest.raises(ViewParamError):
+        compute("multi_head", ctx, {"layer": 0, "max_cells": 65})
+
+
+# ----------------------------------------------------------------------------- head_entropy
+
+
+def test_head_entropy_position_matches_definition():
+    ctx = context("mistral")
+    view = compute("head_entropy", ctx, {"position": 20})
+    row = ctx.internals.attention_row(20)  # [L, H, T]
+    p = row[0, 1]
+    expected = -(p[p > 0] * p[p > 0].log()).sum() / math.log(8)  # mistral sees 8 keys
+    assert view.entropy[0][1] == pytest.approx(float(expected), rel=1e-3)
+    assert all(0.0 <= v <= 1.0 + 1e-6 for r in view.entropy for v in r)
+
+
+def test_head_entropy_average_and_bounds(arch):
+    ctx = context(arch)
+    view = compute("head_entropy", ctx, {})
+    assert view.mode == "average" and view.positions_used == T - 1
+    ent = torch.tensor(view.entropy)
+    assert ent.shape == (2, 4) and (ent > 0).all() and (ent <= 1.0001).all()
+    sampled = compute("head_entropy", ctx, {"max_queries": 8})
+    assert sampled.positions_used == 8
+
+
+def test_uniform_attention_has_entropy_one():
+    from llmvis.analyses.heads import normalised_entropy
+
+    w = torch.full((3, 10), 0.1)
+    assert torch.allclose(normalised_entropy(w, torch.tensor([10, 10, 10])), torch.ones(3))
+    one_hot = torch.zeros(1, 10)
+    one_hot[0, 4] = 1.0
+    assert normalised_entropy(one_hot, torch.tensor([10])).item() == pytest.approx(0.0, abs=1e-6)
+
+
+# ----------------------------------------------------------------------------- head_health
+
+
+def test_label_rule():
+    assert label_head(0.9, 0.0, None, 0.1) == "sink"
+    assert label_head(0.1, 0.8, 0.0, 0.1) == "previous-token"
+    assert label_head(0.5, 0.1, 0.6, 0.1) == "induction"  # 0.6/0.3 beats 0.5/0.5
+    assert label_head(0.1, 0.1, 0.1, 0.2) == "focused"
+    assert label_head(0.1, 0.1, None, 0.9) == "diffuse"
+
+
+def test_head_health_scores_match_attention():
+    ids = random_ids(tiny_loaded("llama"), 12, seed=5)
+    ids = ids + ids  # a repeat, so induction has targets
+    ctx = context(ids=ids)
+    view = compute("head_health", ctx, {})
+    assert view.source == "run" and len(view.scores) == 8
+    w = ctx.internals.attention(1)[2]
+    qs = torch.arange(1, 24)
+    score = next(s for s in view.scores if s.layer == 1 and s.head == 2)
+    assert score.sink == pytest.approx(float(w[qs, 0].mean()), rel=1e-3)
+    assert score.previous == pytest.approx(float(w[qs, qs - 1].mean()), rel=1e-3)
+    # Second half (q = 12..23): the token after the earlier occurrence is at q - 11.
+    assert len(set(ids[:12])) == 12 and view.induction_positions == 12
+    second = torch.arange(12, 24)
+    assert score.induction == pytest.approx(float(w[second, second - 11].mean()), rel=1e-3)
+
+
+def test_head_health_probe():
+    ctx = context()
+    view = compute("head_health", ctx, {"probe": True, "probe_len": 16})
+    assert view.source == "probe" and view.sequence_length == 33  # BOS + 2 × 16
+    assert view.induction_positions >= 16
+    ids = probe_ids(ctx.internals, 16, 0)
+    assert ids[1:17] == ids[17:] and ids[0] == ctx.loaded.tokenizer.bos_token_id
+    assert all(s.label in {"sink", "previous-token", "induction", "diffuse", "focused"} for s in view.scores)
+
+
+def test_head_health_run_without_repeats_has_no_induction():
+    loaded = tiny_loaded("llama")
+    ids = list(range(10, 10 + T))
+    view = compute("head_health", context(ids=ids), {})
+    assert view.induction_positions == 0 and all(s.induction is None for s in view.scores)
+    assert loaded is not None

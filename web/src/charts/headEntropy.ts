@@ -1,0 +1,17 @@
+/** Heads tab: normalised attention entropy per layer × head (0 = one key, 1 = uniform). */
+import type { HeadEntropyView } from "../api/views";
+import { fmt, type Option } from "./common";
+import { heatmapOption } from "./heatmap";
+import type { Theme } from "./theme";
+
+export function headEntropyOption(view: HeadEntropyView, theme: Theme, title: string): Option {
+  const xl = Array.from({ length: view.heads }, (_, h) => `H${h}`);
+  const yl = Array.from({ length: view.layers }, (_, l) => `L${l}`);
+  return heatmapOption(
+    {
+      title, file: "llmvis-head-entropy", matrix: view.entropy, xLabels: xl, yLabels: yl, min: 0, max: 1,
+      cellText: (r, c, v) => `layer ${r}, head ${c}<br>entropy <b>${fmt(v)}</b> (0 = one key, 1 = uniform)`,
+    },
+    theme,
+  );
+}

@@ -1,0 +1,44 @@
+/**
+ * Layers tab: the logit lens at one position. Each row is a layer's hidden state read through
+ * the final norm and unembedding; cells are its top-k tokens (labelled) coloured by
+ * probability, and the last column is the probability of the token actually chosen.
+ */
+import type { LogitLensView } from "../api/views";
+import { axisStyle, base, esc, fmt, pct, short, type Option } from "./common";
+import type { Theme } from "./theme";
+
+export function logitLensOption(view: LogitLensView, theme: Theme, title: string): Option {
+  const k = Math.max(0, ...view.layers.map((l) => l.top.length));
+  const cols = [...Array.from({ length: k }, (_, i) => `#${i + 1}`), `▶ ${short(view.token_label, 10)}`];
+  const ylabels = view.layers.map((l) => (l.layer === 0 ? "emb" : `L${l.layer}`));
+  const data: { value: [number, number, number]; label: string }[] = [];
+  view.layers.forEach((l, r) => {
+    l.top.forEach((tk, c) => data.push({ value: [c, r, tk.prob], label: tk.label }));
+    data.push({ value: [k, r, l.target_prob], label: `r${l.target_rank}` });
+  });
+  const b = base(theme, title, `llmvis-logit-lens-${view.position}`);
+  return {
+    ...b,
+    tooltip: {
+      ...(b.tooltip as Option),
+      formatter: (p: { dataIndex: number }) => {
+        const d = data[p.dataIndex];
+        const l = view.layers[d.value[1]];
+        const head = d.value[0] === k ? `${esc(view.token_label)} (chosen): rank ${l.target_rank}` : `<b>${esc(d.label)}</b>`;
+        return `${ylabels[d.value[1]]}: ${head}<br>p = ${pct(d.value[2])} (${fmt(d.value[2])})<br>entropy ${fmt(l.entropy)} nats`;
+      },
+    },
+    grid: { left: 8, right: 70, top: 40, bottom: 8, containLabel: true },
+    xAxis: { type: "category", data: cols, position: "top", ...axisStyle(theme), splitLine: { show: false } },
+    yAxis: { type: "category", data: ylabels, inverse: true, ...axisStyle(theme), splitLine: { show: false } },
+    visualMap: {
+      min: 0, max: 1, calculable: true, right: 6, top: "middle", itemHeight: 140, itemWidth: 10,
+      inRange: { color: theme.heat }, textStyle: { color: theme.muted, fontSize: 10 },
+    },
+    series: [{
+      type: "heatmap", data,
+      label: { show: true, fontSize: 10, color: theme.text, formatter: (p: { data: { label: string } }) => short(p.data.label, 9), textBorderColor: theme.panel, textBorderWidth: 2 },
+      itemStyle: { borderColor: theme.panel, borderWidth: 1 },
+    }],
+  };
+}

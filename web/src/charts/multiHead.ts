@@ -1,0 +1,49 @@
+/** Heads tab: every head of one layer side by side, each a small (pooled) attention matrix. */
+import type { MultiHeadView } from "../api/views";
+import { base, fmt, type Option } from "./common";
+import { cells } from "./heatmap";
+import type { Theme } from "./theme";
+
+export function gridShape(n: number): [number, number] {
+  const cols = Math.ceil(Math.sqrt(n));
+  return [cols, Math.ceil(n / cols)];
+}
+
+export function multiHeadOption(view: MultiHeadView, theme: Theme, title: string): Option {
+  const [cols, rowsN] = gridShape(view.heads);
+  const gap = 2; // percent
+  const w = (100 - 4 - gap * (cols - 1)) / cols;
+  const hgt = (100 - 14 - gap * (rowsN - 1) - 10) / rowsN;
+  const grids: Option[] = [];
+  const xAxes: Option[] = [];
+  const yAxes: Option[] = [];
+  const series: Option[] = [];
+  const titles: Option[] = [];
+  view.matrices.forEach((m, h) => {
+    const col = h % cols;
+    const row = Math.floor(h / cols);
+    const left = 2 + col * (w + gap);
+    const top = 12 + row * (hgt + gap + 3);
+    grids.push({ left: `${left}%`, top: `${top}%`, width: `${w}%`, height: `${hgt}%` });
+    const n = m.length;
+    xAxes.push({ type: "category", gridIndex: h, data: view.col_indices.slice(0, m[0]?.length ?? 0), show: false });
+    yAxes.push({ type: "category", gridIndex: h, data: view.row_indices.slice(0, n), show: false, inverse: true });
+    series.push({ name: `H${h}`, type: "heatmap", xAxisIndex: h, yAxisIndex: h, data: cells(m, true) });
+    titles.push({ text: `H${h}`, left: `${left}%`, top: `${top - 3}%`, textStyle: { fontSize: 10, color: theme.muted, fontWeight: 500 } });
+  });
+  const b = base(theme, title, `llmvis-heads-L${view.layer}`);
+  return {
+    ...b,
+    title: [b.title, ...titles],
+    grid: grids,
+    xAxis: xAxes,
+    yAxis: yAxes,
+    tooltip: {
+      ...(b.tooltip as Option),
+      formatter: (p: { seriesName: string; value: [number, number, number] }) =>
+        `${p.seriesName} · query ${view.row_indices[p.value[1]]} → key ${view.col_indices[p.value[0]]}<br>attention <b>${fmt(p.value[2])}</b>`,
+    },
+    visualMap: { min: 0, max: 1, show: false, inRange: { color: theme.heat }, seriesIndex: series.map((_, i) => i) },
+    series,
+  };
+}

@@ -1,0 +1,31 @@
+/**
+ * Layers tab: the residual stream at one position, layer by layer: its norm and the norms of
+ * what attention and the MLP add (lines), and each part's direct effect on the chosen token's
+ * logit (bars), which sum to the logit.
+ */
+import type { ResidualStreamView } from "../api/views";
+import { axisStyle, base, fmt, type Option } from "./common";
+import type { Theme } from "./theme";
+
+export function residualStreamOption(view: ResidualStreamView, theme: Theme, title: string): Option {
+  const xl = view.layers.map((l) => `L${l.layer}`);
+  const b = base(theme, title, `llmvis-residual-${view.position}`);
+  return {
+    ...b,
+    tooltip: { ...(b.tooltip as Option), trigger: "axis", valueFormatter: (v: number) => fmt(v) },
+    legend: { top: 24, left: 8, textStyle: { color: theme.muted, fontSize: 11 } },
+    grid: { left: 8, right: 8, top: 60, bottom: 8, containLabel: true },
+    xAxis: { type: "category", data: xl, ...axisStyle(theme) },
+    yAxis: [
+      { type: "value", name: "‖·‖", ...axisStyle(theme) },
+      { type: "value", name: "Δ logit", ...axisStyle(theme), splitLine: { show: false } },
+    ],
+    series: [
+      { name: "‖residual‖", type: "line", data: view.layers.map((l) => l.residual_norm), color: theme.text, showSymbol: false },
+      { name: "‖attn‖", type: "line", data: view.layers.map((l) => l.attn_norm), color: theme.accent, showSymbol: false, lineStyle: { type: "dashed" } },
+      { name: "‖mlp‖", type: "line", data: view.layers.map((l) => l.mlp_norm), color: theme.accent2, showSymbol: false, lineStyle: { type: "dashed" } },
+      { name: "attn → logit", type: "bar", yAxisIndex: 1, stack: "logit", data: view.layers.map((l) => l.attn_logit), color: theme.accent, itemStyle: { opacity: 0.55 } },
+      { name: "mlp → logit", type: "bar", yAxisIndex: 1, stack: "logit", data: view.layers.map((l) => l.mlp_logit), color: theme.accent2, itemStyle: { opacity: 0.55 } },
+    ],
+  };
+}

@@ -1,0 +1,48 @@
+/**
+ * Uncertainty tab: the entropy curve over the run (in position order or sorted, highest
+ * first) with the chosen token's confidence on a second axis.
+ */
+import type { TokensView } from "../api/views";
+import { axisStyle, base, esc, fmt, pct, posLabel, type Option } from "./common";
+import type { Theme } from "./theme";
+
+export interface UncertaintyText {
+  title: string;
+  entropy: string;
+  confidence: string;
+}
+
+export function entropyCurveOption(view: TokensView, labels: string[], sortByEntropy: boolean, theme: Theme, text: UncertaintyText, selected: number | null): Option {
+  const all = sortByEntropy ? view.order : view.entropy.map((_, i) => i);
+  const order = all.filter((p) => view.entropy[p] !== null && view.entropy[p] !== undefined);
+  const xl = order.map((p) => posLabel(p, labels[p] ?? ""));
+  const b = base(theme, text.title, "llmvis-entropy");
+  const selIdx = selected === null ? -1 : order.indexOf(selected);
+  return {
+    ...b,
+    tooltip: {
+      ...(b.tooltip as Option),
+      trigger: "axis",
+      formatter: (ps: { dataIndex: number }[]) => {
+        const p = order[ps[0].dataIndex];
+        return `<b>${esc(posLabel(p, labels[p] ?? "", 40))}</b>${p < view.prompt_len ? " (prompt)" : ""}<br>${esc(text.entropy)}: ${fmt(view.entropy[p])} nats<br>${esc(text.confidence)}: ${pct(view.confidence[p])}${view.sampled_confidence[p] !== null && view.sampled_confidence[p] !== undefined ? ` (sampled ${pct(view.sampled_confidence[p])})` : ""}`;
+      },
+    },
+    legend: { top: 24, right: 40, textStyle: { color: theme.muted } },
+    grid: { left: 8, right: 12, top: 56, bottom: 40, containLabel: true },
+    dataZoom: [{ type: "inside", filterMode: "none" }, { type: "slider", height: 14, bottom: 6, filterMode: "none", borderColor: theme.grid, textStyle: { color: theme.muted } }],
+    xAxis: { type: "category", data: xl, ...axisStyle(theme), axisLabel: { color: theme.muted, fontSize: 10, rotate: 50, hideOverlap: true } },
+    yAxis: [
+      { type: "value", name: "nats", ...axisStyle(theme) },
+      { type: "value", min: 0, max: 1, ...axisStyle(theme), splitLine: { show: false }, axisLabel: { color: theme.muted, formatter: (v: number) => `${v * 100}%` } },
+    ],
+    series: [
+      {
+        name: text.entropy, type: sortByEntropy ? "bar" : "line", data: order.map((p) => view.entropy[p]), showSymbol: false,
+        color: theme.accent2, areaStyle: sortByEntropy ? undefined : { opacity: 0.15 },
+        markLine: selIdx >= 0 ? { symbol: "none", data: [{ xAxis: selIdx }], lineStyle: { color: theme.warn }, label: { show: false } } : undefined,
+      },
+      { name: text.confidence, type: "line", yAxisIndex: 1, data: order.map((p) => view.confidence[p]), showSymbol: false, color: theme.accent, lineStyle: { width: 1 } },
+    ],
+  };
+}

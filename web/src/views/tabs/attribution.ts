@@ -1,0 +1,43 @@
+/** Attribution tab: which earlier tokens the selected token depends on, by a chosen method. */
+import type { AttributionView } from "../../api/views";
+import { attributionOption } from "../../charts/attribution";
+import { fmt } from "../../charts/common";
+import { t } from "../../i18n";
+import { app } from "../../state";
+import { h, selectBox } from "../dom";
+import { Tab } from "../tab";
+
+export class AttributionTab extends Tab {
+  method = "rollout";
+
+  constructor() {
+    super("attribution", "tab.attribution");
+  }
+
+  buildControls(): void {
+    this.controls.replaceChildren(h("label", {}, t("ctl.method"), selectBox([
+      ["rollout", "attention rollout"], ["grad_x_input", "gradient × input"], ["integrated_gradients", "integrated gradients"],
+    ], this.method, (v) => {
+      this.method = v;
+      this.run();
+    }, "attr-method")));
+  }
+
+  async refresh(signal: AbortSignal): Promise<void> {
+    const run = app.run;
+    if (!run?.id || run.status === "streaming") {
+      this.reset(t(run ? "view.loading" : "view.no_run"));
+      return;
+    }
+    const pos = this.needSelection();
+    if (pos === null) return;
+    if (pos < 1) {
+      this.reset(`${t("tip.position")} 0: —`);
+      return;
+    }
+    const view = await this.view<AttributionView>("attribution", { position: pos, method: this.method }, signal);
+    this.clearPlaceholder();
+    const extra = view.delta !== null && view.delta !== undefined ? ` · Δ ${fmt(view.delta)}` : "";
+    this.draw("bars", attributionOption(view, this.theme, `${t("chart.attribution", { pos })} → ${view.target_label} (${view.objective})${extra}`), "tall");
+  }
+}

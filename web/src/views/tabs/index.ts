@@ -1,0 +1,23 @@
+/** The right panel's tabs, in display order. */
+import type { Tab } from "../tab";
+import { ActivationsTab } from "./activations";
+import { AttentionTab } from "./attention";
+import { AttributionTab } from "./attribution";
+import { EmbeddingTab } from "./embedding";
+import { HeadsTab } from "./heads";
+import { LayersTab } from "./layers";
+import { TokensTab } from "./tokens";
+import { UncertaintyTab } from "./uncertainty";
+
+export function allTabs(): Tab[] {
+  return [
+    new TokensTab(),
+    new AttentionTab(),
+    new HeadsTab(),
+    new LayersTab(),
+    new ActivationsTab(),
+    new EmbeddingTab(),
+    new UncertaintyTab(),
+    new AttributionTab(),
+  ];
+}

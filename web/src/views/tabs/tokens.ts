@@ -1,0 +1,65 @@
+/** Tokens tab: the selected token's top-N candidates (raw vs sampled) and its numbers. */
+import { fmt, pct } from "../../charts/common";
+import { topCandidatesOption } from "../../charts/topCandidates";
+import { t } from "../../i18n";
+import { app } from "../../state";
+import { h } from "../dom";
+import { Tab } from "../tab";
+import { forkBox } from "../fork";
+
+export class TokensTab extends Tab {
+  private facts = h("div", { class: "facts" });
+  private fork = h("div", {});
+  private picked: number | null = null;
+
+  constructor() {
+    super("tokens", "tab.tokens");
+  }
+
+  refresh(): void {
+    const pos = this.needSelection();
+    if (pos === null) return;
+    const tok = app.run!.tokens[pos];
+    this.clearPlaceholder();
+    if (!this.body.contains(this.facts)) this.body.prepend(this.facts);
+    const s = tok.stats;
+    const fact = (k: string, v: string) => h("div", { class: "fact" }, h("div", { class: "k" }, k), h("div", { class: "v" }, v));
+    this.facts.replaceChildren(
+      fact(t("tip.position"), `${pos} · ${tok.kind === "prompt" ? t("conv.prompt") : "→"}`),
+      fact("token", `${tok.label} (${tok.id})`),
+      ...(s
+        ? [
+            fact(t("tip.raw_prob"), pct(s.raw_prob)),
+            fact(t("tip.sampled_prob"), pct(s.sampled_prob)),
+            fact(t("tip.rank"), String(s.rank)),
+            fact(t("tip.entropy"), `${fmt(s.raw_entropy)} nats`),
+            fact(t("tip.gap"), fmt(s.logit_gap)),
+          ]
+        : []),
+    );
+    if (!s?.top?.length) {
+      for (const c of this.charts.values()) c.dispose();
+      this.charts.clear();
+      this.body.querySelectorAll(".chart-box").forEach((e) => e.remove());
+      return;
+    }
+    const chart = this.draw("top", topCandidatesOption(tok, this.theme, {
+      title: t("chart.top_n", { pos }), raw: t("chart.raw"), sampled: t("chart.sampled"), chosen: t("chart.chosen"),
+    }));
+    // Fork (issue 6): click a candidate bar, then continue with it.
+    const rows = [...s.top].reverse();
+    chart.inst.off("click");
+    chart.inst.on("click", (p: { dataIndex?: number }) => {
+      if (p.dataIndex === undefined) return;
+      this.picked = rows[p.dataIndex].id;
+      this.showFork(pos);
+    });
+    if (this.picked !== null && !s.top.some((c) => c.id === this.picked)) this.picked = null;
+    this.showFork(pos);
+    this.body.append(this.fork);
+  }
+
+  private showFork(pos: number): void {
+    this.fork.replaceChildren(forkBox(pos, this.picked));
+  }
+}
