@@ -40,33 +40,41 @@ def make_trace(loaded, ids: list[int], prompt_len: int, *, top_n: int = TOP_N) -
     label = Labeler(tok)
     logits = _logits(loaded, ids)
     logp = torch.log_softmax(logits, dim=-1)
+    k = max(2, top_n)
+    top_v, top_i = logits.topk(k, dim=-1)  # [T, k]
+    top_p = logp.gather(-1, top_i).exp()
+    chosen = torch.tensor(ids[1:] + [ids[-1]])  # token predicted at each position
+    chosen_logit = logits.gather(-1, chosen[:, None])[:, 0]
+    rank = (logits > chosen_logit[:, None]).sum(-1).tolist()
+    prob = logp.gather(-1, chosen[:, None])[:, 0].exp().tolist()
+    entropy = (-(logp.exp() * logp).sum(-1)).tolist()
+    gap = (top_v[:, 0] - top_v[:, 1]).tolist()
+    gap1 = (top_v[:, 0] - chosen_logit).tolist()
+    tv, ti, tp = top_v.tolist(), top_i.tolist(), top_p.tolist()
     tokens: list[Token] = []
     for pos, tid in enumerate(ids):
         generated = pos >= prompt_len
         stats = None
         if pos > 0:
-            row, lp = logits[pos - 1], logp[pos - 1]
-            p = lp.exp()
-            top_v, top_i = row.topk(max(2, top_n))
-            chosen = row[tid]
-            argmax = int(top_i[0])
+            r = pos - 1
+            argmax = ti[r][0]
             stats = TokenStats(
-                raw_prob=float(p[tid]),
+                raw_prob=prob[r],
                 sampled_prob=(1.0 if tid == argmax else 0.0) if generated else None,
-                rank=int((row > chosen).sum()),
-                raw_entropy=float(-(p * lp).sum()),
+                rank=rank[r],
+                raw_entropy=entropy[r],
                 sampled_entropy=0.0 if generated else None,
-                logit_gap=float(top_v[0] - top_v[1]),
-                gap_to_top1=float(top_v[0] - chosen),
+                logit_gap=gap[r],
+                gap_to_top1=gap1[r],
                 top=[
                     Candidate(
-                        id=int(i),
-                        label=label(int(i)),
-                        logit=float(v),
-                        raw_prob=float(p[int(i)]),
-                        sampled_prob=(1.0 if int(i) == argmax else 0.0) if generated else None,
+                        id=i,
+                        label=label(i),
+                        logit=v,
+                        raw_prob=pr,
+                        sampled_prob=(1.0 if i == argmax else 0.0) if generated else None,
                     )
-                    for v, i in zip(top_v[:top_n].tolist(), top_i[:top_n].tolist(), strict=True)
+                    for v, i, pr in zip(tv[r][:top_n], ti[r][:top_n], tp[r][:top_n], strict=True)
                 ],
             )
         tokens.append(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
-from conftest import tiny_loaded
 
+from conftest import tiny_loaded
 from llmvis import export
 from llmvis.generation import generate
 from llmvis.trace import GenerationRequest, SamplingParams

@@ -5,17 +5,17 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import tiny_loaded
-from server_helpers import client, make_app, parse_sse
-from tiny_models import save_tiny_model
 
-import llmvis.analyses.attention  # noqa: F401  (registers the views used below)
+import llmvis.analyses.attention
 import llmvis.analyses.tokens  # noqa: F401
+from conftest import tiny_loaded
 from llmvis import export
 from llmvis.analyses.registry import VIEWS, ViewContext, compute
 from llmvis.generation import generate
 from llmvis.internals import Internals
-from llmvis.trace import GenerationRequest, SamplingParams, Trace
+from llmvis.trace import GenerationRequest, Trace
+from server_helpers import client, make_app, parse_sse
+from tiny_models import save_tiny_model
 
 PROMPT = "The capital of France is"
 

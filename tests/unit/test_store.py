@@ -8,8 +8,8 @@ import threading
 import time
 
 import pytest
-from conftest import tiny_loaded
 
+from conftest import tiny_loaded
 from llmvis.generation import generate
 from llmvis.store import SCHEMA_VERSION, Store
 from llmvis.trace import GenerationRequest, SamplingParams, Trace

@@ -10,8 +10,11 @@ The token at position `t` is predicted from the logits at position `t − 1`, wh
   query rows in chunks so memory stays O(heads · chunk · T).
 - grad_x_input: `∂y/∂e_s · e_s` per source token, y being the target token's logit (or its
   log-probability) and e_s the input embedding.
-- integrated_gradients: captum's IntegratedGradients on the input embeddings from a zero (or
-  pad-token) baseline; attributions sum to y(input) − y(baseline) up to the reported delta.
+- integrated_gradients: captum's IntegratedGradients on the input embeddings from a pad-token
+  (or zero) baseline; attributions sum to y(input) − y(baseline) up to the reported delta.
+  The pad baseline is the default: on the path from zero, an RMSNorm's output jumps within
+  the first few percent (|αe| ≈ √eps), which the quadrature misses, and more steps make the
+  delta worse, not better.
 
 The gradient methods run the model's own forward with `inputs_embeds`; only the embeddings
 require grad (`torch.autograd.grad`, so no `.grad` is left on any parameter) and the model
@@ -45,8 +48,10 @@ class AttributionParams(BaseModel):
         default="logit", description="gradient methods: differentiate the target's logit or log-probability"
     )
     steps: int = Field(default=32, ge=2, le=512, description="integrated gradients: integration steps")
-    baseline: Literal["zero", "pad"] = Field(
-        default="zero", description="integrated gradients: zero embeddings or the pad token's embedding"
+    baseline: Literal["pad", "zero"] = Field(
+        default="pad",
+        description="integrated gradients: the pad token's embedding at every position, or zeros "
+        "(zeros cross the RMSNorm's near-singularity at the origin and converge poorly: see delta)",
     )
 
 

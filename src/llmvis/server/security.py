@@ -119,7 +119,7 @@ class Guard:
             return 403, f"Host {host!r} is not allowed (DNS rebinding protection); use http://127.0.0.1"
         if scope["method"] in UNSAFE_METHODS:
             origin = headers.get("origin")
-            if origin is not None and not _same_origin(origin, host_header):
+            if origin is not None and not _same_origin(origin, scope.get("scheme", "http"), host_header):
                 return 403, "cross-origin request refused"
             if headers.get("sec-fetch-site") == "cross-site":
                 return 403, "cross-site request refused"
@@ -155,11 +155,11 @@ class Guard:
         return f"{COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
 
 
-def _same_origin(origin: str, host_header: str) -> bool:
+def _same_origin(origin: str, scheme: str, host_header: str) -> bool:
     if origin == "null":
         return False
     parts = urlsplit(origin)
-    return parts.scheme in ("http", "https") and parts.netloc.lower() == host_header.strip().lower()
+    return parts.scheme == scheme and parts.netloc.lower() == host_header.strip().lower()
 
 
 async def _plain(send: Send, status: int, message: str) -> None:

@@ -30,7 +30,7 @@ export function activationStatsOption(d: Distributions, theme: Theme, title: str
   return {
     ...b,
     tooltip: { ...(b.tooltip as Option), trigger: "axis", valueFormatter: (v: number) => fmt(v) },
-    legend: { top: 24, right: 40, textStyle: { color: theme.muted } },
+    legend: { top: 26, left: 8, itemHeight: 8, textStyle: { color: theme.muted } },
     grid: { left: 8, right: 16, top: 56, bottom: 8, containLabel: true },
     xAxis: { type: "category", data: layers, ...axisStyle(theme) },
     yAxis: { type: "log", ...axisStyle(theme), name: "" },

@@ -49,7 +49,7 @@ export function embeddingOption(view: EmbeddingView, theme: Theme, title: string
   }
   return {
     ...b, tooltip, visualMap,
-    legend: { top: 24, right: 40, textStyle: { color: theme.muted }, data: ["prompt", "generated"] },
+    legend: { top: 26, left: 8, itemHeight: 8, textStyle: { color: theme.muted }, data: ["prompt", "generated"] },
     grid: { left: 8, right: 24, top: 56, bottom: 48, containLabel: true },
     xAxis: { type: "value", name: axisName(0), nameLocation: "middle", nameGap: 24, scale: true, ...axisStyle(theme) },
     yAxis: { type: "value", name: axisName(1), scale: true, ...axisStyle(theme) },

@@ -13,7 +13,7 @@ export function residualStreamOption(view: ResidualStreamView, theme: Theme, tit
   return {
     ...b,
     tooltip: { ...(b.tooltip as Option), trigger: "axis", valueFormatter: (v: number) => fmt(v) },
-    legend: { top: 24, left: 8, textStyle: { color: theme.muted, fontSize: 11 } },
+    legend: { top: 26, left: 8, itemHeight: 8, textStyle: { color: theme.muted, fontSize: 11 } },
     grid: { left: 8, right: 8, top: 60, bottom: 8, containLabel: true },
     xAxis: { type: "category", data: xl, ...axisStyle(theme) },
     yAxis: [

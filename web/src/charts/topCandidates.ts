@@ -24,6 +24,7 @@ export function topCandidatesOption(token: Token, theme: Theme, text: TopCandida
     {
       name: text.raw,
       type: "bar",
+      color: theme.accent,
       data: rows.map((c) => ({
         value: c.raw_prob,
         itemStyle: c.id === token.id ? { color: theme.accent, ...chosenStyle } : { color: theme.accent },
@@ -36,6 +37,7 @@ export function topCandidatesOption(token: Token, theme: Theme, text: TopCandida
     series.push({
       name: text.sampled,
       type: "bar",
+      color: theme.accent2,
       data: rows.map((c) => ({
         value: c.sampled_prob ?? 0,
         itemStyle: c.id === token.id ? { color: theme.accent2, ...chosenStyle } : { color: theme.accent2 },
@@ -45,7 +47,7 @@ export function topCandidatesOption(token: Token, theme: Theme, text: TopCandida
   }
   return {
     ...base(theme, text.title, `llmvis-top-${token.position}`),
-    legend: { top: 26, right: 12, textStyle: { color: theme.muted }, data: series.map((s) => s.name) },
+    legend: { top: 26, left: 8, itemHeight: 8, textStyle: { color: theme.muted }, data: series.map((s) => s.name) },
     grid: { left: 8, right: 64, top: 56, bottom: 24, containLabel: true },
     xAxis: { type: "value", max: 1, ...axisStyle(theme), axisLabel: { color: theme.muted, formatter: (v: number) => `${v * 100}%` } },
     yAxis: { type: "category", data: labels, ...axisStyle(theme), axisLabel: { color: theme.text, fontSize: 12, fontFamily: "ui-monospace, monospace" } },

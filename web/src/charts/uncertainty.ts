@@ -28,7 +28,7 @@ export function entropyCurveOption(view: TokensView, labels: string[], sortByEnt
         return `<b>${esc(posLabel(p, labels[p] ?? "", 40))}</b>${p < view.prompt_len ? " (prompt)" : ""}<br>${esc(text.entropy)}: ${fmt(view.entropy[p])} nats<br>${esc(text.confidence)}: ${pct(view.confidence[p])}${view.sampled_confidence[p] !== null && view.sampled_confidence[p] !== undefined ? ` (sampled ${pct(view.sampled_confidence[p])})` : ""}`;
       },
     },
-    legend: { top: 24, right: 40, textStyle: { color: theme.muted } },
+    legend: { top: 26, left: 8, itemHeight: 8, textStyle: { color: theme.muted } },
     grid: { left: 8, right: 12, top: 56, bottom: 40, containLabel: true },
     dataZoom: [{ type: "inside", filterMode: "none" }, { type: "slider", height: 14, bottom: 6, filterMode: "none", borderColor: theme.grid, textStyle: { color: theme.muted } }],
     xAxis: { type: "category", data: xl, ...axisStyle(theme), axisLabel: { color: theme.muted, fontSize: 10, rotate: 50, hideOverlap: true } },

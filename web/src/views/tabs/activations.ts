@@ -38,7 +38,8 @@ export class ActivationsTab extends Tab {
     this.clearPlaceholder();
     const d = this.kind === "mlp" ? view.mlp : view.attn;
     const where = view.position === null || view.position === undefined ? `${view.tokens} tokens` : `${t("tip.position")} ${view.position}`;
-    this.draw("hist", activationsOption(d, this.theme, `${d.what} · ${where} (log₁₀ count)`), "tall");
-    this.draw("stats", activationStatsOption(d, this.theme, `${d.what}: std, |max|`), "short");
+    const name = this.kind === "mlp" ? "MLP" : "attention output";
+    this.draw("hist", activationsOption(d, this.theme, `${t("chart.activations", { layer: "0…" + (d.layers.length - 1) })} · ${name} · ${where} (log₁₀ count)`), "tall");
+    this.draw("stats", activationStatsOption(d, this.theme, `${name}: std, |max|`), "short");
   }
 }

@@ -1,0 +1,263 @@
+"""View `attribution`: rollout algebra, gradient × input, integrated gradients' completeness."""
+
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+from conftest import tiny_loaded
+from trace_helpers import make_trace, random_ids
+
+from llmvis.analyses import attribution as attr
+from llmvis.analyses.registry import ViewContext, ViewParamError, compute
+from llmvis.internals import Internals
+from llmvis.models.loaded import LoadedModel
+
+T = 20
+
+
+def _ctx(arch: str = "llama", n: int = T, loaded: LoadedModel | None = None) -> ViewContext:
+    """A run on a tiny model (`loaded`, when given, replaces it in the context)."""
+    tiny = tiny_loaded(arch)
+    ids = random_ids(tiny, n, seed=7)
+    loaded = loaded or tiny
+    return ViewContext(make_trace(tiny, ids, n // 2), loaded, Internals(loaded, ids))
+
+
+class _FakeAttention:
+    """Internals stand-in: every layer's attention is `matrix` for every head."""
+
+    def __init__(self, matrix: torch.Tensor, layers: int = 1, heads: int = 2):
+        self.w = matrix.float().expand(heads, -1, -1)
+        self.n_layers, self.n_positions = layers, matrix.shape[0]
+
+    def attention(self, layer: int, queries: slice | None = None) -> torch.Tensor:
+        return self.w[:, queries or slice(None)]
+
+
+def _uniform_causal(n: int) -> torch.Tensor:
+    a = torch.tril(torch.ones(n, n, dtype=torch.float64))
+    return a / a.sum(dim=-1, keepdim=True)
+
+
+def _naive_rollout(attentions: list[torch.Tensor]) -> torch.Tensor:
+    """Textbook rollout: Â = rownorm(½·mean_h A + ½·I), R = Â_{L−1} ⋯ Â_0 (explicit identity)."""
+    n = attentions[0].shape[-1]
+    r = torch.eye(n, dtype=torch.float64)
+    for a in attentions:
+        m = 0.5 * a.double().mean(0) + 0.5 * torch.eye(n, dtype=torch.float64)
+        r = (m / m.sum(-1, keepdim=True)) @ r
+    return r
+
+
+# ----------------------------------------------------------------------------- rollout
+
+
+def test_rollout_of_identity_attention_is_identity():
+    eye = torch.eye(9).expand(3, 9, 9)
+    r = attr.rollout(lambda layer, a, b: eye[:, a:b], 4, 9, chunk=4)
+    assert torch.equal(r, torch.eye(9, dtype=torch.float64))
+
+
+def test_rollout_equals_textbook_product():
+    g = torch.Generator().manual_seed(0)
+    atts = []
+    for _ in range(3):
+        a = torch.rand(2, 11, 11, generator=g, dtype=torch.float64).tril()
+        atts.append(a / a.sum(-1, keepdim=True))
+    fast = attr.rollout(lambda layer, a, b: atts[layer][:, a:b], 3, 11, chunk=4)
+    assert torch.allclose(fast, _naive_rollout(atts), atol=1e-12)
+
+
+def test_rollout_rows_sum_to_one_on_a_model(arch):
+    ctx = _ctx(arch)
+    internals = ctx.internals
+
+    def att(layer, a, b):
+        return internals.attention(layer)[:, a:b]
+
+    full = attr.rollout(att, internals.n_layers, T, chunk=6)
+    assert torch.allclose(full.sum(-1), torch.ones(T, dtype=torch.float64), atol=1e-6)
+    assert (full >= 0).all() and torch.equal(full, full.tril())  # causal
+    view = compute("attribution", ctx, {"position": T - 1})
+    assert sum(view.scores) == pytest.approx(1.0, abs=1e-3)
+    assert view.scores == pytest.approx(full[T - 2, : T - 1].tolist(), rel=1e-3, abs=1e-6)
+    assert view.share == pytest.approx(view.scores, rel=1e-3, abs=1e-6)
+
+
+def test_rollout_view_closed_forms():
+    trace = _ctx().trace
+    pos = 12
+    identity = compute("attribution", ViewContext(trace, None, _FakeAttention(torch.eye(T), 3)),
+                       {"position": pos})
+    assert identity.scores == [0.0] * (pos - 1) + [1.0]
+    # One layer of uniform causal attention: row pos−1 of ½·U + ½·I, U's row being 1/pos each.
+    uniform = compute("attribution", ViewContext(trace, None, _FakeAttention(_uniform_causal(T))),
+                      {"position": pos})
+    expected = [0.5 / pos] * pos
+    expected[-1] += 0.5
+    assert uniform.scores == pytest.approx(expected, rel=1e-4)
+    assert uniform.positions == list(range(pos)) and uniform.objective == "attention flow"
+
+
+# ----------------------------------------------------------------------------- gradients
+
+
+class _LinearLM(torch.nn.Module):
+    """logits[t] = W · Σ_{s≤t} e_s, so the target's logit is linear in every input embedding."""
+
+    def __init__(self, vocab: int, d: int = 8):
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb = torch.nn.Embedding(vocab, d)
+        self.head = torch.nn.Linear(d, vocab, bias=False)
+        self.eval()
+
+    def get_input_embeddings(self):
+        return self.emb
+
+    def forward(self, inputs_embeds, **kwargs):
+        return SimpleNamespace(logits=self.head(inputs_embeds.cumsum(dim=1)))
+
+
+def _linear_ctx():
+    tiny = tiny_loaded("llama")
+    model = _LinearLM(tiny.info.vocab_size)
+    loaded = LoadedModel(model, tiny.tokenizer, tiny.info)
+    trace = make_trace(tiny, random_ids(tiny, T, seed=8), T // 2)
+    pos = 15
+    ids = torch.tensor(trace.ids[:pos])
+    target = trace.ids[pos]
+    with torch.no_grad():
+        expected = model.emb(ids) @ model.head.weight[target]  # e_s · w_target, exactly
+    return ViewContext(trace, loaded, None), pos, expected
+
+
+@pytest.mark.parametrize("method", ["grad_x_input", "integrated_gradients"])
+def test_gradient_methods_on_a_linear_model(method):
+    ctx, pos, expected = _linear_ctx()
+    view = compute("attribution", ctx, {"position": pos, "method": method, "steps": 8})
+    assert view.scores == pytest.approx(expected.tolist(), rel=1e-3, abs=1e-5)
+    assert view.output == pytest.approx(float(expected.sum()), rel=1e-3)  # completeness
+    if method == "integrated_gradients":
+        assert view.baseline_output == pytest.approx(0.0, abs=1e-6)
+        assert abs(view.delta) < 1e-4
+
+
+def test_grad_x_input_matches_finite_differences():
+    """score_s = d/dα y(…, α·e_s, …) at α = 1: checked by central differences in float64."""
+    tiny = tiny_loaded("llama")
+    model = copy.deepcopy(tiny.model).double()
+    loaded = LoadedModel(model, tiny.tokenizer, tiny.info)
+    ids = random_ids(tiny, 10, seed=9)
+    target = ids[-1]
+    scores, output = attr.grad_x_input(loaded, ids[:-1], target, "logit")
+    f = attr.objective_fn(model, target, "logit")
+    e = model.get_input_embeddings()(torch.tensor([ids[:-1]])).detach()
+    h = 1e-3  # the norms compute in fp32 even in a float64 model: not smaller
+    with torch.no_grad():
+        assert float(f(e)[0]) == pytest.approx(output, rel=1e-9)
+        for s in (0, 4, 8):
+            up, down = e.clone(), e.clone()
+            up[0, s] *= 1 + h
+            down[0, s] *= 1 - h
+            fd = float(f(up)[0] - f(down)[0]) / (2 * h)
+            assert float(scores[s]) == pytest.approx(fd, rel=1e-3, abs=1e-6)
+
+
+@pytest.mark.parametrize("arch_name", ["llama", "gemma3_text"])
+@pytest.mark.parametrize("objective", ["logit", "log_prob"])
+def test_output_equals_the_models_own_forward(arch_name, objective):
+    ctx = _ctx(arch_name)
+    pos = 14
+    view = compute("attribution", ctx, {"position": pos, "method": "grad_x_input", "objective": objective})
+    with torch.no_grad():
+        logits = ctx.loaded.model(torch.tensor([ctx.trace.ids[:pos]])).logits[0, -1].float()
+    if objective == "log_prob":
+        logits = torch.log_softmax(logits, -1)
+    assert view.output == pytest.approx(float(logits[ctx.trace.ids[pos]]), rel=1e-3, abs=1e-5)
+    assert view.objective == objective
+
+
+@pytest.mark.parametrize("baseline", ["zero", "pad"])
+def test_integrated_gradients_completeness(baseline):
+    """Σ scores = y(input) − y(baseline) up to the reported delta, y computed independently here.
+
+    The pad token (id 5 here: the tiny model's real pad id 0 has a zero embedding) gives a
+    path away from the origin, where the RMSNorm is smooth: 64 steps must converge there.
+    The zero baseline crosses the norm's near-singularity at 0, so only completeness is
+    checked for it (the delta is what tells the user how far off it is).
+    """
+    tiny = tiny_loaded("llama")
+    pad = 5
+    loaded = LoadedModel(tiny.model, SimpleNamespace(pad_token_id=pad), tiny.info)
+    ctx = _ctx(loaded=loaded)
+    pos, target = 14, ctx.trace.ids[14]
+    view = compute("attribution", ctx, {"position": pos, "method": "integrated_gradients",
+                                        "steps": 64, "baseline": baseline})
+    model = loaded.model
+    with torch.no_grad():
+        embed = model.get_input_embeddings()
+        e = embed(torch.tensor([ctx.trace.ids[:pos]]))
+        base = torch.zeros_like(e) if baseline == "zero" else embed(torch.full((1, pos), pad))
+        y_in = float(model(inputs_embeds=e).logits[0, -1, target])
+        y_base = float(model(inputs_embeds=base).logits[0, -1, target])
+    assert view.output == pytest.approx(y_in, rel=1e-3, abs=1e-5)
+    assert view.baseline_output == pytest.approx(y_base, rel=1e-3, abs=1e-5)
+    gap = y_in - y_base
+    rounding = 1e-3 * sum(abs(s) for s in view.scores)  # scores are rounded to 4 digits
+    assert abs(sum(view.scores) - gap) <= abs(view.delta) + rounding + 1e-5
+    if baseline == "pad":
+        assert abs(view.delta) <= 0.02 * max(1.0, abs(gap))
+    assert view.steps == 64
+
+
+def test_no_grads_left_on_parameters():
+    ctx = _ctx("qwen3")
+    model = ctx.loaded.model
+    flags = [p.requires_grad for p in model.parameters()]
+    for method in ("grad_x_input", "integrated_gradients"):
+        compute("attribution", ctx, {"method": method, "steps": 4})
+    assert all(p.grad is None for p in model.parameters())
+    assert [p.requires_grad for p in model.parameters()] == flags
+    assert not model.training
+
+
+# ----------------------------------------------------------------------------- params and size
+
+
+@pytest.mark.parametrize(
+    "params,match",
+    [
+        ({"position": 0}, "position"),
+        ({"position": T}, "beyond the run"),
+        ({"steps": 1}, "steps"),
+        ({"method": "saliency"}, "method"),
+        ({"objective": "prob"}, "objective"),
+        ({"baseline": "noise"}, "baseline"),
+    ],
+)
+def test_bad_params(params, match):
+    with pytest.raises(ViewParamError, match=match):
+        compute("attribution", _ctx(), params)
+
+
+def test_missing_model_or_internals():
+    trace = _ctx().trace
+    with pytest.raises(ViewParamError, match="weights"):
+        compute("attribution", ViewContext(trace), {"method": "grad_x_input"})
+    with pytest.raises(ViewParamError, match="weights"):
+        compute("attribution", ViewContext(trace), {"method": "rollout"})
+
+
+def test_json_size_at_4096():
+    loaded = tiny_loaded("llama", layers=1)
+    ids = random_ids(loaded, 4096)
+    ctx = ViewContext(make_trace(loaded, ids, 4000), loaded, Internals(loaded, ids))
+    for params in ({"method": "rollout"}, {"method": "grad_x_input"},
+                   {"method": "integrated_gradients", "steps": 2}):
+        view = compute("attribution", ctx, params)
+        assert len(view.scores) == 4095
+        assert len(view.model_dump_json()) <= 1_000_000, params

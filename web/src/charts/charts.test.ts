@@ -1,0 +1,194 @@
+/**
+ * Every chart builder: the series hold the view's data, axes carry token labels, tooltips
+ * show exact values, and the save-as-PNG button is there.
+ */
+import { describe, expect, it } from "vitest";
+import { activationStatsOption, activationsOption } from "./activations";
+import { attentionOption, attentionRowOption, binRange } from "./attention";
+import { attributionOption } from "./attribution";
+import { fmt, type Option, posLabel, short } from "./common";
+import { embeddingOption } from "./embedding";
+import * as fx from "./fixtures";
+import { headEntropyOption } from "./headEntropy";
+import { headHealthOption } from "./headHealth";
+import { cells } from "./heatmap";
+import { layerSimilarityOption } from "./layerSimilarity";
+import { logitLensOption } from "./logitLens";
+import { gridShape, multiHeadOption } from "./multiHead";
+import { residualStreamOption } from "./residualStream";
+import { DARK, LIGHT } from "./theme";
+import { topCandidatesOption } from "./topCandidates";
+import { entropyCurveOption } from "./uncertainty";
+
+type Series = { type: string; data: unknown[]; name?: string };
+const series = (o: Option) => o.series as Series[];
+const tooltip = (o: Option, arg: unknown) => (o.tooltip as { formatter: (p: unknown) => string }).formatter(arg);
+const axisData = (o: Option, axis: "xAxis" | "yAxis") => (o[axis] as { data: string[] }).data;
+
+function hasPng(o: Option) {
+  const tb = o.toolbox as { feature: { saveAsImage: { name: string } } };
+  expect(tb.feature.saveAsImage.name).toMatch(/^llmvis-/);
+}
+
+describe("common", () => {
+  it("formats numbers and labels", () => {
+    expect(fmt(0.1 + 0.2)).toBe("0.3");
+    expect(fmt(123456789)).toBe("1.23e+8");
+    expect(fmt(null)).toBe("–");
+    expect(short("a\nb", 12)).toBe("a↵b");
+    expect(short("abcdefghijklmnop", 6)).toBe("abcde…");
+    expect(posLabel(3, "the")).toBe("3 the");
+  });
+  it("heatmap cells skip zeros and nulls when asked", () => {
+    expect(cells([[1, 0], [null, 2]], true)).toEqual([[0, 0, 1], [1, 1, 2]]);
+    expect(cells([[1, 0]])).toHaveLength(2);
+  });
+});
+
+describe("topCandidates", () => {
+  const o = topCandidatesOption(fx.token, DARK, { title: "Top", raw: "raw", sampled: "sampled", chosen: "chosen" });
+  it("draws raw and sampled bars, highest first, chosen marked", () => {
+    expect(series(o).map((s) => s.data.length)).toEqual([3, 3]);
+    const labels = axisData(o, "yAxis");
+    expect(labels[labels.length - 1]).toBe("▶ ␣Paris");
+    const raw = series(o)[0].data as { value: number; itemStyle: { borderWidth?: number } }[];
+    expect(raw[2].value).toBe(0.6);
+    expect(raw[2].itemStyle.borderWidth).toBe(2);
+    expect(raw[0].itemStyle.borderWidth).toBeUndefined();
+    hasPng(o);
+  });
+  it("tooltip shows exact probabilities", () => {
+    const text = tooltip(o, [{ dataIndex: 1 }]);
+    expect(text).toContain("␣Lyon");
+    expect(text).toContain("20%");
+    expect(text).toContain("logit: 7.5");
+  });
+  it("prompt tokens (no sampled probabilities) get one series", () => {
+    const prompt = { ...fx.token, kind: "prompt" as const, stats: { ...fx.token.stats!, top: fx.token.stats!.top!.map((c) => ({ ...c, sampled_prob: null })) } };
+    expect(series(topCandidatesOption(prompt, LIGHT, { title: "", raw: "r", sampled: "s", chosen: "c" }))).toHaveLength(1);
+  });
+});
+
+describe("attention", () => {
+  it("matrix: causal cells only, labelled by position, zoomable", () => {
+    const o = attentionOption(fx.attention, DARK, "Attention");
+    expect(series(o)[0].data).toHaveLength(10); // lower triangle of 4×4
+    expect(axisData(o, "xAxis")).toEqual(["0 a", "1 b", "2 c", "3 d"]);
+    expect((o.dataZoom as unknown[]).length).toBeGreaterThan(0);
+    expect(tooltip(o, { value: [1, 2, 0.3] })).toContain("query 2 c<br>key 1 b<br>attention <b>0.3</b>");
+    hasPng(o);
+  });
+  it("pooled bins describe their range", () => {
+    expect(binRange([0, 4, 8], 1, 10)).toEqual([4, 7]);
+    expect(binRange([0, 4, 8], 2, 10)).toEqual([8, 9]);
+    const pooled = { ...fx.attention, pooled: true, end: 8, row_indices: [0, 2, 4, 6], col_indices: [0, 2, 4, 6] };
+    expect(tooltip(attentionOption(pooled, DARK, ""), { value: [0, 3, 0.9] })).toContain("6–7 (max of 2)");
+  });
+  it("row mode: one row per layer × head", () => {
+    const o = attentionRowOption(fx.attentionRow, DARK, "row");
+    expect(axisData(o, "yAxis")).toEqual(["L0 H0", "L0 H1", "L1 H0", "L1 H1"]);
+    expect(series(o)[0].data).toHaveLength(16);
+  });
+});
+
+describe("heads", () => {
+  it("multi-head: one small heatmap per head in a grid", () => {
+    expect(gridShape(9)).toEqual([3, 3]);
+    expect(gridShape(14)).toEqual([4, 4]);
+    const o = multiHeadOption(fx.multiHead, DARK, "heads");
+    expect(series(o)).toHaveLength(3);
+    expect((o.grid as unknown[]).length).toBe(3);
+    expect(series(o)[0].data).toHaveLength(6);
+    expect((o.tooltip as { formatter: (p: unknown) => string }).formatter({ seriesName: "H1", value: [0, 2, 0.3] })).toContain("H1 · query 2 → key 0");
+    hasPng(o);
+  });
+  it("head entropy: L×H cells in 0..1", () => {
+    const o = headEntropyOption(fx.headEntropy, DARK, "entropy");
+    expect(series(o)[0].data).toHaveLength(6);
+    expect(axisData(o, "xAxis")).toEqual(["H0", "H1", "H2"]);
+    expect(axisData(o, "yAxis")).toEqual(["L0", "L1"]);
+    expect(tooltip(o, { value: [2, 0, 0.9] })).toContain("layer 0, head 2");
+  });
+  it("head health: one cell per head, categorised", () => {
+    const o = headHealthOption(fx.headHealth, DARK, "health");
+    expect(series(o)[0].data).toEqual([[0, 0, 0], [1, 0, 1]]);
+    expect(tooltip(o, { value: [1, 0, 1] })).toContain("previous-token");
+  });
+});
+
+describe("layers", () => {
+  it("layer similarity: (L+1)² cells, per position or mean", () => {
+    const o = layerSimilarityOption(fx.layerSimilarity, false, DARK, "sim");
+    expect(series(o)[0].data).toHaveLength(9);
+    expect(axisData(o, "xAxis")).toEqual(["emb", "L1", "L2"]);
+    const mean = layerSimilarityOption(fx.layerSimilarity, true, DARK, "sim");
+    expect((series(mean)[0].data as number[][])[1][2]).toBe(0.8);
+  });
+  it("residual stream: norms and logit effects per layer", () => {
+    const o = residualStreamOption(fx.residual, DARK, "resid");
+    expect(series(o).map((s) => s.data.length)).toEqual([2, 2, 2, 2, 2]);
+    expect(series(o)[4].data).toEqual([0.4, 1.3]);
+  });
+  it("logit lens: top-k per layer plus the chosen token's probability", () => {
+    const o = logitLensOption(fx.logitLens, DARK, "lens");
+    expect(series(o)[0].data).toHaveLength(9);
+    expect(axisData(o, "yAxis")).toEqual(["emb", "L1", "L2"]);
+    expect(tooltip(o, { dataIndex: 8 })).toContain("rank 0");
+    hasPng(o);
+  });
+});
+
+describe("activations", () => {
+  it("histogram heatmap per layer and spread lines", () => {
+    const o = activationsOption(fx.activations.mlp, DARK, "act");
+    expect(series(o)[0].data).toHaveLength(6);
+    expect(axisData(o, "yAxis")).toEqual(["L0", "L1"]);
+    expect(tooltip(o, { value: [1, 0, Math.log10(5)] })).toContain("<b>5</b> of 10 values");
+    const s = activationStatsOption(fx.activations.attn, DARK, "stats");
+    expect(series(s).map((x) => x.data.length)).toEqual([2, 2]);
+  });
+});
+
+describe("embedding", () => {
+  it("2D: scatter split into prompt and generated, position in the value", () => {
+    const o = embeddingOption(fx.embedding2, DARK, "emb", 3);
+    expect(series(o).map((s) => s.type)).toEqual(["scatter", "scatter"]);
+    expect(series(o)[0].data).toEqual([[0, 0, 0], [1, 1, 1]]);
+    expect(series(o)[1].data).toHaveLength(2);
+    expect((o.xAxis as { name: string }).name).toContain("60%");
+    expect(tooltip(o, { dataIndex: 1, seriesIndex: 1, value: [] })).toContain("3 d");
+  });
+  it("3D: scatter3D with three coordinates", () => {
+    const o = embeddingOption(fx.embedding3, DARK, "emb", null);
+    expect(series(o).map((s) => s.type)).toEqual(["scatter3D", "scatter3D"]);
+    expect((series(o)[1].data as number[][])[0]).toEqual([2, 0, 1, 2]);
+    expect(o.grid3D).toBeDefined();
+  });
+});
+
+describe("uncertainty", () => {
+  const text = { title: "Entropy", entropy: "entropy", confidence: "confidence" };
+  it("position order skips positions without statistics", () => {
+    const o = entropyCurveOption(fx.tokensView, ["a", "b", "c", "d"], false, DARK, text, 2);
+    expect(axisData(o, "xAxis")).toEqual(["1 b", "2 c", "3 d"]);
+    expect(series(o)[0].data).toEqual([3, 1, 0.2]);
+    expect(series(o)[1].data).toEqual([0.2, 0.5, 0.9]);
+    expect(tooltip(o, [{ dataIndex: 2 }])).toContain("95%");
+  });
+  it("sorted by entropy draws bars, highest first", () => {
+    const o = entropyCurveOption(fx.tokensView, ["a", "b", "c", "d"], true, DARK, text, null);
+    expect(series(o)[0].type).toBe("bar");
+    expect(series(o)[0].data).toEqual([3, 1, 0.2]);
+  });
+});
+
+describe("attribution", () => {
+  it("signed bars per source token", () => {
+    const o = attributionOption(fx.attribution, DARK, "attr");
+    expect(series(o)[0].data).toHaveLength(3);
+    expect(axisData(o, "xAxis")).toEqual(["0 a", "1 b", "2 c"]);
+    const bars = series(o)[0].data as { itemStyle: { color: string } }[];
+    expect(bars[1].itemStyle.color).not.toEqual(bars[0].itemStyle.color);
+    expect(tooltip(o, [{ dataIndex: 1 }])).toContain("score -0.2");
+  });
+});
