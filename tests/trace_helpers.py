@@ -43,7 +43,7 @@ def make_trace(loaded, ids: list[int], prompt_len: int, *, top_n: int = TOP_N) -
     k = max(2, top_n)
     top_v, top_i = logits.topk(k, dim=-1)  # [T, k]
     top_p = logp.gather(-1, top_i).exp()
-    chosen = torch.tensor(ids[1:] + [ids[-1]])  # token predicted at each position
+    chosen = torch.tensor([*ids[1:], ids[-1]])  # token predicted at each position
     chosen_logit = logits.gather(-1, chosen[:, None])[:, 0]
     rank = (logits > chosen_logit[:, None]).sum(-1).tolist()
     prob = logp.gather(-1, chosen[:, None])[:, 0].exp().tolist()

@@ -30,6 +30,7 @@ class Settings(BaseModel):
     model: str = Field(default="smollm2", description="model spec: smollm2, a directory, a .gguf, an HF id")
     device: str | None = None
     dtype: str | None = None
+    device_map: str | dict[str, str | int] | None = Field(default=None, description="shard across GPUs")
     trust_remote_code: bool = False
     data_dir: Path = Field(default_factory=default_data_dir, description="SQLite run store lives here")
     cache_bytes: int = Field(default=1 << 30, ge=0, description="activation cache budget")

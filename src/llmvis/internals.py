@@ -7,6 +7,7 @@ through forward hooks, what every view needs — O(L·T·d):
     residual(l):  [T, d]  input of decoder layer l (residual(L) = last layer's output)
     attn_out(l):  [T, d]  what layer l's attention adds to the residual stream
     mlp_out(l):   [T, d]  what layer l's MLP adds   (residual(l+1) = residual(l) + attn + mlp)
+    (and k_proj's output, [T, kv_heads·hd], so views never redo the key projections)
 
 Attention of one layer is then recomputed from residual(l) with the layer's *own* modules
 (input norm, q/k projections, q/k norms, rotary embedding and `apply_rotary_pos_emb` from the
@@ -93,6 +94,15 @@ class ActivationCache:
             self._entries[key] = (value, int(nbytes))
             self.bytes += int(nbytes)
 
+    def put_if_room(self, key: Any, value: Any, nbytes: int) -> bool:
+        """Store a cheap-to-recompute helper entry only if nothing has to be evicted for it."""
+        with self._lock:
+            if key in self._entries or self.bytes + nbytes > self.max_bytes:
+                return False
+            self._entries[key] = (value, int(nbytes))
+            self.bytes += int(nbytes)
+            return True
+
     def discard(self, key: Any) -> None:
         with self._lock:
             old = self._entries.pop(key, None)
@@ -116,10 +126,12 @@ class Capture:
     residual: list[torch.Tensor]  # L + 1
     attn: list[torch.Tensor]  # L
     mlp: list[torch.Tensor]  # L
+    keys: list[torch.Tensor]  # L: k_proj outputs [T, kv_heads * hd], saves recomputing them per view
     nbytes: int = field(init=False)
 
     def __post_init__(self) -> None:
-        self.nbytes = sum(t.numel() * t.element_size() for t in (*self.residual, *self.attn, *self.mlp))
+        tensors = (*self.residual, *self.attn, *self.mlp, *self.keys)
+        self.nbytes = sum(t.numel() * t.element_size() for t in tensors)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -186,10 +198,11 @@ class Internals:
         model = loaded.model
         self.model = model
         self.config = text_config(model.config)
-        self.base = getattr(model, model.base_model_prefix, None) or model.get_decoder()
-        self.layers: torch.nn.ModuleList = self.base.layers
-        self.final_norm = self.base.norm
-        self.lm_head = model.get_output_embeddings()
+        # transformers modules, typed Any: their attributes differ per architecture.
+        self.base: Any = getattr(model, model.base_model_prefix, None) or model.get_decoder()
+        self.layers: Any = self.base.layers
+        self.final_norm: Any = self.base.norm
+        self.lm_head: Any = model.get_output_embeddings()
 
     # ------------------------------------------------------------------ sizes
 
@@ -231,6 +244,7 @@ class Internals:
         residual: list[Any] = [None] * (n + 1)
         attn: list[Any] = [None] * n
         mlp: list[Any] = [None] * n
+        keys: list[Any] = [None] * n
         me = threading.get_ident()  # the model may be shared: ignore other threads' forwards
 
         def layer_in(i: int):
@@ -257,6 +271,7 @@ class Internals:
                 mlp_mod = layer.post_feedforward_layernorm if sandwich else layer.mlp
                 handles.append(attn_mod.register_forward_hook(store(attn, i)))
                 handles.append(mlp_mod.register_forward_hook(store(mlp, i)))
+                handles.append(layer.self_attn.k_proj.register_forward_hook(store(keys, i)))
             handles.append(self.layers[-1].register_forward_hook(store(residual, n)))
             x = torch.tensor([self.ids], device=self.loaded.device)
             self.base(input_ids=x, use_cache=False)
@@ -264,9 +279,9 @@ class Internals:
             for h in handles:
                 h.remove()
         missing = [i for i, t in enumerate(residual) if t is None]
-        if missing or any(t is None for t in attn) or any(t is None for t in mlp):
+        if missing or any(t is None for t in (*attn, *mlp, *keys)):
             raise RuntimeError(f"capture hooks did not fire for this architecture (layers {missing})")
-        return Capture(residual, attn, mlp)
+        return Capture(residual, attn, mlp, keys)
 
     # ------------------------------------------------------------------ residual stream
 
@@ -300,8 +315,11 @@ class Internals:
             return window if types[layer] == "sliding_attention" else None
         return window  # Mistral: one window for every layer
 
-    def _rotary(self, layer: int, x: torch.Tensor, positions: torch.Tensor):
-        """(cos, sin): [1, n, head_dim] for `positions`, from the model's rotary embedding."""
+    def _rope(self, layer: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cos, sin): [1, T, head_dim] for every position, from the model's rotary embedding.
+
+        Per layer type where the model has several (Gemma3: local and global rope). Cached.
+        """
         attn = self.layers[layer].self_attn
         types = getattr(self.config, "layer_types", None)
         layer_type = types[layer] if types is not None else None
@@ -309,48 +327,72 @@ class Internals:
         if rotary is None:
             local = getattr(self.base, "rotary_emb_local", None)
             rotary = local if (local is not None and layer_type == "sliding_attention") else self.base.rotary_emb
-        dev = _device_of(rotary, x.device)
-        pos = positions.to(dev)[None]
-        xs = x.to(dev)
-        if "layer_type" in inspect.signature(rotary.forward).parameters and layer_type is not None:
-            cos, sin = rotary(xs, pos, layer_type)
-        else:
-            cos, sin = rotary(xs, pos)
-        return cos.to(x.device), sin.to(x.device)
+        typed = layer_type is not None and "layer_type" in inspect.signature(rotary.forward).parameters
+        cache_key = (self.key, "rope", id(rotary), layer_type if typed else None, str(like.device))
+        hit = self.cache.peek(cache_key)
+        if hit is not None:
+            return hit
+        dev = _device_of(rotary, like.device)
+        pos = torch.arange(self.n_positions, device=dev)[None]
+        x = like.to(dev)
+        cos, sin = rotary(x, pos, layer_type) if typed else rotary(x, pos)
+        out = (cos.to(like.device), sin.to(like.device))
+        self.cache.put_if_room(cache_key, out, 2 * cos.numel() * cos.element_size())
+        return out
+
+    def _project(self, layer: int, y: torch.Tensor, norm: str, rows: torch.Tensor) -> torch.Tensor:
+        """Rotated queries or keys from projections `y: [n, heads*hd]` at positions `rows`: [heads, n, hd]."""
+        attn = self.layers[layer].self_attn
+        hd = int(attn.head_dim)
+        y = y[None]  # [1, n, heads*hd]
+        qk_norm: Any = getattr(attn, norm, None)  # Qwen3/Gemma3 q_norm, k_norm
+        per_head = qk_norm is not None and qk_norm.weight.numel() == hd
+        if qk_norm is not None and not per_head:  # OLMo-style norm over all heads at once
+            y = qk_norm(y)
+        y = y.view(1, y.shape[1], -1, hd)
+        if qk_norm is not None and per_head:
+            y = qk_norm(y)
+        y = y.transpose(1, 2)  # [1, heads, n, hd]
+        cos, sin = self._rope(layer, y)
+        idx = rows.to(cos.device)
+        apply_rope = sys.modules[type(attn).__module__].apply_rotary_pos_emb
+        y, _ = apply_rope(y, y, cos[:, idx], sin[:, idx])
+        return y[0]
+
+    def _keys(self, layer: int) -> torch.Tensor:
+        """Rotated keys of every position: [kv_heads, T, hd] (model dtype). Cached when small."""
+        cache_key = (self.key, "keys", layer)
+        hit = self.cache.peek(cache_key)
+        if hit is not None:
+            return hit
+        # k_proj(input_layernorm(residual)) as the forward computed it (kept by the capture).
+        raw = self.capture().keys[self._check_layer(layer, self.n_layers - 1)]
+        k = self._project(layer, raw, "k_norm", torch.arange(self.n_positions))
+        nbytes = k.numel() * k.element_size()
+        if nbytes <= self.cache.max_bytes // 64:
+            self.cache.put_if_room(cache_key, k, nbytes)
+        return k
 
     def _qk(self, layer: int, queries: torch.Tensor, keys_end: int):
-        """Post-rotary q: [H, len(queries), hd] and GQA-expanded k: [H, keys_end, hd] (fp32)."""
+        """Rotated q: [H, len(queries), hd] and k: [kv_heads, keys_end, hd], both fp32."""
         mod = self.layers[layer]
-        attn = mod.self_attn
         dev = _device_of(mod.input_layernorm, self.loaded.device)
-        h = self.residual(layer)[:keys_end].to(dev)
-        x = mod.input_layernorm(h)[None]  # [1, K, d]
-        hd = int(attn.head_dim)
-        xq = x[:, queries.to(dev)]
-        q = attn.q_proj(xq)
-        k = attn.k_proj(x)
-        q_norm, k_norm = getattr(attn, "q_norm", None), getattr(attn, "k_norm", None)
-        per_head = q_norm is not None and q_norm.weight.numel() == hd
-        if q_norm is not None and not per_head:  # OLMo-style norm over all heads at once
-            q, k = q_norm(q), k_norm(k)
-        q = q.view(1, q.shape[1], -1, hd)
-        k = k.view(1, k.shape[1], -1, hd)
-        if per_head:
-            q, k = q_norm(q), k_norm(k)
-        q, k = q.transpose(1, 2), k.transpose(1, 2)  # [1, heads, n, hd]
-        apply_rope = sys.modules[type(attn).__module__].apply_rotary_pos_emb
-        cos_k, sin_k = self._rotary(layer, x, torch.arange(keys_end, device=dev))
-        qpos = queries.to(cos_k.device)
-        _, k = apply_rope(k, k, cos_k, sin_k)
-        q, _ = apply_rope(q, q, cos_k[:, qpos], sin_k[:, qpos])
-        groups = q.shape[1] // k.shape[1]
-        k = k.repeat_interleave(groups, dim=1) if groups > 1 else k
-        return q[0].float(), k[0].float()
+        x = mod.input_layernorm(self.residual(layer)[queries.to(self.residual(layer).device)].to(dev))
+        q = self._project(layer, mod.self_attn.q_proj(x), "q_norm", queries)
+        k = self._keys(layer)[:, :keys_end].to(q.device)
+        return q.float(), k.float()
 
     def _weights(self, layer: int, q: torch.Tensor, k: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
-        """softmax(q·kᵀ·scaling, soft-capped, causal/window-masked) in fp32: [H, n, K]."""
+        """softmax(q·kᵀ·scaling, soft-capped, causal/window-masked) in fp32: [H, n, K].
+
+        GQA: head h reads kv head h // (H / kv_heads), done by broadcasting, not copying k.
+        """
         attn = self.layers[layer].self_attn
-        scores = torch.matmul(q, k.transpose(-1, -2)) * float(attn.scaling)
+        heads, n, hd = q.shape
+        kv = k.shape[0]
+        grouped = q.reshape(kv, heads // kv, n, hd)  # [kv, groups, n, hd]
+        scores = torch.matmul(grouped, k[:, None].transpose(-1, -2)).reshape(heads, n, -1)
+        scores = scores * float(attn.scaling)
         cap = getattr(attn, "attn_logit_softcapping", None)
         if cap is not None and _passes_softcap(attn):
             scores = torch.tanh(scores / cap) * cap

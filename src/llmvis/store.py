@@ -6,6 +6,9 @@ connection guarded by a lock (WAL mode) keeps it thread-safe for the server's wo
 and its request threads. Deletion is soft (`deleted_at`) so the UI can undo; rows deleted
 longer than `purge_after_s` ago are purged when the store opens. The views a user opened are
 kept with their results so an export can show them without the model.
+
+Parsed traces of recent runs are kept in a small LRU (a view click must not re-parse megabytes
+of JSON); callers treat the returned Trace as read-only. `get_json` serves the stored JSON as is.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +28,7 @@ from llmvis.trace import Trace
 SCHEMA_VERSION = 1
 PURGE_AFTER_S = 24 * 3600.0
 MAX_VIEWS_PER_RUN = 64
+PARSED_TRACES = 8  # parsing a 4k-token trace takes a second or more: keep the recent ones
 TITLE_CHARS = 80
 
 _SCHEMA = """
@@ -120,6 +125,7 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=5000")
+        self._parsed: OrderedDict[str, Trace] = OrderedDict()
         with self._lock:
             self._migrate()
         self.purge(older_than_s=purge_after_s)
@@ -140,10 +146,17 @@ class Store:
 
     # runs -----------------------------------------------------------------------------------
 
+    def _remember(self, trace: Trace) -> None:
+        self._parsed[trace.id] = trace
+        self._parsed.move_to_end(trace.id)
+        while len(self._parsed) > PARSED_TRACES:
+            self._parsed.popitem(last=False)
+
     def save(self, trace: Trace) -> None:
         """Insert or replace a run (its title is kept when the run already exists)."""
         title = trace.title or default_title(trace)
         with self._lock:
+            self._parsed.pop(trace.id, None)
             existing = self._db.execute("SELECT title FROM runs WHERE id = ?", (trace.id,)).fetchone()
             if existing is not None and not trace.title:
                 title = existing[0]
@@ -167,19 +180,35 @@ class Store:
                     trace.model_copy(update={"title": title}).to_json(),
                 ),
             )
+            self._remember(trace.model_copy(update={"title": title}))
 
     def get(self, run_id: str) -> Trace | None:
+        """The run's Trace (shared with other callers: do not modify it), or None."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT trace, title FROM runs WHERE id = ? AND deleted_at IS NULL", (run_id,)
-            ).fetchone()
-        if row is None:
+            if run_id in self._parsed and self._live(run_id):
+                self._parsed.move_to_end(run_id)
+                return self._parsed[run_id]
+        text = self.get_json(run_id)
+        if text is None:
             return None
-        trace = Trace.from_json(row[0])
-        trace.title = row[1]
+        trace = Trace.from_json(text)
+        with self._lock:
+            self._remember(trace)
         return trace
 
-    def list(self, *, search: str | None = None, limit: int = 50, offset: int = 0) -> list[RunRow]:
+    def get_json(self, run_id: str) -> str | None:
+        """The run's Trace as stored (JSON text), or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT trace FROM runs WHERE id = ? AND deleted_at IS NULL", (run_id,)
+            ).fetchone()
+        return None if row is None else row[0]
+
+    def _live(self, run_id: str) -> bool:
+        row = self._db.execute("SELECT 1 FROM runs WHERE id = ? AND deleted_at IS NULL", (run_id,)).fetchone()
+        return row is not None
+
+    def list_runs(self, *, search: str | None = None, limit: int = 50, offset: int = 0) -> list[RunRow]:
         """Live runs, newest first; `search` matches title, prompt or output (case-insensitive)."""
         sql = f"SELECT {_SUMMARY} FROM runs WHERE deleted_at IS NULL"
         args: list[Any] = []
@@ -209,8 +238,11 @@ class Store:
     def rename(self, run_id: str, title: str) -> bool:
         with self._lock:
             cur = self._db.execute(
-                "UPDATE runs SET title = ? WHERE id = ? AND deleted_at IS NULL", (title, run_id)
+                "UPDATE runs SET title = ?, trace = json_set(trace, '$.title', ?)"
+                " WHERE id = ? AND deleted_at IS NULL",
+                (title, title, run_id),
             )
+            self._parsed.pop(run_id, None)
         return cur.rowcount > 0
 
     def delete(self, run_id: str) -> bool:

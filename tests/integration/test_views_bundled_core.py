@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from trace_helpers import make_trace
 
 from llmvis.analyses import ViewContext, compute
 from llmvis.internals import Internals
+from trace_helpers import make_trace
 
 pytestmark = pytest.mark.integration
 
@@ -21,6 +21,19 @@ PROMPT = (
 def ctx(bundled) -> ViewContext:
     ids = bundled.tokenizer(PROMPT)["input_ids"]
     return ViewContext(make_trace(bundled, ids, prompt_len=10), bundled, Internals(bundled, ids))
+
+
+def test_recomputed_attention_equals_eager_on_the_bundled_model(ctx):
+    model = ctx.loaded.model
+    previous = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    try:
+        with torch.no_grad():
+            ref = model(torch.tensor([ctx.trace.ids]), output_attentions=True).attentions
+    finally:
+        model.set_attn_implementation(previous)
+    worst = max((ctx.internals.attention(i) - ref[i][0]).abs().max().item() for i in range(30))
+    assert worst <= 1e-5
 
 
 def test_attention(ctx):

@@ -47,3 +47,59 @@ def test_csv_roundtrip(trace):
         assert int(row["top1_id"]) == token.stats.top[0].id
         if token.kind == "generated":
             assert math.isclose(float(row["sampled_prob"]), token.stats.sampled_prob)
+
+
+TEMPLATE = (
+    '<!doctype html><html><head><script type="module">console.log("report")</script></head>'
+    '<body><div id="app"></div><script type="application/json" id="llmvis-data"></script></body></html>'
+)
+
+
+def slot_json(page: str) -> str:
+    start = page.index('id="llmvis-data">') + len('id="llmvis-data">')
+    return page[start:page.index("</script>", start)]
+
+
+def test_report_html_embeds_the_bundle_safely(tmp_path, trace):
+    template = tmp_path / "report.html"
+    template.write_text(TEMPLATE)
+    hostile = trace.model_copy(update={"title": "</script><script>alert(1)</script> <!-- \u2028"})
+    run = export.bundle(hostile)
+    page = export.report_html(run, template)
+    assert "<script>alert(1)" not in page and page.count("</script>") == 2
+    assert export.read_bundle(slot_json(page)) == run  # the JSON in the page reads back equal
+    csp = export.report_csp(page)
+    assert "connect-src 'none'" in csp and csp.count("'sha256-") == 1  # the one inline module script
+    import base64
+    import hashlib
+
+    digest = base64.b64encode(hashlib.sha256(b'console.log("report")').digest()).decode()
+    assert f"'sha256-{digest}'" in csp
+
+
+def test_report_without_a_build_says_so(tmp_path, trace):
+    with pytest.raises(export.ReportUnavailable, match="make web"):
+        export.report_html(export.bundle(trace), tmp_path / "missing.html")
+
+
+def test_export_cli_writes_json_csv_html(tmp_path, trace, monkeypatch, capsys):
+    import argparse
+
+    from llmvis.store import Store
+
+    template = tmp_path / "report.html"
+    template.write_text(TEMPLATE)
+    monkeypatch.setattr(export, "REPORT_TEMPLATE", template)
+    store = Store(tmp_path / "data" / "runs.sqlite3")
+    store.save(trace)
+    store.record_view(trace.id, "tokens", {"position": 1}, '{"a": 1}')
+    store.close()
+    out = {k: tmp_path / f"run.{k}" for k in ("json", "csv", "html")}
+    args = argparse.Namespace(run_id=trace.id, data_dir=str(tmp_path / "data"), **{k: str(v) for k, v in out.items()})
+    assert export.export_cli(args) == 0
+    run = export.read_bundle(out["json"].read_text())
+    assert run.trace == trace and run.views[0].result == {"a": 1}
+    assert out["csv"].read_text() == export.stats_csv(trace)
+    assert export.read_bundle(slot_json(out["html"].read_text())).trace == trace
+    missing = argparse.Namespace(run_id="nope", data_dir=str(tmp_path / "data"), json=None, csv=None, html=None)
+    assert export.export_cli(missing) == 1 and "no run 'nope'" in capsys.readouterr().err

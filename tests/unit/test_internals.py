@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_loaded
-from trace_helpers import random_ids
 
+from conftest import tiny_loaded
 from llmvis.internals import ActivationCache, Internals
+from trace_helpers import random_ids
 
 T = 24
 TOL = 1e-5
@@ -143,7 +143,8 @@ def test_cache_hits_misses_and_eviction():
     a, b = random_ids(loaded, T, seed=1), random_ids(loaded, T, seed=2)
     probe = Internals(loaded, a).capture()
     one = probe.nbytes
-    assert one == (2 * 3 + 1) * T * 64 * 4  # (L+1) residuals + L attn + L mlp, [T, 64] fp32
+    # (L+1) residuals + L attn + L mlp: [T, 64] fp32; L keys: [T, 2 kv heads × 16] fp32
+    assert one == (2 * 3 + 1) * T * 64 * 4 + 2 * T * 32 * 4
     cache = ActivationCache(max_bytes=int(one * 1.5))  # room for one capture only
     ia, ib = Internals(loaded, a, cache=cache), Internals(loaded, b, cache=cache)
     ia.residual(0)
@@ -171,11 +172,12 @@ def test_oversized_entry_is_kept_alone():
     loaded = tiny_loaded("llama")
     cache = ActivationCache(max_bytes=1000)  # smaller than any capture
     internals = Internals(loaded, random_ids(loaded, T), cache=cache)
-    internals.residual(0)
+    cap = internals.capture()
     internals.residual(1)
     assert cache.misses == 1 and cache.hits == 1 and len(cache) == 1
-    internals.attention(0)  # too big to cache next to it (> max_bytes / 8): not stored
-    assert len(cache) == 1
+    internals.attention(0)  # neither the matrix nor helper entries may push the capture out
+    internals.attention_row(5)
+    assert len(cache) == 1 and cache.evictions == 0 and internals.capture() is cap
 
 
 def test_key_depends_on_ids():

@@ -184,6 +184,23 @@ def test_export_json_and_csv_round_trip(c):
     assert c.get("/api/runs/nope/export.csv").status_code == 404
 
 
+def test_report_html_is_a_download_with_its_own_csp(c, tmp_path, monkeypatch):
+    run_id = stream(c, run_body())[0].json()["run_id"]
+    monkeypatch.setattr(export, "REPORT_TEMPLATE", tmp_path / "missing.html")
+    r = c.get(f"/api/runs/{run_id}/report.html")
+    assert r.status_code == 503 and "make web" in r.json()["detail"]
+    template = tmp_path / "report.html"
+    template.write_text('<html><head><script type="module">go()</script></head><body>'
+                        '<script type="application/json" id="llmvis-data"></script></body></html>')
+    monkeypatch.setattr(export, "REPORT_TEMPLATE", template)
+    r = c.get(f"/api/runs/{run_id}/report.html")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert r.headers["content-disposition"] == f'attachment; filename="llmvis-{run_id}.html"'
+    assert r.headers["content-security-policy"] == export.report_csp(r.text)  # not the app's CSP
+    assert f'"id":"{run_id}"' in r.text
+    assert c.get("/api/runs/nope/report.html").status_code == 404
+
+
 def test_fork_equals_a_fresh_run_with_the_same_forced_prefix(c):
     events = stream(c, run_body(max_new_tokens=8))
     parent = Trace.model_validate(c.get(f"/api/runs/{events[0].json()['run_id']}").json())

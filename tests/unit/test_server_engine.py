@@ -237,3 +237,66 @@ def test_a_restarted_server_lists_its_runs_and_computes_their_views(tmp_path):
         after = c.get(f"/api/runs/{run_id}/views/attention", params={"layer": 1})
         assert after.status_code == 200 and after.json() == before
         assert c.get(f"/api/runs/{run_id}/views/tokens").status_code == 200
+
+
+def test_a_client_leaving_while_queued_never_runs(tmp_path, monkeypatch):
+    loaded = tiny_loaded("llama")
+    app = make_app(tmp_path, loaded)
+    slow_steps(monkeypatch, loaded.model)
+    engine = app.state.engine
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=60) as c:
+        with c.stream("POST", "/api/runs", json=body("first", max_new_tokens=60)) as first:
+            lines = first.iter_lines()
+            while next(lines) != "event: token":
+                pass
+            with httpx.Client(base_url=url, timeout=60) as other, \
+                    other.stream("POST", "/api/runs", json=body("second")) as second:
+                assert second.status_code == 200
+                wait_for(lambda: engine.waiting == 1)
+            # the second client has gone while its run waited
+            for line in lines:
+                if line == "event: done":
+                    break
+        wait_for(lambda: not engine.running and engine.waiting == 0)
+        titles = [r["title"] for r in c.get("/api/runs").json()["runs"]]
+        assert titles == ["first"]
+
+
+def test_runs_queued_across_a_model_load_run_on_the_new_model(tmp_path, monkeypatch):
+    from tiny_models import save_tiny_model
+
+    loaded = tiny_loaded("llama")
+    directory = save_tiny_model(tmp_path / "tiny-qwen2", "qwen2")
+    app = make_app(tmp_path / "data", loaded)
+    slow_steps(monkeypatch, loaded.model)
+    engine = app.state.engine
+    results: dict = {}
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=60) as c:
+        with c.stream("POST", "/api/runs", json=body("first", max_new_tokens=40)) as first:
+            lines = first.iter_lines()
+            while next(lines) != "event: token":
+                pass
+
+            def load() -> None:
+                with httpx.Client(base_url=url, timeout=60) as other:
+                    results["load"] = parse_sse(other.post("/api/model/load", json={"spec": str(directory)}).content)
+
+            def second() -> None:
+                with httpx.Client(base_url=url, timeout=60) as other:
+                    results["run"] = parse_sse(other.post("/api/runs", json=body("second")).content)
+
+            loader = threading.Thread(target=load)
+            loader.start()
+            wait_for(lambda: engine.loading is not None)
+            runner = threading.Thread(target=second)
+            runner.start()  # validated against the old model, queued behind the load
+            wait_for(lambda: engine.waiting == 1)
+            for line in lines:
+                if line == "event: done":
+                    break
+        loader.join(60)
+        runner.join(60)
+        assert results["load"][-1].event == "done"
+        assert results["run"][-1].event == "done"
+        run = c.get(f"/api/runs/{results['run'][-1].json()['run_id']}").json()
+        assert run["model"]["name"] == "tiny-qwen2"

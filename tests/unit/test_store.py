@@ -34,7 +34,7 @@ def test_save_get_roundtrip_and_restart(tmp_path, trace):
     store.close()
     reopened = Store(tmp_path / "runs.sqlite3")  # a restarted server
     assert reopened.get(trace.id) == trace
-    assert [r.id for r in reopened.list()] == [trace.id]
+    assert [r.id for r in reopened.list_runs()] == [trace.id]
     version = sqlite3.connect(tmp_path / "runs.sqlite3").execute("SELECT version FROM schema_version").fetchone()
     assert version == (SCHEMA_VERSION,)
     mode = sqlite3.connect(tmp_path / "runs.sqlite3").execute("PRAGMA journal_mode").fetchone()[0]
@@ -47,25 +47,27 @@ def test_list_newest_first_search_limit(tmp_path, trace):
     store.save(copy(trace, id="a", created=now - 30, title="about Paris"))
     store.save(copy(trace, id="b", created=now - 20, title="cats 100%"))
     store.save(copy(trace, id="c", created=now - 10, title="dogs"))
-    assert [r.id for r in store.list()] == ["c", "b", "a"]
-    assert [r.id for r in store.list(limit=2)] == ["c", "b"]
-    assert [r.id for r in store.list(limit=2, offset=2)] == ["a"]
-    assert [r.id for r in store.list(search="paris")] == ["a"]
-    assert [r.id for r in store.list(search="100%")] == ["b"]  # % is literal, not a wildcard
-    assert [r.id for r in store.list(search="_")] == []
-    assert {r.id for r in store.list(search="France")} == {"a", "b", "c"}  # the prompt is searched
+    assert [r.id for r in store.list_runs()] == ["c", "b", "a"]
+    assert [r.id for r in store.list_runs(limit=2)] == ["c", "b"]
+    assert [r.id for r in store.list_runs(limit=2, offset=2)] == ["a"]
+    assert [r.id for r in store.list_runs(search="paris")] == ["a"]
+    assert [r.id for r in store.list_runs(search="100%")] == ["b"]  # % is literal, not a wildcard
+    assert [r.id for r in store.list_runs(search="_")] == []
+    assert {r.id for r in store.list_runs(search="France")} == {"a", "b", "c"}  # the prompt is searched
     assert store.count() == 3
 
 
 def test_rename_delete_restore_purge(tmp_path, trace):
     store = Store(tmp_path / "r.db")
     store.save(trace)
+    assert store.get(trace.id) is store.get(trace.id)  # parsed once, then shared
     assert store.rename(trace.id, "new name")
     assert store.get(trace.id).title == "new name"
+    assert Trace.from_json(store.get_json(trace.id)).title == "new name"
     store.save(copy(trace, title=""))  # re-saving without a title keeps the user's
     assert store.get(trace.id).title == "new name"
     assert store.delete(trace.id)
-    assert store.get(trace.id) is None and store.list() == []
+    assert store.get(trace.id) is None and store.list_runs() == []
     assert not store.delete(trace.id) and not store.rename(trace.id, "x")
     assert store.restore(trace.id)
     assert store.get(trace.id) is not None and not store.restore(trace.id)
@@ -94,7 +96,7 @@ def test_concurrent_saves_from_threads(tmp_path, trace):
         try:
             for i in range(10):
                 store.save(copy(trace, id=f"t{k}-{i}"))
-                store.list(search="France")
+                store.list_runs(search="France")
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 

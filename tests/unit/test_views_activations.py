@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_loaded
-from trace_helpers import make_trace, random_ids
 
+from conftest import tiny_loaded
 from llmvis.analyses import activations as act
 from llmvis.analyses.common import round4
 from llmvis.analyses.registry import ViewContext, ViewParamError, compute
 from llmvis.internals import Internals
+from trace_helpers import make_trace, random_ids
 
 
 @pytest.fixture(scope="module")

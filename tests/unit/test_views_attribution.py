@@ -7,13 +7,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import tiny_loaded
-from trace_helpers import make_trace, random_ids
 
+from conftest import tiny_loaded
 from llmvis.analyses import attribution as attr
 from llmvis.analyses.registry import ViewContext, ViewParamError, compute
 from llmvis.internals import Internals
 from llmvis.models.loaded import LoadedModel
+from trace_helpers import make_trace, random_ids
 
 T = 20
 
@@ -138,12 +138,25 @@ def _linear_ctx():
 @pytest.mark.parametrize("method", ["grad_x_input", "integrated_gradients"])
 def test_gradient_methods_on_a_linear_model(method):
     ctx, pos, expected = _linear_ctx()
-    view = compute("attribution", ctx, {"position": pos, "method": method, "steps": 8})
+    view = compute("attribution", ctx, {"position": pos, "method": method, "steps": 8,
+                                        "baseline": "zero", "keep_first": False})
     assert view.scores == pytest.approx(expected.tolist(), rel=1e-3, abs=1e-5)
     assert view.output == pytest.approx(float(expected.sum()), rel=1e-3)  # completeness
     if method == "integrated_gradients":
         assert view.baseline_output == pytest.approx(0.0, abs=1e-6)
-        assert abs(view.delta) < 1e-4
+        assert abs(view.delta) < 1e-4 and not view.kept_first
+
+
+def test_integrated_gradients_keep_first_on_a_linear_model():
+    """Baseline = zeros except position 0 kept: position 0 scores 0, the others e_s · w."""
+    ctx, pos, expected = _linear_ctx()
+    view = compute("attribution", ctx, {"position": pos, "method": "integrated_gradients",
+                                        "steps": 8, "baseline": "zero"})
+    assert view.kept_first
+    assert view.scores == pytest.approx([0.0, *expected[1:].tolist()], rel=1e-3, abs=1e-5)
+    assert view.baseline_output == pytest.approx(float(expected[0]), rel=1e-3, abs=1e-5)
+    one = compute("attribution", ctx, {"position": 1, "method": "integrated_gradients", "steps": 8})
+    assert not one.kept_first  # a single source token is never kept (nothing would be left)
 
 
 def test_grad_x_input_matches_finite_differences():
@@ -202,6 +215,7 @@ def test_integrated_gradients_completeness(baseline):
         embed = model.get_input_embeddings()
         e = embed(torch.tensor([ctx.trace.ids[:pos]]))
         base = torch.zeros_like(e) if baseline == "zero" else embed(torch.full((1, pos), pad))
+        base[:, 0] = e[:, 0]  # keep_first (the default)
         y_in = float(model(inputs_embeds=e).logits[0, -1, target])
         y_base = float(model(inputs_embeds=base).logits[0, -1, target])
     assert view.output == pytest.approx(y_in, rel=1e-3, abs=1e-5)
@@ -211,7 +225,7 @@ def test_integrated_gradients_completeness(baseline):
     assert abs(sum(view.scores) - gap) <= abs(view.delta) + rounding + 1e-5
     if baseline == "pad":
         assert abs(view.delta) <= 0.02 * max(1.0, abs(gap))
-    assert view.steps == 64
+    assert view.steps == 64 and view.kept_first and view.scores[0] == 0.0
 
 
 def test_no_grads_left_on_parameters():
@@ -223,6 +237,16 @@ def test_no_grads_left_on_parameters():
     assert all(p.grad is None for p in model.parameters())
     assert [p.requires_grad for p in model.parameters()] == flags
     assert not model.training
+
+
+def test_gradients_inside_inference_mode():
+    """The server may call views under inference_mode/no_grad: the result must not change."""
+    ctx = _ctx("llama")
+    for method in ("grad_x_input", "integrated_gradients"):
+        plain = compute("attribution", ctx, {"method": method, "steps": 4})
+        with torch.inference_mode():
+            inside = compute("attribution", ctx, {"method": method, "steps": 4})
+        assert inside.scores == plain.scores and any(s != 0 for s in plain.scores)
 
 
 # ----------------------------------------------------------------------------- params and size

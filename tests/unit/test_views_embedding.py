@@ -6,12 +6,12 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_loaded
-from trace_helpers import make_trace, random_ids
 
+from conftest import tiny_loaded
 from llmvis.analyses import embedding as emb
 from llmvis.analyses.registry import ViewContext, ViewParamError, compute
 from llmvis.internals import Internals
+from trace_helpers import make_trace, random_ids
 
 N, D = 40, 64
 
@@ -65,7 +65,7 @@ def test_pca_recovers_plane_axes():
 
 
 def test_pca_randomised_solver_agrees(monkeypatch):
-    x, u, v, _, _ = _plane_points()
+    x, u, _, _, _ = _plane_points()
     monkeypatch.setattr(emb, "EXACT_SVD_MAX", 0)
     _, axes, ratios, solver = emb.pca(x, 2)
     assert solver.startswith("randomised")

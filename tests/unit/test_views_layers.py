@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_loaded
-from trace_helpers import make_trace, random_ids
 
+from conftest import tiny_loaded
 from llmvis.analyses import ViewContext, ViewParamError, compute
 from llmvis.internals import Internals
+from trace_helpers import make_trace, random_ids
 
 T = 24
 
@@ -77,7 +77,7 @@ def test_residual_stream_effects_sum_to_the_logit(arch):
     view = compute("residual_stream", ctx, {"position": 20})
     token = ctx.trace.tokens[20].id
     logit = float(final_logits(ctx, 19, capped=False)[token])
-    effects = view.embedding_logit + sum(l.attn_logit + l.mlp_logit for l in view.layers)
+    effects = view.embedding_logit + sum(x.attn_logit + x.mlp_logit for x in view.layers)
     assert view.logit == pytest.approx(logit, rel=1e-3, abs=1e-3)
     assert effects == pytest.approx(logit, rel=1e-2, abs=1e-2)  # each term rounded to 4 digits
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from conftest import tiny_loaded
-from trace_helpers import make_trace, random_ids
 
+from conftest import tiny_loaded
 from llmvis.analyses import ViewContext, compute
 from llmvis.analyses.attention import MAX_CELLS
 from llmvis.internals import Internals
+from trace_helpers import make_trace, random_ids
 
 T = 4096
 LIMIT = 1_000_000

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_loaded
-from trace_helpers import make_trace, random_ids
 
-import llmvis.analyses.tokens
-import llmvis.analyses.uncertainty  # noqa: F401  (registers the views)
+from conftest import tiny_loaded
+from llmvis.analyses import ViewContext, ViewParamError, compute
 from llmvis.analyses.common import round4
-from llmvis.analyses.registry import ViewContext, ViewParamError, compute
+from trace_helpers import make_trace, random_ids
 
 PROMPT = 12
 

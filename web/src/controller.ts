@@ -3,9 +3,9 @@
  * Streams events into `app` and emits; views only listen.
  */
 import { ApiError, api } from "./api/client";
-import type { DoneEvent, GenerationRequest, ModelInfo, SamplingParams, StartEvent, TokenEvent } from "./api/types";
+import type { DoneEvent, GenerationRequest, ModelInfo, SamplingParams, StartEvent, TokenEvent, Trace } from "./api/types";
 import { t } from "./i18n";
-import { app, emit, type Run, select, showError } from "./state";
+import { app, emit, type Run, runFromTrace, select, showError } from "./state";
 
 let running: AbortController | null = null;
 
@@ -158,4 +158,17 @@ export async function fork(position: number, tokenId: number, params: SamplingPa
   );
   if (child) select(position);
   return { parent, child };
+}
+
+/** Show a saved run (history, tests): it becomes the current run and the chat to continue. */
+export function openTrace(trace: Trace): void {
+  const run = runFromTrace(trace);
+  app.run = run;
+  app.selected = null;
+  if (trace.request.mode === "chat") {
+    const text = run.tokens.slice(run.promptLen).filter((tk) => !tk.special).map((tk) => tk.text).join("");
+    app.messages = [...(trace.request.messages ?? []), { role: "assistant", content: text }];
+  } else app.messages = [];
+  emit("run");
+  emit("status");
 }

@@ -1,11 +1,13 @@
 /** Entry: build the three panels, wire theme/language, watch the server's health. */
 import "./styles.css";
 import { api } from "./api/client";
+import { openTrace } from "./controller";
 import { defaultLang, lang, type Lang, onLangChange, setLang, t, translate } from "./i18n";
 import { app, emit, on, select } from "./state";
-import { chartSummary } from "./views/chartHost";
+import { chartPixel, chartSummary } from "./views/chartHost";
 import { conversation } from "./views/conversation";
 import { h } from "./views/dom";
+import { historyDrawer } from "./views/history";
 import { leftPanel } from "./views/leftPanel";
 import { rightPanel } from "./views/rightPanel";
 import { splitter } from "./views/splitter";
@@ -27,6 +29,8 @@ themeBtn.addEventListener("click", () => {
   emit("theme");
 });
 const langBtn = h("button", { type: "button", class: "btn ghost small", "data-testid": "lang" });
+const history = historyDrawer();
+const historyBtn = h("button", { type: "button", class: "btn ghost small", "data-testid": "history-toggle", onclick: () => history.toggle() });
 langBtn.addEventListener("click", () => {
   const next: Lang = lang() === "en" ? "zh" : "en";
   localStorage.setItem("llmvis.lang", next);
@@ -59,15 +63,16 @@ async function watchHealth() {
 // --- layout -------------------------------------------------------------------------------
 const header = h("header", { class: "top" },
   h("div", { class: "brand" }, h("span", { class: "logo" }, "▮▮▮"), h("b", {}, "llmvis"), h("span", { class: "muted tagline", "data-i18n": "app.tagline" })),
-  h("div", { class: "top-actions" }, themeBtn, langBtn));
+  h("div", { class: "top-actions" }, historyBtn, themeBtn, langBtn));
 const shell = h("div", { class: "shell" });
-shell.append(leftPanel(), conversation(), splitter(shell), rightPanel(allTabs()));
+shell.append(leftPanel(), conversation(), splitter(shell), rightPanel(allTabs()), history.el);
 root.append(header, h("div", { class: "banners" }, lost, errors), shell);
 
 const relabel = () => {
   translate(document);
   themeBtn.textContent = app.theme === "dark" ? t("theme.light") : t("theme.dark");
   langBtn.textContent = t("lang");
+  historyBtn.textContent = t("tab.history");
 };
 relabel();
 onLangChange(relabel);
@@ -75,4 +80,4 @@ void watchHealth();
 window.addEventListener("llmvis:select", (e) => select((e as CustomEvent<number>).detail));
 
 // For the browser tests: what each live chart holds.
-(window as unknown as { __llmvis: unknown }).__llmvis = { charts: chartSummary, app };
+(window as unknown as { __llmvis: unknown }).__llmvis = { charts: chartSummary, chartPixel, app, openTrace, select };

@@ -46,6 +46,8 @@ export const app = {
   colorMode: "default" as ColorMode,
   theme: "dark" as "dark" | "light",
   errors: [] as AppError[],
+  /** the offline HTML report: no server behind the page */
+  offline: false,
 };
 
 const listeners = new Map<AppEvent, Set<() => void>>();

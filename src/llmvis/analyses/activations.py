@@ -24,7 +24,7 @@ from llmvis.analyses.common import check_position, round4
 from llmvis.analyses.registry import ViewContext, ViewParamError, register
 
 KEEP_BYTES = 256 << 20  # values kept between the two passes (fp32 bytes)
-SAMPLE_PER_LAYER = 1 << 16  # values per layer used to place the clipped range
+SAMPLE_VALUES = 1 << 19  # values (over all layers) used to place the clipped range
 
 Kind = Literal["mlp", "attn"]
 
@@ -130,8 +130,8 @@ def shared_edges(samples: list[torch.Tensor], lo: float, hi: float, bins: int, c
     the edges sent are exactly the ones used and clip = 0 leaves nothing outside.
     """
     if clip > 0:
-        pooled = torch.cat([s.reshape(-1).to(torch.float64) for s in samples])
-        q = torch.quantile(pooled, torch.tensor([clip, 1.0 - clip], dtype=torch.float64))
+        pooled = torch.cat([s.reshape(-1) for s in samples]).float()
+        q = torch.quantile(pooled, torch.tensor([clip, 1.0 - clip]))
         lo, hi = float(q[0]), float(q[1])
     if not hi > lo:
         half = max(abs(lo) * 1e-3, 1e-6)
@@ -142,9 +142,10 @@ def shared_edges(samples: list[torch.Tensor], lo: float, hi: float, bins: int, c
     return torch.cummax(edges, 0).values  # rounding can tie neighbours, never reverse them
 
 
-def _sample(v: torch.Tensor) -> torch.Tensor:
+def _sample(v: torch.Tensor, layers: int) -> torch.Tensor:
+    """An evenly strided subset of `v`'s values, ≤ SAMPLE_VALUES / layers of them."""
     flat = v.reshape(-1)
-    step = max(1, flat.numel() // SAMPLE_PER_LAYER)
+    step = max(1, flat.numel() // max(1024, SAMPLE_VALUES // layers))
     return flat[::step].to("cpu", torch.float32)
 
 
@@ -159,7 +160,7 @@ def _distributions(
     for layer in range(layers):
         v = get(layer)
         stats.append(moments(v))
-        samples.append(_sample(v))
+        samples.append(_sample(v, layers))
         if used + v.numel() * 4 <= KEEP_BYTES:
             kept[layer] = v
             used += v.numel() * 4
@@ -191,7 +192,10 @@ def activations_view(ctx: ViewContext, p: ActivationsParams) -> ActivationsView:
         raise ViewParamError("this model has no decoder layers")
 
     def mlp(layer: int) -> torch.Tensor:
-        return internals.mlp_activations(layer)[rows].float()
+        try:
+            return internals.mlp_activations(layer)[rows].float()
+        except NotImplementedError as exc:  # e.g. a non-gated MLP
+            raise ViewParamError(f"MLP activations are not available for this model: {exc}") from exc
 
     def attn(layer: int) -> torch.Tensor:
         return internals.attn_out(layer)[rows].float()

@@ -85,20 +85,9 @@ def maxpool_2d(matrix: torch.Tensor, max_cells: int = 512) -> tuple[torch.Tensor
     indices 0..n-1. Bins are equal-sized (the last one may be shorter) so a bin maps to a
     contiguous block of positions.
     """
-    rows, cols = matrix.shape[-2], matrix.shape[-1]
-    rsize, ridx = bin_starts(rows, max_cells)
-    csize, cidx = bin_starts(cols, max_cells)
-    if rsize == 1 and csize == 1:
-        return matrix, ridx, cidx
-    lead = matrix.shape[:-2]
-    r_pad = len(ridx) * rsize - rows
-    c_pad = len(cidx) * csize - cols
-    m = matrix
-    if r_pad or c_pad:
-        m = torch.nn.functional.pad(m, (0, c_pad, 0, r_pad), value=float("-inf"))
-    m = m.reshape(*lead, len(ridx), rsize, len(cidx), csize)
-    pooled = m.amax(dim=(-3, -1))
-    return pooled, ridx, cidx
+    rsize, ridx = bin_starts(matrix.shape[-2], max_cells)
+    csize, cidx = bin_starts(matrix.shape[-1], max_cells)
+    return pool_bins(matrix, rsize, csize), ridx, cidx
 
 
 def n_layers(ctx: ViewContext) -> int:

@@ -54,8 +54,7 @@ HeadLabel = Literal["sink", "previous-token", "induction", "diffuse", "focused"]
 
 def normalised_entropy(w: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
     """Entropy of each row of `w: [..., keys]` divided by log(visible keys); 0 where visible ≤ 1."""
-    p = w.float()
-    ent = -(p * torch.log(p.clamp_min(1e-30))).sum(-1)
+    ent = torch.special.entr(w.float()).sum(-1)  # -p·log p, 0 where p = 0
     denom = torch.log(visible.float().clamp_min(1.0))
     return torch.where(denom > 0, ent / denom.clamp_min(1e-30), torch.zeros_like(ent))
 
@@ -248,9 +247,10 @@ def head_scores(internals: Internals, ids: list[int], positions: list[int]) -> t
             qs = torch.tensor(part)
             acc[:, 0] += w[:, :, 0].sum(-1)
             acc[:, 1] += w[:, idx, qs - 1].sum(-1)
+            marks = torch.zeros(len(part), w.shape[-1])  # [n, T]: 1 on each query's induction keys
             for i, q in enumerate(part):
-                if targets[q]:
-                    acc[:, 2] += w[:, i, targets[q]].sum(-1)
+                marks[i, targets[q]] = 1.0
+            acc[:, 2] += (w * marks).sum(dim=(-1, -2))
             acc[:, 3] += normalised_entropy(w, visible_keys(internals, layer, part)[None, :]).sum(-1)
         out[layer, :, 0] = acc[:, 0] / len(positions)
         out[layer, :, 1] = acc[:, 1] / len(positions)

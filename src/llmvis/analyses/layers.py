@@ -46,7 +46,7 @@ def _predicted(ctx: ViewContext, position: int | None) -> tuple[int, int]:
     pos = t - 1 if position is None else position
     check_position(ctx, pos)
     if pos < 1:
-        raise ViewParamError("position 0 is not predicted by anything: choose a position in 1..%d" % (t - 1))
+        raise ViewParamError(f"position 0 is not predicted by anything: choose a position in 1..{t - 1}")
     return pos, pos - 1
 
 

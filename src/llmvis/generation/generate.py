@@ -100,10 +100,13 @@ class Generation:
         finish: FinishReason = "length"
         first_token_s = 0.0
         processors = build_processors(params)
-        generator = torch.Generator(device=device).manual_seed(int(params.seed or 0))
-        flush_every = 1 if device.type == "cpu" else 8
-        buffer = torch.full((params.max_new_tokens, row_width(top_n)), float("nan"), device=device)
-        input_ids = torch.tensor([known], device=device)
+        # Under a device map the logits may live on another device than the embeddings:
+        # statistics and sampling stay where the logits are; only the next id moves.
+        head_device = last_logits.device
+        generator = torch.Generator(device=head_device).manual_seed(int(params.seed or 0))
+        flush_every = 1 if head_device.type == "cpu" else 8
+        buffer = torch.full((params.max_new_tokens, row_width(top_n)), float("nan"), device=head_device)
+        input_ids = torch.tensor([known], device=head_device)
         stop_ids = self.loaded.stop_ids
         pending: list[tuple[int, int]] = []  # (step, token id) whose rows are not fetched yet
         generated_text = ""
@@ -127,7 +130,7 @@ class Generation:
                     if not done:
                         next_ids = chosen.view(1, 1)
                         input_ids = torch.cat([input_ids, next_ids], dim=1)
-                        out = model(input_ids=next_ids, **cache_kw)
+                        out = model(input_ids=next_ids.to(device), **cache_kw)
                         last_logits = out.logits[0, -1]
                 if len(pending) >= flush_every or done or self.cancel.is_set():
                     fetched = buffer[pending[0][0] : pending[-1][0] + 1].tolist()
@@ -173,7 +176,7 @@ class Generation:
                 chunk = ids[start : start + PREFILL_CHUNK]
                 out = model(input_ids=chunk[None], **self.loaded.cache_kwargs(cache))
                 logits = out.logits[0].float()
-                targets = ids[start + 1 : start + 1 + chunk.shape[0]]
+                targets = ids[start + 1 : start + 1 + chunk.shape[0]].to(logits.device)
                 if targets.shape[0]:
                     rows.extend(prompt_rows(logits[: targets.shape[0]], targets, top_n).tolist())
                 last = logits[-1]

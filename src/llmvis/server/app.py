@@ -57,8 +57,14 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's schema, with the error answers of streaming routes typed as JSON (which they are)."""
     if app.openapi_schema is None:
         schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+        error_ref = {"$ref": "#/components/schemas/ErrorDetail"}
         for path in schema["paths"].values():
             for operation in path.values():
+                if "requestBody" in operation:  # a body that is not JSON at all: FastAPI answers 400
+                    operation["responses"].setdefault("400", {
+                        "description": "Malformed request body",
+                        "content": {"application/json": {"schema": error_ref}},
+                    })
                 for status, response in operation.get("responses", {}).items():
                     content = response.get("content", {})
                     if status != "200" and "text/event-stream" in content:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import math
 import queue
@@ -134,8 +135,11 @@ def error_message(exc: BaseException) -> str:
 
 def _decoder_layers(model: Any) -> list[Any]:
     """The model's decoder layers: the longest nn.ModuleList in it."""
-    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
-    return list(max(lists, key=len)) if lists else []
+    best: list[Any] = []
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) > len(best):
+            best = list(module)
+    return best
 
 
 @contextlib.contextmanager
@@ -180,6 +184,7 @@ class Engine:
         self._pending_capture: tuple[LoadedModel, list[int]] | None = None
         self._capture_cancel = threading.Event()
         self.captures = 0  # finished background captures (for tests and the bench)
+        self._capturing = False
         self._thread = threading.Thread(target=self._work, name="llmvis-model", daemon=True)
         self._thread.start()
 
@@ -192,6 +197,11 @@ class Engine:
     @property
     def waiting(self) -> int:
         return self._waiting
+
+    @property
+    def capturing(self) -> bool:
+        """A background capture is running or about to start."""
+        return self._capturing or self._pending_capture is not None
 
     @property
     def loading(self) -> LoadingState | None:
@@ -256,11 +266,12 @@ class Engine:
         with self._state:
             self._waiting -= 1
             self._running = ticket
-        started = time.perf_counter()
+        started: float | None = time.perf_counter()
         generation = ticket.generation
         try:
             if ticket.cancel.is_set():
-                return  # the client left while the run waited: nothing was generated
+                started = None  # the client left while the run waited: nothing was generated
+                return
             if ticket.loaded is not self.loaded:  # another model was loaded meanwhile
                 from llmvis.generation import start_generation
 
@@ -278,7 +289,8 @@ class Engine:
                 else:
                     ticket.emit(event)
             trace = self._finish(ticket, generation.trace)
-            self._pending_capture = (ticket.loaded, trace.ids)
+            if ticket.loaded is not None:
+                self._pending_capture = (ticket.loaded, trace.ids)
             if done is not None:
                 ticket.emit(done)
         except Exception as exc:
@@ -289,7 +301,8 @@ class Engine:
                 torch.cuda.empty_cache()
             ticket.emit(ErrorEvent(message=message, run_id=run_id))
         finally:
-            self._durations.append(time.perf_counter() - started)
+            if started is not None:  # for the Retry-After estimate
+                self._durations.append(time.perf_counter() - started)
             with self._state:
                 self._running = None
             ticket.finished.set()
@@ -329,11 +342,15 @@ class Engine:
 
     def submit_load(self, request: LoadModelRequest, loop: asyncio.AbstractEventLoop) -> LoadTicket:
         """Check the spec eagerly (ModelLoadError → 4xx before any stream), then queue the load."""
+        from llmvis.models.errors import ModelLoadError
         from llmvis.models.sources import resolve
 
         if request.trust_remote_code and not self.allow_remote_code:
             raise PermissionError("trust_remote_code is refused: start the server with --trust-remote-code")
-        resolve(request.spec)
+        try:
+            resolve(request.spec)
+        except OSError as exc:  # e.g. a name too long for the file system
+            raise ModelLoadError(f"not a usable model path: {exc.strerror or exc}") from exc
         with self._state:
             if self._loading is not None:
                 raise Busy(f"already loading {self._loading.spec}")
@@ -363,9 +380,13 @@ class Engine:
                 progress=progress,
             )
             with self.model_lock:
-                self.loaded = loaded
+                old, self.loaded = self.loaded, loaded
                 self.cache = self._new_cache()
                 self._pending_capture = None
+            del old  # free the previous model's memory now, not at the next collection
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
             self.last_load_error = None
             ticket.emit(LoadDoneEvent(model=loaded.info))
         except Exception as exc:
@@ -423,14 +444,15 @@ class Engine:
 
     def _capture(self) -> None:
         """Teacher-forced capture of the last run, interrupted by any new job."""
+        self._capturing = True
         pending, self._pending_capture = self._pending_capture, None
-        if pending is None:
-            return
-        loaded, ids = pending
-        self._capture_cancel.clear()
-        if not self._jobs.empty() or loaded is not self.loaded or self.cache is None:
-            return
         try:
+            if pending is None:
+                return
+            loaded, ids = pending
+            self._capture_cancel.clear()
+            if not self._jobs.empty() or loaded is not self.loaded or self.cache is None:
+                return
             from llmvis.internals import Internals
 
             internals = Internals(loaded, ids, cache=self.cache)
@@ -442,3 +464,5 @@ class Engine:
                 self._pending_capture = pending
         except Exception:
             log.warning("background capture failed", exc_info=True)
+        finally:
+            self._capturing = False

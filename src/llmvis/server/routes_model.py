@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from importlib.metadata import PackageNotFoundError, version
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.concurrency import run_in_threadpool
@@ -33,7 +33,7 @@ def _version() -> str:
         return "0+unknown"
 
 
-def _state(engine: Engine) -> str:
+def _state(engine: Engine) -> Literal["none", "loading", "ready"]:
     if engine.loading is not None:
         return "loading"
     return "ready" if engine.loaded is not None else "none"
@@ -42,13 +42,14 @@ def _state(engine: Engine) -> str:
 @router.get("/health")
 def health(engine: EngineDep) -> Health:
     return Health(version=_version(), model_loaded=engine.loaded is not None,
-                  model_state=_state(engine), running=engine.running, waiting=engine.waiting)  # type: ignore[arg-type]
+                  model_state=_state(engine), running=engine.running, waiting=engine.waiting,
+                  capturing=engine.capturing)
 
 
 @router.get("/model")
 def model(engine: EngineDep) -> ModelState:
     loaded = engine.loaded
-    return ModelState(state=_state(engine), model=loaded.info if loaded else None,  # type: ignore[arg-type]
+    return ModelState(state=_state(engine), model=loaded.info if loaded else None,
                       loading=engine.loading, last_error=engine.last_load_error)
 
 

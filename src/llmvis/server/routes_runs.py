@@ -26,13 +26,15 @@ RunIdPath = Annotated[RunId, Path()]
 STREAM_ERRORS = deps.errors(429, 503)
 
 
-async def _submit(engine: Engine, request: GenerationRequest, **fork: object) -> RunTicket:
+async def _submit(engine: Engine, request: GenerationRequest, parent_id: str | None = None,
+                  fork_position: int | None = None) -> RunTicket:
     """Queue a run; refusals (bad request, full queue, no model) answer before any stream."""
     from llmvis.generation import GenerationError
 
     loop = asyncio.get_running_loop()
     try:
-        return await run_in_threadpool(engine.submit_run, request, loop, **fork)
+        return await run_in_threadpool(engine.submit_run, request, loop, parent_id=parent_id,
+                                       fork_position=fork_position)
     except GenerationError as exc:
         raise deps.unprocessable(str(exc)) from exc
     except QueueFull as exc:
@@ -72,7 +74,7 @@ def fork_request(parent: Trace, fork: ForkRequest) -> GenerationRequest:
 
 
 async def _start_fork(run_id: RunIdPath, body: ForkRequest, engine: EngineDep, store: StoreDep) -> RunTicket:
-    parent = deps.get_trace(store, run_id)
+    parent = await run_in_threadpool(deps.get_trace, store, run_id)
     request = fork_request(parent, body)
     return await _submit(engine, request, parent_id=parent.id, fork_position=body.position)
 
@@ -92,12 +94,16 @@ def list_runs(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> RunList:
     """Saved runs, newest first; `search` matches title, prompt and output."""
-    return RunList(runs=store.list(search=search, limit=limit, offset=offset), total=store.count())
+    return RunList(runs=store.list_runs(search=search, limit=limit, offset=offset), total=store.count())
 
 
-@router.get("/{run_id}", responses=deps.errors(404))
-def get_run(run_id: RunIdPath, store: StoreDep) -> Trace:
-    return deps.get_trace(store, run_id)
+@router.get("/{run_id}", response_model=Trace, responses=deps.errors(404))
+def get_run(run_id: RunIdPath, store: StoreDep) -> Response:
+    """The run's trace, sent as stored (no re-validation of megabytes of tokens)."""
+    text = store.get_json(run_id)
+    if text is None:
+        raise HTTPException(404, f"no run {run_id!r}")
+    return Response(text, media_type="application/json")
 
 
 @router.patch("/{run_id}", responses=deps.errors(404))
@@ -129,10 +135,27 @@ def restore_run(run_id: RunIdPath, store: StoreDep) -> RunRow:
 @router.get("/{run_id}/export.json", responses=deps.errors(404))
 def export_json(run_id: RunIdPath, store: StoreDep) -> export.RunBundle:
     """The trace and every view the user opened on it, for offline use."""
-    trace = deps.get_trace(store, run_id)
-    views = [export.ExportedView(view=v.view, params=v.params, result=v.result)
-             for v in store.opened_views(run_id)]
-    return export.bundle(trace, views)
+    result = export.run_bundle(store, run_id)
+    if result is None:
+        raise HTTPException(404, f"no run {run_id!r}")
+    return result
+
+
+@router.get("/{run_id}/report.html", response_class=Response,
+            responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}}, **deps.errors(404, 503)})
+def report_html(run_id: RunIdPath, store: StoreDep) -> Response:
+    """The self-contained HTML report (downloaded; opens offline with no server or model)."""
+    run = export.run_bundle(store, run_id)
+    if run is None:
+        raise HTTPException(404, f"no run {run_id!r}")
+    try:
+        page = export.report_html(run)
+    except export.ReportUnavailable as exc:
+        raise HTTPException(503, str(exc)) from exc
+    return Response(page, media_type="text/html; charset=utf-8", headers={
+        "Content-Disposition": f'attachment; filename="llmvis-{run_id}.html"',
+        "Content-Security-Policy": export.report_csp(page),
+    })
 
 
 @router.get("/{run_id}/export.csv", response_class=Response,

@@ -28,18 +28,21 @@ def _views() -> dict[str, Any]:
 
 
 def _view_route(view: Any) -> Any:
+    def compute(run_id: str, params: BaseModel, engine: Engine, store: Store) -> Any:
+        trace = deps.get_trace(store, run_id)
+        result = engine.compute_view(trace, view.name, params)
+        store.record_view(run_id, view.name, params.model_dump(mode="json"), result.model_dump_json())
+        return result
+
     async def endpoint(run_id: str, params: BaseModel, engine: Engine, store: Store) -> Any:
         from llmvis.analyses.registry import ViewParamError
 
-        trace = deps.get_trace(store, run_id)
-        try:
-            result = await run_in_threadpool(engine.compute_view, trace, view.name, params)
+        try:  # reading the trace, computing and recording all happen off the event loop
+            return await run_in_threadpool(compute, run_id, params, engine, store)
         except ViewParamError as exc:
             raise deps.unprocessable(str(exc), ("query",)) from exc
         except NeedsModel as exc:
             raise HTTPException(409, str(exc)) from exc
-        store.record_view(run_id, view.name, params.model_dump(mode="json"), result.model_dump_json())
-        return result
 
     # FastAPI reads the signature: give it the view's own params and result types.
     endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]

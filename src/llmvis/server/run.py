@@ -21,15 +21,8 @@ from llmvis.server.security import is_loopback, is_wildcard, resolve_token
 PORT_TRIES = 20
 
 
-class ServeError(SystemExit):
-    """A clear one-line reason the server cannot start (exit status 2)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(2)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
+class ServeError(RuntimeError):
+    """A clear one-line reason the server cannot start; `serve` prints it and exits with 2."""
 
 
 def bind(host: str, port: int | None) -> socket.socket:
@@ -79,7 +72,15 @@ def progress_bar(out: TextIO = sys.stderr) -> Callable[[str, float], None]:
 
 
 def serve(settings: Settings) -> None:
-    """Run the server until Ctrl-C (blocking)."""
+    """Run the server until Ctrl-C (blocking). A reason not to start → stderr, exit status 2."""
+    try:
+        _serve(settings)
+    except ServeError as exc:
+        print(f"llmvis: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _serve(settings: Settings) -> None:
     import uvicorn
 
     from llmvis.models import ModelLoadError, load_model
@@ -96,7 +97,8 @@ def serve(settings: Settings) -> None:
     print(f"loading {settings.model} …", file=sys.stderr)
     try:
         loaded = load_model(settings.model, device=settings.device, dtype=settings.dtype,
-                            trust_remote_code=settings.trust_remote_code, progress=progress_bar())
+                            device_map=settings.device_map, trust_remote_code=settings.trust_remote_code,
+                            progress=progress_bar())
     except ModelLoadError as exc:
         sock.close()
         raise ServeError(f"cannot load {settings.model}: {exc}") from exc

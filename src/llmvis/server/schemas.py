@@ -32,6 +32,7 @@ class Health(BaseModel):
     model_state: Literal["none", "loading", "ready"]
     running: bool = Field(description="a run is generating now")
     waiting: int = Field(ge=0, description="runs queued behind it")
+    capturing: bool = Field(description="preparing the last run's internals in the background")
 
 
 class LoadingState(BaseModel):

@@ -100,7 +100,8 @@ class Guard:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                extra = list(SECURITY_HEADERS)
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in SECURITY_HEADERS if k not in present]  # a route may set its own
                 if set_cookie:
                     extra.append((b"set-cookie", set_cookie.encode()))
                 message = {**message, "headers": [*message.get("headers", []), *extra]}

@@ -27,7 +27,7 @@ export function attentionOption(view: AttentionView, theme: Theme, title: string
   return heatmapOption(
     {
       title, file: `llmvis-attention-L${view.layer}-${view.head}`, matrix, xLabels: xl, yLabels: yl,
-      xName: "", min: 0, skipZeros: true, zoom: true,
+      xName: "", min: 0, skipZeros: true, zoom: true, clipQuantile: 0.99,
       cellText: (r, c, v) =>
         `query ${describe(view.row_indices, view.row_labels, r)}<br>key ${describe(view.col_indices, view.col_labels, c)}<br>attention <b>${fmt(v)}</b>`,
     },
@@ -49,7 +49,7 @@ export function attentionRowOption(view: AttentionView, theme: Theme, title: str
   const xl = view.col_indices.map((p, i) => posLabel(p, view.col_labels[i] ?? ""));
   return heatmapOption(
     {
-      title, file: `llmvis-attention-row-${view.position}`, matrix, xLabels: xl, yLabels: yl, min: 0,
+      title, file: `llmvis-attention-row-${view.position}`, matrix, xLabels: xl, yLabels: yl, min: 0, clipQuantile: 0.99,
       cellText: (r, c, v) => `${yl[r]} · key ${esc(xl[c])}<br>attention <b>${fmt(v)}</b>`,
     },
     theme,

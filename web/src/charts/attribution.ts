@@ -1,9 +1,22 @@
 /** Attribution tab: how much each earlier token contributed to the selected one (signed). */
 import type { AttributionView } from "../api/views";
 import { axisStyle, base, esc, fmt, pct, posLabel, type Option } from "./common";
+import { labelInterval } from "./heatmap";
 import type { Theme } from "./theme";
 
-export function attributionOption(view: AttributionView, theme: Theme, title: string): Option {
+/**
+ * `hideFirst` leaves out position 0: attention sinks there take most of the rollout flow and
+ * flatten every other bar.
+ */
+export function attributionOption(view: AttributionView, theme: Theme, title: string, hideFirst = false): Option {
+  const keep = view.positions.map((_, i) => i).filter((i) => !(hideFirst && view.positions[i] === 0));
+  view = {
+    ...view,
+    positions: keep.map((i) => view.positions[i]),
+    labels: keep.map((i) => view.labels[i]),
+    scores: keep.map((i) => view.scores[i]),
+    share: keep.map((i) => view.share[i]),
+  };
   const xl = view.positions.map((p, i) => posLabel(p, view.labels[i] ?? ""));
   const b = base(theme, title, `llmvis-attribution-${view.method}-${view.position}`);
   return {
@@ -19,7 +32,7 @@ export function attributionOption(view: AttributionView, theme: Theme, title: st
     },
     grid: { left: 8, right: 16, top: 44, bottom: 40, containLabel: true },
     dataZoom: view.positions.length > 80 ? [{ type: "inside" }, { type: "slider", height: 14, bottom: 6, borderColor: theme.grid }] : undefined,
-    xAxis: { type: "category", data: xl, ...axisStyle(theme), axisLabel: { color: theme.muted, fontSize: 10, rotate: 55, hideOverlap: true } },
+    xAxis: { type: "category", data: xl, ...axisStyle(theme), axisLabel: { color: theme.muted, fontSize: 10, rotate: 55, interval: labelInterval(xl.length, 30) } },
     yAxis: { type: "value", ...axisStyle(theme) },
     series: [
       {

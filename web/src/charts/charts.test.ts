@@ -192,3 +192,37 @@ describe("attribution", () => {
     expect(tooltip(o, [{ dataIndex: 1 }])).toContain("score -0.2");
   });
 });
+
+describe("heatmap scale", () => {
+  it("clips the colour scale at a quantile so sinks do not wash out the rest", async () => {
+    const { quantile, labelInterval, heatmapOption } = await import("./heatmap");
+    expect(quantile([5, 1, 3, 2, 4], 0.5)).toBe(3);
+    expect(labelInterval(10, 24)).toBe(0);
+    expect(labelInterval(100, 24)).toBe(4);
+    const m = [[1, 0], [0.1, 0.2]];
+    const o = heatmapOption({ title: "", file: "llmvis-x", matrix: m, xLabels: ["a", "b"], yLabels: ["a", "b"], min: 0, clipQuantile: 0.5 }, DARK);
+    expect((o.visualMap as { max: number }).max).toBe(0.2);
+  });
+});
+
+describe("attribution without position 0", () => {
+  it("drops the sink bar when asked", () => {
+    const o = attributionOption(fx.attribution, DARK, "attr", true);
+    expect(axisData(o, "xAxis")).toEqual(["1 b", "2 c"]);
+    expect(series(o)[0].data).toHaveLength(2);
+  });
+});
+
+describe("compare curves", () => {
+  it("overlays both runs' entropy and confidence, divergence marked", async () => {
+    const { compareCurvesOption } = await import("./compareCurves");
+    const a = [fx.token, { ...fx.token, position: 1 }];
+    const b = [fx.token, { ...fx.token, position: 1 }, { ...fx.token, position: 2 }];
+    const o = compareCurvesOption(a, b, ["A", "B"], 1, DARK, "cmp");
+    expect(series(o).map((s) => s.data.length)).toEqual([3, 3, 3, 3]);
+    expect(series(o)[0].data[2]).toBeNull();
+    expect(series(o)[3].data[2]).toBe(0.7);
+    expect(tooltip(o, [{ dataIndex: 2 }])).toContain("A: –");
+    hasPng(o);
+  });
+});

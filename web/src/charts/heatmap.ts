@@ -17,6 +17,8 @@ export interface HeatmapSpec {
   diverging?: boolean;
   /** tooltip text for cell (row, col, value) */
   cellText?: (row: number, col: number, value: number) => string;
+  /** colour-scale top at this quantile of the values (attention: a few sinks would wash out the rest) */
+  clipQuantile?: number;
   /** dataZoom sliders on both axes */
   zoom?: boolean;
   invertY?: boolean;
@@ -34,10 +36,26 @@ export function cells(matrix: (number | null)[][], skipZeros = false): [number, 
   return out;
 }
 
+/** The q-quantile of values (0..1), by sorting a copy. */
+export function quantile(values: number[], q: number): number {
+  if (values.length === 0) return 0;
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.round(q * (s.length - 1))))];
+}
+
+/** Show about `max` labels on a category axis of `n` entries. */
+export function labelInterval(n: number, max: number): number {
+  return Math.max(0, Math.ceil(n / max) - 1);
+}
+
 export function heatmapOption(spec: HeatmapSpec, theme: Theme): Option {
   const data = cells(spec.matrix, spec.skipZeros);
   let lo = spec.min;
   let hi = spec.max;
+  if (spec.clipQuantile !== undefined && hi === undefined) {
+    const q = quantile(data.map((d) => d[2]), spec.clipQuantile);
+    if (q > (lo ?? 0)) hi = q;
+  }
   if (lo === undefined || hi === undefined) {
     let mn = Infinity;
     let mx = -Infinity;
@@ -58,7 +76,7 @@ export function heatmapOption(spec: HeatmapSpec, theme: Theme): Option {
         { type: "inside", xAxisIndex: 0, filterMode: "none" },
         { type: "inside", yAxisIndex: 0, filterMode: "none" },
         { type: "slider", xAxisIndex: 0, height: 14, bottom: 6, filterMode: "none", textStyle: { color: theme.muted }, borderColor: theme.grid },
-        { type: "slider", yAxisIndex: 0, width: 14, right: 70, filterMode: "none", textStyle: { color: theme.muted }, borderColor: theme.grid },
+        { type: "slider", yAxisIndex: 0, width: 14, right: 62, filterMode: "none", showDetail: false, borderColor: theme.grid },
       ]
     : undefined;
   return {
@@ -71,19 +89,19 @@ export function heatmapOption(spec: HeatmapSpec, theme: Theme): Option {
         return `${esc(spec.yLabels[r] ?? String(r))} → ${esc(spec.xLabels[c] ?? String(c))}<br><b>${fmt(v)}</b>`;
       },
     },
-    grid: { left: 8, right: spec.zoom ? 96 : 72, top: 40, bottom: spec.zoom ? 34 : 12, containLabel: true },
+    grid: { left: 8, right: spec.zoom ? 88 : 64, top: 40, bottom: spec.zoom ? 34 : 12, containLabel: true },
     xAxis: {
       type: "category", data: spec.xLabels, name: spec.xName, nameLocation: "middle", nameGap: 0,
       ...axisStyle(theme), splitLine: { show: false },
-      axisLabel: { color: theme.muted, fontSize: 10, rotate: 60, hideOverlap: true, fontFamily: "ui-monospace, monospace" },
+      axisLabel: { color: theme.muted, fontSize: 10, rotate: 60, interval: labelInterval(spec.xLabels.length, 24), fontFamily: "ui-monospace, monospace" },
     },
     yAxis: {
       type: "category", data: spec.yLabels, inverse: spec.invertY ?? true, name: spec.yName,
       ...axisStyle(theme), splitLine: { show: false },
-      axisLabel: { color: theme.muted, fontSize: 10, hideOverlap: true, fontFamily: "ui-monospace, monospace" },
+      axisLabel: { color: theme.muted, fontSize: 10, interval: labelInterval(spec.yLabels.length, 28), fontFamily: "ui-monospace, monospace" },
     },
     visualMap: {
-      min: lo, max: hi, calculable: true, orient: "vertical", right: 6, top: "middle", itemHeight: 140, itemWidth: 10,
+      min: lo, max: hi, calculable: true, orient: "vertical", right: 4, top: "middle", itemHeight: 140, itemWidth: 10, align: "left",
       inRange: { color: spec.diverging ? theme.diverging : theme.heat },
       textStyle: { color: theme.muted, fontSize: 10 },
       formatter: (v: number) => fmt(v, 3),

@@ -14,11 +14,11 @@ export function residualStreamOption(view: ResidualStreamView, theme: Theme, tit
     ...b,
     tooltip: { ...(b.tooltip as Option), trigger: "axis", valueFormatter: (v: number) => fmt(v) },
     legend: { top: 26, left: 8, itemHeight: 8, textStyle: { color: theme.muted, fontSize: 11 } },
-    grid: { left: 8, right: 8, top: 60, bottom: 8, containLabel: true },
+    grid: { left: 8, right: 8, top: 56, bottom: 8, containLabel: true },
     xAxis: { type: "category", data: xl, ...axisStyle(theme) },
     yAxis: [
-      { type: "value", name: "‖·‖", ...axisStyle(theme) },
-      { type: "value", name: "Δ logit", ...axisStyle(theme), splitLine: { show: false } },
+      { type: "value", ...axisStyle(theme) },
+      { type: "value", ...axisStyle(theme), splitLine: { show: false } },
     ],
     series: [
       { name: "‖residual‖", type: "line", data: view.layers.map((l) => l.residual_norm), color: theme.text, showSymbol: false },

@@ -4,6 +4,7 @@
  */
 import type { TokensView } from "../api/views";
 import { axisStyle, base, esc, fmt, pct, posLabel, type Option } from "./common";
+import { labelInterval } from "./heatmap";
 import type { Theme } from "./theme";
 
 export interface UncertaintyText {
@@ -31,7 +32,7 @@ export function entropyCurveOption(view: TokensView, labels: string[], sortByEnt
     legend: { top: 26, left: 8, itemHeight: 8, textStyle: { color: theme.muted } },
     grid: { left: 8, right: 12, top: 56, bottom: 40, containLabel: true },
     dataZoom: [{ type: "inside", filterMode: "none" }, { type: "slider", height: 14, bottom: 6, filterMode: "none", borderColor: theme.grid, textStyle: { color: theme.muted } }],
-    xAxis: { type: "category", data: xl, ...axisStyle(theme), axisLabel: { color: theme.muted, fontSize: 10, rotate: 50, hideOverlap: true } },
+    xAxis: { type: "category", data: xl, ...axisStyle(theme), axisLabel: { color: theme.muted, fontSize: 10, rotate: 50, interval: labelInterval(xl.length, 30) } },
     yAxis: [
       { type: "value", name: "nats", ...axisStyle(theme) },
       { type: "value", min: 0, max: 1, ...axisStyle(theme), splitLine: { show: false }, axisLabel: { color: theme.muted, formatter: (v: number) => `${v * 100}%` } },

@@ -26,13 +26,6 @@ echarts.use([
 
 export { echarts };
 
-let gl: Promise<unknown> | null = null;
-/** echarts-gl is big: load it the first time a 3D chart is drawn. */
-export function loadGl(): Promise<unknown> {
-  gl ??= import("echarts-gl");
-  return gl;
-}
-
 const live = new Map<string, Chart>();
 
 export class Chart {
@@ -65,13 +58,16 @@ export class Chart {
 }
 
 /** Series data lengths of every visible chart: what the e2e tests check. */
-export function chartSummary(): Record<string, { series: { type: string; length: number }[]; visible: boolean }> {
-  const out: Record<string, { series: { type: string; length: number }[]; visible: boolean }> = {};
+type Summary = { series: { type: string; length: number }[]; visible: boolean; title: string };
+
+export function chartSummary(): Record<string, Summary> {
+  const out: Record<string, Summary> = {};
   for (const [id, c] of live) {
     if (c.inst.isDisposed()) continue;
-    const opt = c.inst.getOption() as { series?: { type?: string; data?: unknown[] }[] };
+    const opt = c.inst.getOption() as { series?: { type?: string; data?: unknown[] }[]; title?: { text?: string }[] };
     out[id] = {
       visible: c.el.offsetParent !== null,
+      title: opt.title?.[0]?.text ?? "",
       series: (opt.series ?? []).map((s) => ({ type: s.type ?? "", length: Array.isArray(s.data) ? s.data.length : 0 })),
     };
   }
@@ -80,4 +76,13 @@ export function chartSummary(): Record<string, { series: { type: string; length:
 
 export function chartById(id: string): Chart | undefined {
   return live.get(id);
+}
+
+/** Page coordinates of a data value in a chart's first grid (for the browser tests to click). */
+export function chartPixel(id: string, value: (number | string)[]): [number, number] | null {
+  const c = live.get(id);
+  if (!c) return null;
+  const [x, y] = c.inst.convertToPixel({ gridIndex: 0 }, value) as number[];
+  const r = c.el.getBoundingClientRect();
+  return [r.left + x, r.top + y];
 }

@@ -5,6 +5,7 @@
  * frame; hover and click use one delegated listener and one shared tooltip; changing the
  * colour mode restyles chips without rebuilding them; selection touches two chips.
  */
+import { api } from "../api/client";
 import type { Token } from "../api/types";
 import { fmt, pct } from "../charts/common";
 import { chipColor, COLOR_MODES, type ColorMode, legendGradient } from "../colors";
@@ -29,10 +30,12 @@ export function conversation(): HTMLElement {
   }, "color-mode");
   const legend = h("div", { class: "legend", "data-testid": "legend" });
   const stats = h("div", { class: "run-stats muted small", "data-testid": "run-stats" });
+  const exportList = h("div", { class: "menu" });
+  const exports = h("details", { class: "exports", "data-testid": "exports" }, h("summary", { class: "btn ghost small" }, "⤓"), exportList);
   const body = h("div", { class: "conv-body", tabindex: 0, "data-testid": "conversation" });
   const tip = h("div", { class: "tok-tip", role: "tooltip", hidden: true, "data-testid": "token-tooltip" });
   const el = h("main", { class: "middle" },
-    h("div", { class: "conv-head" }, h("span", { class: "muted small", "data-i18n": "color.title" }), modeBox, legend, stats),
+    h("div", { class: "conv-head" }, h("span", { class: "muted small", "data-i18n": "color.title" }), modeBox, legend, stats, exports),
     body, tip);
 
   let chips: HTMLSpanElement[] = [];
@@ -126,6 +129,18 @@ export function conversation(): HTMLElement {
     if (tps) parts.push(`${fmt(tps, 3)} ${t("gen.tok_s")}`);
     parts.push(run.status === "streaming" ? t("gen.generating") : run.status === "cancelled" ? t("gen.cancelled") : run.done ? `${t("gen.done")} (${run.done.finish_reason})` : "");
     stats.textContent = parts.filter(Boolean).join(" · ");
+    showExports();
+  };
+
+  const showExports = () => {
+    const run = app.run;
+    const id = run?.id;
+    exports.hidden = !id || run.status === "streaming" || app.offline;
+    if (!id || exports.hidden) return;
+    const link = (kind: "json" | "csv" | "html", label: string) =>
+      h("a", { class: "btn ghost small", href: api.exportUrl(id, kind), download: `llmvis-${id}.${kind}`, "data-testid": `export-${kind}` }, label);
+    exports.querySelector("summary")!.textContent = `⤓ ${t("export.title")}`;
+    exportList.replaceChildren(link("json", t("export.json")), link("csv", t("export.csv")), link("html", t("export.html")));
   };
 
   let lastSel: number | null = null;

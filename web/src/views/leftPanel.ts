@@ -53,7 +53,7 @@ export function leftPanel(): HTMLElement {
     );
     status.textContent = t("model.loaded");
     status.className = "model-status ok";
-    if (!specInput.value) specInput.value = m.path || m.name;
+    if (!specInput.value) specInput.value = m.source === "bundled" ? "smollm2" : m.path || m.name;
   };
   const doLoad = async () => {
     const spec = specInput.value.trim() || "smollm2";

@@ -29,9 +29,16 @@ export function rightPanel(tabs: Tab[]): HTMLElement {
     if (tab.dirty) tab.run();
   };
 
-  const invalidate = (all = true) => {
-    for (const tab of tabs) if (all) tab.dirty = true;
-    if (active.dirty) active.run();
+  // Coalesced per frame: holding an arrow key moves the selection without redrawing each step.
+  let pending = false;
+  const invalidate = () => {
+    for (const tab of tabs) tab.dirty = true;
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(() => {
+      pending = false;
+      if (active.dirty) active.run();
+    });
   };
 
   const relabel = () => {

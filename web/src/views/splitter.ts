@@ -5,7 +5,7 @@ const KEY = "llmvis.rightWidth";
 export const MIN_WIDTH = 320;
 
 export function clampWidth(w: number, viewport: number): number {
-  return Math.round(Math.max(MIN_WIDTH, Math.min(w, viewport - 560)));
+  return Math.round(Math.max(MIN_WIDTH, Math.min(w, viewport - 540)));
 }
 
 export function splitter(root: HTMLElement): HTMLElement {
@@ -15,7 +15,7 @@ export function splitter(root: HTMLElement): HTMLElement {
     return width;
   };
   const stored = Number(localStorage.getItem(KEY));
-  set(stored > 0 ? stored : Math.round(window.innerWidth * 0.42));
+  set(stored > 0 ? stored : Math.round(window.innerWidth * 0.47));
 
   const bar = h("div", { class: "splitter", role: "separator", "aria-orientation": "vertical", tabindex: 0, "data-testid": "splitter" });
   bar.addEventListener("pointerdown", (e) => {

@@ -9,6 +9,7 @@ import { Tab } from "../tab";
 
 export class AttributionTab extends Tab {
   method = "rollout";
+  hideFirst = true;
 
   constructor() {
     super("attribution", "tab.attribution");
@@ -20,7 +21,16 @@ export class AttributionTab extends Tab {
     ], this.method, (v) => {
       this.method = v;
       this.run();
-    }, "attr-method")));
+    }, "attr-method")), this.hideFirstBox());
+  }
+
+  private hideFirstBox(): HTMLElement {
+    const box = h("input", { type: "checkbox", checked: this.hideFirst, "data-testid": "attr-hide-first" });
+    box.addEventListener("change", () => {
+      this.hideFirst = box.checked;
+      this.run();
+    });
+    return h("label", {}, box, t("ctl.hide_first"));
   }
 
   async refresh(signal: AbortSignal): Promise<void> {
@@ -38,6 +48,6 @@ export class AttributionTab extends Tab {
     const view = await this.view<AttributionView>("attribution", { position: pos, method: this.method }, signal);
     this.clearPlaceholder();
     const extra = view.delta !== null && view.delta !== undefined ? ` · Δ ${fmt(view.delta)}` : "";
-    this.draw("bars", attributionOption(view, this.theme, `${t("chart.attribution", { pos })} → ${view.target_label} (${view.objective})${extra}`), "tall");
+    this.draw("bars", attributionOption(view, this.theme, `${t("chart.attribution", { pos })} → ${view.target_label} (${view.objective})${extra}`, this.hideFirst), "tall");
   }
 }

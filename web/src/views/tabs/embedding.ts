@@ -3,7 +3,7 @@ import type { EmbeddingView } from "../../api/views";
 import { embeddingOption } from "../../charts/embedding";
 import { t } from "../../i18n";
 import { app } from "../../state";
-import { loadGl } from "../chartHost";
+import { loadGl } from "../gl";
 import { h, segmented, selectBox } from "../dom";
 import { Tab } from "../tab";
 

@@ -48,10 +48,15 @@ export class TokensTab extends Tab {
     }));
     // Fork (issue 6): click a candidate bar, then continue with it.
     const rows = [...s.top].reverse();
-    chart.inst.off("click");
-    chart.inst.on("click", (p: { dataIndex?: number }) => {
-      if (p.dataIndex === undefined) return;
-      this.picked = rows[p.dataIndex].id;
+    // A click anywhere on a candidate's row picks it (not only on its thin bars).
+    const zr = chart.inst.getZr();
+    zr.off("click");
+    zr.on("click", (e: { offsetX: number; offsetY: number }) => {
+      if (!chart.inst.containPixel({ gridIndex: 0 }, [e.offsetX, e.offsetY])) return;
+      const at = chart.inst.convertFromPixel({ gridIndex: 0 }, [e.offsetX, e.offsetY]) as number[];
+      const row = rows[Math.round(at[1])];
+      if (!row) return;
+      this.picked = row.id;
       this.showFork(pos);
     });
     if (this.picked !== null && !s.top.some((c) => c.id === this.picked)) this.picked = null;

@@ -1,0 +1,116 @@
+"""Helpers for the browser tests: a real `llmvis serve` subprocess and a page wrapper.
+
+Chromium missing: the tests fail when CI is set (CI must run them) and skip otherwise. The
+web app must be built (`make web`) before they run; they fail with that hint if it is not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+STATIC = ROOT / "src" / "llmvis" / "static" / "index.html"
+ARTIFACTS = ROOT / "test-artifacts" / "e2e"
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+VIEWPORT = {"width": 1280, "height": 800}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def require_browser() -> None:
+    if not CHROMIUM.exists():
+        msg = f"{CHROMIUM} is missing (apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    if not STATIC.exists():
+        pytest.fail(f"the web app is not built ({STATIC} missing): run `make web`")
+
+
+def wait_ready(base: str, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"llmvis serve exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{base}/api/health", timeout=2) as r:
+                health = json.load(r)
+            last = health.get("model_state", "")
+            if health.get("model_loaded"):
+                return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"llmvis serve was not ready in {timeout}s (model_state={last!r})")
+
+
+class Server:
+    def __init__(self, model: str | None, data_dir: Path, log: Path, timeout: float) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        cmd = [sys.executable, "-m", "llmvis.cli", "serve", "--port", str(self.port), "--no-browser",
+               "--data-dir", str(data_dir)]
+        if model:
+            cmd += ["--model", model]
+        self.log = log
+        self._out = open(log, "w")  # noqa: SIM115
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+        self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+        try:
+            wait_ready(self.base, self.proc, timeout)
+        except Exception:
+            self.stop()
+            raise RuntimeError(f"server failed to start; log:\n{log.read_text()[-3000:]}") from None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self._out.close()
+
+
+class Page:
+    """A page on the app plus the errors it logged (CSP violations and uncaught errors included)."""
+
+    def __init__(self, browser, base: str, locale: str = "en-US") -> None:
+        self.context = browser.new_context(viewport=VIEWPORT, locale=locale, device_scale_factor=1)
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(f"console: {m.text}"))
+        self.page.goto(base + "/")
+
+    def js(self, expr: str, arg=None):
+        """Evaluate a function expression (no string eval in the page: the CSP forbids it)."""
+        return self.page.evaluate(expr, arg)
+
+    def until(self, expr: str, timeout: float = 30.0, arg=None, what: str = ""):
+        deadline = time.monotonic() + timeout
+        while True:
+            value = self.js(expr, arg)
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what or expr}")
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        self.context.close()

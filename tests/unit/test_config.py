@@ -1,0 +1,31 @@
+"""Settings: defaults from the issue, environment overrides, bounds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from llmvis.config import Settings
+
+
+def test_defaults():
+    s = Settings()
+    assert (s.host, s.port, s.model, s.queue_size, s.cache_bytes) == ("127.0.0.1", None, "smollm2", 4, 1 << 30)
+    assert s.token is None and not s.trust_remote_code and s.db_path == s.data_dir / "runs.sqlite3"
+
+
+def test_environment_and_overrides(monkeypatch, tmp_path):
+    monkeypatch.setenv("LLMVIS_PORT", "6001")
+    monkeypatch.setenv("LLMVIS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("LLMVIS_TRUST_REMOTE_CODE", "true")
+    s = Settings.from_env(host="0.0.0.0", model=None)
+    assert s.port == 6001 and s.data_dir == Path(tmp_path) and s.trust_remote_code
+    assert s.host == "0.0.0.0" and s.model == "smollm2"  # None overrides nothing
+
+
+@pytest.mark.parametrize("bad", [{"port": 70000}, {"queue_size": -1}, {"token": "short"}])
+def test_bounds(bad):
+    with pytest.raises(ValidationError):
+        Settings(**bad)
