@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WEB_STAMP := src/llmvis/static/index.html
-WEB_SOURCES := $(shell find web/src web/index.html web/report.html web/package.json web/package-lock.json web/vite.config.ts web/tsconfig.json -type f 2>/dev/null)
+WEB_SOURCES := $(shell find web/src web/plugins web/index.html web/report.html web/package.json web/package-lock.json web/vite.config.ts web/vite.report.config.ts web/tsconfig.json -type f 2>/dev/null)
 PY_API_SOURCES := $(shell find src/llmvis -name '*.py' 2>/dev/null)
 
 .PHONY: run test unit integration e2e lint bench setup web clean

@@ -1,5 +1,5 @@
 import { defineConfig } from "vite";
-import { inlineAll } from "./build/inline";
+import { inlineAll } from "./plugins/inline";
 
 // The offline report: report.html with every script and style inlined, written next to the
 // app's files as static/report.html (the app build runs first and empties the folder).

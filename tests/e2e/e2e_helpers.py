@@ -114,3 +114,11 @@ class Page:
 
     def close(self) -> None:
         self.context.close()
+
+
+def click_candidate(p: Page, index: int) -> None:
+    """Click the row of candidate `index` (0 = top bar) in the Tokens tab's chart."""
+    n = p.js("() => { const r = window.__llmvis.app.run; return r.tokens[window.__llmvis.app.selected].stats.top.length; }")
+    row = n - 1 - index  # bars are drawn bottom-up
+    x, y = p.js("(row) => window.__llmvis.chartPixel('tokens.top', [0.02, row])", row)
+    p.page.mouse.click(x, y)

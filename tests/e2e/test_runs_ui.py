@@ -7,7 +7,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from e2e_helpers import ROOT, Page, Server
+from e2e_helpers import ROOT, Page, Server, click_candidate
 from test_ui import generate, set_number, shot, wait_charts, wait_model
 
 pytestmark = pytest.mark.e2e
@@ -22,14 +22,6 @@ def fill_report(bundle_json: str) -> str:
     assert html.count(PLACEHOLDER) == 1
     data = bundle_json.replace("<", "\\u003c")
     return html.replace(PLACEHOLDER, f'<script type="application/json" id="llmvis-data">{data}</script>')
-
-
-def click_candidate(p: Page, index: int) -> None:
-    """Click the row of candidate `index` (0 = top bar) in the Tokens tab's chart."""
-    n = p.js("() => { const r = window.__llmvis.app.run; return r.tokens[window.__llmvis.app.selected].stats.top.length; }")
-    row = n - 1 - index  # bars are drawn bottom-up
-    x, y = p.js("(row) => window.__llmvis.chartPixel('tokens.top', [0.02, row])", row)
-    p.page.mouse.click(x, y)
 
 
 def test_fork_from_a_candidate_shows_both_continuations(page: Page):
@@ -64,7 +56,7 @@ def test_fork_from_a_candidate_shows_both_continuations(page: Page):
     assert curves and all(s["length"] > pos for s in curves["series"]), curves
     assert page.page.locator("[data-testid=compare-diffs] .list-item").count() > 0
     page.page.wait_for_timeout(300)
-    shot(page, "fork-compare", docs=True)
+    shot(page, "fork-compare")
     # Clicking a token of the original column opens that run there (to fork again from it).
     page.page.locator("[data-testid=compare-a] .tok").nth(1).click()
     assert page.page.locator("[data-testid=compare]").count() == 0
@@ -117,7 +109,7 @@ def test_history_search_rename_delete_undo_compare(page: Page):
     older = rows.nth(1).get_attribute("data-id")
     rows.nth(1).locator("[data-testid=history-open]").click()
     page.until("(id) => window.__llmvis.app.run && window.__llmvis.app.run.id === id", 10, arg=older)
-    shot(page, "history", docs=True)
+    shot(page, "history")
 
     # Compare the two.
     rows.nth(0).locator("[data-testid=history-pick]").check()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from e2e_helpers import ARTIFACTS, SCREENSHOTS, Page, Server
+from e2e_helpers import ARTIFACTS, SCREENSHOTS, Page, Server, click_candidate
 
 pytestmark = pytest.mark.e2e
 
@@ -297,6 +297,18 @@ def test_enter_sends_and_shift_enter_adds_a_line(page: Page):
     assert box.input_value() == ""
 
 
+def test_completion_mode_continues_the_prompt(page: Page):
+    wait_model(page)
+    page.page.click("[data-testid=mode] button[data-value=completion]")
+    assert page.page.locator("[data-testid=system]").is_hidden()
+    generate(page, "Once upon a time", max_tokens=16)
+    assert page.js("() => window.__llmvis.app.run.request.mode") == "completion"
+    prompt = page.page.locator(".turn-prompt").text_content()
+    assert "Once upon a time" in prompt and "im_start" not in prompt  # no chat template
+    assert page.js(GENERATED) > 0
+    page.page.click("[data-testid=mode] button[data-value=chat]")  # mode is remembered: restore it
+
+
 def test_stop_cancels_the_run(page: Page):
     wait_model(page)
     set_number(page, "max-tokens-box", "400")  # the tiny model has 512 positions
@@ -368,6 +380,7 @@ def test_long_run_stays_responsive(page: Page):
                    document.body.offsetHeight; return performance.now() - t0; }"""
     )
     assert t_sel < 500, f"50 selections took {t_sel:.0f} ms"
+    print(f"1,600 tokens: render {took:.0f} ms, re-colour {t_colour:.0f} ms, 50 selections {t_sel:.0f} ms")
     assert page.page.locator(".tok.sel").get_attribute("data-p") == "1049"
 
 
@@ -425,6 +438,22 @@ def test_bundled_model_every_view(browser, bundled_server: Server):
         p.page.wait_for_timeout(400)
         shot(p, "light-theme", docs=True)
         p.page.click("[data-testid=theme]")
+        # Fork at the selected token with the runner-up candidate; both continuations side by side.
+        p.page.click("[data-testid=color-mode] button[data-value=default]")
+        p.page.locator(f".tok[data-p='{pos}']").click()
+        p.page.click("[data-testid=tab-tokens]")
+        wait_charts(p, "tokens", ["top"])
+        chosen = p.js(f"() => window.__llmvis.app.run.tokens[{pos}].id")
+        top = p.js(f"() => window.__llmvis.app.run.tokens[{pos}].stats.top")
+        click_candidate(p, next(i for i, c in enumerate(top) if c["id"] != chosen))
+        p.page.click("[data-testid=fork]")
+        p.page.locator("[data-testid=compare]").wait_for(timeout=120_000)
+        p.page.wait_for_timeout(400)
+        shot(p, "fork-compare", docs=True)
+        p.page.keyboard.press("Escape")
+        p.page.click("[data-testid=history-toggle]")
+        p.page.locator("[data-testid=history-list] .run-row").nth(1).wait_for()
+        shot(p, "history", docs=True)
         assert not failed, failed
         assert not [e for e in p.errors if "pageerror" in e or "Content Security Policy" in e], p.errors
     finally:

@@ -66,3 +66,15 @@ def test_emoji_and_chinese_never_show_replacement_characters(bundled, prompt):
     assert joined.startswith(prompt)
     assert "\ufffd" not in joined
     assert all(t.label for t in trace.tokens)
+
+
+def test_the_default_system_turn_is_tagged_system(bundled):
+    trace = generate(
+        bundled,
+        GenerationRequest(mode="chat", prompt="Hi", params=SamplingParams(temperature=0, max_new_tokens=2)),
+    )
+    prompt = trace.tokens[: trace.prompt_len]
+    system_text = "".join(t.text for t in prompt if t.role == "system")
+    user_text = "".join(t.text for t in prompt if t.role == "user")
+    assert "SmolLM" in system_text  # the template's own default system prompt
+    assert "SmolLM" not in user_text and "Hi" in user_text

@@ -26,7 +26,7 @@ PRE_PCA = 50  # UMAP/t-SNE run on this many principal components
 class EmbeddingParams(BaseModel):
     layer: int = Field(default=0, ge=0, description="0 = input embeddings; L = last layer's output")
     method: Method = Field(default="pca", description="pca (instant), umap or tsne (seconds)")
-    dims: Literal[2, 3] = 2
+    dims: int = Field(default=2, ge=2, le=3, description="2 or 3 dimensions")
     max_points: int = Field(
         default=4096, ge=2, le=8192, description="evenly spaced subset of positions when the run is longer"
     )

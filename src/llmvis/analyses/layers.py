@@ -45,6 +45,8 @@ def _predicted(ctx: ViewContext, position: int | None) -> tuple[int, int]:
     t = len(ctx.trace.tokens)
     pos = t - 1 if position is None else position
     check_position(ctx, pos)
+    if t < 2:
+        raise ViewParamError("this run has a single token: no token in it was predicted by the model")
     if pos < 1:
         raise ViewParamError(f"position 0 is not predicted by anything: choose a position in 1..{t - 1}")
     return pos, pos - 1

@@ -66,12 +66,43 @@ def _roles(tokenizer: Any, messages: list[ChatMessage], starts: list[int]) -> li
             ends.append(len(_render(tokenizer, messages[:k], add_generation_prompt=False)))
         except GenerationError:
             return [None] * len(starts)
+    spans = list(zip(ends, (m.role for m in messages), strict=True))
+    injected = _injected_system_end(tokenizer, messages)
+    if injected:
+        spans.insert(0, (injected, "system"))
     roles: list[Role | None] = []
     for start in starts:
         role: Role = "assistant"
-        for end, message in zip(ends, messages, strict=True):
+        for end, span_role in spans:
             if start < end:
-                role = message.role
+                role = span_role
                 break
         roles.append(role)
     return roles
+
+
+_SENTINEL = "\u2063"  # a character no template adds by itself
+
+
+def _injected_system_end(tokenizer: Any, messages: list[ChatMessage]) -> int:
+    """Length of a default system turn the template adds on its own (SmolLM2 and Qwen2 do when
+    the conversation has none), so that its tokens are tagged "system", not "user"; else 0.
+
+    Rendering [system: sentinel] + first message shows the text that follows a system turn;
+    if the plain rendering ends with that same text, what precedes it is the injected turn.
+    """
+    if not messages or messages[0].role == "system":
+        return 0
+    system = ChatMessage(role="system", content=_SENTINEL)
+    try:
+        alone = _render(tokenizer, [system], add_generation_prompt=False)
+        both = _render(tokenizer, [system, messages[0]], add_generation_prompt=False)
+        plain = _render(tokenizer, messages[:1], add_generation_prompt=False)
+    except GenerationError:
+        return 0
+    if not both.startswith(alone):
+        return 0
+    rest = both[len(alone) :]
+    if rest and plain.endswith(rest) and len(plain) > len(rest):
+        return len(plain) - len(rest)
+    return 0

@@ -24,7 +24,7 @@ from llmvis.generation.events import DoneEvent, GenerationEvent, StartEvent, Tok
 from llmvis.generation.sampling import build_processors
 from llmvis.generation.stats import prompt_rows, row_to_stats, row_width, step_row
 from llmvis.models.loaded import LoadedModel
-from llmvis.trace import FinishReason, GenerationRequest, Timings, Token, Trace
+from llmvis.trace import FinishReason, GenerationRequest, Role, Timings, Token, Trace
 
 PREFILL_CHUNK = 512  # prompt positions whose full logits are held at once
 
@@ -41,6 +41,7 @@ class Generation:
         self.prompt_ids = prompt.ids
         self.roles = prompt.roles
         self.forced = list(request.forced_tokens)
+        self.reply_role: Role | None = "assistant" if request.mode == "chat" else None
         vocab = loaded.info.vocab_size
         if any(not 0 <= t < vocab for t in self.forced):
             raise GenerationError(f"forced token ids must be in [0, {vocab})")
@@ -88,7 +89,7 @@ class Generation:
             stats = None if pos == 0 else row_to_stats(rows[pos - 1], top_n, self.labeler, sampled=False)
             self.trace.tokens.append(
                 self._token(pos, token_id, detok.push(token_id), "prompt" if is_prompt else "generated",
-                            self.roles[pos] if is_prompt else "assistant", stats)
+                            self.roles[pos] if is_prompt else self.reply_role, stats)
             )
         prefill_s = time.perf_counter() - t0
         yield StartEvent(
@@ -138,7 +139,7 @@ class Generation:
                         piece = detok.push(tid)
                         generated_text += piece
                         stats = row_to_stats(row, top_n, self.labeler)
-                        token = self._token(len(self.trace.tokens), tid, piece, "generated", "assistant", stats)
+                        token = self._token(len(self.trace.tokens), tid, piece, "generated", self.reply_role, stats)
                         self.trace.tokens.append(token)
                         if not first_token_s:
                             first_token_s = time.perf_counter() - t0

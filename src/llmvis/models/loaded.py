@@ -69,10 +69,23 @@ def describe(model: Any, tokenizer: Any, *, name: str, source: str, path: str) -
         vocab_size=int(model.get_output_embeddings().weight.shape[0]),
         context_length=int(min(context, 1_000_000)),
         dtype=str(param.dtype).removeprefix("torch."),
-        device=str(param.device),
+        device=_devices(model, param),
         parameters=sum(p.numel() for p in model.parameters()),
         has_chat_template=bool(getattr(tokenizer, "chat_template", None)),
     )
+
+
+def _devices(model: Any, param: torch.Tensor) -> str:
+    """The device, or under a device map every device the layers sit on ("cuda:0+cpu")."""
+    mapping = getattr(model, "hf_device_map", None)
+    if not mapping:
+        return str(param.device)
+    seen: list[str] = []
+    for value in mapping.values():
+        name = f"cuda:{value}" if isinstance(value, int) else str(value)
+        if name not in seen:
+            seen.append(name)
+    return "+".join(seen)
 
 
 def stop_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:

@@ -39,7 +39,7 @@ export function embeddingOption(view: EmbeddingView, theme: Theme, title: string
     const ax = (k: number) => ({ name: axisName(k), nameTextStyle: { color: theme.muted }, axisLabel: { textStyle: { color: theme.muted } }, axisLine: { lineStyle: { color: theme.grid } }, splitLine: { lineStyle: { color: theme.grid, opacity: 0.4 } } });
     return {
       ...b, tooltip, visualMap,
-      grid3D: { viewControl: { autoRotate: false, distance: 220 }, axisPointer: { show: false }, environment: "none", light: { main: { intensity: 1.2 } } },
+      grid3D: { top: 20, bottom: 50, viewControl: { autoRotate: false, distance: 250 }, axisPointer: { show: false }, environment: "none", light: { main: { intensity: 1.2 } } },
       xAxis3D: { type: "value", ...ax(0) }, yAxis3D: { type: "value", ...ax(1) }, zAxis3D: { type: "value", ...ax(2) },
       series: [
         { name: "prompt", type: "scatter3D", data: prompt.map(point), symbolSize: 6, symbol: "circle" },
@@ -50,7 +50,7 @@ export function embeddingOption(view: EmbeddingView, theme: Theme, title: string
   return {
     ...b, tooltip, visualMap,
     legend: { top: 26, left: 8, itemHeight: 8, textStyle: { color: theme.muted }, data: ["prompt", "generated"] },
-    grid: { left: 8, right: 24, top: 56, bottom: 48, containLabel: true },
+    grid: { left: 8, right: 24, top: 56, bottom: 66, containLabel: true },
     xAxis: { type: "value", name: axisName(0), nameLocation: "middle", nameGap: 24, scale: true, ...axisStyle(theme) },
     yAxis: { type: "value", name: axisName(1), scale: true, ...axisStyle(theme) },
     dataZoom: [{ type: "inside", xAxisIndex: 0, filterMode: "none" }, { type: "inside", yAxisIndex: 0, filterMode: "none" }],

@@ -34,7 +34,7 @@ export function entropyCurveOption(view: TokensView, labels: string[], sortByEnt
     dataZoom: [{ type: "inside", filterMode: "none" }, { type: "slider", height: 14, bottom: 6, filterMode: "none", borderColor: theme.grid, textStyle: { color: theme.muted } }],
     xAxis: { type: "category", data: xl, ...axisStyle(theme), axisLabel: { color: theme.muted, fontSize: 10, rotate: 50, interval: labelInterval(xl.length, 30) } },
     yAxis: [
-      { type: "value", name: "nats", ...axisStyle(theme) },
+      { type: "value", ...axisStyle(theme) },
       { type: "value", min: 0, max: 1, ...axisStyle(theme), splitLine: { show: false }, axisLabel: { color: theme.muted, formatter: (v: number) => `${v * 100}%` } },
     ],
     series: [

@@ -11,6 +11,10 @@ import { app } from "../state";
 import { Chart } from "./chartHost";
 import { clear, h } from "./dom";
 
+/** View results already fetched (a view is a pure function of the run and its params). */
+const cache = new Map<string, unknown>();
+const CACHE_ENTRIES = 64;
+
 export abstract class Tab {
   readonly el: HTMLElement;
   protected controls: HTMLElement;
@@ -84,9 +88,14 @@ export abstract class Tab {
   async view<T>(name: string, params: Record<string, string | number | boolean | null | undefined>, signal: AbortSignal): Promise<T> {
     const id = app.run?.id;
     if (!id) throw new Error(t("view.no_run"));
+    const key = `${id}/${name}?${JSON.stringify(params)}`;
+    if (cache.has(key)) return cache.get(key) as T;
     const timer = setTimeout(() => this.setStatus(t("view.loading")), 150);
     try {
-      return await api.view<T>(id, name, params, signal);
+      const result = await api.view<T>(id, name, params, signal);
+      cache.set(key, result);
+      if (cache.size > CACHE_ENTRIES) cache.delete(cache.keys().next().value as string);
+      return result;
     } finally {
       clearTimeout(timer);
       if (!signal.aborted && this.status.textContent === t("view.loading")) this.setStatus("");

@@ -1,0 +1,44 @@
+"""A model split by an accelerate device map (here: one layer offloaded to disk, so its weights
+sit on the meta device between calls) gives the same tokens, statistics and views."""
+
+from __future__ import annotations
+
+import pytest
+from tiny_models import save_tiny_model
+
+from llmvis.generation import SamplingParams, generate
+from llmvis.models import load_model
+from llmvis.trace import GenerationRequest
+
+DEVICE_MAP = {
+    "model.embed_tokens": "cpu",
+    "model.rotary_emb": "cpu",
+    "model.layers.0": "cpu",
+    "model.layers.1": "disk",
+    "model.norm": "cpu",
+    "lm_head": "cpu",
+}
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    folder = save_tiny_model(tmp_path_factory.mktemp("dm") / "tiny", "llama")
+    return load_model(str(folder)), load_model(str(folder), device_map=DEVICE_MAP)
+
+
+def test_mapped_model_reports_its_devices(pair):
+    _, mapped = pair
+    assert mapped.info.device == "cpu+disk"
+
+
+def test_generation_under_a_device_map_equals_the_plain_model(pair):
+    plain, mapped = pair
+    request = GenerationRequest(
+        mode="completion", prompt="The capital of France",
+        params=SamplingParams(temperature=0.8, seed=5, max_new_tokens=12),
+    )
+    a, b = generate(plain, request), generate(mapped, request)
+    assert a.ids == b.ids
+    for x, y in zip(a.tokens[1:], b.tokens[1:], strict=True):
+        assert abs(x.stats.raw_prob - y.stats.raw_prob) <= 1e-6
+        assert [c.id for c in x.stats.top] == [c.id for c in y.stats.top]
