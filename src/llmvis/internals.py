@@ -143,10 +143,22 @@ def _first(x: Any) -> torch.Tensor:
 
 
 def _device_of(module: torch.nn.Module, default: torch.device) -> torch.device:
+    """Where `module` computes: its accelerate execution device (offloaded weights sit on
+    'meta' between calls), else the device of its first parameter/buffer."""
+    for m in (module, *module.children()):
+        hook_device = getattr(getattr(m, "_hf_hook", None), "execution_device", None)
+        if hook_device is not None:
+            return torch.device(hook_device)
+    for t in (*module.parameters(), *module.buffers()):
+        if t.device.type != "meta":
+            return t.device
+    return default
+
+
+def _dtype_of(module: torch.nn.Module, default: torch.dtype) -> torch.dtype:
+    """The dtype a module's weights compute in (known even for offloaded 'meta' weights)."""
     for p in module.parameters():
-        return p.device
-    for b in module.buffers():
-        return b.device
+        return p.dtype
     return default
 
 
@@ -484,13 +496,19 @@ class Internals:
     @torch.no_grad()
     def normed(self, hidden: torch.Tensor) -> torch.Tensor:
         """final norm of `hidden: [..., d]` (on the norm's device)."""
-        return self.final_norm(hidden.to(_device_of(self.final_norm, hidden.device)))
+        norm = self.final_norm
+        return norm(hidden.to(_device_of(norm, hidden.device), _dtype_of(norm, hidden.dtype)))
+
+    @torch.no_grad()
+    def unembed(self, x: torch.Tensor) -> torch.Tensor:
+        """lm_head(x: [..., d]) -> [..., V] fp32: no norm, no soft-capping (for linear read-outs)."""
+        head = self.lm_head
+        return head(x.to(_device_of(head, x.device), _dtype_of(head, x.dtype))).float()
 
     @torch.no_grad()
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """logits: [..., V] = lm_head(final_norm(hidden: [..., d])), soft-capped where configured."""
-        h = self.normed(hidden)
-        out = self.lm_head(h.to(_device_of(self.lm_head, h.device))).float()
+        out = self.unembed(self.normed(hidden))
         cap = getattr(self.config, "final_logit_softcapping", None)
         if cap:
             out = torch.tanh(out / cap) * cap

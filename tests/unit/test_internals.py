@@ -217,3 +217,23 @@ def test_capture_ignores_forwards_in_other_threads():
     assert all(r.shape[0] == T for r in cap.residual)
     reference = Internals(loaded, ids).capture()
     assert torch.allclose(cap.residual[-1], reference.residual[-1])
+
+
+def test_offloaded_layer_under_a_device_map(tmp_path):
+    """A layer whose weights sit on 'meta' between calls (accelerate disk offload) still gives
+    exactly the same internals: modules run on their execution device through their own hooks."""
+    from llmvis.models import load_model
+    from tiny_models import save_tiny_model
+
+    folder = save_tiny_model(tmp_path / "tiny", "llama")
+    device_map = {"model.embed_tokens": "cpu", "model.rotary_emb": "cpu", "model.layers.0": "cpu",
+                  "model.layers.1": "disk", "model.norm": "cpu", "lm_head": "cpu"}
+    plain, mapped = load_model(str(folder)), load_model(str(folder), device_map=device_map)
+    assert mapped.model.model.layers[1].input_layernorm.weight.device.type == "meta"
+    ids = random_ids(plain, T)
+    a, b = Internals(plain, ids), Internals(mapped, ids)
+    for layer in range(2):
+        assert torch.equal(a.attention(layer), b.attention(layer))
+        assert torch.equal(a.mlp_activations(layer), b.mlp_activations(layer))
+    assert torch.equal(a.attention_row(T - 1), b.attention_row(T - 1))
+    assert torch.equal(a.logits(a.residual(2)), b.logits(b.residual(2)))

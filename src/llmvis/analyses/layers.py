@@ -145,18 +145,20 @@ LINEARISATION = (
 )
 
 
-def direct_effect_basis(internals: Internals, final: torch.Tensor, token_id: int) -> tuple[torch.Tensor, float]:
-    """(u: [d], bias) so that effect(c) = c · u; u = g ⊙ W_U[token] / rms(final)."""
+def direct_effects(internals: Internals, parts: torch.Tensor, final: torch.Tensor, token_id: int) -> torch.Tensor:
+    """[n] effect of each row of `parts: [n, d]` on `token_id`'s logit, linearised at `final: [d]`.
+
+    effect(c) = lm_head(g ⊙ c / rms(final))[token] − bias[token]; the model's own modules are
+    called (no weight is read directly), so offloaded or sharded weights work.
+    """
     norm = internals.final_norm
     d = final.shape[-1]
     eps = float(getattr(norm, "variance_epsilon", getattr(norm, "eps", 1e-6)))
-    ones = torch.ones(1, d, dtype=final.dtype)
-    gain = internals.normed(ones)[0].float().cpu() * math.sqrt(1.0 + eps)  # g, whatever its form
+    gain = internals.normed(torch.ones(1, d))[0].float().cpu() * math.sqrt(1.0 + eps)  # g, whatever its form
     rms = torch.sqrt(final.float().pow(2).mean() + eps)
-    head = internals.lm_head
-    w = head.weight[token_id].detach().float().cpu()
-    bias = float(head.bias[token_id].detach()) if getattr(head, "bias", None) is not None else 0.0
-    return gain * w / rms, bias
+    scaled = torch.cat([parts.float() * gain / rms, torch.zeros(1, d)])  # last row: the bias alone
+    out = internals.unembed(scaled)[:, token_id].cpu()
+    return out[:-1] - out[-1]
 
 
 @register("residual_stream", "Residual stream", ResidualStreamParams, ResidualStreamView,
@@ -171,22 +173,24 @@ def residual_stream(ctx: ViewContext, p: ResidualStreamParams) -> ResidualStream
         raise ViewParamError(f"token_id {token_id} is out of range: the vocabulary is 0..{vocab - 1}")
     n = internals.n_layers
     final = internals.residual(n)[src].float().cpu()
-    u, bias = direct_effect_basis(internals, final, token_id)
     emb = internals.residual(0)[src].float().cpu()
-    layers = []
-    for layer in range(n):
-        a = internals.attn_out(layer)[src].float().cpu()
-        m = internals.mlp_out(layer)[src].float().cpu()
-        h = internals.residual(layer)[src].float().cpu()
-        layers.append(ResidualLayer(
-            layer=layer, residual_norm=round4(float(h.norm())), attn_norm=round4(float(a.norm())),
-            mlp_norm=round4(float(m.norm())), attn_logit=round4(float(a @ u)),
-            mlp_logit=round4(float(m @ u)),
-        ))
+    attn = torch.stack([internals.attn_out(i)[src].float().cpu() for i in range(n)])  # [L, d]
+    mlp = torch.stack([internals.mlp_out(i)[src].float().cpu() for i in range(n)])  # [L, d]
+    effects = direct_effects(internals, torch.cat([emb[None], attn, mlp, final[None]]), final, token_id)
+    emb_effect, attn_effect, mlp_effect = effects[0], effects[1 : n + 1], effects[n + 1 : 2 * n + 1]
+    logit = float(effects[-1]) + float(internals.unembed(torch.zeros(1, final.shape[-1]))[0, token_id])
+    layers = [
+        ResidualLayer(
+            layer=i, residual_norm=round4(float(internals.residual(i)[src].float().norm())),
+            attn_norm=round4(float(attn[i].norm())), mlp_norm=round4(float(mlp[i].norm())),
+            attn_logit=round4(float(attn_effect[i])), mlp_logit=round4(float(mlp_effect[i])),
+        )
+        for i in range(n)
+    ]
     return ResidualStreamView(
         position=pos, source_position=src, token_id=token_id, token_label=id_label(ctx, token_id),
-        embedding_norm=round4(float(emb.norm())), embedding_logit=round4(float(emb @ u)),
-        final_norm=round4(float(final.norm())), logit=round4(float(final @ u) + bias),
+        embedding_norm=round4(float(emb.norm())), embedding_logit=round4(float(emb_effect)),
+        final_norm=round4(float(final.norm())), logit=round4(logit),
         layers=layers, linearisation=LINEARISATION,
     )
 
