@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -11,14 +11,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny_models import ARCHITECTURES, make_model  # noqa: E402
-
-from llmvis.models.loaded import LoadedModel, describe, stop_token_ids  # noqa: E402
+from llmvis.models.loaded import LoadedModel, describe, stop_token_ids
+from tiny_models import ARCHITECTURES, make_model
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 
-@lru_cache(maxsize=None)
+@cache
 def tiny_loaded(arch: str = "llama", layers: int = 2, attn: str = "sdpa") -> LoadedModel:
     """A LoadedModel around a tiny random model (cached: treat it as read-only)."""
     model, tok = make_model(arch, layers, attn=attn)

@@ -10,15 +10,6 @@ from pathlib import Path
 DEMO_PROMPT = "What is the capital of France?"
 
 
-def _progress_bar(stage: str, fraction: float) -> None:
-    width = 30
-    filled = int(round(fraction * width))
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {fraction * 100:5.1f}%  {stage:<32}")
-    if fraction >= 1.0:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
-
-
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="smollm2", help="smollm2 (bundled), a model directory, a .gguf file or a cached HF id")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda if present)")
@@ -40,6 +31,7 @@ def _device_map(value: str | None):
 
 def _load(args: argparse.Namespace):
     from llmvis.models import ModelLoadError, load_model
+    from llmvis.server.run import progress_bar
 
     try:
         return load_model(
@@ -48,7 +40,7 @@ def _load(args: argparse.Namespace):
             dtype=args.dtype,
             trust_remote_code=args.trust_remote_code,
             device_map=_device_map(args.device_map),
-            progress=_progress_bar,
+            progress=progress_bar(),
         )
     except ModelLoadError as exc:
         raise SystemExit(f"error: {exc}") from None
@@ -118,12 +110,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from llmvis.server.run import serve
 
     settings = Settings(
-        model=args.model, host=args.host, port=args.port, port_given=args.port is not None,
-        device=args.device, dtype=args.dtype, device_map=_device_map(args.device_map),
-        trust_remote_code=args.trust_remote_code, token=args.token, open_browser=args.open,
-        **({"data_dir": Path(args.data_dir)} if args.data_dir else {}),
+        model=args.model, host=args.host, port=args.port, device=args.device, dtype=args.dtype,
+        device_map=_device_map(args.device_map), trust_remote_code=args.trust_remote_code,
+        token=args.token, open_browser=args.open,
     )
-    return serve(settings) or 0
+    if args.data_dir:
+        settings = settings.model_copy(update={"data_dir": Path(args.data_dir)})
+    serve(settings)
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tiny_models import make_tokenizer
 
 from llmvis.generation.detok import IncrementalDetokenizer, Labeler
+from tiny_models import make_tokenizer
 
 TOK = make_tokenizer()
 

@@ -4,11 +4,11 @@ sit on the meta device between calls) gives the same tokens, statistics and view
 from __future__ import annotations
 
 import pytest
-from tiny_models import save_tiny_model
 
 from llmvis.generation import SamplingParams, generate
 from llmvis.models import load_model
 from llmvis.trace import GenerationRequest
+from tiny_models import save_tiny_model
 
 DEVICE_MAP = {
     "model.embed_tokens": "cpu",

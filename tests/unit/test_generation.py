@@ -6,8 +6,8 @@ import threading
 
 import pytest
 import torch
-from conftest import tiny_loaded
 
+from conftest import tiny_loaded
 from llmvis.generation import GenerationError, StartEvent, TokenEvent, generate, start_generation
 from llmvis.generation.sampling import SamplingParams, build_processors
 from llmvis.trace import ChatMessage, GenerationRequest, Trace

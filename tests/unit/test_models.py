@@ -6,11 +6,11 @@ import json
 
 import pytest
 import torch
-from tiny_models import save_tiny_model
 from transformers import AutoConfig
 
 from llmvis.models import ModelLoadError, list_sources, load_model
 from llmvis.models.convert import ensure_converted
+from tiny_models import save_tiny_model
 
 
 @pytest.fixture(scope="module")

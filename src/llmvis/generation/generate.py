@@ -118,7 +118,7 @@ class Generation:
                     break
                 with torch.inference_mode():
                     raw = last_logits.float()
-                    processed = processors(input_ids, raw[None])[0] if processors else raw
+                    processed = processors(input_ids, raw[None])[0] if processors else raw  # type: ignore[arg-type]
                     if params.greedy:
                         chosen = raw.argmax()
                     else:

@@ -59,7 +59,7 @@ def ensure_converted(gguf: Path, progress: Progress | None = None) -> Path:
         report("dequantising weights", 0.25)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
         # The dequantised weights are plain tensors; drop the GGUF marker so they can be saved.
-        model.hf_quantizer = None
+        setattr(model, "hf_quantizer", None)  # noqa: B010 (typed as a module attribute)
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         report("writing safetensors", 0.8)

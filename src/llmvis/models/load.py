@@ -98,7 +98,7 @@ def load_model(
             kwargs["device_map"] = device_map
         model = AutoModelForCausalLM.from_pretrained(directory, **kwargs)
         if device_map is None:
-            model.to(device)
+            model.to(device)  # type: ignore[arg-type]
         model.eval()
         report("loading tokenizer", 0.95)
         tokenizer = AutoTokenizer.from_pretrained(

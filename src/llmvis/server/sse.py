@@ -17,7 +17,6 @@ async def run_events(ticket: RunTicket) -> AsyncIterator[ServerSentEvent]:
     try:
         while (event := await ticket.events.get()) is not END:
             yield ServerSentEvent(event=event.type, data=event)
-            ticket.taken.set()  # resumed: the event above is encoded and handed to the response
     finally:
         if not ticket.finished.is_set():
             ticket.cancel.set()
