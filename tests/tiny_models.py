@@ -6,12 +6,14 @@ server/browser tests, which save one to disk and serve it like a real model.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
+
+from llmvis.models.loaded import LoadedModel, describe, stop_token_ids
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -99,3 +101,11 @@ def save_tiny_model(directory: Path, arch: str = "llama", layers: int = 2) -> Pa
     model.save_pretrained(directory)
     tok.save_pretrained(directory)
     return directory
+
+
+@cache
+def tiny_loaded(arch: str = "llama", layers: int = 2, attn: str = "sdpa") -> LoadedModel:
+    """A LoadedModel around a tiny random model (cached: treat it as read-only)."""
+    model, tok = make_model(arch, layers, attn=attn)
+    info = describe(model, tok, name=f"tiny-{arch}", source="hf_dir", path=f"<tiny-{arch}>")
+    return LoadedModel(model, tok, info, stop_token_ids(model, tok))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -62,6 +63,52 @@ def test_fork_from_a_candidate_shows_both_continuations(page: Page):
     assert page.page.locator("[data-testid=compare]").count() == 0
     assert page.js("() => window.__llmvis.app.run.id") == parent_id
     assert page.js("() => window.__llmvis.app.selected") == pos + 1
+
+
+def test_fork_with_typed_text_and_new_params(page: Page, tiny_server: Server):
+    wait_model(page)
+    set_number(page, "temperature-box", "0")
+    generate(page, "The capital of France is", max_tokens=24)
+    parent = page.js("() => ({id: window.__llmvis.app.run.id, params: window.__llmvis.app.run.params})")
+    pos = page.js("() => window.__llmvis.app.run.promptLen + 2")
+    page.page.locator(f".tok[data-p='{pos}']").click()
+    page.page.click("[data-testid=tab-tokens]")
+    wait_charts(page, "tokens", ["top"])
+    # Typed text: the box shows each of its tokens (label and id) before the user confirms.
+    text = " Paris, France"
+    with urllib.request.urlopen(f"{tiny_server.base}/api/tokenize?{urllib.parse.urlencode({'text': text})}") as r:
+        typed = [t["id"] for t in json.load(r)["tokens"]]
+    assert len(typed) > 1
+    page.page.fill("[data-testid=fork-text]", text)
+    pieces = page.page.locator("[data-testid=fork-typed-tokens] .fork-piece")
+    page.until(f"() => document.querySelectorAll('[data-testid=fork-typed-tokens] .fork-piece').length === {len(typed)}")
+    assert [int(s.rsplit(" ", 1)[1]) for s in pieces.all_text_contents()] == typed
+    fork_btn = page.page.locator("[data-testid=fork-typed]")
+    assert fork_btn.is_enabled() and str(len(typed)) in fork_btn.text_content()
+    # New params: change the left panel, then pick "the left panel's params" in the fork box.
+    summary = page.page.locator("[data-testid=fork-params-summary]")
+    assert f"Temperature {parent['params']['temperature']}" in summary.text_content()  # same params by default
+    set_number(page, "temperature-box", "1.3")
+    set_number(page, "max-tokens-box", "16")
+    set_number(page, "seed-box", "7")
+    page.page.select_option("[data-testid=fork-params]", "left")
+    assert "Temperature 1.3" in summary.text_content()
+    shot(page, "fork-typed")
+    fork_btn.click()
+
+    page.page.locator("[data-testid=compare]").wait_for(timeout=60_000)
+    run = page.js("() => ({id: window.__llmvis.app.run.id, parent: window.__llmvis.app.run.parentId, status: window.__llmvis.app.run.status})")
+    assert run["parent"] == parent["id"] and run["status"] == "done"
+    ids = page.js("() => window.__llmvis.app.run.tokens.map((t) => t.id)")
+    assert ids[pos:pos + len(typed)] == typed
+    with urllib.request.urlopen(f"{tiny_server.base}/api/runs/{run['id']}") as r:
+        child = json.load(r)
+    assert [t["id"] for t in child["tokens"][pos:pos + len(typed)]] == typed
+    assert child["fork_position"] == pos and child["parent_id"] == parent["id"]
+    assert child["params"]["temperature"] == 1.3 and child["params"]["seed"] == 7
+    assert child["params"]["max_new_tokens"] == 16
+    assert len(child["tokens"]) <= pos + len(typed) + 16
+    assert not page.errors, page.errors
 
 
 def test_history_search_rename_delete_undo_compare(page: Page):

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_loaded
 from llmvis.analyses.common import (
     bin_starts,
     check_layer,
@@ -18,6 +17,7 @@ from llmvis.analyses.common import (
     round4,
 )
 from llmvis.analyses.registry import ViewContext, ViewParamError
+from tiny_models import tiny_loaded
 from trace_helpers import make_trace, random_ids
 
 

@@ -6,10 +6,10 @@ import math
 
 import pytest
 
-from conftest import tiny_loaded
 from llmvis import export
 from llmvis.generation import generate
 from llmvis.trace import GenerationRequest, SamplingParams
+from tiny_models import tiny_loaded
 
 
 @pytest.fixture(scope="module")

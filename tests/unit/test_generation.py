@@ -7,10 +7,10 @@ import threading
 import pytest
 import torch
 
-from conftest import tiny_loaded
 from llmvis.generation import GenerationError, StartEvent, TokenEvent, generate, start_generation
 from llmvis.generation.sampling import SamplingParams, build_processors
 from llmvis.trace import ChatMessage, GenerationRequest, Trace
+from tiny_models import tiny_loaded
 
 PROMPT = "The capital of France is Paris. Once upon a time"
 

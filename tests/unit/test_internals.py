@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import tiny_loaded
 from llmvis.internals import ActivationCache, Internals
+from tiny_models import tiny_loaded
 from trace_helpers import random_ids
 
 T = 24

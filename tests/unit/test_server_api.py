@@ -8,14 +8,13 @@ import pytest
 
 import llmvis.analyses.attention
 import llmvis.analyses.tokens  # noqa: F401
-from conftest import tiny_loaded
 from llmvis import export
 from llmvis.analyses.registry import VIEWS, ViewContext, compute
 from llmvis.generation import generate
 from llmvis.internals import Internals
 from llmvis.trace import GenerationRequest, Trace
 from server_helpers import client, make_app, parse_sse
-from tiny_models import save_tiny_model
+from tiny_models import save_tiny_model, tiny_loaded
 
 PROMPT = "The capital of France is"
 

@@ -15,8 +15,8 @@ import torch
 
 import llmvis.analyses.attention
 import llmvis.analyses.tokens  # noqa: F401
-from conftest import tiny_loaded
 from server_helpers import client, live_server, make_app, parse_sse
+from tiny_models import tiny_loaded
 
 PROMPT = "The capital of France is"
 

@@ -24,10 +24,10 @@ from schemathesis.checks import (
 
 import llmvis.analyses.attention
 import llmvis.analyses.tokens  # noqa: F401
-from conftest import tiny_loaded
 from llmvis.generation import generate
 from llmvis.trace import GenerationRequest, SamplingParams
 from server_helpers import make_app
+from tiny_models import tiny_loaded
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 

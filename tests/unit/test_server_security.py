@@ -6,11 +6,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from conftest import tiny_loaded
 from llmvis.server import static
 from llmvis.server.run import ServeError, bind, url_for
 from llmvis.server.security import split_host
 from server_helpers import client, make_app, parse_sse
+from tiny_models import tiny_loaded
 
 RUN = {"mode": "completion", "prompt": "hi", "params": {"temperature": 0, "max_new_tokens": 2}}
 

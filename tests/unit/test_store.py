@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from conftest import tiny_loaded
 from llmvis.generation import generate
 from llmvis.store import SCHEMA_VERSION, Store
 from llmvis.trace import GenerationRequest, SamplingParams, Trace
+from tiny_models import tiny_loaded
 
 
 @pytest.fixture(scope="module")

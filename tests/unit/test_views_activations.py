@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_loaded
 from llmvis.analyses import activations as act
 from llmvis.analyses.common import round4
 from llmvis.analyses.registry import ViewContext, ViewParamError, compute
 from llmvis.internals import Internals
+from tiny_models import tiny_loaded
 from trace_helpers import make_trace, random_ids
 
 

@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from conftest import tiny_loaded
 from llmvis.analyses import ViewContext, ViewParamError, compute
 from llmvis.analyses.common import maxpool_2d
 from llmvis.analyses.heads import label_head, probe_ids
 from llmvis.internals import Internals
+from tiny_models import tiny_loaded
 from trace_helpers import make_trace, random_ids
 
 T = 24

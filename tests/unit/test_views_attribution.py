@@ -8,11 +8,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from conftest import tiny_loaded
 from llmvis.analyses import attribution as attr
 from llmvis.analyses.registry import ViewContext, ViewParamError, compute
 from llmvis.internals import Internals
 from llmvis.models.loaded import LoadedModel
+from tiny_models import tiny_loaded
 from trace_helpers import make_trace, random_ids
 
 T = 20

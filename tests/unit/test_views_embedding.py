@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from conftest import tiny_loaded
 from llmvis.analyses import embedding as emb
 from llmvis.analyses.registry import ViewContext, ViewParamError, compute
 from llmvis.internals import Internals
+from tiny_models import tiny_loaded
 from trace_helpers import make_trace, random_ids
 
 N, D = 40, 64

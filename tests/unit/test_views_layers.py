@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import tiny_loaded
 from llmvis.analyses import ViewContext, ViewParamError, compute
 from llmvis.internals import Internals
+from tiny_models import tiny_loaded
 from trace_helpers import make_trace, random_ids
 
 T = 24

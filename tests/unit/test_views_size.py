@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import tiny_loaded
 from llmvis.analyses import ViewContext, compute
 from llmvis.analyses.attention import MAX_CELLS
 from llmvis.internals import Internals
+from tiny_models import tiny_loaded
 from trace_helpers import make_trace, random_ids
 
 T = 4096

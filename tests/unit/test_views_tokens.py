@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import tiny_loaded
 from llmvis.analyses import ViewContext, ViewParamError, compute
 from llmvis.analyses.common import round4
+from tiny_models import tiny_loaded
 from trace_helpers import make_trace, random_ids
 
 PROMPT = 12

@@ -4,6 +4,7 @@
  */
 import { ApiError, api } from "./api/client";
 import type { DoneEvent, GenerationRequest, ModelInfo, SamplingParams, StartEvent, TokenEvent, Trace } from "./api/types";
+import { forkRequest } from "./forkRequest";
 import { t } from "./i18n";
 import { app, emit, type Run, runFromTrace, select, showError } from "./state";
 
@@ -145,15 +146,15 @@ export function newConversation(): void {
   emit("run");
 }
 
-/** Fork the current run at `position` with `tokenId` forced; the new run becomes current. */
-export async function fork(position: number, tokenId: number, params: SamplingParams | null): Promise<{ parent: Run; child: Run | null } | null> {
+/** Fork the current run at `position` with `tokenIds` forced from there; the new run becomes current. */
+export async function fork(position: number, tokenIds: number[], params: SamplingParams | null): Promise<{ parent: Run; child: Run | null } | null> {
   const parent = app.run;
   if (!parent?.id) return null;
   const parentId = parent.id;
   const request: GenerationRequest = { ...parent.request };
   const child = await streamRun(
     request,
-    (on, signal) => api.fork(parentId, { position, token_id: tokenId, params }, on, signal),
+    (on, signal) => api.fork(parentId, forkRequest(position, tokenIds, params), on, signal),
     { id: parentId, position },
   );
   if (child) select(position);

@@ -61,6 +61,17 @@ export function emit(event: AppEvent): void {
   for (const fn of listeners.get(event) ?? []) fn();
 }
 
+let paramsSource: (() => SamplingParams) | null = null;
+
+/** The left panel registers its sampling params here; the fork dialog offers them. */
+export function setParamsSource(get: () => SamplingParams): void {
+  paramsSource = get;
+}
+
+export function currentParams(): SamplingParams | null {
+  return paramsSource ? paramsSource() : null;
+}
+
 export function select(pos: number | null): void {
   const run = app.run;
   if (pos !== null && (!run || pos < 0 || pos >= run.tokens.length)) return;

@@ -1,4 +1,4 @@
-"""Health, the loaded model, loadable sources, and loading another model with SSE progress."""
+"""Health, the loaded model, loadable sources, loading another model with SSE progress, tokenizing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
@@ -20,6 +20,8 @@ from llmvis.server.schemas import (
     ModelSource,
     ModelSources,
     ModelState,
+    Tokenized,
+    TokenPiece,
 )
 
 router = APIRouter(prefix="/api", tags=["model"])
@@ -60,6 +62,21 @@ def models() -> ModelSources:
     except ImportError:
         return ModelSources(sources=[])
     return ModelSources(sources=[ModelSource(spec=s.spec, kind=s.kind, path=s.path) for s in list_sources()])
+
+
+@router.get("/tokenize", responses=deps.errors(503))
+def tokenize(engine: EngineDep, text: Annotated[str, Query(min_length=1, max_length=200)]) -> Tokenized:
+    """The loaded model's tokens for `text` (no special tokens added), e.g. to fork with typed text."""
+    from llmvis.generation.detok import Labeler
+
+    loaded = engine.loaded
+    if loaded is None:
+        raise HTTPException(503, "no model is loaded: load one with POST /api/model/load")
+    ids = loaded.tokenizer.encode(text, add_special_tokens=False)
+    if not ids:
+        raise deps.unprocessable("the text makes no tokens", ("query", "text"))
+    label = Labeler(loaded.tokenizer)
+    return Tokenized(tokens=[TokenPiece(id=i, label=label(i)) for i in ids])
 
 
 async def _start_load(body: LoadModelRequest, engine: EngineDep) -> LoadTicket:

@@ -58,19 +58,21 @@ async def start_run(ticket: Annotated[RunTicket, Depends(_start_run)]) -> AsyncI
 
 
 def fork_request(parent: Trace, fork: ForkRequest) -> GenerationRequest:
-    """The parent's request with its generated tokens up to `position` kept and `token_id` forced there."""
+    """The parent's request with its generated tokens before `position` kept and the fork's tokens forced from there."""
     start, end = parent.prompt_len, len(parent.tokens)
     if not start <= fork.position <= end:
         raise deps.unprocessable(
             f"position {fork.position} is not a generated position of this run: "
             f"forks start at {start}..{end}", ("body", "position"))
-    if fork.token_id >= parent.model.vocab_size:
-        raise deps.unprocessable(
-            f"token_id {fork.token_id} is beyond the vocabulary (0..{parent.model.vocab_size - 1})",
-            ("body", "token_id"))
+    field = "token_id" if fork.token_ids is None else "token_ids"
+    for token_id in fork.forced:
+        if token_id >= parent.model.vocab_size:
+            raise deps.unprocessable(
+                f"{field} {token_id} is beyond the vocabulary (0..{parent.model.vocab_size - 1})",
+                ("body", field))
     kept = parent.ids[start:fork.position]
     params = fork.params or parent.params
-    return parent.request.model_copy(update={"forced_tokens": [*kept, fork.token_id], "params": params})
+    return parent.request.model_copy(update={"forced_tokens": [*kept, *fork.forced], "params": params})
 
 
 async def _start_fork(run_id: RunIdPath, body: ForkRequest, engine: EngineDep, store: StoreDep) -> RunTicket:
@@ -81,7 +83,7 @@ async def _start_fork(run_id: RunIdPath, body: ForkRequest, engine: EngineDep, s
 
 @router.post("/{run_id}/fork", response_class=EventSourceResponse, responses=deps.errors(404, 429, 503))
 async def fork_run(ticket: Annotated[RunTicket, Depends(_start_fork)]) -> AsyncIterator[RunEvent]:
-    """A new run keeping the parent's tokens before `position` and forcing `token_id` there."""
+    """A new run keeping the parent's tokens before `position` and forcing `token_id` (or `token_ids`) there."""
     async for event in run_events(ticket):
         yield event  # type: ignore[misc]
 

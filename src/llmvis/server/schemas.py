@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from llmvis.generation.events import DoneEvent, StartEvent, TokenEvent
 from llmvis.generation.sampling import SamplingParams
@@ -103,10 +103,41 @@ class Deleted(BaseModel):
     undo: str = Field(description="POST this path to restore the run")
 
 
+TokenId = Annotated[int, Field(ge=0, le=10_000_000)]
+
+
 class ForkRequest(BaseModel):
+    """Give `token_id` (one token) or `token_ids` (several, forced from `position` on)."""
+
     position: int = Field(ge=0, le=1_000_000, description="position whose token is replaced")
-    token_id: int = Field(ge=0, le=10_000_000, description="the token forced at `position`")
+    token_id: TokenId | None = Field(default=None, description="the token forced at `position`")
+    token_ids: list[TokenId] | None = Field(
+        default=None, min_length=1, max_length=200,
+        description="tokens forced at `position`, `position + 1`, … (instead of `token_id`)")
     params: SamplingParams | None = Field(default=None, description="None = the parent's params")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ForkRequest:
+        if (self.token_id is None) == (self.token_ids is None):
+            raise ValueError("give exactly one of token_id and token_ids")
+        return self
+
+    @property
+    def forced(self) -> list[int]:
+        """The tokens forced from `position` on."""
+        if self.token_ids is not None:
+            return self.token_ids
+        assert self.token_id is not None  # _one_of
+        return [self.token_id]
+
+
+class TokenPiece(BaseModel):
+    id: int = Field(ge=0)
+    label: str = Field(description="readable label, as in a trace's tokens")
+
+
+class Tokenized(BaseModel):
+    tokens: list[TokenPiece]
 
 
 class ViewInfo(BaseModel):

@@ -1,6 +1,6 @@
 /** The HTTP API, one small function per endpoint (docs/CONTRACTS.md, server/schemas.py). */
 import { ApiError, errorFromResponse, postSse } from "./sse";
-import type { Deleted, ForkRequest, GenerationRequest, Health, ModelState, RunList, RunRow, Trace } from "./types";
+import type { Deleted, ForkRequest, GenerationRequest, Health, ModelState, RunList, RunRow, Tokenized, Trace } from "./types";
 
 export { ApiError };
 export type { RunRow };
@@ -50,6 +50,8 @@ export const api = {
     onEvent: (type: string, data: unknown) => void,
     signal?: AbortSignal,
   ) => stream(`/api/runs/${encodeURIComponent(runId)}/fork`, body, onEvent, signal),
+  tokenize: (text: string, signal?: AbortSignal) =>
+    getJson<Tokenized>(`/api/tokenize?${new URLSearchParams({ text })}`, signal),
   runs: (search = "", limit = 200) =>
     getJson<RunList>(`/api/runs?${new URLSearchParams(search ? { search, limit: String(limit) } : { limit: String(limit) })}`),
   run: (id: string) => getJson<Trace>(`/api/runs/${encodeURIComponent(id)}`),

@@ -25,5 +25,7 @@ export type RunRow = S["RunRow"];
 export type RunList = S["RunList"];
 export type Deleted = S["Deleted"];
 export type ForkRequest = S["ForkRequest"];
+export type Tokenized = S["Tokenized"];
+export type TokenPiece = S["TokenPiece"];
 export type Role = ChatMessage["role"];
 export type Mode = NonNullable<GenerationRequest["mode"]>;

@@ -72,7 +72,7 @@ export const tokensView: TokensView = {
 export const attribution: AttributionView = {
   method: "grad_x_input", objective: "logit", position: 3, target_id: 5, target_label: "d",
   positions: [0, 1, 2], labels: ["a", "b", "c"], scores: [0.5, -0.2, 0.3], share: [0.5, 0.2, 0.3],
-  output: 3, baseline_output: null, delta: null, steps: null,
+  output: 3, baseline_output: null, delta: null, steps: null, kept_first: false,
 };
 
 export const layerSimilarity: LayerSimilarityView = {

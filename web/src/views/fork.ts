@@ -1,26 +1,107 @@
 /**
- * Fork (issue 6): in the Tokens tab, after clicking a candidate bar, "continue with this
- * token" starts a new run that keeps the prefix and forces that token at the position.
+ * Fork (issue 6): in the Tokens tab, continue the run from the selected position with another
+ * token forced there: a clicked candidate bar, or typed text (all of its tokens are forced,
+ * shown with their ids before the user confirms), with the run's params or the left panel's.
  */
+import { api } from "../api/client";
+import type { SamplingParams, TokenPiece } from "../api/types";
 import { fork, isRunning } from "../controller";
 import { t } from "../i18n";
-import { app } from "../state";
+import { app, currentParams } from "../state";
 import { compareRuns } from "./compareView";
-import { h } from "./dom";
+import { h, selectBox } from "./dom";
+
+// Kept across re-renders of the Tokens tab (a click on a bar, a new selection).
+let typed = "";
+let typedTokens: { key: string; tokens: TokenPiece[] } | null = null; // the server's tokens of `typed`
+let useLeftParams = false;
+let pending: AbortController | null = null;
+
+function paramsText(p: SamplingParams | null): string {
+  if (!p) return "";
+  return [
+    `${t("params.temperature")} ${p.temperature}`,
+    `${t("params.top_k")} ${p.top_k ?? t("params.top_k_off")}`,
+    `${t("params.top_p")} ${p.top_p}`,
+    `${t("params.max_tokens")} ${p.max_new_tokens}`,
+    `${t("params.seed")} ${p.seed ?? t("params.seed_random")}`,
+  ].join(" · ");
+}
 
 export function forkBox(pos: number, tokenId: number | null): HTMLElement {
   const run = app.run;
   const tok = run?.tokens[pos];
-  const cand = tok?.stats?.top?.find((c) => c.id === tokenId);
-  if (!run?.id || !tok || pos < 1 || app.offline) return h("div");
-  if (!cand) return h("div", { class: "fork-box muted" }, t("fork.hint"));
-  const btn = h("button", { type: "button", class: "btn primary small", "data-testid": "fork", disabled: isRunning() || run.status === "streaming" }, `${t("fork.title")}: “${cand.label}”`);
-  btn.addEventListener("click", () => {
+  if (!run?.id || !tok || pos < 1 || tok.kind === "prompt" || app.offline) return h("div");
+  const busy = isRunning() || run.status === "streaming";
+
+  const start = (ids: number[], btn: HTMLButtonElement) => {
     btn.disabled = true;
     btn.textContent = t("fork.running");
-    void fork(pos, cand.id, null).then((res) => {
+    const params = useLeftParams ? currentParams() : null;
+    void fork(pos, ids, params).then((res) => {
       if (res?.child?.id && res.child.status !== "error") void compareRuns(res.parent.id!, res.child.id);
     });
+  };
+
+  // A clicked candidate.
+  const cand = tok.stats?.top?.find((c) => c.id === tokenId);
+  let candRow: HTMLElement;
+  if (cand) {
+    const btn = h("button", { type: "button", class: "btn primary small", "data-testid": "fork", disabled: busy }, `${t("fork.title")}: “${cand.label}”`);
+    btn.addEventListener("click", () => start([cand.id], btn));
+    candRow = h("div", { class: "fork-row" }, h("span", { class: "muted" }, `${t("tip.position")} ${pos}:`), h("span", { class: "mono" }, `${tok.label} → ${cand.label}`), btn);
+  } else candRow = h("div", { class: "fork-row muted" }, t("fork.hint"));
+
+  // Typed text: tokenized by the server as the user types.
+  const input = h("input", { type: "text", class: "text", maxlength: 200, spellcheck: false, "data-testid": "fork-text", placeholder: t("fork.type_placeholder") });
+  input.value = typed;
+  const preview = h("span", { class: "mono", "data-testid": "fork-typed-tokens" });
+  const typedBtn = h("button", { type: "button", class: "btn primary small", "data-testid": "fork-typed" });
+  const key = () => `${(app.model ?? run.model)?.path ?? ""}\n${typed}`; // tokens depend on the model
+  const showTyped = (error = "") => {
+    const tokens = typed && typedTokens?.key === key() ? typedTokens.tokens : [];
+    preview.replaceChildren(...(error ? [h("span", { class: "muted" }, error)] : tokens.map((p) => h("span", { class: "fork-piece", title: `id ${p.id}` }, `“${p.label}” ${p.id}`))));
+    typedBtn.textContent = t("fork.typed_go", { n: tokens.length });
+    typedBtn.disabled = busy || tokens.length === 0;
+  };
+  const lookup = () => {
+    pending?.abort();
+    if (!typed || typedTokens?.key === key()) return;
+    const ctrl = (pending = new AbortController());
+    const k = key();
+    api.tokenize(typed, ctrl.signal).then((res) => {
+      typedTokens = { key: k, tokens: res.tokens };
+      if (k === key()) showTyped();
+    }, (e: Error) => {
+      if (e.name !== "AbortError" && k === key()) showTyped(e.message);
+    });
+  };
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  input.addEventListener("input", () => {
+    typed = input.value;
+    showTyped();
+    clearTimeout(timer);
+    timer = setTimeout(lookup, 200);
   });
-  return h("div", { class: "fork-box" }, h("span", { class: "muted" }, `${t("tip.position")} ${pos}:`), h("span", { class: "mono" }, `${tok.label} → ${cand.label}`), btn);
+  typedBtn.addEventListener("click", () => {
+    if (typedTokens?.key === key() && typedTokens.tokens.length) start(typedTokens.tokens.map((p) => p.id), typedBtn);
+  });
+  showTyped();
+  lookup();
+
+  // Params: the run's own (the server reuses them) or the left panel's, read when forking.
+  const summary = h("span", { class: "muted", "data-testid": "fork-params-summary" });
+  const showParams = () => {
+    summary.textContent = paramsText(useLeftParams ? currentParams() : run.params);
+  };
+  const choice = selectBox([["same", t("fork.params_same")], ["left", t("fork.params_left")]], useLeftParams ? "left" : "same", (v) => {
+    useLeftParams = v === "left";
+    showParams();
+  }, "fork-params");
+  showParams();
+
+  return h("div", { class: "fork-box" },
+    candRow,
+    h("div", { class: "fork-row" }, h("span", { class: "muted" }, t("fork.type")), input, preview, typedBtn),
+    h("div", { class: "fork-row" }, h("span", { class: "muted" }, t("fork.params")), choice, summary));
 }

@@ -3,7 +3,7 @@ import type { SamplingParams } from "../api/types";
 import { api } from "../api/client";
 import { generate, isRunning, loadModel, newConversation, stop } from "../controller";
 import { onLangChange, t } from "../i18n";
-import { app, on } from "../state";
+import { app, on, setParamsSource } from "../state";
 import { h, segmented } from "./dom";
 import { slider } from "./slider";
 
@@ -123,6 +123,7 @@ export function leftPanel(): HTMLElement {
     seed: seed.get(),
     top_n: 10,
   });
+  setParamsSource(params);
 
   // --- input -------------------------------------------------------------------------------
   const systemInput = h("textarea", { class: "text system", rows: 1, "data-testid": "system", hidden: mode !== "chat" });
