@@ -61,10 +61,11 @@ def set_number(p: Page, testid: str, value: str) -> None:
     box.dispatch_event("change")
 
 
-def generate(p: Page, prompt: str, max_tokens: int = 48, watch: bool = False) -> list[int]:
+def generate(p: Page, prompt: str, max_tokens: int = 48, watch: bool = False, seed: int = 11) -> list[int]:
     """Type the prompt, press Enter, wait for the run to finish. Returns generated-chip counts
-    seen while it was streaming (when `watch`)."""
+    seen while it was streaming (when `watch`). A fixed seed keeps every run reproducible."""
     set_number(p, "max-tokens-box", str(max_tokens))
+    set_number(p, "seed-box", str(seed))
     before = p.js("() => window.__llmvis.app.run && window.__llmvis.app.run.id")
     if watch:  # sample the chip count at every DOM update (the tiny model is too fast to poll)
         p.js("""() => { window.__samples = []; const body = document.querySelector('[data-testid=conversation]');
@@ -312,6 +313,9 @@ def test_completion_mode_continues_the_prompt(page: Page):
 def test_stop_cancels_the_run(page: Page):
     wait_model(page)
     set_number(page, "max-tokens-box", "400")  # the tiny model has 512 positions
+    # Greedy: this prompt never reaches EOS on the tiny model, so only Stop can end the run
+    # early (a sampled run sometimes ends by itself after a few tokens).
+    set_number(page, "temperature-box", "0")
     page.page.fill("[data-testid=prompt]", "Count: 1 2 3")
     # The tiny model is fast: press Stop from inside the page as soon as tokens show.
     page.js("""() => { const body = document.querySelector('[data-testid=conversation]');
