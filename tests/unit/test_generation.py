@@ -118,6 +118,9 @@ def test_prompt_token_stats_come_from_prefix_logits():
         stats = trace.tokens[pos].stats
         assert abs(stats.raw_prob - probs[trace.ids[pos]].item()) <= 1e-5
         assert stats.rank == int((probs > probs[trace.ids[pos]]).sum())
+        entropy = -(probs * probs.clamp_min(1e-30).log()).sum().item()
+        assert abs(stats.raw_entropy - entropy) <= 1e-4
+        assert [c.id for c in stats.top] == probs.topk(len(stats.top)).indices.tolist()
         assert stats.sampled_prob is None
 
 

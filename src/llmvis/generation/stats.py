@@ -94,15 +94,20 @@ def prompt_rows(logits: torch.Tensor, next_ids: torch.Tensor, top_n: int) -> tor
 
     logits: [C, V] fp32 at positions i; next_ids: [C] the tokens at positions i + 1.
     Returns [C, row_width] (sampled columns repeat the raw ones; callers drop them).
+    This runs over every prompt position, so it makes few passes over [C, V] and allocates one
+    temporary: with p = e / Z, e = exp(x - max), the entropy is max + log Z - (e · x) / Z.
     """
-    logp = torch.log_softmax(logits, -1)
-    chosen_logit = logits.gather(1, next_ids[:, None])[:, 0]
     k = min(top_n + 1, logits.shape[-1])
     top_logits, top_ids = logits.topk(k, dim=-1)
+    top1 = top_logits[:, :1]
+    e = (logits - top1).exp_()
+    z = e.sum(-1)
+    expected = torch.linalg.vecdot(e, logits) / z
+    entropy = (top1[:, 0] + z.log() - expected).clamp_min(0.0)
+    chosen_logit = logits.gather(1, next_ids[:, None])[:, 0]
+    chosen_p = e.gather(1, next_ids[:, None])[:, 0] / z
     second = top_logits[:, 1] if k > 1 else top_logits[:, 0]
     rows = torch.full((logits.shape[0], row_width(top_n)), float("nan"), device=logits.device)
-    chosen_p = logp.gather(1, next_ids[:, None])[:, 0].exp()
-    entropy = _entropy(logp)
     rows[:, 0] = chosen_p
     rows[:, 1] = chosen_p
     rows[:, 2] = (logits > chosen_logit[:, None]).sum(-1)
@@ -114,7 +119,7 @@ def prompt_rows(logits: torch.Tensor, next_ids: torch.Tensor, top_n: int) -> tor
     ids = top_ids[:, :n]
     rows[:, SCALARS : SCALARS + n] = ids.float()
     rows[:, SCALARS + top_n : SCALARS + top_n + n] = top_logits[:, :n]
-    probs = logp.gather(1, ids).exp()
+    probs = e.gather(1, ids) / z[:, None]
     rows[:, SCALARS + 2 * top_n : SCALARS + 2 * top_n + n] = probs
     rows[:, SCALARS + 3 * top_n : SCALARS + 3 * top_n + n] = probs
     return rows
