@@ -131,7 +131,9 @@ def test_page_opens_with_the_model(page: Page):
 
 def test_generate_streams_and_every_tab_draws(page: Page):
     wait_model(page)
-    seen = generate(page, "The capital of France is", max_tokens=96, watch=True)
+    # 400 greedy tokens (no early EOS on the tiny model) take long enough to span many frames.
+    set_number(page, "temperature-box", "0")
+    seen = generate(page, "The capital of France is", max_tokens=400, watch=True)
     final = page.js(GENERATED)
     assert final > 0
     # Tokens appeared while the run was still streaming, not all at the end.
