@@ -99,3 +99,11 @@ def random_ids(loaded, n: int, seed: int = 0) -> list[int]:
     g = torch.Generator().manual_seed(seed)
     vocab = int(loaded.info.vocab_size)
     return torch.randint(3, vocab, (n,), generator=g).tolist()
+
+
+def view_context(loaded, ids: list[int], prompt_len: int):
+    """A ViewContext over a made-up trace of `ids`, with lazy internals of the same run."""
+    from llmvis.analyses.registry import ViewContext
+    from llmvis.internals import Internals
+
+    return ViewContext(make_trace(loaded, ids, prompt_len), loaded, Internals(loaded, ids))

@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from llmvis.analyses import ViewContext, compute
-from llmvis.internals import Internals
-from trace_helpers import make_trace
+from trace_helpers import view_context
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +19,7 @@ PROMPT = (
 @pytest.fixture(scope="module")
 def ctx(bundled) -> ViewContext:
     ids = bundled.tokenizer(PROMPT)["input_ids"]
-    return ViewContext(make_trace(bundled, ids, prompt_len=10), bundled, Internals(bundled, ids))
+    return view_context(bundled, ids, 10)
 
 
 def test_recomputed_attention_equals_eager_on_the_bundled_model(ctx):

@@ -8,9 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llmvis.analyses import ViewContext, compute
-from llmvis.internals import Internals
-from trace_helpers import make_trace
+from llmvis.analyses import compute
+from trace_helpers import view_context
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +24,7 @@ def run(bundled):
     with torch.no_grad():
         for _ in range(8):
             ids.append(int(bundled.model(torch.tensor([ids], device=bundled.device)).logits[0, -1].argmax()))
-    ctx = ViewContext(make_trace(bundled, ids, prompt_len), bundled, Internals(bundled, ids))
+    ctx = view_context(bundled, ids, prompt_len)
     return ctx, prompt_len
 
 

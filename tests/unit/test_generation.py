@@ -212,3 +212,15 @@ def test_trace_json_round_trip_and_version_check():
     assert again == trace
     with pytest.raises(ValueError, match="version"):
         Trace.from_json(trace.to_json().replace('"version":1', '"version":99', 1))
+
+
+def test_stop_string_ends_the_run_where_it_appears():
+    loaded = tiny_loaded("qwen3")
+    full = generate(loaded, _request(temperature=0, max_new_tokens=40))
+    pieces = [t.text for t in full.generated]
+    cut = next(i for i in range(5, len(pieces)) if pieces[i].strip())
+    stop = pieces[cut].strip()
+    first = next(i for i, p in enumerate(pieces) if stop in "".join(pieces[: i + 1]))
+    stopped = generate(loaded, _request(temperature=0, max_new_tokens=40, stop=[stop]))
+    assert stopped.finish_reason == "stop"
+    assert [t.id for t in stopped.generated] == [t.id for t in full.generated[: first + 1]]

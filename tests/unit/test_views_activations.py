@@ -9,16 +9,15 @@ import torch
 from llmvis.analyses import activations as act
 from llmvis.analyses.common import round4
 from llmvis.analyses.registry import ViewContext, ViewParamError, compute
-from llmvis.internals import Internals
 from tiny_models import tiny_loaded
-from trace_helpers import make_trace, random_ids
+from trace_helpers import random_ids, view_context
 
 
 @pytest.fixture(scope="module")
 def ctx():
     loaded = tiny_loaded("llama")
     ids = random_ids(loaded, 24, seed=3)
-    return ViewContext(make_trace(loaded, ids, 16), loaded, Internals(loaded, ids))
+    return view_context(loaded, ids, 16)
 
 
 def test_kurtosis_of_known_samples():
@@ -112,6 +111,6 @@ def test_needs_internals(ctx):
 def test_json_size_at_4096():
     loaded = tiny_loaded("llama", layers=1)
     ids = random_ids(loaded, 4096)
-    ctx = ViewContext(make_trace(loaded, ids, 4000), loaded, Internals(loaded, ids))
+    ctx = view_context(loaded, ids, 4000)
     size = len(compute("activations", ctx, {"bins": 256}).model_dump_json())
     assert size <= 1_000_000, size

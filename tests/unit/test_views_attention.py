@@ -10,9 +10,8 @@ import torch
 from llmvis.analyses import ViewContext, ViewParamError, compute
 from llmvis.analyses.common import maxpool_2d
 from llmvis.analyses.heads import label_head, probe_ids
-from llmvis.internals import Internals
 from tiny_models import tiny_loaded
-from trace_helpers import make_trace, random_ids
+from trace_helpers import random_ids, view_context
 
 T = 24
 
@@ -20,7 +19,7 @@ T = 24
 def context(arch: str = "llama", n: int = T, ids: list[int] | None = None) -> ViewContext:
     loaded = tiny_loaded(arch)
     ids = ids or random_ids(loaded, n, seed=3)
-    return ViewContext(make_trace(loaded, ids, prompt_len=n // 2), loaded, Internals(loaded, ids))
+    return view_context(loaded, ids, n // 2)
 
 
 def close(values, tensor, tol=1e-3) -> bool:

@@ -13,7 +13,7 @@ from llmvis.analyses.registry import ViewContext, ViewParamError, compute
 from llmvis.internals import Internals
 from llmvis.models.loaded import LoadedModel
 from tiny_models import tiny_loaded
-from trace_helpers import make_trace, random_ids
+from trace_helpers import make_trace, random_ids, view_context
 
 T = 20
 
@@ -279,7 +279,7 @@ def test_missing_model_or_internals():
 def test_json_size_at_4096():
     loaded = tiny_loaded("llama", layers=1)
     ids = random_ids(loaded, 4096)
-    ctx = ViewContext(make_trace(loaded, ids, 4000), loaded, Internals(loaded, ids))
+    ctx = view_context(loaded, ids, 4000)
     for params in ({"method": "rollout"}, {"method": "grad_x_input"},
                    {"method": "integrated_gradients", "steps": 2}):
         view = compute("attribution", ctx, params)

@@ -9,9 +9,8 @@ import torch
 
 from llmvis.analyses import embedding as emb
 from llmvis.analyses.registry import ViewContext, ViewParamError, compute
-from llmvis.internals import Internals
 from tiny_models import tiny_loaded
-from trace_helpers import make_trace, random_ids
+from trace_helpers import make_trace, random_ids, view_context
 
 N, D = 40, 64
 
@@ -47,7 +46,7 @@ class _FakeInternals:
 def tiny():
     loaded = tiny_loaded("llama")
     ids = random_ids(loaded, 30, seed=4)
-    return ViewContext(make_trace(loaded, ids, 20), loaded, Internals(loaded, ids))
+    return view_context(loaded, ids, 20)
 
 
 def test_pca_recovers_plane_axes():
@@ -138,6 +137,6 @@ def test_bad_params(tiny, params, match):
 def test_json_size_at_4096():
     loaded = tiny_loaded("llama", layers=1)
     ids = random_ids(loaded, 4096)
-    ctx = ViewContext(make_trace(loaded, ids, 4000), loaded, Internals(loaded, ids))
+    ctx = view_context(loaded, ids, 4000)
     size = len(compute("embedding", ctx, {"dims": 3, "layer": 1}).model_dump_json())
     assert size <= 1_000_000, size

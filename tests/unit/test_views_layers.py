@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from llmvis.analyses import ViewContext, ViewParamError, compute
-from llmvis.internals import Internals
 from tiny_models import tiny_loaded
-from trace_helpers import make_trace, random_ids
+from trace_helpers import make_trace, random_ids, view_context
 
 T = 24
 
@@ -16,7 +15,7 @@ T = 24
 def context(arch: str = "llama", n: int = T) -> ViewContext:
     loaded = tiny_loaded(arch)
     ids = random_ids(loaded, n, seed=4)
-    return ViewContext(make_trace(loaded, ids, prompt_len=n // 2), loaded, Internals(loaded, ids))
+    return view_context(loaded, ids, n // 2)
 
 
 def final_logits(ctx: ViewContext, pos: int, capped: bool = True) -> torch.Tensor:

@@ -6,9 +6,8 @@ import pytest
 
 from llmvis.analyses import ViewContext, compute
 from llmvis.analyses.attention import MAX_CELLS
-from llmvis.internals import Internals
 from tiny_models import tiny_loaded
-from trace_helpers import make_trace, random_ids
+from trace_helpers import random_ids, view_context
 
 T = 4096
 LIMIT = 1_000_000
@@ -32,7 +31,7 @@ CASES = [
 def long_ctx() -> ViewContext:
     loaded = tiny_loaded("llama", 1)  # one layer keeps this fast; sizes scale with L·H as documented
     ids = random_ids(loaded, T, seed=11)
-    return ViewContext(make_trace(loaded, ids, prompt_len=100), loaded, Internals(loaded, ids))
+    return view_context(loaded, ids, 100)
 
 
 @pytest.mark.parametrize(("name", "params"), CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])

@@ -110,7 +110,8 @@ class Generation:
         input_ids = torch.tensor([known], device=head_device)
         stop_ids = self.loaded.stop_ids
         pending: list[tuple[int, int]] = []  # (step, token id) whose rows are not fetched yet
-        generated_text = ""
+        tail = ""  # the end of the generated text, long enough to hold any stop string
+        tail_len = 2 * max((len(x) for x in params.stop), default=0) + 64
         try:
             for step in range(params.max_new_tokens):
                 if self.cancel.is_set():
@@ -137,7 +138,7 @@ class Generation:
                     fetched = buffer[pending[0][0] : pending[-1][0] + 1].tolist()
                     for (_, tid), row in zip(pending, fetched, strict=True):
                         piece = detok.push(tid)
-                        generated_text += piece
+                        tail = (tail + piece)[-tail_len:]
                         stats = row_to_stats(row, top_n, self.labeler)
                         token = self._token(len(self.trace.tokens), tid, piece, "generated", self.reply_role, stats)
                         self.trace.tokens.append(token)
@@ -148,7 +149,7 @@ class Generation:
                 if token_id in stop_ids:
                     finish = "eos"
                     break
-                if params.stop and any(s in generated_text for s in params.stop):
+                if params.stop and any(s in tail for s in params.stop):
                     finish = "stop"
                     break
         except BaseException as exc:
