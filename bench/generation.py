@@ -4,7 +4,9 @@ Prints, for prompt lengths 128/512/1536 and 64 new tokens on the bundled model, 
 tokens/s of (a) `model.generate` greedy, (b) the original prototype's per-step capture (eager
 attention, output_attentions + output_hidden_states every step, copied to Python lists),
 (c) llmvis generation with all statistics; then c/a and c/b. Configurations are interleaved
-and repeated so that machine noise hits all of them alike.
+and repeated so that machine noise hits all of them alike. c counts until the trace is complete,
+deferred prompt statistics included; "c stream" counts until the last generated token reached
+the caller (what a user watching the stream waits for).
 
     .venv/bin/python bench/generation.py [--lengths 128 512 1536] [--new 64] [--repeats 3]
 """
@@ -19,7 +21,7 @@ import time
 import torch
 from transformers import AutoModelForCausalLM, DynamicCache
 
-from llmvis.generation import SamplingParams, generate
+from llmvis.generation import SamplingParams, TokenEvent, start_generation
 from llmvis.models import load_model
 from llmvis.models.convert import converted_dir
 from llmvis.models.sources import bundled_gguf
@@ -65,12 +67,20 @@ def naive_capture(model, ids, new):
     return kept
 
 
-def llmvis_generate(loaded, prompt, new):
+def llmvis_generate(loaded, prompt, new) -> float:
+    """Returns the seconds until the last generated token was yielded."""
     request = GenerationRequest(
         mode="completion", prompt=prompt, params=SamplingParams(temperature=0, max_new_tokens=new)
     )
-    trace = generate(loaded, request)
-    assert len(trace.generated) == new, (len(trace.generated), trace.finish_reason)
+    t0 = time.perf_counter()
+    generation = start_generation(loaded, request)
+    last = 0.0
+    for event in generation:
+        if isinstance(event, TokenEvent):
+            last = time.perf_counter() - t0
+    assert len(generation.trace.generated) == new, (len(generation.trace.generated), generation.trace.finish_reason)
+    assert all(t.stats for t in generation.trace.tokens[1:]), "every token has its statistics"
+    return last
 
 
 def main() -> None:
@@ -103,15 +113,18 @@ def main() -> None:
             ids = torch.tensor([tok(prompts[n]).input_ids])
             for name, fn in configs.items():
                 t = time.perf_counter()
-                fn(prompts[n], ids)
+                streamed = fn(prompts[n], ids)
                 times.setdefault((n, name), []).append(time.perf_counter() - t)
+                if isinstance(streamed, float):
+                    times.setdefault((n, "c stream"), []).append(streamed)
 
     print(f"\n{args.new} new tokens, median of {args.repeats} (tokens/s, prefill included)")
-    print(f"{'prompt':>7} | {'a generate':>10} | {'b naive':>8} | {'c llmvis':>8} | {'c/a':>5} | {'c/b':>5}")
+    print(f"{'prompt':>7} | {'a generate':>10} | {'b naive':>8} | {'c llmvis':>8} | {'c/a':>5} | {'c/b':>5}"
+          f" | {'c stream/a':>10}")
     for n in args.lengths:
-        rate = {name: args.new / statistics.median(times[(n, name)]) for name in configs}
-        a, b, c = rate["a generate"], rate["b naive"], rate["c llmvis"]
-        print(f"{n:>7} | {a:>10.2f} | {b:>8.2f} | {c:>8.2f} | {c / a:>5.2f} | {c / b:>5.2f}")
+        rate = {name: args.new / statistics.median(times[(n, name)]) for name in [*configs, "c stream"]}
+        a, b, c, s = rate["a generate"], rate["b naive"], rate["c llmvis"], rate["c stream"]
+        print(f"{n:>7} | {a:>10.2f} | {b:>8.2f} | {c:>8.2f} | {c / a:>5.2f} | {c / b:>5.2f} | {s / a:>10.2f}")
 
 
 if __name__ == "__main__":

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import sys
 import threading
 
 import pytest
 import torch
 
-from llmvis.generation import GenerationError, StartEvent, TokenEvent, generate, start_generation
+from llmvis.generation import (
+    GenerationError,
+    PromptStatsEvent,
+    StartEvent,
+    TokenEvent,
+    generate,
+    start_generation,
+)
+from llmvis.generation import stats as stats_module
+from llmvis.generation.head import supports_deferred_head
 from llmvis.generation.sampling import SamplingParams, build_processors
 from llmvis.trace import ChatMessage, GenerationRequest, Trace
 from tiny_models import tiny_loaded
@@ -106,9 +118,64 @@ def test_unseeded_run_records_the_seed_it_used():
     assert first.ids == again.ids
 
 
-def test_prompt_token_stats_come_from_prefix_logits():
-    loaded = tiny_loaded("mistral")
+@pytest.mark.parametrize("deferred", [True, False], ids=["deferred", "eager"])
+def test_prompt_token_stats_come_from_prefix_logits(arch, deferred, monkeypatch):
+    """Both prefill paths, across chunk boundaries, equal one full forward's softmax."""
+    monkeypatch.setattr(sys.modules["llmvis.generation.generate"], "PREFILL_CHUNK", 7)
+    monkeypatch.setattr(stats_module, "CPU_ROW_BLOCK", 3)  # blocks that straddle chunks
+    loaded = dataclasses.replace(tiny_loaded(arch), _deferred_head=deferred)
     trace = generate(loaded, _request(temperature=0, max_new_tokens=2))
+    assert trace.prompt_len > 10  # spans several chunks
+    _assert_prompt_stats_match_forward(loaded, trace)
+
+
+def test_deferred_prompt_stats_replay_the_models_own_head():
+    """Gemma soft-caps its logits after lm_head: with logits far past the cap, replayed prompt
+    statistics still equal the full forward's, and differ from a bare lm_head's."""
+    loaded = tiny_loaded("gemma3_text")
+    model = copy.deepcopy(loaded.model)
+    with torch.no_grad():
+        model.get_output_embeddings().weight.mul_(60.0)
+    capped = dataclasses.replace(loaded, model=model, _deferred_head=None)
+    assert capped.deferred_head
+    trace = generate(capped, _request(temperature=0, max_new_tokens=1))
+    _assert_prompt_stats_match_forward(capped, trace)
+    ids = torch.tensor([trace.ids[: trace.prompt_len]])
+    with torch.no_grad():
+        hidden = model.model(ids).last_hidden_state[0]
+        uncapped = torch.softmax(model.lm_head(hidden).float(), -1)
+    assert max(abs(trace.tokens[p].stats.raw_prob - uncapped[p - 1, trace.ids[p]].item())
+               for p in range(1, trace.prompt_len)) > 1e-3
+
+
+def test_models_whose_forward_cannot_keep_one_logit_take_the_eager_path():
+    loaded = tiny_loaded("llama")
+
+    class NoLogitsToKeep(type(loaded.model)):
+        def forward(self, input_ids=None, cache=None, use_cache=None, **kwargs):
+            return super().forward(input_ids=input_ids, cache=cache, use_cache=use_cache)
+
+    model = copy.deepcopy(loaded.model)
+    model.__class__ = NoLogitsToKeep
+    assert not supports_deferred_head(model, torch.device("cpu"))
+    eager = dataclasses.replace(loaded, model=model, _deferred_head=None)
+    events = list(start_generation(eager, _request(temperature=0, max_new_tokens=2)))
+    assert all(t.stats is not None for t in events[0].prompt_tokens[1:])
+    assert not any(isinstance(e, PromptStatsEvent) for e in events)
+
+
+def test_deferred_prompt_stats_arrive_after_the_last_token_before_done():
+    loaded = tiny_loaded("qwen3")
+    assert loaded.deferred_head
+    events = list(start_generation(loaded, _request(temperature=0, max_new_tokens=3)))
+    start, stats_event, done = events[0], events[-2], events[-1]
+    assert isinstance(start, StartEvent) and all(t.stats is None for t in start.prompt_tokens)
+    assert isinstance(stats_event, PromptStatsEvent) and done.type == "done"
+    assert len(stats_event.stats) == len(start.prompt_tokens) and stats_event.stats[0] is None
+    assert all(s is not None for s in stats_event.stats[1:])
+
+
+def _assert_prompt_stats_match_forward(loaded, trace):
     ids = torch.tensor([trace.ids[: trace.prompt_len]])
     with torch.no_grad():
         logits = loaded.model(ids).logits[0].float()
@@ -117,10 +184,12 @@ def test_prompt_token_stats_come_from_prefix_logits():
         probs = torch.softmax(logits[pos - 1], -1)
         stats = trace.tokens[pos].stats
         assert abs(stats.raw_prob - probs[trace.ids[pos]].item()) <= 1e-5
-        assert stats.rank == int((probs > probs[trace.ids[pos]]).sum())
+        assert stats.rank == int((logits[pos - 1] > logits[pos - 1, trace.ids[pos]]).sum())
         entropy = -(probs * probs.clamp_min(1e-30).log()).sum().item()
         assert abs(stats.raw_entropy - entropy) <= 1e-4
-        assert [c.id for c in stats.top] == probs.topk(len(stats.top)).indices.tolist()
+        best = probs.topk(len(stats.top)).values  # compared by value: capped logits tie
+        assert torch.allclose(probs[[c.id for c in stats.top]], best, atol=1e-6)
+        assert all(abs(c.raw_prob - probs[c.id].item()) <= 1e-5 for c in stats.top)
         assert stats.sampled_prob is None
 
 

@@ -3,8 +3,9 @@
  * Streams events into `app` and emits; views only listen.
  */
 import { ApiError, api } from "./api/client";
-import type { DoneEvent, GenerationRequest, ModelInfo, SamplingParams, StartEvent, TokenEvent, Trace } from "./api/types";
+import type { DoneEvent, GenerationRequest, ModelInfo, PromptStatsEvent, SamplingParams, StartEvent, TokenEvent, Trace } from "./api/types";
 import { forkRequest } from "./forkRequest";
+import { applyPromptStats } from "./promptStats";
 import { t } from "./i18n";
 import { app, emit, type Run, runFromTrace, select, showError } from "./state";
 
@@ -89,6 +90,9 @@ async function streamRun(
       } else if (type === "token" && run) {
         run.tokens.push((data as TokenEvent).token);
         emit("tokens");
+      } else if (type === "prompt_stats" && run) {
+        applyPromptStats(run.tokens, data as PromptStatsEvent);
+        emit("stats");
       } else if (type === "done" && run) {
         run.done = data as DoneEvent;
         run.status = run.done.finish_reason === "cancelled" ? "cancelled" : "done";

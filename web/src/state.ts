@@ -25,6 +25,7 @@ export type AppEvent =
   | "model" // model loaded / changed
   | "run" // a new run replaced the current one
   | "tokens" // tokens appended to the current run
+  | "stats" // statistics arrived for tokens already shown (the prompt's, after the last token)
   | "status" // run status changed
   | "select" // the selected position changed
   | "colorMode"

@@ -1,7 +1,13 @@
 """Streaming generation with per-token statistics."""
 
 from llmvis.generation.errors import GenerationError
-from llmvis.generation.events import DoneEvent, GenerationEvent, StartEvent, TokenEvent
+from llmvis.generation.events import (
+    DoneEvent,
+    GenerationEvent,
+    PromptStatsEvent,
+    StartEvent,
+    TokenEvent,
+)
 from llmvis.generation.generate import Generation, generate, start_generation
 from llmvis.generation.sampling import SamplingParams
 
@@ -10,6 +16,7 @@ __all__ = [
     "Generation",
     "GenerationError",
     "GenerationEvent",
+    "PromptStatsEvent",
     "SamplingParams",
     "StartEvent",
     "TokenEvent",

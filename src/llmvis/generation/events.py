@@ -1,5 +1,8 @@
 """Events streamed while a run generates: start, one token event per token, done.
 
+When the prompt's statistics are deferred (generation/head.py), the start event's prompt tokens
+have none yet and a `prompt_stats` event brings them after the last token, before done.
+
 The server forwards them as SSE events of the same names; `error` is added there.
 """
 
@@ -11,7 +14,7 @@ from pydantic import BaseModel
 
 from llmvis.generation.sampling import SamplingParams
 from llmvis.models.info import ModelInfo
-from llmvis.trace import FinishReason, Timings, Token
+from llmvis.trace import FinishReason, Timings, Token, TokenStats
 
 
 class StartEvent(BaseModel):
@@ -27,6 +30,12 @@ class TokenEvent(BaseModel):
     token: Token
 
 
+class PromptStatsEvent(BaseModel):
+    type: Literal["prompt_stats"] = "prompt_stats"
+    run_id: str
+    stats: list[TokenStats | None]  # one per token the start event announced; the first is None
+
+
 class DoneEvent(BaseModel):
     type: Literal["done"] = "done"
     run_id: str
@@ -35,4 +44,4 @@ class DoneEvent(BaseModel):
     text: str
 
 
-GenerationEvent = StartEvent | TokenEvent | DoneEvent
+GenerationEvent = StartEvent | TokenEvent | PromptStatsEvent | DoneEvent

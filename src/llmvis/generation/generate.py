@@ -20,11 +20,18 @@ from transformers import DynamicCache
 from llmvis.generation.chat import build_prompt
 from llmvis.generation.detok import IncrementalDetokenizer, Labeler
 from llmvis.generation.errors import GenerationError
-from llmvis.generation.events import DoneEvent, GenerationEvent, StartEvent, TokenEvent
+from llmvis.generation.events import (
+    DoneEvent,
+    GenerationEvent,
+    PromptStatsEvent,
+    StartEvent,
+    TokenEvent,
+)
+from llmvis.generation.head import DeferredHead
 from llmvis.generation.sampling import build_processors
 from llmvis.generation.stats import prompt_rows, row_to_stats, row_width, step_row
 from llmvis.models.loaded import LoadedModel
-from llmvis.trace import FinishReason, GenerationRequest, Role, Timings, Token, Trace
+from llmvis.trace import FinishReason, GenerationRequest, Role, Timings, Token, TokenStats, Trace
 
 PREFILL_CHUNK = 512  # prompt positions whose full logits are held at once
 
@@ -83,10 +90,11 @@ class Generation:
         detok = IncrementalDetokenizer(self.loaded.tokenizer)
         cache = DynamicCache(config=model.config)
         cache_kw = self.loaded.cache_kwargs(cache)
-        rows, last_logits = self._prefill(known, cache, top_n)
+        head = DeferredHead(model) if self.loaded.deferred_head else None
+        rows, last_logits = self._prefill(known, cache, top_n, head)
         for pos, token_id in enumerate(known):
             is_prompt = pos < len(self.prompt_ids)
-            stats = None if pos == 0 else row_to_stats(rows[pos - 1], top_n, self.labeler, sampled=False)
+            stats = None if pos == 0 or head else row_to_stats(rows[pos - 1], top_n, self.labeler, sampled=False)
             self.trace.tokens.append(
                 self._token(pos, token_id, detok.push(token_id), "prompt" if is_prompt else "generated",
                             self.roles[pos] if is_prompt else self.reply_role, stats)
@@ -156,6 +164,8 @@ class Generation:
             self._finish("error" if not isinstance(exc, GeneratorExit) else "cancelled", t0, prefill_s,
                          first_token_s, error=str(exc) or type(exc).__name__)
             raise
+        if head is not None:
+            yield self._prompt_stats(known, head, top_n)
         self._finish(finish, t0, prefill_s, first_token_s)
         yield DoneEvent(
             run_id=self.trace.id,
@@ -165,10 +175,11 @@ class Generation:
         )
 
     def _prefill(
-        self, known: list[int], cache: DynamicCache, top_n: int
+        self, known: list[int], cache: DynamicCache, top_n: int, head: DeferredHead | None
     ) -> tuple[list[list[float]], torch.Tensor]:
-        """Run the prompt through the model in chunks, keeping the statistics of every known
-        token given its prefix; returns the rows and the logits after the last position."""
+        """Run the prompt through the model in chunks; returns the logits after the last position
+        and, unless a deferred head keeps the hidden states for later, the rows of every known
+        token given its prefix."""
         model, device = self.loaded.model, self.loaded.device
         ids = torch.tensor(known, device=device)
         rows: list[list[float]] = []
@@ -176,15 +187,43 @@ class Generation:
         with torch.inference_mode():
             for start in range(0, len(known), PREFILL_CHUNK):
                 chunk = ids[start : start + PREFILL_CHUNK]
+                if head is not None:
+                    with head.capture():
+                        out = model(input_ids=chunk[None], logits_to_keep=1, **self.loaded.cache_kwargs(cache))
+                    last = out.logits[0, -1].float()
+                    continue
                 out = model(input_ids=chunk[None], **self.loaded.cache_kwargs(cache))
                 logits = out.logits[0].float()
-                targets = ids[start + 1 : start + 1 + chunk.shape[0]].to(logits.device)
-                if targets.shape[0]:
-                    rows.extend(prompt_rows(logits[: targets.shape[0]], targets, top_n).tolist())
+                rows.extend(self._rows(ids, start, logits, top_n))
                 last = logits[-1]
                 del out, logits
         assert last is not None
         return rows, last
+
+    @staticmethod
+    def _rows(ids: torch.Tensor, start: int, logits: torch.Tensor, top_n: int) -> list[list[float]]:
+        """Rows of the tokens after positions start.. given the logits at those positions."""
+        targets = ids[start + 1 : start + 1 + logits.shape[0]].to(logits.device)
+        if not targets.shape[0]:
+            return []
+        return prompt_rows(logits[: targets.shape[0]], targets, top_n).tolist()
+
+    def _prompt_stats(self, known: list[int], head: DeferredHead, top_n: int) -> PromptStatsEvent:
+        """The deferred prompt statistics: the model's head over the kept hidden states."""
+        ids = torch.tensor(known)
+        rows: list[list[float]] = []
+        start = 0
+        for hidden in head.chunks:
+            logits = head.logits(hidden).float()
+            rows.extend(self._rows(ids.to(logits.device), start, logits, top_n))
+            start += hidden.shape[0]
+        head.chunks.clear()
+        stats: list[TokenStats | None] = [None]
+        for pos, row in enumerate(rows, start=1):
+            stats.append(row_to_stats(row, top_n, self.labeler, sampled=False))
+            # a copy: the start event handed out the original tokens
+            self.trace.tokens[pos] = self.trace.tokens[pos].model_copy(update={"stats": stats[-1]})
+        return PromptStatsEvent(run_id=self.trace.id, stats=stats)
 
     def _token(self, pos, token_id, piece, kind, role, stats) -> Token:
         return Token(

@@ -89,14 +89,27 @@ def row_to_stats(row: list[float], top_n: int, label, sampled: bool = True) -> T
     )
 
 
+CPU_ROW_BLOCK = 32  # rows per pass on CPU: 32 x vocab fp32 stays in cache (4x faster at 49k)
+
+
 def prompt_rows(logits: torch.Tensor, next_ids: torch.Tensor, top_n: int) -> torch.Tensor:
     """Statistics of known next tokens given their prefix, for a chunk of prompt positions.
 
     logits: [C, V] fp32 at positions i; next_ids: [C] the tokens at positions i + 1.
     Returns [C, row_width] (sampled columns repeat the raw ones; callers drop them).
-    This runs over every prompt position, so it makes few passes over [C, V] and allocates one
-    temporary: with p = e / Z, e = exp(x - max), the entropy is max + log Z - (e · x) / Z.
     """
+    if logits.device.type != "cpu" or logits.shape[0] <= CPU_ROW_BLOCK:
+        return _prompt_block(logits, next_ids, top_n)
+    return torch.cat([
+        _prompt_block(logits[i : i + CPU_ROW_BLOCK], next_ids[i : i + CPU_ROW_BLOCK], top_n)
+        for i in range(0, logits.shape[0], CPU_ROW_BLOCK)
+    ])
+
+
+def _prompt_block(logits: torch.Tensor, next_ids: torch.Tensor, top_n: int) -> torch.Tensor:
+    """prompt_rows for one block. This runs over every prompt position, so it makes few passes
+    over [C, V] and allocates one temporary: with p = e / Z, e = exp(x - max), the entropy is
+    max + log Z - (e · x) / Z."""
     k = min(top_n + 1, logits.shape[-1])
     top_logits, top_ids = logits.topk(k, dim=-1)
     top1 = top_logits[:, :1]

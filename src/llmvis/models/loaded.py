@@ -17,6 +17,7 @@ class LoadedModel:
     tokenizer: Any  # transformers PreTrainedTokenizer(Fast)
     info: ModelInfo
     stop_ids: frozenset[int] = field(default_factory=frozenset)
+    _deferred_head: bool | None = field(default=None, repr=False, compare=False)
 
     @property
     def device(self) -> torch.device:
@@ -26,6 +27,15 @@ class LoadedModel:
     @property
     def config(self) -> Any:
         return self.model.config
+
+    @property
+    def deferred_head(self) -> bool:
+        """Whether prompt logits may be computed after generation (see generation/head.py)."""
+        if self._deferred_head is None:
+            from llmvis.generation.head import supports_deferred_head
+
+            self._deferred_head = supports_deferred_head(self.model, self.device)
+        return self._deferred_head
 
     def cache_kwargs(self, cache: Any) -> dict[str, Any]:
         """The KV cache as a forward() keyword: transformers renamed past_key_values to cache."""

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from llmvis.generation.events import DoneEvent, StartEvent, TokenEvent
+from llmvis.generation.events import DoneEvent, PromptStatsEvent, StartEvent, TokenEvent
 from llmvis.generation.sampling import SamplingParams
 from llmvis.models.info import ModelInfo
 from llmvis.store import RunRow
@@ -84,7 +84,7 @@ class ErrorEvent(BaseModel):
     run_id: str | None = None
 
 
-RunEvent = Annotated[StartEvent | TokenEvent | DoneEvent | ErrorEvent, Field(discriminator="type")]
+RunEvent = Annotated[StartEvent | TokenEvent | PromptStatsEvent | DoneEvent | ErrorEvent, Field(discriminator="type")]
 LoadEvent = Annotated[LoadProgressEvent | LoadDoneEvent | ErrorEvent, Field(discriminator="type")]
 
 

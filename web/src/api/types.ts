@@ -17,6 +17,7 @@ export type Timings = S["Timings"];
 export type Trace = S["Trace"];
 export type StartEvent = S["StartEvent"];
 export type TokenEvent = S["TokenEvent"];
+export type PromptStatsEvent = S["PromptStatsEvent"];
 export type DoneEvent = S["DoneEvent"];
 export type ErrorEvent = S["ErrorEvent"];
 export type Health = S["Health"];

@@ -216,6 +216,10 @@ export function conversation(): HTMLElement {
   });
   on("select", showSelection);
   on("colorMode", recolor);
+  on("stats", () => {
+    recolor();
+    showSelection();
+  });
   on("theme", recolor);
   const relabel = () => {
     const names: Record<ColorMode, string> = { default: t("color.default"), entropy: t("color.entropy"), probability: t("color.probability"), gap: t("color.gap") };
