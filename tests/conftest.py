@@ -27,3 +27,16 @@ def bundled() -> LoadedModel:
     from llmvis.models import load_model
 
     return load_model("smollm2")
+
+
+@pytest.fixture(scope="session")
+def llama_engine(tmp_path_factory):
+    """llama.cpp's OpenAI-compatible server on the bundled GGUF (see llama_engine.py)."""
+    from llama_engine import LlamaServer, require_llama_cpp
+
+    from llmvis.models.sources import bundled_gguf
+
+    require_llama_cpp()
+    server = LlamaServer(bundled_gguf(), tmp_path_factory.mktemp("llama") / "server.log")
+    yield server
+    server.stop()

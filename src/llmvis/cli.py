@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
@@ -11,7 +12,8 @@ DEMO_PROMPT = "What is the capital of France?"
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="smollm2", help="smollm2 (bundled), a model directory, a .gguf file or a cached HF id")
+    parser.add_argument("--model", default=None,
+                        help="smollm2 (bundled, the default), a model directory, a .gguf file or a cached HF id")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda if present)")
     parser.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: bf16 on GPU, fp32 on CPU)")
     parser.add_argument("--device-map", default=None, help="accelerate device map: auto, balanced, or a JSON object")
@@ -109,10 +111,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from llmvis.config import Settings
     from llmvis.server.run import serve
 
+    if args.backend == "openai" and not args.base_url:
+        raise SystemExit("error: --backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+    try:
+        extra_body = json.loads(args.extra_body) if args.extra_body else None
+    except ValueError as exc:
+        raise SystemExit(f"error: --extra-body is not JSON: {exc}") from None
+    if extra_body is not None and not isinstance(extra_body, dict):
+        raise SystemExit("error: --extra-body must be a JSON object")
     settings = Settings(
-        model=args.model, host=args.host, port=args.port, device=args.device, dtype=args.dtype,
+        model=args.model or ("smollm2" if args.backend == "local" else None), host=args.host, port=args.port,
+        device=args.device, dtype=args.dtype,
         device_map=_device_map(args.device_map), trust_remote_code=args.trust_remote_code,
-        token=args.token, open_browser=args.open,
+        token=args.token, open_browser=args.open, backend=args.backend, base_url=args.base_url,
+        api_key_env=args.api_key_env, tokenizer=args.tokenizer, extra_body=extra_body,
+        engine_timeout=args.engine_timeout,
     )
     if args.data_dir:
         settings = settings.model_copy(update={"data_dir": Path(args.data_dir)})
@@ -133,6 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="start the web app (http://127.0.0.1:5050)")
     _add_model_args(serve)
     serve.add_argument("--host", default="127.0.0.1")
+    remote = serve.add_argument_group("remote engine (runs on an OpenAI-compatible server)")
+    remote.add_argument("--backend", choices=["local", "openai"], default="local",
+                        help="openai: generate on a vLLM/SGLang/TGI/llama.cpp server; --model names its model")
+    remote.add_argument("--base-url", default=None, help="the engine's OpenAI base URL, e.g. http://10.0.0.5:8000/v1")
+    remote.add_argument("--api-key-env", default=None, help="environment variable holding the API key")
+    remote.add_argument("--tokenizer", default=None,
+                        help="local tokenizer for the engine's model (default: --model as a local spec)")
+    remote.add_argument("--extra-body", default=None,
+                        help='JSON merged into every request, e.g. \'{"repeat_penalty": 1}\'')
+    remote.add_argument("--engine-timeout", type=float, default=120.0, help="seconds without a token before giving up")
     serve.add_argument("--port", type=int, default=None, help="default 5050 (the next free one if taken)")
     serve.add_argument("--open", action=argparse.BooleanOptionalAction, default=False, help="open a browser")
     serve.add_argument("--no-browser", dest="open", action="store_false", help="do not open a browser")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, Literal
 
 from platformdirs import user_data_path
 from pydantic import BaseModel, Field
@@ -27,7 +28,10 @@ class Settings(BaseModel):
         le=65535,
         description=f"None = {DEFAULT_PORT}, or the next free port when it is taken",
     )
-    model: str = Field(default="smollm2", description="model spec: smollm2, a directory, a .gguf, an HF id")
+    model: str | None = Field(
+        default="smollm2",
+        description="model spec: smollm2, a directory, a .gguf, an HF id; the engine's model name with --backend openai",
+    )
     device: str | None = None
     dtype: str | None = None
     device_map: str | dict[str, str | int] | None = Field(default=None, description="shard across GPUs")
@@ -37,6 +41,12 @@ class Settings(BaseModel):
     queue_size: int = Field(default=4, ge=0, le=1000, description="runs allowed to wait behind the running one")
     token: str | None = Field(default=None, min_length=8, description="access token (required off loopback)")
     open_browser: bool = False
+    backend: Literal["local", "openai"] = Field(default="local", description="where runs generate")
+    base_url: str | None = Field(default=None, description="the OpenAI-compatible engine's base URL")
+    api_key_env: str | None = Field(default=None, description="environment variable holding the engine's API key")
+    tokenizer: str | None = Field(default=None, description="local tokenizer spec for the engine's model")
+    extra_body: dict[str, Any] | None = Field(default=None, description="JSON merged into every engine request")
+    engine_timeout: float = Field(default=120.0, gt=0, description="seconds to wait for the engine")
 
     @property
     def db_path(self) -> Path:

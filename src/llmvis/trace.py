@@ -51,6 +51,13 @@ class TokenStats(BaseModel):
     logit_gap: float = Field(description="logit of top-1 minus logit of top-2")
     gap_to_top1: float = Field(description="logit of top-1 minus logit of this token (0 when it is top-1)")
     top: list[Candidate] = Field(default_factory=list)
+    entropy_upper: float | None = Field(
+        default=None,
+        description="remote engines: the entropy lies in [raw_entropy, entropy_upper] (only top-N is known)",
+    )
+    missing_mass: float | None = Field(
+        default=None, description="remote engines: probability mass outside the returned candidates"
+    )
 
 
 class Token(BaseModel):

@@ -60,13 +60,15 @@ def wait_ready(base: str, proc: subprocess.Popen, timeout: float) -> None:
 
 
 class Server:
-    def __init__(self, model: str | None, data_dir: Path, log: Path, timeout: float) -> None:
+    def __init__(self, model: str | None, data_dir: Path, log: Path, timeout: float,
+                 extra_args: list[str] | None = None) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "llmvis.cli", "serve", "--port", str(self.port), "--no-browser",
                "--data-dir", str(data_dir)]
         if model:
             cmd += ["--model", model]
+        cmd += extra_args or []
         self.log = log
         self._out = open(log, "w")  # noqa: SIM115
         env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}

@@ -14,6 +14,7 @@ class Prompt:
     ids: list[int]
     roles: list[Role | None]  # one per id; None in completion mode
     messages: list[ChatMessage]
+    text: str  # what was tokenised (a remote engine is sent this text)
 
 
 def conversation(request: GenerationRequest) -> list[ChatMessage]:
@@ -30,7 +31,7 @@ def build_prompt(tokenizer: Any, request: GenerationRequest) -> Prompt:
         if not request.prompt:
             raise GenerationError("the prompt is empty")
         ids = tokenizer(request.prompt).input_ids
-        return Prompt(list(ids), [None] * len(ids), [])
+        return Prompt(list(ids), [None] * len(ids), [], request.prompt)
     if not getattr(tokenizer, "chat_template", None):
         raise GenerationError("this model has no chat template; use Completion mode")
     messages = conversation(request)
@@ -40,7 +41,7 @@ def build_prompt(tokenizer: Any, request: GenerationRequest) -> Prompt:
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids = list(encoded.input_ids)
     roles = _roles(tokenizer, messages, [start for start, _ in encoded.offset_mapping])
-    return Prompt(ids, roles, messages)
+    return Prompt(ids, roles, messages, text)
 
 
 def _render(tokenizer: Any, messages: list[ChatMessage], *, add_generation_prompt: bool) -> str:

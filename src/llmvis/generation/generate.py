@@ -70,7 +70,7 @@ class Generation:
             params=self.params,
             model=loaded.info,
             prompt_len=len(self.prompt_ids),
-            title=_title(request),
+            title=title_of(request),
         )
         self._events = self._run()
 
@@ -251,7 +251,7 @@ class Generation:
         )
 
 
-def _title(request: GenerationRequest) -> str:
+def title_of(request: GenerationRequest) -> str:
     text = request.prompt or next((m.content for m in reversed(request.messages) if m.role == "user"), "")
     text = " ".join(text.split())
     return text[:80] + ("…" if len(text) > 80 else "")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-Source = Literal["bundled", "hf_dir", "gguf", "hf_cache"]
+Source = Literal["bundled", "hf_dir", "gguf", "hf_cache", "remote"]
 
 
 class ModelInfo(BaseModel):
@@ -27,3 +27,6 @@ class ModelInfo(BaseModel):
     device: str
     parameters: int
     has_chat_template: bool
+    tokenizer_hash: str | None = Field(
+        default=None, description="identifies the vocabulary: runs of a remote engine and a local copy match on it"
+    )

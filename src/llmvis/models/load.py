@@ -111,3 +111,25 @@ def load_model(
     info = describe(model, tokenizer, name=source.name, source=source.kind, path=str(source.path))
     report("ready", 1.0)
     return LoadedModel(model, tokenizer, info, stop_token_ids(model, tokenizer))
+
+
+def load_tokenizer(spec: str, *, trust_remote_code: bool = False) -> tuple[Any, Any | None, str]:
+    """The tokenizer (and the config, when there is one) of a local model spec, without weights:
+    what a remote engine's runs need to name their tokens. Returns (tokenizer, config, name)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    source = resolve(spec)
+    directory = ensure_converted(source.path) if source.kind in ("bundled", "gguf") else source.path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            directory, local_files_only=True, trust_remote_code=trust_remote_code
+        )
+    except Exception as exc:
+        raise ModelLoadError(f"could not load the tokenizer of {source.name}: {_one_line(exc)}") from exc
+    config = None
+    if (Path(directory) / "config.json").is_file():
+        try:
+            config = AutoConfig.from_pretrained(directory, local_files_only=True, trust_remote_code=trust_remote_code)
+        except Exception:  # the tokenizer is what matters; the config only fills in ModelInfo
+            config = None
+    return tokenizer, config, source.name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,7 +83,15 @@ def describe(model: Any, tokenizer: Any, *, name: str, source: str, path: str) -
         device=_devices(model, param),
         parameters=sum(p.numel() for p in model.parameters()),
         has_chat_template=bool(getattr(tokenizer, "chat_template", None)),
+        tokenizer_hash=tokenizer_hash(tokenizer),
     )
+
+
+def tokenizer_hash(tokenizer: Any) -> str:
+    """A short fingerprint of the vocabulary (token strings and ids)."""
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    digest = hashlib.sha1("\n".join(f"{i}\t{t}" for t, i in vocab).encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()[:16]
 
 
 def _devices(model: Any, param: torch.Tensor) -> str:
@@ -100,8 +109,13 @@ def _devices(model: Any, param: torch.Tensor) -> str:
 
 def stop_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:
     """EOS ids from the generation config, the model config and the tokenizer."""
+    return eos_ids(tokenizer, getattr(model, "generation_config", None), model.config)
+
+
+def eos_ids(tokenizer: Any, *configs: Any) -> frozenset[int]:
+    """EOS ids named by the configs (None skipped) and the tokenizer, and the usual end-of-turn tokens."""
     ids: set[int] = set()
-    for source in (getattr(model, "generation_config", None), model.config, tokenizer):
+    for source in (*configs, tokenizer):
         value = getattr(source, "eos_token_id", None)
         if isinstance(value, int):
             ids.add(value)

@@ -15,17 +15,20 @@ from fastapi.openapi.utils import get_openapi
 
 from llmvis.config import Settings
 from llmvis.models.loaded import LoadedModel
+from llmvis.remote.model import RemoteModel
 from llmvis.server import routes_model, routes_runs, routes_views, static
 from llmvis.server.engine import Engine
 from llmvis.server.security import Guard, resolve_token
 from llmvis.store import Store
 
 
-def create_app(settings: Settings | None = None, loaded: LoadedModel | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, loaded: LoadedModel | None = None, remote: RemoteModel | None = None
+) -> FastAPI:
     settings = settings or Settings()
     store = Store(settings.db_path)
     engine = Engine(loaded, store, queue_size=settings.queue_size, cache_bytes=settings.cache_bytes,
-                    allow_remote_code=settings.trust_remote_code)
+                    allow_remote_code=settings.trust_remote_code, remote=remote)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -31,8 +31,10 @@ from typing import Any
 
 import torch
 
+from llmvis.generation.errors import GenerationError
 from llmvis.generation.events import DoneEvent
 from llmvis.models.loaded import LoadedModel
+from llmvis.remote.model import RemoteModel
 from llmvis.server.schemas import (
     ErrorEvent,
     LoadDoneEvent,
@@ -160,14 +162,22 @@ def interruptible(model: Any, cancel: threading.Event) -> Iterator[None]:
             handle.remove()
 
 
-def _same_model(a: Any, b: Any) -> bool:
-    return a.name == b.name and a.path == b.path and a.vocab_size == b.vocab_size
+def _same_model(local: Any, run: Any) -> bool:
+    """Whether the loaded model's weights can compute the views of a run of model `run`: the
+    same model, or for a remote engine's run a local copy with the same vocabulary."""
+    if run.source == "remote":
+        return local.tokenizer_hash is not None and local.tokenizer_hash == run.tokenizer_hash
+    return local.name == run.name and local.path == run.path and local.vocab_size == run.vocab_size
 
 
 class Engine:
     def __init__(self, loaded: LoadedModel | None, store: Store, *, queue_size: int = 4,
-                 cache_bytes: int = 1 << 30, allow_remote_code: bool = False) -> None:
-        self.loaded = loaded
+                 cache_bytes: int = 1 << 30, allow_remote_code: bool = False,
+                 remote: RemoteModel | None = None, remote_slots: int = 16) -> None:
+        self.loaded = loaded  # with a remote engine: the local copy that views use, if attached
+        self.remote = remote  # runs go to this engine when set
+        self.remote_slots = remote_slots
+        self._remote_active = 0
         self.store = store
         self.queue_size = queue_size
         self.allow_remote_code = allow_remote_code
@@ -192,7 +202,7 @@ class Engine:
 
     @property
     def running(self) -> bool:
-        return self._running is not None
+        return self._running is not None or self._remote_active > 0
 
     @property
     def waiting(self) -> int:
@@ -208,6 +218,8 @@ class Engine:
         return self._loading
 
     def close(self) -> None:
+        if self.remote is not None:
+            self.remote.close()
         running = self._running
         if running is not None:
             running.cancel.set()
@@ -245,6 +257,8 @@ class Engine:
         """
         from llmvis.generation import start_generation
 
+        if self.remote is not None:
+            return self._submit_remote(self.remote, request, loop, parent_id, fork_position)
         loaded = self.loaded
         if loaded is None:
             raise NoModel("no model is loaded: load one with POST /api/model/load")
@@ -267,7 +281,6 @@ class Engine:
             self._waiting -= 1
             self._running = ticket
         started: float | None = time.perf_counter()
-        generation = ticket.generation
         try:
             if ticket.cancel.is_set():
                 started = None  # the client left while the run waited: nothing was generated
@@ -278,33 +291,76 @@ class Engine:
                 assert ticket.request is not None
                 loaded = self.loaded
                 if loaded is None:
-                    raise NoModel("the model was unloaded before this run started")
+                    self._fail(ticket, NoModel("the model was unloaded before this run started"))
+                    return
                 with self.model_lock:
-                    generation = start_generation(loaded, ticket.request, ticket.cancel)
+                    try:
+                        ticket.generation = start_generation(loaded, ticket.request, ticket.cancel)
+                    except Exception as exc:
+                        self._fail(ticket, exc)
+                        return
                 ticket.loaded = loaded
-            done: DoneEvent | None = None
-            for event in self._steps(generation):
-                if isinstance(event, DoneEvent):
-                    done = event  # sent after the trace is saved, so GET /api/runs/{id} finds it
-                else:
-                    ticket.emit(event)
-            trace = self._finish(ticket, generation.trace)
-            if ticket.loaded is not None:
-                self._pending_capture = (ticket.loaded, trace.ids)
-            if done is not None:
-                ticket.emit(done)
-        except Exception as exc:
-            message = error_message(exc)
-            log.warning("run failed: %s", message, exc_info=not is_oom(exc))
-            run_id = self._save_failed(ticket, generation, message)
-            if is_oom(exc) and torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            ticket.emit(ErrorEvent(message=message, run_id=run_id))
+            self._stream(ticket, self._steps(ticket.generation))
+            if ticket.loaded is not None and ticket.generation.trace.finish_reason != "error":
+                self._pending_capture = (ticket.loaded, ticket.generation.trace.ids)
         finally:
             if started is not None:  # for the Retry-After estimate
                 self._durations.append(time.perf_counter() - started)
             with self._state:
                 self._running = None
+            ticket.finished.set()
+            ticket.emit(END)
+
+    def _stream(self, ticket: RunTicket, events: Iterator[Any]) -> None:
+        """Forward a run's events to its client; done only once the trace is saved (so that
+        GET /api/runs/{id} finds it), an error event with the failed run saved."""
+        try:
+            done: DoneEvent | None = None
+            for event in events:
+                if isinstance(event, DoneEvent):
+                    done = event
+                else:
+                    ticket.emit(event)
+            self._finish(ticket, ticket.generation.trace)
+            if done is not None:
+                ticket.emit(done)
+        except Exception as exc:
+            self._fail(ticket, exc)
+
+    def _fail(self, ticket: RunTicket, exc: Exception) -> None:
+        message = error_message(exc)
+        log.warning("run failed: %s", message, exc_info=not is_oom(exc) and not isinstance(exc, GenerationError))
+        run_id = self._save_failed(ticket, ticket.generation, message)
+        if is_oom(exc) and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        ticket.emit(ErrorEvent(message=message, run_id=run_id))
+
+    # remote runs: no model to share, so each streams in its own thread ------------------------
+
+    def _submit_remote(self, remote: RemoteModel, request: GenerationRequest, loop: asyncio.AbstractEventLoop,
+                       parent_id: str | None, fork_position: int | None) -> RunTicket:
+        from llmvis.remote.generate import RemoteGeneration
+
+        with self._state:
+            if self._remote_active >= self.remote_slots:
+                raise QueueFull(self._remote_active, 2)
+            self._remote_active += 1
+        ticket = RunTicket(loop=loop, request=request, parent_id=parent_id, fork_position=fork_position)
+        try:
+            ticket.generation = RemoteGeneration(remote, request, ticket.cancel)
+        except BaseException:
+            with self._state:
+                self._remote_active -= 1
+            raise
+        threading.Thread(target=self._run_remote, args=(ticket,), name="llmvis-remote-run", daemon=True).start()
+        return ticket
+
+    def _run_remote(self, ticket: RunTicket) -> None:
+        try:
+            self._stream(ticket, iter(ticket.generation))
+        finally:
+            with self._state:
+                self._remote_active -= 1
             ticket.finished.set()
             ticket.emit(END)
 
@@ -379,6 +435,11 @@ class Engine:
                 trust_remote_code=request.trust_remote_code,
                 progress=progress,
             )
+            if self.remote is not None and loaded.info.tokenizer_hash != self.remote.info.tokenizer_hash:
+                raise ValueError(
+                    f"{loaded.info.name} has another vocabulary than the engine's {self.remote.info.name}: "
+                    "a local copy for the views must use the same tokenizer"
+                )
             with self.model_lock:
                 old, self.loaded = self.loaded, loaded
                 self.cache = self._new_cache()
@@ -415,9 +476,17 @@ class Engine:
         internals = None
         if view.needs_internals:
             if loaded is None:
+                if trace.model.source == "remote":
+                    raise NeedsModel(
+                        f"the {view.title} view needs the model's weights, which stay on the engine at "
+                        f"{trace.model.path}: load a local copy of {trace.model.name} (same tokenizer) to compute it here"
+                    )
                 raise NeedsModel(
                     f"the {view.title} view needs the weights of {trace.model.name}; load that model first"
                 )
+            unknown = sum(1 for i in trace.ids if i < 0)
+            if unknown:
+                raise NeedsModel(f"{unknown} tokens of this run have no id in the local vocabulary")
             from llmvis.internals import Internals
 
             internals = Internals(loaded, trace.ids, cache=self.cache)

@@ -38,20 +38,20 @@ def _version() -> str:
 def _state(engine: Engine) -> Literal["none", "loading", "ready"]:
     if engine.loading is not None:
         return "loading"
-    return "ready" if engine.loaded is not None else "none"
+    return "ready" if engine.loaded is not None or engine.remote is not None else "none"
 
 
 @router.get("/health")
 def health(engine: EngineDep) -> Health:
-    return Health(version=_version(), model_loaded=engine.loaded is not None,
+    return Health(version=_version(), model_loaded=engine.loaded is not None or engine.remote is not None,
                   model_state=_state(engine), running=engine.running, waiting=engine.waiting,
                   capturing=engine.capturing)
 
 
 @router.get("/model")
 def model(engine: EngineDep) -> ModelState:
-    loaded = engine.loaded
-    return ModelState(state=_state(engine), model=loaded.info if loaded else None,
+    local = engine.loaded.info if engine.loaded else None
+    return ModelState(state=_state(engine), model=engine.remote.info if engine.remote else local, local=local,
                       loading=engine.loading, last_error=engine.last_load_error)
 
 
@@ -69,13 +69,13 @@ def tokenize(engine: EngineDep, text: Annotated[str, Query(min_length=1, max_len
     """The loaded model's tokens for `text` (no special tokens added), e.g. to fork with typed text."""
     from llmvis.generation.detok import Labeler
 
-    loaded = engine.loaded
-    if loaded is None:
+    tokenizer = engine.remote.tokenizer if engine.remote else engine.loaded.tokenizer if engine.loaded else None
+    if tokenizer is None:
         raise HTTPException(503, "no model is loaded: load one with POST /api/model/load")
-    ids = loaded.tokenizer.encode(text, add_special_tokens=False)
+    ids = tokenizer.encode(text, add_special_tokens=False)
     if not ids:
         raise deps.unprocessable("the text makes no tokens", ("query", "text"))
-    label = Labeler(loaded.tokenizer)
+    label = Labeler(tokenizer)
     return Tokenized(tokens=[TokenPiece(id=i, label=label(i)) for i in ids])
 
 
@@ -97,6 +97,9 @@ async def _start_load(body: LoadModelRequest, engine: EngineDep) -> LoadTicket:
              responses=deps.errors(400, 403, 409))
 async def load(ticket: Annotated[LoadTicket, Depends(_start_load)]) -> AsyncIterator[LoadEvent]:
     """Load another model; streams `progress` events, then `done` or `error`.
+
+    With a remote engine, runs stay on the engine: the model loaded here is the local copy that
+    computes the views needing weights, and must have the engine model's vocabulary.
 
     A spec that cannot be resolved answers 400 before the stream opens; a failure while
     loading ends the stream with `error`. Either way the previous model stays loaded.

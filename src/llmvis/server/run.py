@@ -13,7 +13,7 @@ import sys
 import threading
 import webbrowser
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
 
 from llmvis.config import DEFAULT_PORT, Settings
 from llmvis.server.security import is_loopback, is_wildcard, resolve_token
@@ -80,10 +80,44 @@ def serve(settings: Settings) -> None:
         raise SystemExit(2) from None
 
 
+def _load(settings: Settings, sock: socket.socket) -> Any:
+    from llmvis.models import ModelLoadError, load_model
+
+    spec = settings.model or "smollm2"
+    print(f"loading {spec} …", file=sys.stderr)
+    try:
+        loaded = load_model(spec, device=settings.device, dtype=settings.dtype,
+                            device_map=settings.device_map, trust_remote_code=settings.trust_remote_code,
+                            progress=progress_bar())
+    except ModelLoadError as exc:
+        sock.close()
+        raise ServeError(f"cannot load {spec}: {exc}") from exc
+    info = loaded.info
+    print(f"\rloaded {info.name} ({info.parameters / 1e6:.0f}M parameters, {info.device}, {info.dtype})",
+          file=sys.stderr)
+    return loaded
+
+
+def _connect(settings: Settings, sock: socket.socket) -> Any:
+    from llmvis.models import ModelLoadError
+    from llmvis.remote.model import connect_remote
+
+    assert settings.base_url is not None
+    print(f"connecting to {settings.base_url} …", file=sys.stderr)
+    try:
+        remote = connect_remote(settings.base_url, settings.model, tokenizer=settings.tokenizer,
+                                api_key_env=settings.api_key_env, extra_body=settings.extra_body,
+                                timeout=settings.engine_timeout, trust_remote_code=settings.trust_remote_code)
+    except ModelLoadError as exc:
+        sock.close()
+        raise ServeError(str(exc)) from exc
+    print(f"runs go to {remote.info.name} at {remote.client.base_url}", file=sys.stderr)
+    return remote
+
+
 def _serve(settings: Settings) -> None:
     import uvicorn
 
-    from llmvis.models import ModelLoadError, load_model
     from llmvis.server.app import create_app
 
     sock = bind(settings.host, settings.port)
@@ -94,18 +128,11 @@ def _serve(settings: Settings) -> None:
         print(f"warning: listening on {settings.host}, reachable from other machines; "
               "a token is required", file=sys.stderr)
     settings = settings.model_copy(update={"token": resolve_token(settings.host, settings.token)})
-    print(f"loading {settings.model} …", file=sys.stderr)
-    try:
-        loaded = load_model(settings.model, device=settings.device, dtype=settings.dtype,
-                            device_map=settings.device_map, trust_remote_code=settings.trust_remote_code,
-                            progress=progress_bar())
-    except ModelLoadError as exc:
-        sock.close()
-        raise ServeError(f"cannot load {settings.model}: {exc}") from exc
-    info = loaded.info
-    print(f"\rloaded {info.name} ({info.parameters / 1e6:.0f}M parameters, {info.device}, {info.dtype})",
-          file=sys.stderr)
-    app = create_app(settings, loaded)
+    if settings.backend == "openai":
+        loaded, remote = None, _connect(settings, sock)
+    else:
+        loaded, remote = _load(settings, sock), None
+    app = create_app(settings, loaded, remote)
     url = url_for(settings.host, port, app.state.token)
     print(f"llmvis is running at {url}  (Ctrl-C to stop)", flush=True)
     if settings.open_browser:

@@ -43,7 +43,10 @@ class LoadingState(BaseModel):
 
 class ModelState(BaseModel):
     state: Literal["none", "loading", "ready"]
-    model: ModelInfo | None = None
+    model: ModelInfo | None = Field(default=None, description="the model runs go to (a remote engine's, if any)")
+    local: ModelInfo | None = Field(
+        default=None, description="the local weights views compute with (with a remote engine: its local copy)"
+    )
     loading: LoadingState | None = None
     last_error: str | None = Field(default=None, description="why the last load failed, if it did")
 

@@ -1,0 +1,167 @@
+"""Runs on a remote engine: the same events and Trace as local generation.
+
+The prompt is rendered and tokenised locally (the model's own chat template), so the prompt
+tokens shown are the ones sent, and a fork is the same request with the forced tokens appended.
+The text goes to /v1/completions, which every OpenAI-compatible engine serves; each streamed
+token comes with its logprob and the top-N alternatives, which become the token's statistics.
+Prompt tokens get none: engines do not return them in the stream.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from llmvis.generation.chat import build_prompt
+from llmvis.generation.errors import GenerationError
+from llmvis.generation.events import DoneEvent, GenerationEvent, StartEvent, TokenEvent
+from llmvis.generation.generate import title_of
+from llmvis.remote.client import EngineError
+from llmvis.remote.model import RemoteModel
+from llmvis.remote.stats import Returned, remote_stats
+from llmvis.trace import FinishReason, GenerationRequest, Role, Timings, Token, Trace
+
+
+class RemoteGeneration:
+    """An iterator of events for one run on the engine; `trace` holds what arrived so far."""
+
+    def __init__(self, remote: RemoteModel, request: GenerationRequest, cancel: threading.Event | None = None) -> None:
+        self.remote = remote
+        self.cancel = cancel or threading.Event()
+        tok = remote.tokenizer
+        prompt = build_prompt(tok, request)
+        vocab = remote.info.vocab_size
+        forced = list(request.forced_tokens)
+        if any(not 0 <= t < vocab for t in forced):
+            raise GenerationError(f"forced token ids must be in [0, {vocab})")
+        self.prompt_ids, self.roles, self.forced = prompt.ids, prompt.roles, forced
+        self.text = prompt.text + (tok.decode(forced, skip_special_tokens=False) if forced else "")
+        start_len = len(prompt.ids) + len(forced)
+        wanted = request.params.max_new_tokens
+        if start_len + wanted > remote.info.context_length:
+            raise GenerationError(
+                f"prompt ({start_len} tokens) + max_new_tokens ({wanted}) exceeds the model's context "
+                f"length ({remote.info.context_length})"
+            )
+        seed = request.params.seed
+        if seed is None:
+            seed = random.SystemRandom().randrange(2**31)
+        self.params = request.params.model_copy(update={"seed": seed})
+        self.reply_role: Role | None = "assistant" if request.mode == "chat" else None
+        self.trace = Trace(
+            request=request, params=self.params, model=remote.info, prompt_len=len(prompt.ids), title=title_of(request)
+        )
+        self._events = self._run()
+
+    def __iter__(self) -> Iterator[GenerationEvent]:
+        return self
+
+    def __next__(self) -> GenerationEvent:
+        return next(self._events)
+
+    def body(self) -> dict[str, Any]:
+        """The /v1/completions request for this run."""
+        p = self.params
+        body: dict[str, Any] = {
+            "model": self.remote.engine_model,
+            "prompt": self.text,
+            "max_tokens": p.max_new_tokens,
+            "temperature": p.temperature,
+            "seed": p.seed,
+            "logprobs": p.top_n,
+        }
+        if p.top_p < 1:
+            body["top_p"] = p.top_p
+        if p.top_k is not None:
+            body["top_k"] = p.top_k
+        if p.stop:
+            body["stop"] = list(p.stop)
+        return {**body, **self.remote.extra_body}
+
+    def _run(self) -> Iterator[GenerationEvent]:
+        t0 = time.perf_counter()
+        tmap = self.remote.token_map
+        for pos, token_id in enumerate(self.prompt_ids + self.forced):
+            is_prompt = pos < len(self.prompt_ids)
+            self.trace.tokens.append(
+                self._token(pos, token_id, str(self.remote.tokenizer.decode([token_id], skip_special_tokens=False)),
+                            "prompt" if is_prompt else "generated", self.roles[pos] if is_prompt else self.reply_role)
+            )
+        yield StartEvent(run_id=self.trace.id, prompt_tokens=list(self.trace.tokens), params=self.params,
+                         model=self.remote.info)
+        finish: FinishReason = "length"
+        first_token_s = 0.0
+        stream = self.remote.client.stream_completion(self.body())
+        try:
+            for chunk in stream:
+                if self.cancel.is_set():
+                    finish = "cancelled"
+                    break
+                choice = (chunk.get("choices") or [{}])[0]
+                for piece, logprob, top in _tokens_of(choice):
+                    token_id = tmap.id_of(piece)
+                    chosen = Returned(token_id, tmap.label(token_id, piece), logprob)
+                    candidates = [Returned(i, tmap.label(i, t), lp) for t, lp in top.items() for i in [tmap.id_of(t)]]
+                    token = self._token(len(self.trace.tokens), token_id, tmap.text(token_id, piece), "generated",
+                                        self.reply_role, remote_stats(chosen, candidates, self.remote.info.vocab_size))
+                    self.trace.tokens.append(token)
+                    first_token_s = first_token_s or time.perf_counter() - t0
+                    yield TokenEvent(token=token)
+                if choice.get("finish_reason"):
+                    finish = self._finish_reason(choice)
+        except EngineError as exc:
+            self._finish("error", t0, first_token_s, str(exc))
+            raise GenerationError(str(exc)) from exc
+        except BaseException as exc:
+            self._finish("cancelled" if isinstance(exc, GeneratorExit) else "error", t0, first_token_s,
+                         str(exc) or type(exc).__name__)
+            raise
+        finally:
+            stream.close()  # on cancel: the engine sees the disconnect and stops generating
+        self._finish(finish, t0, first_token_s)
+        yield DoneEvent(run_id=self.trace.id, finish_reason=finish, timings=self.trace.timings, text=self.trace.text)
+
+    def _finish_reason(self, choice: dict[str, Any]) -> FinishReason:
+        """Engines say "stop" for EOS and stop strings alike; vLLM tells them apart in stop_reason."""
+        if choice.get("finish_reason") == "length":
+            return "length"
+        matched = choice.get("stop_reason")
+        if isinstance(matched, str) or (matched is None and self.params.stop and "stop_reason" not in choice):
+            return "stop"
+        return "eos"
+
+    def _token(self, pos: int, token_id: int, text: str, kind: Any, role: Role | None, stats: Any = None) -> Token:
+        tmap = self.remote.token_map
+        return Token(position=pos, id=token_id, text=text, label=tmap.label(token_id, text), kind=kind, role=role,
+                     special=token_id in tmap.labeler.special_ids, stats=stats)
+
+    def _finish(self, finish: FinishReason, t0: float, first_token_s: float, error: str | None = None) -> None:
+        total = time.perf_counter() - t0
+        n = len(self.trace.generated) - len(self.forced)
+        self.trace.finish_reason = finish
+        self.trace.error = error
+        self.trace.timings = Timings(prefill_s=first_token_s, first_token_s=first_token_s,
+                                     decode_s=max(0.0, total - first_token_s), total_s=total,
+                                     tokens_per_s=n / total if total > 0 else 0.0)
+
+
+def _tokens_of(choice: dict[str, Any]) -> Iterator[tuple[str, float, dict[str, float]]]:
+    """(piece, logprob, {candidate: logprob}) for each token in a completion chunk."""
+    logprobs = choice.get("logprobs")
+    if not logprobs:
+        if choice.get("text"):
+            raise EngineError(
+                "the engine returned text without logprobs: it must support `logprobs` on /v1/completions "
+                "(llama-cpp-python: start it with --logits_all true)"
+            )
+        return
+    pieces = logprobs.get("tokens") or []
+    values = logprobs.get("token_logprobs") or []
+    tops = logprobs.get("top_logprobs") or [None] * len(pieces)
+    for piece, value, top in zip(pieces, values, tops, strict=False):
+        if value is None:
+            continue
+        yield str(piece), float(value), {str(k): float(v) for k, v in (top or {}).items()}

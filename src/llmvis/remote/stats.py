@@ -1,0 +1,73 @@
+"""Token statistics from what an engine returns: the chosen token's logprob and the top-N.
+
+A remote engine reports N candidates, not the distribution, so the entropy is known only within
+bounds. With p_1..p_k the known probabilities (the candidates and the chosen token), the missing
+mass m = 1 - sum(p) lies on the V - k other tokens, none more probable than the least probable
+candidate c. The entropy is smallest when m is packed into as few tokens as possible (each at
+c), largest when it is spread evenly; both bounds are exact for the information given.
+Log-probabilities serve as logits: they differ from the raw logits by one constant per step, so
+probabilities, gaps and ranks come out the same.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from llmvis.trace import Candidate, TokenStats
+
+
+@dataclass(frozen=True)
+class Returned:
+    """One token as the engine named it, mapped to the local vocabulary (id -1: unknown)."""
+
+    id: int
+    label: str
+    logprob: float
+
+
+def _plogp(p: float) -> float:
+    return -p * math.log(p) if p > 0 else 0.0
+
+
+def entropy_bounds(top: list[float], vocab: int, chosen: float | None = None) -> tuple[float, float, float]:
+    """(lower, upper, missing mass) of the entropy in nats, given the probabilities of the top
+    candidates and, when it is not among them, of the chosen token, out of `vocab` tokens."""
+    known = [p for p in [*top, *([] if chosen is None else [chosen])] if p > 0]
+    base = sum(_plogp(p) for p in known)
+    missing = max(0.0, 1.0 - sum(known))
+    others = max(0, vocab - len(known))
+    if missing <= 1e-9 or others == 0 or not top:
+        return base, base, missing
+    cap = min(min(p for p in top if p > 0), missing)  # no other token beats the last candidate
+    full = min(others, int(missing / cap))
+    rest = missing - full * cap
+    lower = base + full * _plogp(cap) + _plogp(min(rest, cap))
+    upper = base + missing * math.log(others / missing)
+    return lower, max(upper, lower), missing
+
+
+def remote_stats(chosen: Returned, top: list[Returned], vocab: int) -> TokenStats:
+    """TokenStats of one generated token; `top` as the engine listed it (any order)."""
+    ranked = sorted({t.label if t.id < 0 else t.id: t for t in top}.values(), key=lambda t: -t.logprob)
+    in_top = any(_same(t, chosen) for t in ranked)
+    lower, upper, missing = entropy_bounds(
+        [math.exp(t.logprob) for t in ranked], vocab, None if in_top else math.exp(chosen.logprob)
+    )
+    rank = next((i for i, t in enumerate(ranked) if _same(t, chosen)), len(ranked))
+    first = ranked[0].logprob if ranked else chosen.logprob
+    second = ranked[1].logprob if len(ranked) > 1 else first
+    return TokenStats(
+        raw_prob=math.exp(chosen.logprob),
+        rank=rank,
+        raw_entropy=lower,
+        entropy_upper=upper,
+        missing_mass=missing,
+        logit_gap=first - second,
+        gap_to_top1=max(0.0, first - chosen.logprob),
+        top=[Candidate(id=t.id, label=t.label, logit=t.logprob, raw_prob=math.exp(t.logprob)) for t in ranked],
+    )
+
+
+def _same(a: Returned, b: Returned) -> bool:
+    return a.id == b.id if a.id >= 0 and b.id >= 0 else a.label == b.label
