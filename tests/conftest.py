@@ -33,7 +33,6 @@ def bundled() -> LoadedModel:
 def llama_engine(tmp_path_factory):
     """llama.cpp's OpenAI-compatible server on the bundled GGUF (see llama_engine.py)."""
     from llama_engine import LlamaServer, require_llama_cpp
-
     from llmvis.models.sources import bundled_gguf
 
     require_llama_cpp()
