@@ -44,7 +44,7 @@ class LlamaServer:
         self._log = open(log, "w")  # noqa: SIM115
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
                "--port", str(self.port), "--n_ctx", "2048", "--logits_all", "true", "--n_threads", "2",
-               "--verbose", "false"]
+               "--verbose", "false", "--interrupt_requests", "false"]  # queue, do not cut, concurrent runs
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while True:

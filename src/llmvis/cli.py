@@ -125,7 +125,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         device_map=_device_map(args.device_map), trust_remote_code=args.trust_remote_code,
         token=args.token, open_browser=args.open, backend=args.backend, base_url=args.base_url,
         api_key_env=args.api_key_env, tokenizer=args.tokenizer, extra_body=extra_body,
-        engine_timeout=args.engine_timeout,
+        engine_timeout=args.engine_timeout, remote_slots=args.remote_slots,
     )
     if args.data_dir:
         settings = settings.model_copy(update={"data_dir": Path(args.data_dir)})
@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     remote.add_argument("--extra-body", default=None,
                         help='JSON merged into every request, e.g. \'{"repeat_penalty": 1}\'')
     remote.add_argument("--engine-timeout", type=float, default=120.0, help="seconds without a token before giving up")
+    remote.add_argument("--remote-slots", type=int, default=64, help="runs streaming from the engine at once")
     serve.add_argument("--port", type=int, default=None, help="default 5050 (the next free one if taken)")
     serve.add_argument("--open", action=argparse.BooleanOptionalAction, default=False, help="open a browser")
     serve.add_argument("--no-browser", dest="open", action="store_false", help="do not open a browser")

@@ -47,6 +47,7 @@ class Settings(BaseModel):
     tokenizer: str | None = Field(default=None, description="local tokenizer spec for the engine's model")
     extra_body: dict[str, Any] | None = Field(default=None, description="JSON merged into every engine request")
     engine_timeout: float = Field(default=120.0, gt=0, description="seconds to wait for the engine")
+    remote_slots: int = Field(default=64, ge=1, le=4096, description="remote runs streaming at once")
 
     @property
     def db_path(self) -> Path:

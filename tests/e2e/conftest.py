@@ -6,6 +6,7 @@ web app must be built (`make web`) before they run; they fail with that hint if 
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,5 +61,22 @@ def bundled_server(tmp_path_factory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("e2e-bundled")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     server = Server(None, tmp / "data", ARTIFACTS / "serve-bundled.log", timeout=600)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def remote_server(tmp_path_factory, llama_engine) -> Iterator[Server]:
+    """`llmvis serve --backend openai` against llama.cpp's server on the bundled GGUF: runs go to
+    the engine; no local weights until the page loads a local copy."""
+    require_browser()
+    from llama_engine import NEUTRAL
+
+    tmp = tmp_path_factory.mktemp("e2e-remote")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    server = Server(None, tmp / "data", ARTIFACTS / "serve-remote.log", timeout=120, extra_args=[
+        "--backend", "openai", "--base-url", llama_engine.base_url, "--tokenizer", "smollm2",
+        "--extra-body", json.dumps(NEUTRAL),
+    ])
     yield server
     server.stop()

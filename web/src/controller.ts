@@ -6,6 +6,7 @@ import { ApiError, api } from "./api/client";
 import type { DoneEvent, GenerationRequest, ModelInfo, PromptStatsEvent, SamplingParams, StartEvent, TokenEvent, Trace } from "./api/types";
 import { forkRequest } from "./forkRequest";
 import { applyPromptStats } from "./promptStats";
+import { isRemote } from "./remote";
 import { t } from "./i18n";
 import { app, emit, type Run, runFromTrace, select, showError } from "./state";
 
@@ -26,7 +27,10 @@ export async function loadModel(spec: string, onProgress: (p: LoadProgress) => v
         const d = data as { stage: string; fraction: number };
         onProgress({ stage: d.stage, fraction: d.fraction, state: "loading" });
       } else if (type === "done") {
-        app.model = (data as { model: ModelInfo }).model;
+        const loaded = (data as { model: ModelInfo }).model;
+        // With a remote engine, runs stay on the engine: what loaded is its local copy.
+        if (!isRemote(app.model)) app.model = loaded;
+        app.localModel = loaded;
         onProgress({ stage: t("model.loaded"), fraction: 1, state: "ready" });
         emit("model");
       } else if (type === "error") {

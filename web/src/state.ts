@@ -22,7 +22,8 @@ export interface Run {
 }
 
 export type AppEvent =
-  | "model" // model loaded / changed
+  | "model" // model loaded / changed (the run model or its local copy)
+  | "wantModel" // a view needs weights: point the user at the load box
   | "run" // a new run replaced the current one
   | "tokens" // tokens appended to the current run
   | "stats" // statistics arrived for tokens already shown (the prompt's, after the last token)
@@ -39,7 +40,10 @@ export interface AppError {
 }
 
 export const app = {
+  /** the model runs go to (a remote engine's, with `llmvis serve --backend openai`) */
   model: null as ModelInfo | null,
+  /** the local weights the views compute with: `model` itself, or a remote model's local copy */
+  localModel: null as ModelInfo | null,
   run: null as Run | null,
   /** chat history sent with the next chat turn */
   messages: [] as ChatMessage[],

@@ -28,7 +28,8 @@ def create_app(
     settings = settings or Settings()
     store = Store(settings.db_path)
     engine = Engine(loaded, store, queue_size=settings.queue_size, cache_bytes=settings.cache_bytes,
-                    allow_remote_code=settings.trust_remote_code, remote=remote)
+                    allow_remote_code=settings.trust_remote_code, remote=remote,
+                    remote_slots=settings.remote_slots)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -173,7 +173,7 @@ def _same_model(local: Any, run: Any) -> bool:
 class Engine:
     def __init__(self, loaded: LoadedModel | None, store: Store, *, queue_size: int = 4,
                  cache_bytes: int = 1 << 30, allow_remote_code: bool = False,
-                 remote: RemoteModel | None = None, remote_slots: int = 16) -> None:
+                 remote: RemoteModel | None = None, remote_slots: int = 64) -> None:
         self.loaded = loaded  # with a remote engine: the local copy that views use, if attached
         self.remote = remote  # runs go to this engine when set
         self.remote_slots = remote_slots
@@ -342,7 +342,7 @@ class Engine:
         from llmvis.remote.generate import RemoteGeneration
 
         with self._state:
-            if self._remote_active >= self.remote_slots:
+            if self._remote_active >= self.remote_slots:  # --remote-slots
                 raise QueueFull(self._remote_active, 2)
             self._remote_active += 1
         ticket = RunTicket(loop=loop, request=request, parent_id=parent_id, fork_position=fork_position)

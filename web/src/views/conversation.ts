@@ -10,6 +10,7 @@ import type { Token } from "../api/types";
 import { fmt, pct } from "../charts/common";
 import { chipColor, COLOR_MODES, type ColorMode, legendGradient } from "../colors";
 import { onLangChange, t } from "../i18n";
+import { entropyText, missingMass, rankText } from "../remote";
 import { app, emit, on, select } from "../state";
 import { clear, h, segmented } from "./dom";
 
@@ -181,7 +182,10 @@ export function conversation(): HTMLElement {
     if (s) {
       rows.push([t("tip.raw_prob"), `${pct(s.raw_prob)}`]);
       if (s.sampled_prob !== null && s.sampled_prob !== undefined) rows.push([t("tip.sampled_prob"), pct(s.sampled_prob)]);
-      rows.push([t("tip.rank"), String(s.rank)], [t("tip.entropy"), `${fmt(s.raw_entropy)} nats`], [t("tip.gap"), fmt(s.logit_gap)]);
+      rows.push([t("tip.rank"), rankText(s)], [t("tip.entropy"), entropyText(s)]);
+      const missing = missingMass(s);
+      if (missing) rows.push([t("tip.missing", { n: missing.n }), missing.text]);
+      rows.push([t("tip.gap"), fmt(s.logit_gap)]);
       if (s.rank > 0 && s.top?.length) rows.push(["top-1", s.top[0].label]);
     }
     tip.append(h("div", { class: "tip-label" }, tok.label), ...rows.map(([k, v]) => h("div", { class: "tip-row" }, h("span", { class: "muted" }, k), h("span", {}, v))));

@@ -3,7 +3,8 @@ import type { SamplingParams } from "../api/types";
 import { api } from "../api/client";
 import { generate, isRunning, loadModel, newConversation, stop } from "../controller";
 import { onLangChange, t } from "../i18n";
-import { app, on, setParamsSource } from "../state";
+import { isRemote, loadSpec, shortName } from "../remote";
+import { app, emit, on, setParamsSource } from "../state";
 import { h, segmented } from "./dom";
 import { slider } from "./slider";
 
@@ -34,17 +35,38 @@ export function leftPanel(): HTMLElement {
   let mode: "chat" | "completion" = saved.mode ?? "chat";
 
   // --- model -------------------------------------------------------------------------
+  // Local mode: the load box loads the model runs use. Remote mode (runs go to an engine):
+  // the engine is shown above, and the load box loads a local copy for the weight-based views.
   const specInput = h("input", { type: "text", class: "text", "data-testid": "model-spec", spellcheck: false, value: saved.spec ?? "" });
   const loadBtn = h("button", { type: "button", class: "btn", "data-testid": "load" });
+  const loadRow = h("div", { class: "row" }, specInput, loadBtn);
   const bar = h("div", { class: "progress-fill" });
   const progress = h("div", { class: "progress", hidden: true }, bar);
   const status = h("div", { class: "model-status", "data-testid": "model-status" });
   const info = h("div", { class: "model-info", "data-testid": "model-info" });
+  const copyHint = h("div", { class: "muted small", "data-testid": "local-copy-hint", hidden: true });
 
   const showModel = () => {
     const m = app.model;
     info.textContent = "";
+    const remote = isRemote(m);
+    copyHint.hidden = !remote;
+    loadBtn.textContent = remote ? t("model.load_copy") : t("model.load");
     if (!m) return;
+    if (remote) {
+      copyHint.before(info); // the engine first, then the load box for its local copy
+      const shape = [m.architecture, m.layers ? `${m.layers} ${t("model.layers")}` : "", m.heads ? `${m.heads}/${m.kv_heads} ${t("model.heads")}` : ""];
+      info.append(
+        h("div", { class: "model-name", title: m.name }, shortName(m.name)),
+        h("div", { class: "muted small", "data-testid": "model-remote", title: m.path }, t("model.remote", { host: m.device })),
+        h("div", { class: "muted small" }, shape.filter(Boolean).join(" · ")),
+      );
+      const local = app.localModel;
+      status.textContent = local ? t("model.local_copy", { name: local.name }) : t("model.no_copy");
+      status.className = `model-status ${local ? "ok" : ""}`;
+      return;
+    }
+    status.after(info);
     const params = m.parameters >= 1e9 ? `${(m.parameters / 1e9).toFixed(2)}B` : `${(m.parameters / 1e6).toFixed(1)}M`;
     info.append(
       h("div", { class: "model-name", title: m.path }, m.name),
@@ -53,7 +75,7 @@ export function leftPanel(): HTMLElement {
     );
     status.textContent = t("model.loaded");
     status.className = "model-status ok";
-    if (!specInput.value) specInput.value = m.source === "bundled" ? "smollm2" : m.path || m.name;
+    if (!specInput.value) specInput.value = loadSpec(m);
   };
   const doLoad = async () => {
     const spec = specInput.value.trim() || "smollm2";
@@ -73,15 +95,27 @@ export function leftPanel(): HTMLElement {
     if (e.key === "Enter") doLoad();
   });
   on("model", showModel);
+  // A view needs weights (409): bring the user to the load box, suggesting the run's model.
+  on("wantModel", () => {
+    const m = app.run?.model;
+    if (!specInput.value.trim() && m) specInput.value = loadSpec(m);
+    specInput.focus();
+    specInput.select();
+  });
 
   // The server may already be loading its --model at startup: follow it.
   const follow = async () => {
     try {
       const st = await api.model();
-      if (st.state === "ready" && st.model) {
-        app.model = st.model;
-        showModel();
-        return;
+      // A remote engine is ready at once; a local copy may be loading beside it.
+      if (st.model && (st.state === "ready" || isRemote(st.model))) {
+        const local = st.local ?? null;
+        if (JSON.stringify([app.model, app.localModel]) !== JSON.stringify([st.model, local])) {
+          app.model = st.model;
+          app.localModel = local;
+          emit("model");
+        }
+        if (st.state === "ready") return;
       }
       if (st.state === "loading" && st.loading) {
         progress.hidden = false;
@@ -169,7 +203,7 @@ export function leftPanel(): HTMLElement {
     h("section", { class: "card" }, h("h2", { "data-i18n": key }), ...children);
 
   const el = h("aside", { class: "left", "data-testid": "left-panel" },
-    section("model.title", h("div", { class: "row" }, specInput, loadBtn), progress, status, info),
+    section("model.title", copyHint, loadRow, progress, status, info),
     section("mode.title", modeBox),
     section("params.title", ...sliders.map((s) => s.el)),
     h("section", { class: "card grow" },
@@ -179,7 +213,8 @@ export function leftPanel(): HTMLElement {
   );
 
   const relabel = () => {
-    loadBtn.textContent = t("model.load");
+    loadBtn.textContent = isRemote(app.model) ? t("model.load_copy") : t("model.load");
+    copyHint.textContent = t("model.copy_hint");
     specInput.placeholder = t("model.placeholder");
     input.placeholder = t("input.placeholder");
     systemInput.placeholder = t("input.system");

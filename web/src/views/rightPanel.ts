@@ -53,8 +53,10 @@ export function rightPanel(tabs: Tab[]): HTMLElement {
   });
   on("select", invalidate);
   on("theme", invalidate);
+  // A new model (or a remote run's local copy) can compute views that failed before.
   on("model", () => {
     for (const tab of tabs) tab.buildControls();
+    invalidate();
   });
   // While streaming, tabs that show the whole run refresh when the run ends.
   on("status", invalidate);

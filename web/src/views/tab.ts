@@ -7,7 +7,8 @@ import { ApiError, api } from "../api/client";
 import type { Option } from "../charts/common";
 import { themeByName, type Theme } from "../charts/theme";
 import { type Key, t } from "../i18n";
-import { app } from "../state";
+import { isRemote } from "../remote";
+import { app, emit } from "../state";
 import { Chart } from "./chartHost";
 import { clear, h } from "./dom";
 
@@ -54,6 +55,11 @@ export abstract class Tab {
       if ((e as Error).name === "AbortError" || ctrl.signal.aborted) return;
       const msg = e instanceof ApiError ? e.message : String(e);
       this.setStatus(`${t("err.view")}: ${msg}`, true);
+      // 409: the view needs weights that are not loaded here (a remote run's, or another model's).
+      if (e instanceof ApiError && e.status === 409) {
+        const label = isRemote(app.run?.model) ? t("view.load_copy") : t("view.load_model");
+        this.status.append(" ", h("button", { type: "button", class: "btn small", "data-testid": `load-for-${this.id}`, onclick: () => emit("wantModel") }, label));
+      }
     });
   }
 

@@ -2,6 +2,7 @@
 import { fmt, pct } from "../../charts/common";
 import { topCandidatesOption } from "../../charts/topCandidates";
 import { t } from "../../i18n";
+import { entropyText, missingMass, rankText } from "../../remote";
 import { app } from "../../state";
 import { h } from "../dom";
 import { Tab } from "../tab";
@@ -23,6 +24,7 @@ export class TokensTab extends Tab {
     this.clearPlaceholder();
     if (!this.body.contains(this.facts)) this.body.prepend(this.facts);
     const s = tok.stats;
+    const missing = s && missingMass(s);
     const fact = (k: string, v: string) => h("div", { class: "fact" }, h("div", { class: "k" }, k), h("div", { class: "v" }, v));
     this.facts.replaceChildren(
       fact(t("tip.position"), `${pos} · ${tok.kind === "prompt" ? t("conv.prompt") : "→"}`),
@@ -31,8 +33,9 @@ export class TokensTab extends Tab {
         ? [
             fact(t("tip.raw_prob"), pct(s.raw_prob)),
             fact(t("tip.sampled_prob"), pct(s.sampled_prob)),
-            fact(t("tip.rank"), String(s.rank)),
-            fact(t("tip.entropy"), `${fmt(s.raw_entropy)} nats`),
+            fact(t("tip.rank"), rankText(s)),
+            fact(t("tip.entropy"), entropyText(s)),
+            ...(missing ? [fact(t("tip.missing", { n: missing.n }), missing.text)] : []),
             fact(t("tip.gap"), fmt(s.logit_gap)),
           ]
         : []),
