@@ -32,7 +32,6 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fake_engine import FakeEngine, chunk  # noqa: E402
 from llama_engine import NEUTRAL, LlamaServer, free_port  # noqa: E402
 from llmvis.models.load import load_tokenizer  # noqa: E402
 from llmvis.models.sources import bundled_gguf  # noqa: E402
@@ -136,39 +135,59 @@ def main() -> None:
         users(args, tokenizer, tmp)
 
 
+SCRIPTED = """
+import json, sys, time
+sys.path.insert(0, {tests!r})
+from fake_engine import FakeEngine, chunk
+words, rate = json.loads(sys.argv[1]), float(sys.argv[2])
+fake = FakeEngine(models=("scripted",))
+fake.script = lambda h: fake.stream(
+    h, [chunk([(w, -0.5, {{w: -0.5, "x": -1.5}})]) for w in words] + [chunk([], "length")], delay=1 / rate)
+print(fake.base_url, flush=True)
+time.sleep(1e9)
+"""
+
+
 def users(args, tokenizer, tmp: str) -> None:
-    """Simulated users through llmvis against a scripted engine that never makes them wait."""
+    """Simulated users through llmvis and straight to a scripted engine (its own process) that
+    never makes them wait; the clients run in this process for both, so they cost both alike."""
     words = [w for w in (tokenizer.decode([i]) for i in range(1000, 4000))
              if len(w) > 1 and w.strip()][: args.new_tokens]
-    fake = FakeEngine(models=("scripted",))
-    fake.script = lambda h: fake.stream(
-        h, [chunk([(w, -0.5, {w: -0.5, "x": -1.5})]) for w in words] + [chunk([], "length")], delay=1 / args.rate)
+    fake = subprocess.Popen([sys.executable, "-c", SCRIPTED.format(tests=str(ROOT / "tests")), json.dumps(words),
+                             str(args.rate)], stdout=subprocess.PIPE, text=True)
+    base_url = fake.stdout.readline().strip() if fake.stdout else ""
     port = free_port()
-    cmd = [sys.executable, "-m", "llmvis.cli", "serve", "--backend", "openai", "--base-url", fake.base_url,
+    cmd = [sys.executable, "-m", "llmvis.cli", "serve", "--backend", "openai", "--base-url", base_url,
            "--model", "scripted", "--tokenizer", "smollm2", "--port", str(port), "--data-dir", tmp + "/users",
-           "--no-browser"]
+           "--no-browser", "--remote-slots", str(max(args.clients))]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     request = {"mode": "completion", "prompt": "Hello", "params": {"temperature": 0, "max_new_tokens": len(words),
                                                                     "top_n": 2}}
+    body = {"model": "scripted", "prompt": "Hello", "max_tokens": len(words), "logprobs": 2}
     try:
         wait_health(url, proc)
         server = psutil.Process(proc.pid)
-        print(f"\nsimulated users through one llmvis process (scripted engine: {args.rate:g} tok/s per stream,"
-              f" {len(words)} tokens per run)")
+        print(f"\nsimulated users (scripted engine: {args.rate:g} tok/s per stream, {len(words)} tokens per run);"
+              " per-user tok/s, median and slowest")
         for n in args.clients:
+            direct = many(lambda: engine_alone(base_url, body), n)
             cpu0, t0 = sum(server.cpu_times()[:2]), time.perf_counter()
-            with ThreadPoolExecutor(n) as pool:
-                results = list(pool.map(lambda _: through_llmvis(url, request), range(n)))
-            wall = time.perf_counter() - t0
-            cpu = (sum(server.cpu_times()[:2]) - cpu0) / wall
-            rates = sorted(t / s for t, s in results)
-            print(f"  {n:>3} users | per user: median {statistics.median(rates):5.2f} tok/s, slowest {rates[0]:5.2f}"
-                  f" ({rates[0] / args.rate:.0%} of the engine's) | llmvis CPU {cpu:.0%} of one core")
+            proxied = many(lambda: through_llmvis(url, request), n)
+            cpu = (sum(server.cpu_times()[:2]) - cpu0) / (time.perf_counter() - t0)
+            print(f"  {n:>3} users | engine alone {statistics.median(direct):5.2f}, {direct[0]:5.2f} | through llmvis"
+                  f" {statistics.median(proxied):5.2f}, {proxied[0]:5.2f} | ratio of medians"
+                  f" {statistics.median(proxied) / statistics.median(direct):.3f} | llmvis CPU {cpu:.0%} of a core")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-        fake.close()
+        fake.kill()
+
+
+def many(run, n: int) -> list[float]:
+    """Per-run tokens/s of n simultaneous runs, slowest first."""
+    with ThreadPoolExecutor(n) as pool:
+        return sorted(t / s for t, s in pool.map(lambda _: run(), range(n)))
 
 
 def wait_health(url: str, proc: subprocess.Popen) -> None:

@@ -52,7 +52,7 @@ def test_remote_run_shows_entropy_bounds_and_the_engine(rpage: Page, llama_engin
     host = llama_engine.base_url.split("//")[1].split("/")[0]
     assert host in p.page.locator("[data-testid=model-remote]").text_content()
     name = p.page.locator("[data-testid=model-info] .model-name").text_content()
-    assert "/" not in name and name.endswith(".gguf"), name  # the engine's file path, shortened
+    assert "/" not in name and name.endswith(".gguf"), name  # llama.cpp names it by its file
     assert p.page.locator("[data-testid=load]").text_content() == "Load copy"
     assert p.page.locator("[data-testid=local-copy-hint]").is_visible()
     assert p.page.locator("[data-testid=model-status]").text_content() == "No local copy loaded"
@@ -97,8 +97,8 @@ def test_weight_views_ask_for_a_local_copy_then_compute(rpage: Page):
     shot(p, "remote-needs-copy")
     button.click()
     assert p.js("() => document.activeElement.dataset.testid") == "model-spec"
-    # ... suggesting the engine's model (llama.cpp names it by its .gguf file, loadable here too).
-    assert p.page.input_value("[data-testid=model-spec]").endswith(".gguf")
+    # ... suggesting the local spec the server took the engine model's tokenizer from.
+    assert p.page.input_value("[data-testid=model-spec]") == "smollm2"
 
     # Load the bundled model as the local copy: the run model stays the engine's, and the tab computes.
     p.page.fill("[data-testid=model-spec]", "smollm2")

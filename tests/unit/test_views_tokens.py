@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -141,3 +143,19 @@ def test_json_size_at_4096():
     for name, params in [("tokens", {"top_n": 50, "sort": "entropy"}), ("uncertainty", {"limit": 200})]:
         size = len(compute(name, ctx, params).model_dump_json())
         assert size <= 1_000_000, (name, size)
+
+
+def test_uncertainty_says_when_a_remote_engine_gave_only_bounds(trace):
+    """A remote engine's token: the entropy is a lower bound and a rank past its top-N is '≥ N'."""
+    from llmvis.remote.stats import Returned, remote_stats
+
+    remote = trace.model_copy(deep=True)
+    tok = remote.tokens[-1]
+    tok.stats = remote_stats(Returned(tok.id, tok.label, math.log(0.01)),
+                             [Returned(1, "a", math.log(0.5)), Returned(2, "b", math.log(0.2))], vocab=400)
+    view = compute("uncertainty", ViewContext(remote), {"limit": 30})
+    spot = next(h for h in view.hotspots if h.position == tok.position)
+    assert "rank ≥ 2" in spot.detail and spot.entropy_upper == round4(tok.stats.entropy_upper)
+    assert spot.entropy <= spot.entropy_upper
+    local = next(h for h in view.hotspots if h.position != tok.position)
+    assert local.entropy_upper is None and "≥" not in local.detail

@@ -45,7 +45,8 @@ describe("model names", () => {
     const model = (source: ModelInfo["source"], name: string, path: string) => ({ source, name, path }) as ModelInfo;
     expect(isRemote(null)).toBe(false);
     expect(isRemote(model("remote", "m", "http://h:1/v1"))).toBe(true);
-    expect(loadSpec(model("remote", "/models/m.gguf", "http://h:1/v1"))).toBe("/models/m.gguf");
+    expect(loadSpec(model("remote", "m.gguf", "http://h:1/v1"))).toBe("m.gguf");
+    expect(loadSpec(model("remote", "m.gguf", "http://h:1/v1"), "/models/m")).toBe("/models/m");
     expect(loadSpec(model("bundled", "SmolLM2-135M-Instruct", "/x/smol.gguf"))).toBe("smollm2");
     expect(loadSpec(model("hf_dir", "tiny", "/models/tiny"))).toBe("/models/tiny");
   });

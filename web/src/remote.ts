@@ -43,9 +43,10 @@ export function shortName(name: string): string {
   return parts[parts.length - 1] ?? name;
 }
 
-/** What to type in the load box to get `m`'s weights here: the engine's model name (a .gguf path
- * for llama.cpp, a hub id for vLLM) for a remote model, else the spec that loaded it. */
-export function loadSpec(m: ModelInfo): string {
-  if (m.source === "remote") return m.name;
+/** What to type in the load box to get `m`'s weights here: for a remote model the local spec the
+ * server took its tokenizer from (`hint`, from GET /api/model), else the engine's model name;
+ * for a local model the spec that loaded it. */
+export function loadSpec(m: ModelInfo, hint: string | null = null): string {
+  if (m.source === "remote") return hint || m.name;
   return m.source === "bundled" ? "smollm2" : m.path || m.name;
 }

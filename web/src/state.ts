@@ -44,6 +44,7 @@ export const app = {
   model: null as ModelInfo | null,
   /** the local weights the views compute with: `model` itself, or a remote model's local copy */
   localModel: null as ModelInfo | null,
+  localHint: null as string | null, // remote engine: the local spec that would load its weights
   run: null as Run | null,
   /** chat history sent with the next chat turn */
   messages: [] as ChatMessage[],

@@ -29,7 +29,8 @@ class Hotspot(BaseModel):
     position: int
     label: str
     kind: Literal["prompt", "generated"]
-    entropy: float = Field(description="raw entropy in nats")
+    entropy: float = Field(description="raw entropy in nats (a lower bound for a remote engine's token)")
+    entropy_upper: float | None = Field(default=None, description="remote engines: the entropy's upper bound")
     probability: float = Field(description="raw probability of the token")
     sampled_probability: float | None
     rank: int = Field(description="0 = the model's top choice")
@@ -54,14 +55,16 @@ def _detail(tok: Token, reasons: list[Reason]) -> str:
     s = tok.stats
     assert s is not None
     words = []
+    bounded = s.missing_mass is not None  # a remote engine's top-N only
     if "high_entropy" in reasons:
-        words.append(f"high entropy ({s.raw_entropy:.3g} nats)")
+        words.append(f"high entropy ({'≥ ' if bounded else ''}{s.raw_entropy:.3g} nats)")
     if "low_confidence" in reasons:
         words.append(f"low confidence (p = {s.raw_prob:.3g})")
     if "not_top1" in reasons:
         top = f" instead of {s.top[0].label!r}" if s.top else ""
         what = "sampled" if tok.kind == "generated" else "prompt token"
-        words.append(f"{what} rank {s.rank}{top}")
+        rank = f"≥ {s.rank}" if bounded and s.rank >= len(s.top) else str(s.rank)
+        words.append(f"{what} rank {rank}{top}")
     return "; ".join(words)
 
 
@@ -71,6 +74,7 @@ def _hotspot(tok: Token, reasons: list[Reason]) -> Hotspot:
     return Hotspot(
         position=tok.position, label=tok.label, kind=tok.kind,
         entropy=round4(s.raw_entropy), probability=round4(s.raw_prob),
+        entropy_upper=None if s.entropy_upper is None else round4(s.entropy_upper),
         sampled_probability=None if s.sampled_prob is None else round4(s.sampled_prob),
         rank=s.rank, gap_to_top1=round4(s.gap_to_top1),
         top1=s.top[0].label if s.top else None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from pathlib import PurePath
 from urllib.parse import urlsplit
 
 from llmvis.models.errors import ModelLoadError
@@ -24,6 +25,7 @@ class RemoteModel:
     stop_ids: frozenset[int]
     token_map: TokenMap
     extra_body: dict[str, Any] = field(default_factory=dict)  # engine-specific request fields
+    tokenizer_spec: str = ""  # the local spec the tokenizer came from: what a local copy loads
 
     def close(self) -> None:
         self.client.close()
@@ -67,8 +69,13 @@ def connect_remote(
             f"the remote backend names tokens with the model's tokenizer, found locally: {exc}. "
             "Pass --tokenizer with a model directory, a .gguf or a model id in the local HF cache"
         ) from exc
-    info = _describe(tok, config, model, client.base_url)
-    return RemoteModel(client, model, tok, info, eos_ids(tok, config), TokenMap(tok), dict(extra_body or {}))
+    info = _describe(tok, config, display_name(model), client.base_url)
+    return RemoteModel(client, model, tok, info, eos_ids(tok, config), TokenMap(tok), dict(extra_body or {}), spec)
+
+
+def display_name(served: str) -> str:
+    """llama.cpp serves a model under its file path: show the file name; hub ids stay whole."""
+    return PurePath(served).name if served.startswith(("/", "~", ".")) else served
 
 
 def _describe(tokenizer: Any, config: Any | None, name: str, base_url: str) -> ModelInfo:

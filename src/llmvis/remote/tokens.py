@@ -19,8 +19,15 @@ class TokenMap:
         self.tokenizer = tokenizer
         self.labeler = Labeler(tokenizer)
         self._decoded: dict[str, int] | None = None
+        self._known: dict[str, int] = {}  # pieces seen before: every step names ~N+1 of them
 
     def id_of(self, piece: str) -> int:
+        known = self._known.get(piece)
+        if known is None:
+            known = self._known[piece] = self._lookup(piece)
+        return known
+
+    def _lookup(self, piece: str) -> int:
         if piece.startswith("token_id:"):
             try:
                 return int(piece[9:])

@@ -51,7 +51,9 @@ def health(engine: EngineDep) -> Health:
 @router.get("/model")
 def model(engine: EngineDep) -> ModelState:
     local = engine.loaded.info if engine.loaded else None
-    return ModelState(state=_state(engine), model=engine.remote.info if engine.remote else local, local=local,
+    remote = engine.remote
+    return ModelState(state=_state(engine), model=remote.info if remote else local, local=local,
+                      local_hint=remote.tokenizer_spec if remote else None,
                       loading=engine.loading, last_error=engine.last_load_error)
 
 

@@ -47,6 +47,9 @@ class ModelState(BaseModel):
     local: ModelInfo | None = Field(
         default=None, description="the local weights views compute with (with a remote engine: its local copy)"
     )
+    local_hint: str | None = Field(
+        default=None, description="with a remote engine: the local spec that would load its weights here"
+    )
     loading: LoadingState | None = None
     last_error: str | None = Field(default=None, description="why the last load failed, if it did")
 

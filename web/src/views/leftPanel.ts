@@ -98,7 +98,7 @@ export function leftPanel(): HTMLElement {
   // A view needs weights (409): bring the user to the load box, suggesting the run's model.
   on("wantModel", () => {
     const m = app.run?.model;
-    if (!specInput.value.trim() && m) specInput.value = loadSpec(m);
+    if (!specInput.value.trim() && m) specInput.value = loadSpec(m, app.localHint);
     specInput.focus();
     specInput.select();
   });
@@ -110,6 +110,7 @@ export function leftPanel(): HTMLElement {
       // A remote engine is ready at once; a local copy may be loading beside it.
       if (st.model && (st.state === "ready" || isRemote(st.model))) {
         const local = st.local ?? null;
+        app.localHint = st.local_hint ?? null;
         if (JSON.stringify([app.model, app.localModel]) !== JSON.stringify([st.model, local])) {
           app.model = st.model;
           app.localModel = local;
