@@ -42,3 +42,46 @@ def test_generation_under_a_device_map_equals_the_plain_model(pair):
     for x, y in zip(a.tokens[1:], b.tokens[1:], strict=True):
         assert abs(x.stats.raw_prob - y.stats.raw_prob) <= 1e-6
         assert [c.id for c in x.stats.top] == [c.id for c in y.stats.top]
+
+
+VIEWS = [
+    ("attention", {"layer": 1}),
+    ("multi_head", {"layer": 1}),
+    ("head_entropy", {}),
+    ("head_health", {}),
+    ("layer_similarity", {}),
+    ("residual_stream", {}),
+    ("logit_lens", {}),
+    ("activations", {}),
+    ("embedding", {"method": "pca"}),
+    ("attribution", {"method": "rollout"}),
+    ("attribution", {"method": "grad_x_input"}),
+]
+
+
+@pytest.mark.parametrize(("name", "params"), VIEWS, ids=[f"{v[0]}-{v[1].get('method', '')}" for v in VIEWS])
+def test_every_internals_view_under_a_device_map_equals_the_plain_model(pair, name, params):
+    """Internals are captured per layer wherever the layer lives (here: one layer on disk)."""
+    from llmvis.analyses import compute
+    from trace_helpers import random_ids, view_context
+
+    plain, mapped = pair
+    ids = random_ids(plain, 14, seed=3)
+    a = compute(name, view_context(plain, ids, 8), params).model_dump()
+    b = compute(name, view_context(mapped, ids, 8), params).model_dump()
+    _assert_close(a, b, name)
+
+
+def _assert_close(a, b, where: str) -> None:
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _assert_close(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_close(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert abs(a - b) <= 1e-4 * max(1.0, abs(a)), (where, a, b)
+    else:
+        assert a == b, (where, a, b)

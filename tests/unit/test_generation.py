@@ -122,6 +122,7 @@ def test_unseeded_run_records_the_seed_it_used():
 def test_prompt_token_stats_come_from_prefix_logits(arch, deferred, monkeypatch):
     """Both prefill paths, across chunk boundaries, equal one full forward's softmax."""
     monkeypatch.setattr(sys.modules["llmvis.generation.generate"], "PREFILL_CHUNK", 7)
+    monkeypatch.setattr(sys.modules["llmvis.generation.generate"], "DEFERRED_CHUNK", 11)
     monkeypatch.setattr(stats_module, "CPU_ROW_BLOCK", 3)  # blocks that straddle chunks
     loaded = dataclasses.replace(tiny_loaded(arch), _deferred_head=deferred)
     trace = generate(loaded, _request(temperature=0, max_new_tokens=2))

@@ -33,7 +33,8 @@ from llmvis.generation.stats import prompt_rows, row_to_stats, row_width, step_r
 from llmvis.models.loaded import LoadedModel
 from llmvis.trace import FinishReason, GenerationRequest, Role, Timings, Token, TokenStats, Trace
 
-PREFILL_CHUNK = 512  # prompt positions whose full logits are held at once
+PREFILL_CHUNK = 512  # prompt positions per forward when their full logits are held at once
+DEFERRED_CHUNK = 4096  # per forward when only hidden states are kept: bounds activation memory
 
 
 class Generation:
@@ -185,8 +186,9 @@ class Generation:
         rows: list[list[float]] = []
         last = None
         with torch.inference_mode():
-            for start in range(0, len(known), PREFILL_CHUNK):
-                chunk = ids[start : start + PREFILL_CHUNK]
+            step = PREFILL_CHUNK if head is None else DEFERRED_CHUNK
+            for start in range(0, len(known), step):
+                chunk = ids[start : start + step]
                 if head is not None:
                     with head.capture():
                         out = model(input_ids=chunk[None], logits_to_keep=1, **self.loaded.cache_kwargs(cache))
@@ -213,7 +215,8 @@ class Generation:
         ids = torch.tensor(known)
         rows: list[list[float]] = []
         start = 0
-        for hidden in head.chunks:
+        pieces = [piece for kept in head.chunks for piece in kept.split(PREFILL_CHUNK)]
+        for hidden in pieces:  # the logits of PREFILL_CHUNK positions at a time
             logits = head.logits(hidden).float()
             rows.extend(self._rows(ids.to(logits.device), start, logits, top_n))
             start += hidden.shape[0]
@@ -221,8 +224,8 @@ class Generation:
         stats: list[TokenStats | None] = [None]
         for pos, row in enumerate(rows, start=1):
             stats.append(row_to_stats(row, top_n, self.labeler, sampled=False))
-            # a copy: the start event handed out the original tokens
-            self.trace.tokens[pos] = self.trace.tokens[pos].model_copy(update={"stats": stats[-1]})
+            # a new Token (fields already validated): the start event handed out the original
+            self.trace.tokens[pos] = Token.model_construct(**{**vars(self.trace.tokens[pos]), "stats": stats[-1]})
         return PromptStatsEvent(run_id=self.trace.id, stats=stats)
 
     def _token(self, pos, token_id, piece, kind, role, stats) -> Token:
