@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 from pathlib import PurePath
+from typing import Any
 from urllib.parse import urlsplit
 
 from llmvis.models.errors import ModelLoadError
