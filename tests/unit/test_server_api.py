@@ -59,7 +59,8 @@ def test_models_lists_loadable_sources(c):
 def test_without_a_model(tmp_path):
     with client(make_app(tmp_path)) as c:
         assert c.get("/api/health").json()["model_state"] == "none"
-        assert c.get("/api/model").json() == {"state": "none", "model": None, "loading": None, "last_error": None}
+        assert c.get("/api/model").json() == {"state": "none", "model": None, "local": None, "local_hint": None,
+                                                "loading": None, "last_error": None}
         r = c.post("/api/runs", json=run_body())
         assert r.status_code == 503 and "no model is loaded" in r.json()["detail"]
 
