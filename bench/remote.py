@@ -35,17 +35,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from llama_engine import NEUTRAL, LlamaServer, free_port  # noqa: E402
 from llmvis.models.load import load_tokenizer  # noqa: E402
 from llmvis.models.sources import bundled_gguf  # noqa: E402
-
-TEXT = (
-    "The history of the city begins with a small settlement on the river, where traders met to "
-    "exchange grain, salt and cloth. Over the centuries the town grew into a busy port, and its "
-    "markets drew merchants from distant lands. "
-)
-
-
-def prompt_of(tokenizer, n: int) -> str:
-    ids = tokenizer(TEXT * (n // 20 + 2)).input_ids
-    return tokenizer.decode(ids[:n])
+from server import prompt_of  # noqa: E402  (bench/server.py: a prompt of exactly n tokens)
 
 
 def engine_alone(base_url: str, body: dict) -> tuple[int, float]:

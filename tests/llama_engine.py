@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from processes import stop
+
 # llama-cpp-python's own defaults would penalise repeats (1.1) and truncate sampling (top_k 40,
 # min_p 0.05); the tests compare against plain greedy, so requests say so.
 NEUTRAL = {"repeat_penalty": 1.0, "min_p": 0.0}
@@ -68,10 +70,5 @@ class LlamaServer:
         return response.json()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop(self.proc)
         self._log.close()

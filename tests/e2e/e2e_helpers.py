@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from processes import stop
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 STATIC = ROOT / "src" / "llmvis" / "static" / "index.html"
@@ -80,12 +82,7 @@ class Server:
             raise RuntimeError(f"server failed to start; log:\n{log.read_text()[-3000:]}") from None
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop(self.proc)
         self._out.close()
 
 

@@ -28,8 +28,9 @@ from llmvis.generation.events import (
     TokenEvent,
 )
 from llmvis.generation.head import DeferredHead
-from llmvis.generation.sampling import build_processors
+from llmvis.generation.sampling import SamplingParams, build_processors
 from llmvis.generation.stats import prompt_rows, row_to_stats, row_width, step_row
+from llmvis.models.info import ModelInfo
 from llmvis.models.loaded import LoadedModel
 from llmvis.trace import FinishReason, GenerationRequest, Role, Timings, Token, TokenStats, Trace
 
@@ -50,21 +51,7 @@ class Generation:
         self.roles = prompt.roles
         self.forced = list(request.forced_tokens)
         self.reply_role: Role | None = "assistant" if request.mode == "chat" else None
-        vocab = loaded.info.vocab_size
-        if any(not 0 <= t < vocab for t in self.forced):
-            raise GenerationError(f"forced token ids must be in [0, {vocab})")
-        context = loaded.info.context_length
-        start_len = len(self.prompt_ids) + len(self.forced)
-        wanted = request.params.max_new_tokens
-        if start_len + wanted > context:
-            raise GenerationError(
-                f"prompt ({start_len} tokens) + max_new_tokens ({wanted}) = {start_len + wanted} "
-                f"exceeds the model's context length ({context})"
-            )
-        seed = request.params.seed
-        if seed is None:
-            seed = random.SystemRandom().randrange(2**31)
-        self.params = request.params.model_copy(update={"seed": seed})
+        self.params = checked_params(request, len(self.prompt_ids), loaded.info)
         self.labeler = Labeler(loaded.tokenizer)
         self.trace = Trace(
             request=request,
@@ -252,6 +239,24 @@ class Generation:
             total_s=total,
             tokens_per_s=n / total if total > 0 else 0.0,
         )
+
+
+def checked_params(request: GenerationRequest, prompt_len: int, info: ModelInfo) -> SamplingParams:
+    """The request's params with the seed resolved (a drawn one is recorded, so every run can be
+    replayed), after checking that forced ids and the length fit the model."""
+    forced = request.forced_tokens
+    if any(not 0 <= t < info.vocab_size for t in forced):
+        raise GenerationError(f"forced token ids must be in [0, {info.vocab_size})")
+    start_len, wanted = prompt_len + len(forced), request.params.max_new_tokens
+    if start_len + wanted > info.context_length:
+        raise GenerationError(
+            f"prompt ({start_len} tokens) + max_new_tokens ({wanted}) = {start_len + wanted} "
+            f"exceeds the model's context length ({info.context_length})"
+        )
+    seed = request.params.seed
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**31)
+    return request.params.model_copy(update={"seed": seed})
 
 
 def title_of(request: GenerationRequest) -> str:

@@ -9,7 +9,6 @@ Prompt tokens get none: engines do not return them in the stream.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from typing import Any
 from llmvis.generation.chat import build_prompt
 from llmvis.generation.errors import GenerationError
 from llmvis.generation.events import DoneEvent, GenerationEvent, StartEvent, TokenEvent
-from llmvis.generation.generate import title_of
+from llmvis.generation.generate import checked_params, title_of
 from llmvis.remote.client import EngineError
 from llmvis.remote.model import RemoteModel
 from llmvis.remote.stats import Returned, remote_stats
@@ -33,23 +32,10 @@ class RemoteGeneration:
         self.cancel = cancel or threading.Event()
         tok = remote.tokenizer
         prompt = build_prompt(tok, request)
-        vocab = remote.info.vocab_size
         forced = list(request.forced_tokens)
-        if any(not 0 <= t < vocab for t in forced):
-            raise GenerationError(f"forced token ids must be in [0, {vocab})")
+        self.params = checked_params(request, len(prompt.ids), remote.info)
         self.prompt_ids, self.roles, self.forced = prompt.ids, prompt.roles, forced
         self.text = prompt.text + (tok.decode(forced, skip_special_tokens=False) if forced else "")
-        start_len = len(prompt.ids) + len(forced)
-        wanted = request.params.max_new_tokens
-        if start_len + wanted > remote.info.context_length:
-            raise GenerationError(
-                f"prompt ({start_len} tokens) + max_new_tokens ({wanted}) exceeds the model's context "
-                f"length ({remote.info.context_length})"
-            )
-        seed = request.params.seed
-        if seed is None:
-            seed = random.SystemRandom().randrange(2**31)
-        self.params = request.params.model_copy(update={"seed": seed})
         self.reply_role: Role | None = "assistant" if request.mode == "chat" else None
         self.trace = Trace(
             request=request, params=self.params, model=remote.info, prompt_len=len(prompt.ids), title=title_of(request)
