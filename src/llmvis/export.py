@@ -33,7 +33,7 @@ BUNDLE_VERSION = 1
 CSV_COLUMNS = [
     "position", "id", "kind", "role", "text", "label", "raw_prob", "sampled_prob", "rank",
     "raw_entropy", "sampled_entropy", "logit_gap", "gap_to_top1", "top1_id", "top1_label",
-    "top1_raw_prob",
+    "top1_raw_prob", "entropy_upper", "missing_mass",
 ]
 
 
@@ -90,6 +90,7 @@ def stats_csv(trace: Trace) -> str:
             s and s.raw_prob, s and s.sampled_prob, s and s.rank, s and s.raw_entropy,
             s and s.sampled_entropy, s and s.logit_gap, s and s.gap_to_top1,
             top and top.id, top and top.label, top and top.raw_prob,
+            s and s.entropy_upper, s and s.missing_mass,  # remote engines: only the top-N is known
         )])
     return out.getvalue()
 

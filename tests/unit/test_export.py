@@ -47,6 +47,20 @@ def test_csv_roundtrip(trace):
         assert int(row["top1_id"]) == token.stats.top[0].id
         if token.kind == "generated":
             assert math.isclose(float(row["sampled_prob"]), token.stats.sampled_prob)
+        assert row["entropy_upper"] == row["missing_mass"] == ""  # exact statistics: no bounds
+
+
+def test_csv_carries_a_remote_engines_entropy_bounds(trace):
+    from llmvis.remote.stats import Returned, remote_stats
+
+    remote = trace.model_copy(deep=True)
+    token = remote.tokens[-1]
+    token.stats = remote_stats(Returned(token.id, token.label, math.log(0.3)),
+                               [Returned(token.id, token.label, math.log(0.3)), Returned(1, "a", math.log(0.2))], 400)
+    row = export.read_csv(export.stats_csv(remote))[-1]
+    assert math.isclose(float(row["missing_mass"]), 0.5)
+    assert math.isclose(float(row["entropy_upper"]), token.stats.entropy_upper)
+    assert float(row["raw_entropy"]) < float(row["entropy_upper"])
 
 
 TEMPLATE = (

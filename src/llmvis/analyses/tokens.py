@@ -81,6 +81,10 @@ class TokensView(BaseModel):
         description="[T] probability after temperature/top-k/top-p (generated tokens only)"
     )
     entropy: list[float | None] = Field(description="[T] raw entropy in nats (the entropy curve)")
+    entropy_upper: list[float | None] = Field(
+        description="[T] remote engines: the entropy's upper bound (`entropy` is then its lower bound); "
+        "None where the entropy is exact"
+    )
     sort: SortKey
     order: list[int] = Field(description="positions sorted by `sort`; positions without stats last")
     colours: ColourModes
@@ -159,6 +163,7 @@ def tokens_view(ctx: ViewContext, p: TokensParams) -> TokensView:
         confidence=prob_r,
         sampled_confidence=_opt(sampled),
         entropy=ent_r,
+        entropy_upper=_opt([t.stats.entropy_upper if t.stats else None for t in tokens]),
         sort=p.sort,
         order=sort_positions(sort_values, p.sort, p.reverse),
         colours=ColourModes(

@@ -167,13 +167,21 @@ describe("embedding", () => {
 });
 
 describe("uncertainty", () => {
-  const text = { title: "Entropy", entropy: "entropy", confidence: "confidence" };
+  const text = { title: "Entropy", entropy: "entropy", confidence: "confidence", upper: "entropy ≤" };
   it("position order skips positions without statistics", () => {
     const o = entropyCurveOption(fx.tokensView, ["a", "b", "c", "d"], false, DARK, text, 2);
     expect(axisData(o, "xAxis")).toEqual(["1 b", "2 c", "3 d"]);
     expect(series(o)[0].data).toEqual([3, 1, 0.2]);
     expect(series(o)[1].data).toEqual([0.2, 0.5, 0.9]);
     expect(tooltip(o, [{ dataIndex: 2 }])).toContain("95%");
+  });
+  it("a remote engine's bounds: the upper one dashed, the tooltip says ≥", () => {
+    const remote = { ...fx.tokensView, entropy_upper: [null, 4.5, 2, 0.2] };
+    const o = entropyCurveOption(remote, ["a", "b", "c", "d"], false, DARK, text, null);
+    expect(series(o).map((s) => s.name)).toEqual(["entropy", "entropy ≤", "confidence"]);
+    expect(series(o)[1].data).toEqual([4.5, 2, 0.2]);
+    expect(tooltip(o, [{ dataIndex: 0 }])).toContain("≥ 3");
+    expect(series(entropyCurveOption(fx.tokensView, ["a", "b", "c", "d"], false, DARK, text, null))).toHaveLength(2);
   });
   it("sorted by entropy draws bars, highest first", () => {
     const o = entropyCurveOption(fx.tokensView, ["a", "b", "c", "d"], true, DARK, text, null);

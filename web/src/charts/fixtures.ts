@@ -65,7 +65,7 @@ export const tokensView: TokensView = {
   chosen: { id: 1, label: "c", kind: "generated", raw_prob: 0.5, sampled_prob: 0.6, rank: 0, logit: 3, raw_entropy: 1, sampled_entropy: 0.9, logit_gap: 1, in_top: true },
   candidates: [],
   confidence: [null, 0.2, 0.5, 0.9], sampled_confidence: [null, null, 0.6, 0.95], entropy: [null, 3, 1, 0.2],
-  sort: "entropy", order: [1, 2, 3, 0],
+  entropy_upper: [null, null, null, null], sort: "entropy", order: [1, 2, 3, 0],
   colours: { default: [null, null, false, true], entropy: [null, 3, 1, 0.2], probability: [null, 0.2, 0.5, 0.9], logit_gap: [null, 1, 1, 1], entropy_max: 10 },
 };
 

@@ -11,6 +11,7 @@ export interface UncertaintyText {
   title: string;
   entropy: string;
   confidence: string;
+  upper: string; // the upper bound's series name (remote engines)
 }
 
 export function entropyCurveOption(view: TokensView, labels: string[], sortByEntropy: boolean, theme: Theme, text: UncertaintyText, selected: number | null): Option {
@@ -19,6 +20,10 @@ export function entropyCurveOption(view: TokensView, labels: string[], sortByEnt
   const xl = order.map((p) => posLabel(p, labels[p] ?? ""));
   const b = base(theme, text.title, "llmvis-entropy");
   const selIdx = selected === null ? -1 : order.indexOf(selected);
+  // A remote engine's top-N gives the entropy within bounds: the curve is the lower one.
+  const upper = (p: number) => view.entropy_upper?.[p] ?? null; // absent in views saved before it existed
+  const bounded = order.some((p) => upper(p) !== null);
+  const entropyText = (p: number) => (upper(p) === null ? `${fmt(view.entropy[p])} nats` : `≥ ${fmt(view.entropy[p])} nats (≤ ${fmt(upper(p))})`);
   return {
     ...b,
     tooltip: {
@@ -26,7 +31,7 @@ export function entropyCurveOption(view: TokensView, labels: string[], sortByEnt
       trigger: "axis",
       formatter: (ps: { dataIndex: number }[]) => {
         const p = order[ps[0].dataIndex];
-        return `<b>${esc(posLabel(p, labels[p] ?? "", 40))}</b>${p < view.prompt_len ? " (prompt)" : ""}<br>${esc(text.entropy)}: ${fmt(view.entropy[p])} nats<br>${esc(text.confidence)}: ${pct(view.confidence[p])}${view.sampled_confidence[p] !== null && view.sampled_confidence[p] !== undefined ? ` (sampled ${pct(view.sampled_confidence[p])})` : ""}`;
+        return `<b>${esc(posLabel(p, labels[p] ?? "", 40))}</b>${p < view.prompt_len ? " (prompt)" : ""}<br>${esc(text.entropy)}: ${entropyText(p)}<br>${esc(text.confidence)}: ${pct(view.confidence[p])}${view.sampled_confidence[p] !== null && view.sampled_confidence[p] !== undefined ? ` (sampled ${pct(view.sampled_confidence[p])})` : ""}`;
       },
     },
     legend: { top: 26, left: 8, itemHeight: 8, textStyle: { color: theme.muted } },
@@ -43,6 +48,9 @@ export function entropyCurveOption(view: TokensView, labels: string[], sortByEnt
         color: theme.accent2, areaStyle: sortByEntropy ? undefined : { opacity: 0.15 },
         markLine: selIdx >= 0 ? { symbol: "none", data: [{ xAxis: selIdx }], lineStyle: { color: theme.warn }, label: { show: false } } : undefined,
       },
+      ...(bounded && !sortByEntropy
+        ? [{ name: text.upper, type: "line", data: order.map(upper), showSymbol: false, color: theme.accent2, lineStyle: { type: "dashed", width: 1 } }]
+        : []),
       { name: text.confidence, type: "line", yAxisIndex: 1, data: order.map((p) => view.confidence[p]), showSymbol: false, color: theme.accent, lineStyle: { width: 1 } },
     ],
   };

@@ -36,7 +36,7 @@ export function savedViewOption(saved: SavedView, tokens: Token[], theme: Theme)
   const title = `${saved.view}${Object.keys(saved.params).length ? ` (${params(saved.params)})` : ""}`;
   switch (saved.view) {
     case "tokens":
-      return entropyCurveOption(r as TokensView, tokens.map((t) => t.label), (r as TokensView).sort === "entropy", theme, { title, entropy: "entropy", confidence: "confidence" }, null);
+      return entropyCurveOption(r as TokensView, tokens.map((t) => t.label), (r as TokensView).sort === "entropy", theme, { title, entropy: "entropy", confidence: "confidence", upper: "entropy ≤" }, null);
     case "attention":
       return (r as AttentionView).mode === "row" ? attentionRowOption(r as AttentionView, theme, title) : attentionOption(r as AttentionView, theme, title);
     case "multi_head":

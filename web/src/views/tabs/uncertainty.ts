@@ -35,7 +35,7 @@ export class UncertaintyTab extends Tab {
     this.clearPlaceholder();
     const labels = run.tokens.map((tk) => tk.label);
     this.draw("curve", entropyCurveOption(tokens, labels, this.sort === "entropy", this.theme, {
-      title: t("chart.entropy"), entropy: t("tip.entropy"), confidence: t("chart.confidence"),
+      title: t("chart.entropy"), entropy: t("tip.entropy"), confidence: t("chart.confidence"), upper: t("chart.entropy_upper"),
     }, app.selected));
     this.list.replaceChildren(
       h("h3", { class: "muted small" }, `${t("chart.hotspots")} · mean ${fmt(unc.mean_entropy)} nats · ${unc.not_top1_count} ≠ top-1`),
