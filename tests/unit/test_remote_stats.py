@@ -62,3 +62,29 @@ def test_unnamed_candidates_are_told_apart_by_their_text():
     stats = remote_stats(Returned(-1, "é", math.log(0.2)),
                          [Returned(-1, "a", math.log(0.5)), Returned(-1, "é", math.log(0.2))], vocab=100)
     assert stats.rank == 1 and len(stats.top) == 2
+
+
+def _metaspace_tokenizer():
+    """A SentencePiece-style tokenizer (spaces as ▁, prepended to the first word), as Llama 2 and
+    Mistral use: decoded alone, "▁Paris" and "Paris" both read "Paris"."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+    corpus = ["The capital of France is Paris.", "ParisParis and NeoParis", "a Paris Paris"] * 30
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=120, special_tokens=["<unk>"], show_progress=False))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>")
+
+
+def test_engine_pieces_name_sentencepiece_tokens_with_their_leading_space():
+    from llmvis.remote.tokens import TokenMap
+
+    tok = _metaspace_tokenizer()
+    vocab = tok.get_vocab()
+    assert "▁Paris" in vocab and "Paris" in vocab, sorted(vocab)
+    tmap = TokenMap(tok)
+    assert tmap.id_of(" Paris") == vocab["▁Paris"]  # how llama.cpp and vLLM print "▁Paris"
+    assert tmap.id_of("Paris") == vocab["Paris"]  # the continuation token, e.g. in "Parisian"
+    assert tmap.id_of("") == -1 and tmap.id_of("token_id:7") == 7

@@ -2,7 +2,8 @@
 
 Engines report tokens as text ("token_id:N" for vLLM with return_tokens_as_token_ids). The id
 is what views, forks and a local copy of the weights need, so each piece is mapped through the
-local tokenizer: its own encoding when that is one token, else the token that decodes to it.
+local tokenizer: the token whose text is that piece, else the piece's encoding when that is one
+token.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ class TokenMap:
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
         self.labeler = Labeler(tokenizer)
-        self._decoded: dict[str, int] | None = None
+        self._decoded = _pieces(tokenizer)  # built once, so no run stalls on it
         self._known: dict[str, int] = {}  # pieces seen before: every step names ~N+1 of them
 
     def id_of(self, piece: str) -> int:
@@ -35,10 +36,11 @@ class TokenMap:
                 return UNKNOWN
         if not piece:
             return UNKNOWN
+        found = self._decoded.get(piece)
+        if found is not None:
+            return found
         ids = self.tokenizer.encode(piece, add_special_tokens=False)
-        if len(ids) == 1:
-            return int(ids[0])
-        return self._by_text().get(piece, UNKNOWN)
+        return int(ids[0]) if len(ids) == 1 else UNKNOWN
 
     def label(self, token_id: int, piece: str) -> str:
         if token_id >= 0:
@@ -51,12 +53,21 @@ class TokenMap:
             return str(self.tokenizer.decode([token_id]))
         return piece
 
-    def _by_text(self) -> dict[str, int]:
-        """Each single-token decoding to its id (the lowest id wins a tie); built on first need."""
-        if self._decoded is None:
-            size = len(self.tokenizer)
-            texts = self.tokenizer.batch_decode([[i] for i in range(size)])
-            self._decoded = {}
-            for i, text in enumerate(texts):
-                self._decoded.setdefault(text, i)
-        return self._decoded
+
+def _pieces(tokenizer: Any) -> dict[str, int]:
+    """Each token's text *inside* a text (the lowest id wins a tie).
+
+    Decoded alone, a SentencePiece token loses its leading space ("▁Paris" → "Paris", the same
+    text as the continuation token "Paris"); engines report it as " Paris". Decoding it after an
+    anchor token and cutting the anchor's text off keeps the space, and is the plain decoding for
+    byte-level BPE.
+    """
+    anchor = tokenizer.encode("a", add_special_tokens=False)[-1]
+    prefix = tokenizer.decode([anchor])
+    size = len(tokenizer)
+    texts = tokenizer.batch_decode([[anchor, i] for i in range(size)], skip_special_tokens=False)
+    pieces: dict[str, int] = {}
+    for i, text in enumerate(texts):
+        piece = text[len(prefix) :] if text.startswith(prefix) else tokenizer.decode([i])
+        pieces.setdefault(piece, i)
+    return pieces
