@@ -20,6 +20,31 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust-remote-code", action="store_true", help="allow model code from the model's folder")
 
 
+def _add_remote_args(parser: argparse.ArgumentParser) -> None:
+    remote = parser.add_argument_group("remote engine (runs on an OpenAI-compatible server)")
+    remote.add_argument("--backend", choices=["local", "openai"], default="local",
+                        help="openai: generate on a vLLM/SGLang/TGI/llama.cpp server; --model names its model")
+    remote.add_argument("--base-url", default=None, help="the engine's OpenAI base URL, e.g. http://10.0.0.5:8000/v1")
+    remote.add_argument("--api-key-env", default=None, help="environment variable holding the API key")
+    remote.add_argument("--tokenizer", default=None,
+                        help="local tokenizer for the engine's model (default: --model as a local spec)")
+    remote.add_argument("--extra-body", default=None,
+                        help='JSON merged into every request, e.g. \'{"repeat_penalty": 1}\'')
+    remote.add_argument("--engine-timeout", type=float, default=120.0, help="seconds without a token before giving up")
+
+
+def _extra_body(args: argparse.Namespace) -> dict | None:
+    if args.backend == "openai" and not args.base_url:
+        raise SystemExit("error: --backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+    try:
+        extra_body = json.loads(args.extra_body) if args.extra_body else None
+    except ValueError as exc:
+        raise SystemExit(f"error: --extra-body is not JSON: {exc}") from None
+    if extra_body is not None and not isinstance(extra_body, dict):
+        raise SystemExit("error: --extra-body must be a JSON object")
+    return extra_body
+
+
 def _device_map(value: str | None):
     if value is None or value in ("auto", "balanced", "balanced_low_0", "sequential"):
         return value
@@ -37,7 +62,7 @@ def _load(args: argparse.Namespace):
 
     try:
         return load_model(
-            args.model,
+            args.model or "smollm2",
             device=args.device,
             dtype=args.dtype,
             trust_remote_code=args.trust_remote_code,
@@ -56,11 +81,29 @@ def _colour(value: float) -> str:
     return f"\x1b[48;2;{red};{green};60m\x1b[38;2;0;0;0m"
 
 
+def _generation(args: argparse.Namespace, request):
+    """A local Generation, or with --backend openai a RemoteGeneration (same events)."""
+    from llmvis.generation import start_generation
+
+    if args.backend == "local":
+        return start_generation(_load(args), request)
+    from llmvis.models import ModelLoadError
+    from llmvis.remote.generate import RemoteGeneration
+    from llmvis.remote.model import connect_remote
+
+    try:
+        remote = connect_remote(args.base_url, args.model, tokenizer=args.tokenizer, api_key_env=args.api_key_env,
+                                extra_body=_extra_body(args), timeout=args.engine_timeout,
+                                trust_remote_code=args.trust_remote_code)
+    except ModelLoadError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    return RemoteGeneration(remote, request)
+
+
 def cmd_trace(args: argparse.Namespace) -> int:
-    from llmvis.generation import GenerationError, SamplingParams, TokenEvent, start_generation
+    from llmvis.generation import GenerationError, SamplingParams, TokenEvent
     from llmvis.trace import GenerationRequest
 
-    loaded = _load(args)
     params = SamplingParams(
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
         max_new_tokens=args.max_new_tokens, seed=args.seed, top_n=args.top_n,
@@ -69,27 +112,31 @@ def cmd_trace(args: argparse.Namespace) -> int:
         mode="chat" if args.chat else "completion", prompt=args.prompt, system=args.system, params=params
     )
     try:
-        generation = start_generation(loaded, request)
+        generation = _generation(args, request)
     except GenerationError as exc:
         raise SystemExit(f"error: {exc}") from None
     colour = sys.stdout.isatty() and not args.no_color
-    max_entropy = math.log(loaded.info.vocab_size)
-    for event in generation:
-        if not isinstance(event, TokenEvent) or event.token.stats is None:
-            continue
-        stats = event.token.stats
-        value = 1 - stats.raw_prob if args.color_by == "probability" else stats.raw_entropy / max_entropy * 2
-        text = event.token.text
-        sys.stdout.write(f"{_colour(value)}{text}\x1b[0m" if colour else text)
-        sys.stdout.flush()
+    max_entropy = math.log(generation.trace.model.vocab_size)
+    try:
+        for event in generation:
+            if not isinstance(event, TokenEvent) or event.token.stats is None:
+                continue
+            stats = event.token.stats
+            value = 1 - stats.raw_prob if args.color_by == "probability" else stats.raw_entropy / max_entropy * 2
+            text = event.token.text
+            sys.stdout.write(f"{_colour(value)}{text}\x1b[0m" if colour else text)
+            sys.stdout.flush()
+    except GenerationError as exc:  # e.g. a remote engine failing mid-run
+        raise SystemExit(f"\nerror: {exc}") from None
     trace = generation.trace
     generated = trace.generated
     mean_p = sum(t.stats.raw_prob for t in generated if t.stats) / max(1, len(generated))
     mean_h = sum(t.stats.raw_entropy for t in generated if t.stats) / max(1, len(generated))
     not_top = sum(1 for t in generated if t.stats and t.stats.rank > 0)
+    bound = "≥ " if any(t.stats and t.stats.entropy_upper is not None for t in generated) else ""
     print(
         f"\n\n{len(generated)} tokens · {trace.timings.tokens_per_s:.1f} tok/s · "
-        f"finish: {trace.finish_reason} · mean p {mean_p:.3f} · mean entropy {mean_h:.3f} nats · "
+        f"finish: {trace.finish_reason} · mean p {mean_p:.3f} · mean entropy {bound}{mean_h:.3f} nats · "
         f"{not_top} not top-1 · seed {trace.params.seed}",
         file=sys.stderr,
     )
@@ -111,14 +158,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from llmvis.config import Settings
     from llmvis.server.run import serve
 
-    if args.backend == "openai" and not args.base_url:
-        raise SystemExit("error: --backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
-    try:
-        extra_body = json.loads(args.extra_body) if args.extra_body else None
-    except ValueError as exc:
-        raise SystemExit(f"error: --extra-body is not JSON: {exc}") from None
-    if extra_body is not None and not isinstance(extra_body, dict):
-        raise SystemExit("error: --extra-body must be a JSON object")
+    extra_body = _extra_body(args)
     settings = Settings(
         model=args.model or ("smollm2" if args.backend == "local" else None), host=args.host, port=args.port,
         device=args.device, dtype=args.dtype,
@@ -146,17 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="start the web app (http://127.0.0.1:5050)")
     _add_model_args(serve)
     serve.add_argument("--host", default="127.0.0.1")
-    remote = serve.add_argument_group("remote engine (runs on an OpenAI-compatible server)")
-    remote.add_argument("--backend", choices=["local", "openai"], default="local",
-                        help="openai: generate on a vLLM/SGLang/TGI/llama.cpp server; --model names its model")
-    remote.add_argument("--base-url", default=None, help="the engine's OpenAI base URL, e.g. http://10.0.0.5:8000/v1")
-    remote.add_argument("--api-key-env", default=None, help="environment variable holding the API key")
-    remote.add_argument("--tokenizer", default=None,
-                        help="local tokenizer for the engine's model (default: --model as a local spec)")
-    remote.add_argument("--extra-body", default=None,
-                        help='JSON merged into every request, e.g. \'{"repeat_penalty": 1}\'')
-    remote.add_argument("--engine-timeout", type=float, default=120.0, help="seconds without a token before giving up")
-    remote.add_argument("--remote-slots", type=int, default=64, help="runs streaming from the engine at once")
+    _add_remote_args(serve)
+    serve.add_argument("--remote-slots", type=int, default=64, help="remote engine: runs streaming at once")
     serve.add_argument("--port", type=int, default=None, help="default 5050 (the next free one if taken)")
     serve.add_argument("--open", action=argparse.BooleanOptionalAction, default=False, help="open a browser")
     serve.add_argument("--no-browser", dest="open", action="store_false", help="do not open a browser")
@@ -166,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     trace = sub.add_parser("trace", help="generate in the terminal, tokens coloured by probability")
     _add_model_args(trace)
+    _add_remote_args(trace)
     trace.add_argument("prompt", nargs="?", default=DEMO_PROMPT)
     trace.add_argument("--chat", action="store_true", help="use the model's chat template")
     trace.add_argument("--system", default=None, help="system prompt (chat mode)")
