@@ -129,6 +129,28 @@ def test_engine_failures_become_one_line_generation_errors(engine, tokenizer_dir
     assert generation.trace.finish_reason == "error" and "\n" not in generation.trace.error
 
 
+def test_an_engine_that_allows_fewer_logprobs_is_asked_again_within_its_limit(engine, tokenizer_dir):
+    """vLLM refuses more than --max-logprobs (20 by default); OpenAI more than 5."""
+    remote = connect_remote(engine.base_url, tokenizer=tokenizer_dir)
+
+    def limited(h):
+        asked = engine.requests[-1][1]["logprobs"]
+        if asked > 5:
+            engine.json(h, 400, {"error": {"message": f"logprobs must be at most 5, got {asked}"}})
+        else:
+            engine.stream(h, [chunk(_pieces(remote, [" a"])), chunk([], "length")])
+
+    engine.script = limited
+    trace = _run(remote, _request(top_n=30))
+    assert [body["logprobs"] for _, body in engine.requests[-3:]] == [30, 20, 5]
+    assert remote.max_logprobs == 5 and trace.finish_reason == "length" and len(trace.generated) == 1
+    _run(remote, _request(top_n=30))
+    assert engine.requests[-1][1]["logprobs"] == 5  # remembered: asked once
+    engine.script = lambda h: engine.json(h, 400, {"error": {"message": "temperature must be >= 0"}})
+    with pytest.raises(GenerationError, match="temperature"):  # other refusals are not retried
+        _run(remote, _request())
+
+
 def test_cancel_closes_the_connection(engine, tokenizer_dir):
     remote = connect_remote(engine.base_url, tokenizer=tokenizer_dir)
     closed = threading.Event()

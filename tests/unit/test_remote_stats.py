@@ -20,16 +20,21 @@ def _entropy(p: torch.Tensor) -> float:
     logits=st.lists(st.floats(-8, 8, allow_nan=False), min_size=2, max_size=60),
     top_n=st.integers(1, 12),
     chosen_rank=st.integers(0, 59),
+    llama_cpp_style=st.booleans(),
 )
-def test_bounds_contain_the_true_entropy(logits, top_n, chosen_rank):
+def test_bounds_contain_the_true_entropy(logits, top_n, chosen_rank, llama_cpp_style):
+    """Also when the engine lists the chosen token among the candidates although it is not in the
+    top-N (llama.cpp does): it must not lower the cap on the tokens not returned."""
     probs = torch.softmax(torch.tensor(logits, dtype=torch.float64), 0)
     order = probs.argsort(descending=True).tolist()
     top = order[:top_n]
     chosen = order[min(chosen_rank, len(order) - 1)]
+    listed = top + ([chosen] if llama_cpp_style and chosen not in top else [])
     stats = remote_stats(
         Returned(chosen, str(chosen), math.log(probs[chosen])),
-        [Returned(i, str(i), math.log(probs[i])) for i in top],
+        [Returned(i, str(i), math.log(probs[i])) for i in listed],
         vocab=len(logits),
+        n=top_n,
     )
     true = _entropy(probs)
     assert stats.raw_entropy - 1e-9 <= true <= stats.entropy_upper + 1e-9

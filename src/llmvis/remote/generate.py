@@ -9,6 +9,7 @@ Prompt tokens get none: engines do not return them in the stream.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +23,8 @@ from llmvis.remote.client import EngineError
 from llmvis.remote.model import RemoteModel
 from llmvis.remote.stats import Returned, remote_stats
 from llmvis.trace import FinishReason, GenerationRequest, Role, Timings, Token, Trace
+
+LOGPROB_LIMITS = (20, 5, 1)  # the usual engine limits on top logprobs, tried in turn
 
 
 class RemoteGeneration:
@@ -48,8 +51,8 @@ class RemoteGeneration:
     def __next__(self) -> GenerationEvent:
         return next(self._events)
 
-    def body(self) -> dict[str, Any]:
-        """The /v1/completions request for this run."""
+    def body(self, logprobs: int | None = None) -> dict[str, Any]:
+        """The /v1/completions request for this run (asking for `logprobs` candidates)."""
         p = self.params
         body: dict[str, Any] = {
             "model": self.remote.engine_model,
@@ -57,7 +60,7 @@ class RemoteGeneration:
             "max_tokens": p.max_new_tokens,
             "temperature": p.temperature,
             "seed": p.seed,
-            "logprobs": p.top_n,
+            "logprobs": logprobs or p.top_n,
         }
         if p.top_p < 1:
             body["top_p"] = p.top_p
@@ -80,9 +83,10 @@ class RemoteGeneration:
                          model=self.remote.info)
         finish: FinishReason = "length"
         first_token_s = 0.0
-        stream = self.remote.client.stream_completion(self.body())
+        stream, first, asked = None, None, self.params.top_n
         try:
-            for chunk in stream:
+            stream, first, asked = self._open()
+            for chunk in itertools.chain(first, stream):
                 if self.cancel.is_set():
                     finish = "cancelled"
                     break
@@ -92,7 +96,8 @@ class RemoteGeneration:
                     chosen = Returned(token_id, tmap.label(token_id, piece), logprob)
                     candidates = [Returned(i, tmap.label(i, t), lp) for t, lp in top.items() for i in [tmap.id_of(t)]]
                     token = self._token(len(self.trace.tokens), token_id, tmap.text(token_id, piece), "generated",
-                                        self.reply_role, remote_stats(chosen, candidates, self.remote.info.vocab_size))
+                                        self.reply_role,
+                                        remote_stats(chosen, candidates, self.remote.info.vocab_size, asked))
                     self.trace.tokens.append(token)
                     first_token_s = first_token_s or time.perf_counter() - t0
                     yield TokenEvent(token=token)
@@ -106,9 +111,28 @@ class RemoteGeneration:
                          str(exc) or type(exc).__name__)
             raise
         finally:
-            stream.close()  # on cancel: the engine sees the disconnect and stops generating
+            if stream is not None:
+                stream.close()  # on cancel: the engine sees the disconnect and stops generating
         self._finish(finish, t0, first_token_s)
         yield DoneEvent(run_id=self.trace.id, finish_reason=finish, timings=self.trace.timings, text=self.trace.text)
+
+    def _open(self) -> tuple[Any, list[dict[str, Any]], int]:
+        """Start the engine's stream: (stream, its first chunks, candidates asked for). An engine
+        that refuses that many logprobs (OpenAI allows 5, vLLM 20 unless --max-logprobs) is asked
+        again at the next usual limit, which the RemoteModel then remembers for later runs."""
+        asked = min(self.params.top_n, self.remote.max_logprobs or self.params.top_n)
+        while True:
+            stream = self.remote.client.stream_completion(self.body(asked))
+            try:
+                return stream, [next(stream)], asked
+            except StopIteration:
+                return stream, [], asked
+            except EngineError as exc:
+                stream.close()
+                lower = next((n for n in LOGPROB_LIMITS if n < asked), None)
+                if lower is None or "(HTTP 4" not in str(exc) or "logprob" not in str(exc).lower():
+                    raise
+                self.remote.max_logprobs = asked = lower
 
     def _finish_reason(self, choice: dict[str, Any]) -> FinishReason:
         """Engines say "stop" for EOS and stop strings alike; vLLM tells them apart in stop_reason."""

@@ -26,6 +26,7 @@ class RemoteModel:
     token_map: TokenMap
     extra_body: dict[str, Any] = field(default_factory=dict)  # engine-specific request fields
     tokenizer_spec: str = ""  # the local spec the tokenizer came from: what a local copy loads
+    max_logprobs: int | None = None  # the engine's limit on top logprobs, once it refused more
 
     def close(self) -> None:
         self.client.close()

@@ -30,10 +30,11 @@ def _plogp(p: float) -> float:
     return -p * math.log(p) if p > 0 else 0.0
 
 
-def entropy_bounds(top: list[float], vocab: int, chosen: float | None = None) -> tuple[float, float, float]:
+def entropy_bounds(top: list[float], vocab: int, extra: list[float] | None = None) -> tuple[float, float, float]:
     """(lower, upper, missing mass) of the entropy in nats, given the probabilities of the top
-    candidates and, when it is not among them, of the chosen token, out of `vocab` tokens."""
-    known = [p for p in [*top, *([] if chosen is None else [chosen])] if p > 0]
+    candidates and of `extra` tokens known to lie below them (the chosen token, when it is not
+    among the top), out of `vocab` tokens."""
+    known = [p for p in [*top, *(extra or [])] if p > 0]
     base = sum(_plogp(p) for p in known)
     missing = max(0.0, 1.0 - sum(known))
     others = max(0, vocab - len(known))
@@ -47,12 +48,17 @@ def entropy_bounds(top: list[float], vocab: int, chosen: float | None = None) ->
     return lower, max(upper, lower), missing
 
 
-def remote_stats(chosen: Returned, top: list[Returned], vocab: int) -> TokenStats:
-    """TokenStats of one generated token; `top` as the engine listed it (any order)."""
+def remote_stats(chosen: Returned, top: list[Returned], vocab: int, n: int | None = None) -> TokenStats:
+    """TokenStats of one generated token; `top` as the engine listed it (any order). `n` is the
+    number of candidates asked for: llama.cpp adds the chosen token when it is not among them,
+    and that token must not count as a top candidate (it is not the n-th most likely)."""
     ranked = sorted({t.label if t.id < 0 else t.id: t for t in top}.values(), key=lambda t: -t.logprob)
+    beyond = ranked[n:] if n is not None else []
+    ranked = ranked[:n] if n is not None else ranked
     in_top = any(_same(t, chosen) for t in ranked)
+    extra = [t for t in beyond if not _same(t, chosen)] + ([] if in_top else [chosen])
     lower, upper, missing = entropy_bounds(
-        [math.exp(t.logprob) for t in ranked], vocab, None if in_top else math.exp(chosen.logprob)
+        [math.exp(t.logprob) for t in ranked], vocab, [math.exp(t.logprob) for t in extra]
     )
     rank = next((i for i, t in enumerate(ranked) if _same(t, chosen)), len(ranked))
     first = ranked[0].logprob if ranked else chosen.logprob
