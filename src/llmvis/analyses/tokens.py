@@ -141,7 +141,7 @@ def tokens_view(ctx: ViewContext, p: TokensParams) -> TokensView:
         CandidateView(
             id=c.id, label=c.label, logit=round4(c.logit), raw_prob=round4(c.raw_prob),
             sampled_prob=None if c.sampled_prob is None else round4(c.sampled_prob),
-            chosen=c.id == tok.id,
+            chosen=c.id == tok.id and (c.id >= 0 or c.label == tok.label),  # -1: unnamed remote pieces
         )
         for c in (tok.stats.top[: p.top_n] if tok.stats else [])
     ]
