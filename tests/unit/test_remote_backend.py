@@ -105,6 +105,33 @@ def test_forks_send_the_forced_tokens_as_text(engine, tokenizer_dir):
     assert trace.ids[trace.prompt_len :] == forced
 
 
+def test_a_fork_inherits_its_parents_statistics_up_to_the_new_token(engine, tokenizer_dir):
+    """The engine returns no statistics for the text it is sent; the parent saw the same prefix."""
+    remote = connect_remote(engine.base_url, tokenizer=tokenizer_dir)
+    w = _single_token_words(remote.tokenizer, 4)
+
+    def step(word):
+        return chunk([(word, math.log(0.6), {word: math.log(0.6), w[3]: math.log(0.3)})])
+
+    engine.script = lambda h: engine.stream(h, [step(w[0]), step(w[1]), step(w[2]), chunk([], "length")])
+    parent = _run(remote, _request(max_new_tokens=3))
+    ids = remote.token_map.id_of
+    forced = [ids(w[0]), ids(w[3])]  # keep the first token, then the parent's runner-up
+    fork = RemoteGeneration(remote, _request(max_new_tokens=3).model_copy(update={"forced_tokens": forced}),
+                            parent=parent)
+    for _ in fork:
+        pass
+    kept, new = fork.trace.tokens[fork.trace.prompt_len : fork.trace.prompt_len + 2]
+    assert kept.stats == parent.generated[0].stats
+    assert new.id == ids(w[3]) and new.stats.rank == 1 and new.stats.raw_prob == pytest.approx(0.3)
+    assert new.stats.gap_to_top1 == pytest.approx(math.log(2))
+    assert new.stats.entropy_upper == parent.generated[1].stats.entropy_upper
+    assert all(t.stats is None for t in fork.trace.tokens[: fork.trace.prompt_len])
+    typed = RemoteGeneration(remote, _request().model_copy(update={"forced_tokens": [ids(w[2])] * 2}), parent=parent)
+    first, second = next(typed).prompt_tokens[-2:]  # w[2] is no candidate at the first position
+    assert first.stats is None and second.stats is None
+
+
 @pytest.mark.parametrize(
     ("script", "message"),
     [

@@ -21,7 +21,7 @@ from llmvis.generation.events import DoneEvent, GenerationEvent, StartEvent, Tok
 from llmvis.generation.generate import checked_params, title_of
 from llmvis.remote.client import EngineError
 from llmvis.remote.model import RemoteModel
-from llmvis.remote.stats import Returned, remote_stats
+from llmvis.remote.stats import Returned, inherited, remote_stats
 from llmvis.trace import FinishReason, GenerationRequest, Role, Timings, Token, Trace
 
 LOGPROB_LIMITS = (20, 5, 1)  # the usual engine limits on top logprobs, tried in turn
@@ -30,8 +30,11 @@ LOGPROB_LIMITS = (20, 5, 1)  # the usual engine limits on top logprobs, tried in
 class RemoteGeneration:
     """An iterator of events for one run on the engine; `trace` holds what arrived so far."""
 
-    def __init__(self, remote: RemoteModel, request: GenerationRequest, cancel: threading.Event | None = None) -> None:
+    def __init__(self, remote: RemoteModel, request: GenerationRequest, cancel: threading.Event | None = None,
+                 parent: Trace | None = None) -> None:
+        """`parent`: for a fork, the run it forks, whose statistics the kept tokens inherit."""
         self.remote = remote
+        self.parent = parent
         self.cancel = cancel or threading.Event()
         tok = remote.tokenizer
         prompt = build_prompt(tok, request)
@@ -73,11 +76,13 @@ class RemoteGeneration:
     def _run(self) -> Iterator[GenerationEvent]:
         t0 = time.perf_counter()
         tmap = self.remote.token_map
+        forced_stats = inherited(self.parent, self.forced) if self.parent else [None] * len(self.forced)
         for pos, token_id in enumerate(self.prompt_ids + self.forced):
             is_prompt = pos < len(self.prompt_ids)
             self.trace.tokens.append(
                 self._token(pos, token_id, str(self.remote.tokenizer.decode([token_id], skip_special_tokens=False)),
-                            "prompt" if is_prompt else "generated", self.roles[pos] if is_prompt else self.reply_role)
+                            "prompt" if is_prompt else "generated", self.roles[pos] if is_prompt else self.reply_role,
+                            None if is_prompt else forced_stats[pos - len(self.prompt_ids)])
             )
         yield StartEvent(run_id=self.trace.id, prompt_tokens=list(self.trace.tokens), params=self.params,
                          model=self.remote.info)

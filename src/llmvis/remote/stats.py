@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from llmvis.trace import Candidate, TokenStats
+from llmvis.trace import Candidate, TokenStats, Trace
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,33 @@ def remote_stats(chosen: Returned, top: list[Returned], vocab: int, n: int | Non
         gap_to_top1=max(0.0, first - chosen.logprob),
         top=[Candidate(id=t.id, label=t.label, logit=t.logprob, raw_prob=math.exp(t.logprob)) for t in ranked],
     )
+
+
+def inherited(parent: Trace, forced: list[int]) -> list[TokenStats | None]:
+    """Statistics of a fork's forced tokens from its parent run on the engine (one per token).
+
+    The engine returns none for text it is sent, but the parent saw the same prefix: a kept token
+    has the parent's statistics, and the first new token its share of the parent's candidates there
+    (if it was one of them). After that the prefix differs from the parent's, and nothing is known.
+    """
+    out: list[TokenStats | None] = []
+    for offset, token_id in enumerate(forced):
+        position = parent.prompt_len + offset
+        if position >= len(parent.tokens) or parent.tokens[position].stats is None:
+            break
+        stats = parent.tokens[position].stats
+        assert stats is not None
+        if parent.tokens[position].id == token_id:
+            out.append(stats)
+            continue
+        rank, candidate = next(((i, c) for i, c in enumerate(stats.top) if c.id == token_id), (-1, None))
+        if candidate is not None:
+            out.append(stats.model_copy(update={
+                "raw_prob": candidate.raw_prob, "sampled_prob": None, "rank": rank,
+                "gap_to_top1": stats.top[0].logit - candidate.logit,
+            }))
+        break
+    return out + [None] * (len(forced) - len(out))
 
 
 def _same(a: Returned, b: Returned) -> bool:

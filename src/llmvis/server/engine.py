@@ -347,7 +347,8 @@ class Engine:
             self._remote_active += 1
         ticket = RunTicket(loop=loop, request=request, parent_id=parent_id, fork_position=fork_position)
         try:
-            ticket.generation = RemoteGeneration(remote, request, ticket.cancel)
+            parent = self.store.get(parent_id) if parent_id else None
+            ticket.generation = RemoteGeneration(remote, request, ticket.cancel, parent)
         except BaseException:
             with self._state:
                 self._remote_active -= 1
