@@ -32,9 +32,10 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from llama_engine import NEUTRAL, LlamaServer, free_port  # noqa: E402
+from llama_engine import NEUTRAL, LlamaServer  # noqa: E402
 from llmvis.models.load import load_tokenizer  # noqa: E402
 from llmvis.models.sources import bundled_gguf  # noqa: E402
+from processes import free_port  # noqa: E402
 from server import prompt_of  # noqa: E402  (bench/server.py: a prompt of exactly n tokens)
 
 

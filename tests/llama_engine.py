@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from processes import stop
+from processes import free_port, stop
 
 # llama-cpp-python's own defaults would penalise repeats (1.1) and truncate sampling (top_k 40,
 # min_p 0.05); the tests compare against plain greedy, so requests say so.
@@ -29,11 +28,6 @@ def require_llama_cpp() -> None:
             pytest.fail(message)
         pytest.skip(message)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class LlamaServer:

@@ -1,8 +1,16 @@
-"""Stopping the servers tests start (llmvis, llama.cpp) without leaving them behind."""
+"""Starting and stopping the servers tests run (llmvis, llama.cpp) without leaving them behind."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def stop(proc: subprocess.Popen) -> None:

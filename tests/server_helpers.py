@@ -5,7 +5,6 @@ ASGI client cannot show)."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from fastapi.testclient import TestClient
 
 from llmvis.config import Settings
 from llmvis.server.app import create_app
+from processes import free_port
 
 BASE = "http://127.0.0.1:5050"
 
@@ -67,11 +67,6 @@ def parse_sse(body: bytes) -> list[SSEEvent]:
             data.append(value)
     return events
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager

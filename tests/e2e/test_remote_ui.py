@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_helpers import Page, Server, click_candidate
-from test_ui import GENERATED, generate, set_number, shot, wait_charts
+from e2e_helpers import Page, Server
+from test_ui import GENERATED, fork_to_candidate, generate, set_number, shot, wait_charts
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -65,27 +65,14 @@ def assert_remote_stats(stats: dict | None, where: str) -> None:
     assert stats["entropy_upper"] is not None and stats["entropy_upper"] >= stats["raw_entropy"], (where, stats)
 
 
-def fork_to_candidate(p: Page) -> dict:
-    """On the open (finished) run, pick another candidate of its third generated token in the Tokens
-    tab and fork there; waits for the forked run to finish and the compare view to open."""
-    parent = p.js("() => window.__llmvis.app.run.id")
-    pos = p.js("() => window.__llmvis.app.run.promptLen + 2")
-    p.page.locator(f".tok[data-p='{pos}']").click()
-    p.page.click("[data-testid=tab-tokens]")
-    wait_charts(p, "tokens", ["top"])
-    chosen = p.js(f"() => window.__llmvis.app.run.tokens[{pos}].id")
-    top = p.js(f"() => window.__llmvis.app.run.tokens[{pos}].stats.top")
-    pick = next(i for i, c in enumerate(top) if c["id"] != chosen)
-    click_candidate(p, pick)
-    fork_btn = p.page.locator("[data-testid=fork]")
-    fork_btn.wait_for()
-    assert top[pick]["label"] in fork_btn.text_content()
-    fork_btn.click()
-    p.page.locator("[data-testid=compare]").wait_for(timeout=120_000)
-    run = p.js("() => { const r = window.__llmvis.app.run; return {id: r.id, parent: r.parentId, status: r.status,"
-               " source: r.model.source, ids: r.tokens.map((t) => t.id)}; }")
-    assert run["id"] != parent and run["parent"] == parent and run["status"] == "done", run
-    return {"parent": parent, "child": run["id"], "pos": pos, "candidate": top[pick], "run": run}
+def assert_bounds_tooltip(p: Page, position: int, n: int) -> None:
+    """Hovering the token shows its entropy as bounds and the mass outside the engine's top-n."""
+    p.page.locator(f"[data-testid=conversation] .tok[data-p='{position}']").hover()
+    tip = p.page.locator("[data-testid=token-tooltip]")
+    tip.wait_for(state="visible")
+    text = tip.text_content()
+    assert "≥" in text and "nats (≤" in text, text
+    assert f"outside top-{n}" in text, text
 
 
 def test_remote_run_shows_entropy_bounds_and_the_engine(rpage: Page, llama_engine):
@@ -104,13 +91,7 @@ def test_remote_run_shows_entropy_bounds_and_the_engine(rpage: Page, llama_engin
     stats = p.js(f"() => window.__llmvis.app.run.tokens[{first}].stats")
     assert stats["entropy_upper"] is not None and stats["missing_mass"] is not None
 
-    # The tooltip: the entropy as bounds, and the mass outside the returned candidates.
-    p.page.locator(f".tok[data-p='{first}']").hover()
-    tip = p.page.locator("[data-testid=token-tooltip]")
-    tip.wait_for(state="visible")
-    text = tip.text_content()
-    assert "≥" in text and "nats (≤" in text, text
-    assert f"outside top-{len(stats['top'])}" in text, text
+    assert_bounds_tooltip(p, first, len(stats["top"]))
     shot(p, "remote-tooltip")
 
     # The Tokens tab shows the same numbers for the selected token.
@@ -265,12 +246,7 @@ def test_history_lists_remote_runs_after_a_reload(rpage: Page, remote_server: Se
     assert p.js("() => window.__llmvis.app.run.tokens.map((t) => t.id)") == [t["id"] for t in parent["tokens"]]
     assert p.js(GENERATED) == len(parent["tokens"]) - parent["prompt_len"]
     first = parent["prompt_len"]
-    p.page.locator(f"[data-testid=conversation] .tok[data-p='{first}']").hover()
-    tip = p.page.locator("[data-testid=token-tooltip]")
-    tip.wait_for(state="visible")
-    text = tip.text_content()
-    assert "≥" in text and "nats (≤" in text, text
-    assert f"outside top-{len(parent['tokens'][first]['stats']['top'])}" in text, text
+    assert_bounds_tooltip(p, first, len(parent["tokens"][first]["stats"]["top"]))
     shot(p, "remote-history-reopened")
     assert not unexpected(p.errors), p.errors
 

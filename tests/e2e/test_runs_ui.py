@@ -8,8 +8,16 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from e2e_helpers import ROOT, Page, Server, click_candidate
-from test_ui import generate, set_number, shot, wait_charts, wait_model
+from e2e_helpers import ROOT, Page, Server
+from test_ui import (
+    fork_to_candidate,
+    generate,
+    open_fork_position,
+    set_number,
+    shot,
+    wait_charts,
+    wait_model,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -29,26 +37,9 @@ def test_fork_from_a_candidate_shows_both_continuations(page: Page):
     wait_model(page)
     set_number(page, "temperature-box", "0")
     generate(page, "The capital of France is", max_tokens=24)
-    parent_id = page.js("() => window.__llmvis.app.run.id")
-    pos = page.js("() => window.__llmvis.app.run.promptLen + 2")
-    page.page.locator(f".tok[data-p='{pos}']").click()
-    page.page.click("[data-testid=tab-tokens]")
-    wait_charts(page, "tokens", ["top"])
-    chosen = page.js(f"() => window.__llmvis.app.run.tokens[{pos}].id")
-    top = page.js(f"() => window.__llmvis.app.run.tokens[{pos}].stats.top")
-    pick = next(i for i, c in enumerate(top) if c["id"] != chosen)
-    click_candidate(page, pick)
-    fork_btn = page.page.locator("[data-testid=fork]")
-    fork_btn.wait_for()
-    assert top[pick]["label"] in fork_btn.text_content()
-    fork_btn.click()
-
-    cmp = page.page.locator("[data-testid=compare]")
-    cmp.wait_for(timeout=60_000)
-    run = page.js("() => ({id: window.__llmvis.app.run.id, parent: window.__llmvis.app.run.parentId, status: window.__llmvis.app.run.status})")
-    assert run["parent"] == parent_id and run["id"] != parent_id and run["status"] == "done"
-    forced = page.js(f"() => window.__llmvis.app.run.tokens[{pos}].id")
-    assert forced == top[pick]["id"]
+    fork = fork_to_candidate(page, timeout_ms=60_000)
+    parent_id, pos = fork["parent"], fork["pos"]
+    assert fork["run"]["ids"][pos] == fork["candidate"]["id"]
     # Side by side from the diverging point: each column starts with that run's token there.
     a_first = page.page.locator("[data-testid=compare-a] .tok").first.get_attribute("data-p")
     b_first = page.page.locator("[data-testid=compare-b] .tok").first.get_attribute("data-p")
@@ -70,10 +61,7 @@ def test_fork_with_typed_text_and_new_params(page: Page, tiny_server: Server):
     set_number(page, "temperature-box", "0")
     generate(page, "The capital of France is", max_tokens=24)
     parent = page.js("() => ({id: window.__llmvis.app.run.id, params: window.__llmvis.app.run.params})")
-    pos = page.js("() => window.__llmvis.app.run.promptLen + 2")
-    page.page.locator(f".tok[data-p='{pos}']").click()
-    page.page.click("[data-testid=tab-tokens]")
-    wait_charts(page, "tokens", ["top"])
+    pos, _, _ = open_fork_position(page)
     # Typed text: the box shows each of its tokens (label and id) before the user confirms.
     text = " Paris, France"
     with urllib.request.urlopen(f"{tiny_server.base}/api/tokenize?{urllib.parse.urlencode({'text': text})}") as r:

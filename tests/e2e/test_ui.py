@@ -120,6 +120,36 @@ def wait_charts(p: Page, tab: str, names: list[str], timeout: float = 60) -> dic
         p.page.wait_for_timeout(150)
 
 
+def open_fork_position(p: Page) -> tuple[int, int, list[dict]]:
+    """Select the open run's third generated token and show its candidates in the Tokens tab;
+    returns (position, the token's id, its candidates)."""
+    pos = p.js("() => window.__llmvis.app.run.promptLen + 2")
+    p.page.locator(f".tok[data-p='{pos}']").click()
+    p.page.click("[data-testid=tab-tokens]")
+    wait_charts(p, "tokens", ["top"])
+    chosen = p.js(f"() => window.__llmvis.app.run.tokens[{pos}].id")
+    top = p.js(f"() => window.__llmvis.app.run.tokens[{pos}].stats.top")
+    return pos, chosen, top
+
+
+def fork_to_candidate(p: Page, timeout_ms: float = 120_000) -> dict:
+    """Fork the open (finished) run at its third generated token to another of its candidates;
+    waits for the forked run to finish and the compare view to open."""
+    parent = p.js("() => window.__llmvis.app.run.id")
+    pos, chosen, top = open_fork_position(p)
+    pick = next(i for i, c in enumerate(top) if c["id"] != chosen)
+    click_candidate(p, pick)
+    fork_btn = p.page.locator("[data-testid=fork]")
+    fork_btn.wait_for()
+    assert top[pick]["label"] in fork_btn.text_content()
+    fork_btn.click()
+    p.page.locator("[data-testid=compare]").wait_for(timeout=timeout_ms)
+    run = p.js("() => { const r = window.__llmvis.app.run; return {id: r.id, parent: r.parentId, status: r.status,"
+               " source: r.model.source, ids: r.tokens.map((t) => t.id)}; }")
+    assert run["id"] != parent and run["parent"] == parent and run["status"] == "done", run
+    return {"parent": parent, "child": run["id"], "pos": pos, "candidate": top[pick], "run": run}
+
+
 def test_page_opens_with_the_model(page: Page):
     wait_model(page)
     assert page.page.title() == "llmvis"

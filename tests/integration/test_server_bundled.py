@@ -14,7 +14,8 @@ import pytest
 import llmvis.analyses.attention  # noqa: F401  (registers the views used below)
 from llmvis.generation import generate
 from llmvis.trace import Trace
-from server_helpers import client, free_port, make_app, parse_sse
+from processes import free_port
+from server_helpers import client, make_app, parse_sse
 
 pytestmark = pytest.mark.integration
 

@@ -35,7 +35,6 @@ class EngineClient:
         self, base_url: str, *, api_key_env: str | None = None, timeout: float = 120.0, connect_timeout: float = 10.0
     ) -> None:
         self.base_url = normalise_base_url(base_url)
-        self.timeout = timeout
         headers = {"Accept": "application/json"}
         if api_key_env:
             key = os.environ.get(api_key_env)

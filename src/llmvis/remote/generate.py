@@ -97,12 +97,11 @@ class RemoteGeneration:
                     break
                 choice = (chunk.get("choices") or [{}])[0]
                 for piece, logprob, top in _tokens_of(choice):
-                    token_id = tmap.id_of(piece)
-                    chosen = Returned(token_id, tmap.label(token_id, piece), logprob)
-                    candidates = [Returned(i, tmap.label(i, t), lp) for t, lp in top.items() for i in [tmap.id_of(t)]]
-                    token = self._token(len(self.trace.tokens), token_id, tmap.text(token_id, piece), "generated",
-                                        self.reply_role,
-                                        remote_stats(chosen, candidates, self.remote.info.vocab_size, asked))
+                    chosen = self._returned(piece, logprob)
+                    candidates = [self._returned(t, lp) for t, lp in top.items()]
+                    stats = remote_stats(chosen, candidates, self.remote.info.vocab_size, asked)
+                    token = self._token(len(self.trace.tokens), chosen.id, tmap.text(chosen.id, piece), "generated",
+                                        self.reply_role, stats)
                     self.trace.tokens.append(token)
                     first_token_s = first_token_s or time.perf_counter() - t0
                     yield TokenEvent(token=token)
@@ -147,6 +146,12 @@ class RemoteGeneration:
         if isinstance(matched, str) or (matched is None and self.params.stop and "stop_reason" not in choice):
             return "stop"
         return "eos"
+
+    def _returned(self, piece: str, logprob: float) -> Returned:
+        """A token as the engine named it, with its local id and label."""
+        tmap = self.remote.token_map
+        token_id = tmap.id_of(piece)
+        return Returned(token_id, tmap.label(token_id, piece), logprob)
 
     def _token(self, pos: int, token_id: int, text: str, kind: Any, role: Role | None, stats: Any = None) -> Token:
         tmap = self.remote.token_map
