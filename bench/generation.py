@@ -3,8 +3,8 @@
 Prints, for prompt lengths 128/512/1536 and 64 new tokens on the bundled model, the median
 tokens/s of (a) `model.generate` greedy, (b) the original prototype's per-step capture (eager
 attention, output_attentions + output_hidden_states every step, copied to Python lists),
-(c) llmvis generation with all statistics; then c/a and c/b. Configurations are interleaved
-and repeated so that machine noise hits all of them alike. c counts until the trace is complete,
+(c) llmvis generation with all statistics; then c/a and c/b. Configurations are interleaved,
+in an order that rotates each repeat, so that machine noise hits all of them alike. c counts until the trace is complete,
 deferred prompt statistics included; "c stream" counts until the last generated token reached
 the caller (what a user watching the stream waits for).
 
@@ -108,10 +108,15 @@ def main() -> None:
     prompts = {n: prompt_of(tok, n) for n in args.lengths}
     llmvis_generate(loaded, prompts[args.lengths[0]], 4)  # warm-up
     times: dict[tuple[int, str], list[float]] = {}
-    for _ in range(args.repeats):
+    names = list(configs)
+    for repeat in range(args.repeats):
+        # the order rotates, so that no configuration always runs right after the same one (the
+        # naive loop churns gigabytes of memory, which slows whatever runs next)
+        order = names[repeat % len(names) :] + names[: repeat % len(names)]
         for n in args.lengths:
             ids = torch.tensor([tok(prompts[n]).input_ids])
-            for name, fn in configs.items():
+            for name in order:
+                fn = configs[name]
                 t = time.perf_counter()
                 streamed = fn(prompts[n], ids)
                 times.setdefault((n, name), []).append(time.perf_counter() - t)

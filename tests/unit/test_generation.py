@@ -18,11 +18,14 @@ from llmvis.generation import (
     generate,
     start_generation,
 )
+from llmvis.generation import overlap as overlap_module
 from llmvis.generation import stats as stats_module
 from llmvis.generation.head import supports_deferred_head
 from llmvis.generation.sampling import SamplingParams, build_processors
 from llmvis.trace import ChatMessage, GenerationRequest, Trace
 from tiny_models import tiny_loaded
+
+generate_module = sys.modules["llmvis.generation.generate"]
 
 PROMPT = "The capital of France is Paris. Once upon a time"
 
@@ -118,11 +121,16 @@ def test_unseeded_run_records_the_seed_it_used():
     assert first.ids == again.ids
 
 
-@pytest.mark.parametrize("deferred", [True, False], ids=["deferred", "eager"])
-def test_prompt_token_stats_come_from_prefix_logits(arch, deferred, monkeypatch):
-    """Both prefill paths, across chunk boundaries, equal one full forward's softmax."""
-    monkeypatch.setattr(sys.modules["llmvis.generation.generate"], "PREFILL_CHUNK", 7)
-    monkeypatch.setattr(sys.modules["llmvis.generation.generate"], "DEFERRED_CHUNK", 11)
+@pytest.mark.parametrize(
+    ("deferred", "overlap"), [(True, True), (True, False), (False, False)],
+    ids=["deferred-beside-decode", "deferred-after-decode", "eager"],
+)
+def test_prompt_token_stats_come_from_prefix_logits(arch, deferred, overlap, monkeypatch):
+    """Every prefill path, across chunk boundaries, equals one full forward's softmax."""
+    monkeypatch.setattr(generate_module, "PREFILL_CHUNK", 7)
+    monkeypatch.setattr(generate_module, "DEFERRED_CHUNK", 11)
+    monkeypatch.setattr(overlap_module, "PIECE", 5)
+    monkeypatch.setattr(generate_module, "can_overlap", lambda loaded: overlap)
     monkeypatch.setattr(stats_module, "CPU_ROW_BLOCK", 3)  # blocks that straddle chunks
     loaded = dataclasses.replace(tiny_loaded(arch), _deferred_head=deferred)
     trace = generate(loaded, _request(temperature=0, max_new_tokens=2))
@@ -165,15 +173,70 @@ def test_models_whose_forward_cannot_keep_one_logit_take_the_eager_path():
     assert not any(isinstance(e, PromptStatsEvent) for e in events)
 
 
-def test_deferred_prompt_stats_arrive_after_the_last_token_before_done():
+@pytest.mark.parametrize("overlap", [True, False], ids=["beside-decode", "after-decode"])
+def test_deferred_prompt_stats_arrive_once_between_start_and_done(overlap, monkeypatch):
+    monkeypatch.setattr(generate_module, "can_overlap", lambda loaded: overlap)
     loaded = tiny_loaded("qwen3")
     assert loaded.deferred_head
-    events = list(start_generation(loaded, _request(temperature=0, max_new_tokens=3)))
-    start, stats_event, done = events[0], events[-2], events[-1]
-    assert isinstance(start, StartEvent) and all(t.stats is None for t in start.prompt_tokens)
-    assert isinstance(stats_event, PromptStatsEvent) and done.type == "done"
-    assert len(stats_event.stats) == len(start.prompt_tokens) and stats_event.stats[0] is None
-    assert all(s is not None for s in stats_event.stats[1:])
+    for new in (1, 3, 40):  # the worker finishes after the last step, or before it
+        events = list(start_generation(loaded, _request(temperature=0, max_new_tokens=new)))
+        start, done = events[0], events[-1]
+        assert isinstance(start, StartEvent) and all(t.stats is None for t in start.prompt_tokens)
+        assert done.type == "done"
+        stats_events = [e for e in events if isinstance(e, PromptStatsEvent)]
+        assert len(stats_events) == 1 and sum(isinstance(e, TokenEvent) for e in events) == new
+        stats_event = stats_events[0]
+        assert len(stats_event.stats) == len(start.prompt_tokens) and stats_event.stats[0] is None
+        assert all(s is not None for s in stats_event.stats[1:])
+
+
+def test_prompt_stats_beside_decode_split_the_threads_and_give_them_back(monkeypatch):
+    """While the loop decodes on n-1 threads the worker computes on one; afterwards the caller,
+    and threads that start using torch later, have every thread again."""
+    seen: dict[str, int] = {}
+    pieces = overlap_module.prompt_row_pieces
+
+    def watched(head, ids, top_n, piece):
+        seen["worker"] = torch.get_num_threads()
+        yield from pieces(head, ids, top_n, piece)
+
+    def step_threads(module, args, kwargs):
+        if threading.current_thread() is threading.main_thread() and kwargs["input_ids"].shape[1] == 1:
+            seen.setdefault("decode", torch.get_num_threads())
+
+    monkeypatch.setattr(overlap_module, "prompt_row_pieces", watched)
+    loaded = tiny_loaded("llama")
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    handle = loaded.model.register_forward_pre_hook(step_threads, with_kwargs=True)
+    try:
+        assert overlap_module.can_overlap(loaded)
+        trace = generate(loaded, _request(temperature=0, max_new_tokens=4))
+        assert all(t.stats is not None for t in trace.tokens[1:])
+        assert seen == {"worker": 1, "decode": 2}
+        assert torch.get_num_threads() == 3
+        fresh: list[int] = []
+        thread = threading.Thread(target=lambda: fresh.append(torch.get_num_threads()))
+        thread.start()
+        thread.join()
+        assert fresh == [3]
+    finally:
+        handle.remove()
+        torch.set_num_threads(before)
+
+
+def test_a_failing_prompt_stats_worker_fails_the_run_and_gives_the_threads_back(monkeypatch):
+    def broken(head, ids, top_n, piece):
+        raise RuntimeError("worker broke")
+        yield
+
+    monkeypatch.setattr(overlap_module, "prompt_row_pieces", broken)
+    monkeypatch.setattr(generate_module, "can_overlap", lambda loaded: True)
+    before = torch.get_num_threads()
+    generation = start_generation(tiny_loaded("llama"), _request(temperature=0, max_new_tokens=3))
+    with pytest.raises(RuntimeError, match="worker broke"):
+        list(generation)
+    assert torch.get_num_threads() == before
 
 
 def _assert_prompt_stats_match_forward(loaded, trace):

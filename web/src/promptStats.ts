@@ -1,8 +1,9 @@
 import type { PromptStatsEvent, Token } from "./api/types";
 
 /**
- * The prompt's statistics arrive after the last generated token (the server defers the
- * vocabulary projection of every prompt position so that tokens stream sooner): fill them in.
+ * The prompt's statistics arrive in their own event, between two generated tokens or after the
+ * last (the server projects the prompt positions onto the vocabulary beside the decode steps, so
+ * that tokens stream as fast as plain generation): fill them in.
  */
 export function applyPromptStats(tokens: Token[], event: PromptStatsEvent): void {
   event.stats.forEach((stats, i) => {

@@ -1,7 +1,8 @@
 """Events streamed while a run generates: start, one token event per token, done.
 
 When the prompt's statistics are deferred (generation/head.py), the start event's prompt tokens
-have none yet and a `prompt_stats` event brings them after the last token, before done.
+have none yet and one `prompt_stats` event brings them as soon as they are ready: between two
+token events (generation/overlap.py) or after the last one, always before done.
 
 The server forwards them as SSE events of the same names; `error` is added there.
 """

@@ -28,8 +28,16 @@ from llmvis.generation.events import (
     TokenEvent,
 )
 from llmvis.generation.head import DeferredHead
+from llmvis.generation.overlap import PromptStatsJob, can_overlap, prompt_row_pieces
 from llmvis.generation.sampling import SamplingParams, build_processors
-from llmvis.generation.stats import prompt_rows, row_to_stats, row_width, step_row
+from llmvis.generation.stats import (
+    gc_paused,
+    prompt_rows,
+    row_to_stats,
+    row_width,
+    rows_to_stats,
+    step_row,
+)
 from llmvis.models.info import ModelInfo
 from llmvis.models.loaded import LoadedModel
 from llmvis.trace import FinishReason, GenerationRequest, Role, Timings, Token, TokenStats, Trace
@@ -80,9 +88,10 @@ class Generation:
         cache_kw = self.loaded.cache_kwargs(cache)
         head = DeferredHead(model) if self.loaded.deferred_head else None
         rows, last_logits = self._prefill(known, cache, top_n, head)
+        known_stats: list[TokenStats | None] = [None, *rows_to_stats(rows, top_n, self.labeler, sampled=False)]
         for pos, token_id in enumerate(known):
             is_prompt = pos < len(self.prompt_ids)
-            stats = None if pos == 0 or head else row_to_stats(rows[pos - 1], top_n, self.labeler, sampled=False)
+            stats = None if head else known_stats[pos]
             self.trace.tokens.append(
                 self._token(pos, token_id, detok.push(token_id), "prompt" if is_prompt else "generated",
                             self.roles[pos] if is_prompt else self.reply_role, stats)
@@ -108,7 +117,11 @@ class Generation:
         pending: list[tuple[int, int]] = []  # (step, token id) whose rows are not fetched yet
         tail = ""  # the end of the generated text, long enough to hold any stop string
         tail_len = 2 * max((len(x) for x in params.stop), default=0) + 64
+        job: PromptStatsJob | None = None
         try:
+            # the prompt's statistics are computed beside the decode steps where that is free
+            if head is not None and can_overlap(self.loaded):
+                job = PromptStatsJob(head, torch.tensor(known), top_n)
             for step in range(params.max_new_tokens):
                 if self.cancel.is_set():
                     finish = "cancelled"
@@ -130,6 +143,9 @@ class Generation:
                         input_ids = torch.cat([input_ids, next_ids], dim=1)
                         out = model(input_ids=next_ids.to(device), **cache_kw)
                         last_logits = out.logits[0, -1]
+                if job is not None and job.ready and not done:
+                    yield self._prompt_stats(job.rows())
+                    job = head = None
                 if len(pending) >= flush_every or done or self.cancel.is_set():
                     fetched = buffer[pending[0][0] : pending[-1][0] + 1].tolist()
                     for (_, tid), row in zip(pending, fetched, strict=True):
@@ -149,11 +165,15 @@ class Generation:
                     finish = "stop"
                     break
         except BaseException as exc:
+            if job is not None:
+                job.close()
             self._finish("error" if not isinstance(exc, GeneratorExit) else "cancelled", t0, prefill_s,
                          first_token_s, error=str(exc) or type(exc).__name__)
             raise
-        if head is not None:
-            yield self._prompt_stats(known, head, top_n)
+        if job is not None:
+            yield self._prompt_stats(job.rows())
+        elif head is not None:
+            yield self._prompt_stats(list(prompt_row_pieces(head, torch.tensor(known), top_n, PREFILL_CHUNK)))
         self._finish(finish, t0, prefill_s, first_token_s)
         yield DoneEvent(
             run_id=self.trace.id,
@@ -197,23 +217,16 @@ class Generation:
             return []
         return prompt_rows(logits[: targets.shape[0]], targets, top_n).tolist()
 
-    def _prompt_stats(self, known: list[int], head: DeferredHead, top_n: int) -> PromptStatsEvent:
-        """The deferred prompt statistics: the model's head over the kept hidden states."""
-        ids = torch.tensor(known)
-        rows: list[list[float]] = []
-        start = 0
-        pieces = [piece for kept in head.chunks for piece in kept.split(PREFILL_CHUNK)]
-        for hidden in pieces:  # the logits of PREFILL_CHUNK positions at a time
-            logits = head.logits(hidden).float()
-            rows.extend(self._rows(ids.to(logits.device), start, logits, top_n))
-            start += hidden.shape[0]
-        head.chunks.clear()
-        stats: list[TokenStats | None] = [None]
-        for pos, row in enumerate(rows, start=1):
-            stats.append(row_to_stats(row, top_n, self.labeler, sampled=False))
-            # a new Token (fields already validated): the start event handed out the original
-            self.trace.tokens[pos] = Token.model_construct(**{**vars(self.trace.tokens[pos]), "stats": stats[-1]})
-        return PromptStatsEvent(run_id=self.trace.id, stats=stats)
+    def _prompt_stats(self, pieces: list[torch.Tensor]) -> PromptStatsEvent:
+        """The deferred prompt statistics, from the rows of every prompt position but the first."""
+        with gc_paused():
+            rows = [row for piece in pieces for row in piece.tolist()]
+            stats: list[TokenStats | None] = [None, *rows_to_stats(rows, self.params.top_n, self.labeler, False)]
+            for pos in range(1, len(stats)):
+                # a new Token (fields already validated): the start event handed out the original
+                token = self.trace.tokens[pos]
+                self.trace.tokens[pos] = Token.model_construct(**{**vars(token), "stats": stats[pos]})
+            return PromptStatsEvent(run_id=self.trace.id, stats=stats)
 
     def _token(self, pos, token_id, piece, kind, role, stats) -> Token:
         return Token(

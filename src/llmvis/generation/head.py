@@ -4,14 +4,17 @@ Plain `model.generate` projects only the last prompt position onto the vocabular
 statistics need every position, and on a small CPU that projection (positions x hidden x vocab)
 is a large share of a long prefill. So the prefill runs the model exactly as generate does
 (`logits_to_keep=1`) while a hook keeps the decoder's final hidden states; after the last token
-the model's *own* head turns them into logits: the decoder is briefly swapped for a stub that
+the model's *own* head turns them into logits: the decoder is replaced by a stub that
 returns the kept states, so final norm output, lm_head, soft-capping, logit scales — whatever the
-architecture's forward does after its decoder — run unchanged. A probe at first use checks the
-replay against a full forward; a model where it differs gets the eager path instead.
+architecture's forward does after its decoder — run unchanged. The stub lives in a shallow copy
+of the model, so the live model is never modified and a replay may run beside a decode step. A
+probe at first use checks the replay against a full forward; a model where it differs gets the
+eager path instead.
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -60,15 +63,14 @@ class DeferredHead:
             handle.remove()
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The model's own logits [C, V] for kept hidden states [C, H] (model lock held)."""
-        replay = _Replay(self.output_type, hidden[None])
+        """The model's own logits [C, V] for kept hidden states [C, H]."""
+        replay = copy.copy(self.model)  # shares every parameter and submodule ...
+        modules = {**self.model._modules, self.prefix: _Replay(self.output_type, hidden[None])}
+        object.__setattr__(replay, "_modules", modules)  # ... but the decoder
+        replay.__dict__.pop("forward", None)  # a wrapper (accelerate's) bound to the original
         dummy = torch.zeros((1, hidden.shape[0]), dtype=torch.long, device=hidden.device)
-        self.model._modules[self.prefix] = replay
-        try:
-            with torch.inference_mode():
-                return self.model(input_ids=dummy, use_cache=False).logits[0]
-        finally:
-            self.model._modules[self.prefix] = self.decoder
+        with torch.inference_mode():
+            return replay(input_ids=dummy, use_cache=False).logits[0]
 
 
 def supports_deferred_head(model: Any, device: torch.device) -> bool:

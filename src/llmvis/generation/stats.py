@@ -9,9 +9,15 @@ Row layout (floats; ids are exact in fp32 below 2**24):
 
 from __future__ import annotations
 
-import torch
+import gc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
-from llmvis.trace import Candidate, TokenStats
+import torch
+from pydantic import TypeAdapter
+
+from llmvis.trace import TokenStats
 
 SCALARS = 7
 
@@ -59,34 +65,58 @@ def step_row(
     out[base + 3 * top_n : base + 3 * top_n + k] = probs[1, 1:]
 
 
-def row_to_stats(row: list[float], top_n: int, label, sampled: bool = True) -> TokenStats:
-    """Unpack one fetched row into TokenStats; `label(id)` names candidate tokens."""
+def _row_fields(row: list[float], top_n: int, label: Callable[[int], str], sampled: bool) -> dict[str, Any]:
     base = SCALARS
-    top = []
-    for i in range(top_n):
-        logit = row[base + top_n + i]
-        token_id = int(row[base + i])
-        if logit != logit:  # NaN marks an unused slot (vocab smaller than top_n)
-            continue
-        top.append(
-            Candidate(
-                id=token_id,
-                label=label(token_id),
-                logit=logit,
-                raw_prob=row[base + 2 * top_n + i],
-                sampled_prob=row[base + 3 * top_n + i] if sampled else None,
-            )
-        )
-    return TokenStats(
-        raw_prob=row[0],
-        sampled_prob=row[1] if sampled else None,
-        rank=int(row[2]),
-        raw_entropy=row[3],
-        sampled_entropy=row[4] if sampled else None,
-        logit_gap=row[5],
-        gap_to_top1=row[6],
-        top=top,
-    )
+    top = [
+        {
+            "id": int(row[base + i]),
+            "label": label(int(row[base + i])),
+            "logit": row[base + top_n + i],
+            "raw_prob": row[base + 2 * top_n + i],
+            "sampled_prob": row[base + 3 * top_n + i] if sampled else None,
+        }
+        for i in range(top_n)
+        if row[base + top_n + i] == row[base + top_n + i]  # NaN marks an unused slot (vocab < top_n)
+    ]
+    return {
+        "raw_prob": row[0],
+        "sampled_prob": row[1] if sampled else None,
+        "rank": int(row[2]),
+        "raw_entropy": row[3],
+        "sampled_entropy": row[4] if sampled else None,
+        "logit_gap": row[5],
+        "gap_to_top1": row[6],
+        "top": top,
+    }
+
+
+def row_to_stats(row: list[float], top_n: int, label: Callable[[int], str], sampled: bool = True) -> TokenStats:
+    """Unpack one fetched row into TokenStats; `label(id)` names candidate tokens."""
+    return TokenStats.model_validate(_row_fields(row, top_n, label, sampled))
+
+
+_STATS_LIST = TypeAdapter(list[TokenStats])
+
+
+def rows_to_stats(
+    rows: list[list[float]], top_n: int, label: Callable[[int], str], sampled: bool = True
+) -> list[TokenStats]:
+    """Many rows at once (a prompt's): one validation call, with the cyclic GC paused."""
+    with gc_paused():
+        return _STATS_LIST.validate_python([_row_fields(row, top_n, label, sampled) for row in rows])
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """For bulk conversions: a long prompt makes tens of thousands of small objects, and the
+    collections they trigger scan the whole heap (measured: 4x the time of the conversion)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 CPU_ROW_BLOCK = 32  # rows per pass on CPU: 32 x vocab fp32 stays in cache (4x faster at 49k)
