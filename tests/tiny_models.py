@@ -28,7 +28,7 @@ _CORPUS = [
     "1 2 3 4 5 6 7 8 9 10 hello world, hello again!",
 ] * 20
 
-ARCHITECTURES = ["llama", "qwen2", "qwen3", "gemma3_text", "mistral"]
+ARCHITECTURES = ["llama", "qwen2", "qwen3", "gemma3_text", "mistral", "phi3"]
 
 
 @lru_cache(maxsize=1)
@@ -80,6 +80,8 @@ def make_config(arch: str, vocab_size: int, layers: int = 2):
                       attn_logit_softcapping=None)
     if arch == "qwen2":
         common.update(use_sliding_window=False)
+    if arch == "phi3":  # fused qkv_proj and gate_up_proj; rotary on half of each head
+        common.update(partial_rotary_factor=0.5)
     return AutoConfig.for_model(arch, **common)
 
 

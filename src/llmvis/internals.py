@@ -7,7 +7,8 @@ through forward hooks, what every view needs — O(L·T·d):
     residual(l):  [T, d]  input of decoder layer l (residual(L) = last layer's output)
     attn_out(l):  [T, d]  what layer l's attention adds to the residual stream
     mlp_out(l):   [T, d]  what layer l's MLP adds   (residual(l+1) = residual(l) + attn + mlp)
-    (and k_proj's output, [T, kv_heads·hd], so views never redo the key projections)
+    (and the key projection, [T, kv_heads·hd], so views never redo it; q/k/v may be one fused
+    projection, as in Phi-3, whose key part is kept)
 
 Attention of one layer is then recomputed from residual(l) with the layer's *own* modules
 (input norm, q/k projections, q/k norms, rotary embedding and `apply_rotary_pos_emb` from the
@@ -165,6 +166,27 @@ def _dtype_of(module: torch.nn.Module, default: torch.dtype) -> torch.dtype:
 _SOFTCAP_PASSED: dict[type, bool] = {}
 
 
+def _query_projection(attn: Any, x: torch.Tensor) -> torch.Tensor:
+    """q_proj(x), or the query part of a fused projection (Phi-3's qkv_proj: q, then k, then v)."""
+    if hasattr(attn, "q_proj"):
+        return attn.q_proj(x)
+    return attn.qkv_proj(x)[..., : _query_width(attn)]
+
+
+def _key_projection(attn: Any) -> tuple[torch.nn.Module, slice]:
+    """The module whose output holds the keys, and where they sit in its last dimension."""
+    if hasattr(attn, "k_proj"):
+        return attn.k_proj, slice(None)
+    if hasattr(attn, "qkv_proj"):
+        start = _query_width(attn)
+        return attn.qkv_proj, slice(start, start + int(attn.num_key_value_heads) * int(attn.head_dim))
+    raise NotImplementedError(f"{type(attn).__name__} has neither k_proj nor a fused qkv_proj")
+
+
+def _query_width(attn: Any) -> int:
+    return int(attn.config.num_attention_heads) * int(attn.head_dim)
+
+
 def _passes_softcap(attn: torch.nn.Module) -> bool:
     """Whether this attention class hands its soft-cap to the attention kernel.
 
@@ -267,10 +289,10 @@ class Internals:
 
             return hook
 
-        def store(target: list[Any], i: int):
+        def store(target: list[Any], i: int, part: slice = slice(None)):
             def hook(_mod, _args, output):
                 if threading.get_ident() == me:
-                    target[i] = _first(output)[0].detach()
+                    target[i] = _first(output)[0, :, part].detach()
 
             return hook
 
@@ -283,7 +305,8 @@ class Internals:
                 mlp_mod = layer.post_feedforward_layernorm if sandwich else layer.mlp
                 handles.append(attn_mod.register_forward_hook(store(attn, i)))
                 handles.append(mlp_mod.register_forward_hook(store(mlp, i)))
-                handles.append(layer.self_attn.k_proj.register_forward_hook(store(keys, i)))
+                key_module, key_slice = _key_projection(layer.self_attn)
+                handles.append(key_module.register_forward_hook(store(keys, i, key_slice)))
             handles.append(self.layers[-1].register_forward_hook(store(residual, n)))
             x = torch.tensor([self.ids], device=self.loaded.device)
             self.base(input_ids=x, use_cache=False)
@@ -377,7 +400,7 @@ class Internals:
         hit = self.cache.peek(cache_key)
         if hit is not None:
             return hit
-        # k_proj(input_layernorm(residual)) as the forward computed it (kept by the capture).
+        # the key projection of input_layernorm(residual) as the forward computed it (captured).
         raw = self.capture().keys[self._check_layer(layer, self.n_layers - 1)]
         k = self._project(layer, raw, "k_norm", torch.arange(self.n_positions))
         nbytes = k.numel() * k.element_size()
@@ -390,7 +413,7 @@ class Internals:
         mod = self.layers[layer]
         dev = _device_of(mod.input_layernorm, self.loaded.device)
         x = mod.input_layernorm(self.residual(layer)[queries.to(self.residual(layer).device)].to(dev))
-        q = self._project(layer, mod.self_attn.q_proj(x), "q_norm", queries)
+        q = self._project(layer, _query_projection(mod.self_attn, x), "q_norm", queries)
         k = self._keys(layer)[:, :keys_end].to(q.device)
         return q.float(), k.float()
 
@@ -485,13 +508,21 @@ class Internals:
 
     @torch.no_grad()
     def mlp_activations(self, layer: int) -> torch.Tensor:
-        """[T, intermediate] act_fn(gate_proj(x)) * up_proj(x): the input of down_proj."""
+        """[T, intermediate] act_fn(gate_proj(x)) * up_proj(x): the input of down_proj.
+
+        Phi-3 style MLPs fuse the two projections (gate_up_proj, gate first) and name the
+        activation activation_fn; the product is the same."""
         self._check_layer(layer, self.n_layers - 1)
         mlp = self.layers[layer].mlp
-        if not all(hasattr(mlp, n) for n in ("gate_proj", "up_proj", "act_fn")):
+        act = getattr(mlp, "act_fn", None) or getattr(mlp, "activation_fn", None)
+        fused = getattr(mlp, "gate_up_proj", None)
+        if act is None or not (fused is not None or all(hasattr(mlp, n) for n in ("gate_proj", "up_proj"))):
             raise NotImplementedError(f"{type(mlp).__name__} is not a gated MLP (gate_proj/up_proj/act_fn)")
         x = self.mlp_input(layer).to(_device_of(mlp, self.loaded.device))
-        return mlp.act_fn(mlp.gate_proj(x)) * mlp.up_proj(x)
+        if fused is not None:
+            gate, up = fused(x).chunk(2, dim=-1)
+            return act(gate) * up
+        return act(mlp.gate_proj(x)) * mlp.up_proj(x)
 
     @torch.no_grad()
     def normed(self, hidden: torch.Tensor) -> torch.Tensor:
