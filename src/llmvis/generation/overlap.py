@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from functools import cache
 
 import torch
 
@@ -26,10 +27,15 @@ PIECE = 128  # positions per projection: compute-bound, yet short enough to re-p
 
 
 def can_overlap(loaded: LoadedModel) -> bool:
-    """Only a CPU model without a device map (whose offload hooks must not run concurrently)
-    on at least two threads."""
+    """Only a CPU model without a device map (whose offload hooks must not run concurrently),
+    on at least two threads of PyTorch's OpenMP backend (whose thread counts are per thread)."""
     mapped = bool(getattr(loaded.model, "hf_device_map", None))
-    return loaded.device.type == "cpu" and not mapped and torch.get_num_threads() >= 2
+    return loaded.device.type == "cpu" and not mapped and torch.get_num_threads() >= 2 and _openmp()
+
+
+@cache
+def _openmp() -> bool:
+    return "parallel backend: OpenMP" in torch.__config__.parallel_info()
 
 
 def prompt_row_pieces(
