@@ -17,6 +17,16 @@ from llmvis.trace import Candidate, GenerationRequest, Token, TokenStats, Trace
 TOP_N = 5
 
 
+def cancel_after(events, cancel, tokens: int) -> None:
+    """Consume a run's events, setting `cancel` once `tokens` token events have arrived."""
+    seen = 0
+    for event in events:
+        if event.type == "token":
+            seen += 1
+            if seen == tokens:
+                cancel.set()
+
+
 @torch.no_grad()
 def _logits(loaded, ids: list[int], chunk: int = 256) -> torch.Tensor:
     """logits: [T, V] of one forward; lm_head applied in chunks to bound memory."""

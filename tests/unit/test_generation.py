@@ -24,6 +24,7 @@ from llmvis.generation.head import supports_deferred_head
 from llmvis.generation.sampling import SamplingParams, build_processors
 from llmvis.trace import ChatMessage, GenerationRequest, Trace
 from tiny_models import tiny_loaded
+from trace_helpers import cancel_after
 
 generate_module = sys.modules["llmvis.generation.generate"]
 
@@ -275,12 +276,7 @@ def test_cancel_stops_within_one_step():
     gen = start_generation(
         loaded, _request(temperature=1.0, max_new_tokens=200, seed=1), cancel
     )
-    seen = 0
-    for event in gen:
-        if isinstance(event, TokenEvent):
-            seen += 1
-            if seen == 3:
-                cancel.set()
+    cancel_after(gen, cancel, 3)
     assert gen.trace.finish_reason == "cancelled"
     assert len(gen.trace.generated) <= 4
 

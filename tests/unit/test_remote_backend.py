@@ -17,6 +17,7 @@ from llmvis.remote.model import connect_remote
 from llmvis.trace import GenerationRequest
 from server_helpers import client, make_app, parse_sse
 from tiny_models import save_tiny_model
+from trace_helpers import cancel_after
 
 
 @pytest.fixture
@@ -93,6 +94,16 @@ def test_token_ids_sent_by_the_engine_are_used_as_they_are(engine, tokenizer_dir
     assert token.id == 42 and token.text == remote.tokenizer.decode([42])
     assert [c.id for c in token.stats.top] == [42, 7]
     assert trace.finish_reason == "eos"
+
+
+def test_prompt_pieces_keep_characters_split_over_byte_tokens_whole(engine, tokenizer_dir):
+    remote = connect_remote(engine.base_url, tokenizer=tokenizer_dir)
+    engine.script = lambda h: engine.stream(h, [chunk([], "length")])
+    request = _request().model_copy(update={"prompt": "hello 你好 🙂"})
+    start = next(iter(RemoteGeneration(remote, request)))
+    pieces = [t.text for t in start.prompt_tokens]
+    assert "" in pieces  # a token holding part of a character: they really are split
+    assert "".join(pieces) == "hello 你好 🙂" and not any("\ufffd" in p for p in pieces)
 
 
 def test_forks_send_the_forced_tokens_as_text(engine, tokenizer_dir):
@@ -189,12 +200,7 @@ def test_cancel_closes_the_connection(engine, tokenizer_dir):
     engine.script = slow
     cancel = threading.Event()
     generation = RemoteGeneration(remote, _request(max_new_tokens=50), cancel)
-    seen = 0
-    for event in generation:
-        if isinstance(event, TokenEvent):
-            seen += 1
-            if seen == 2:
-                cancel.set()
+    cancel_after(generation, cancel, 2)
     assert generation.trace.finish_reason == "cancelled" and len(generation.trace.generated) <= 3
     assert closed.wait(5), "the engine's stream ended once the client closed it"
 

@@ -32,7 +32,7 @@ from llmvis.generation.overlap import PromptStatsJob, can_overlap, prompt_row_pi
 from llmvis.generation.sampling import SamplingParams, build_processors
 from llmvis.generation.stats import (
     gc_paused,
-    prompt_rows,
+    known_rows,
     row_to_stats,
     row_width,
     rows_to_stats,
@@ -203,19 +203,11 @@ class Generation:
                     continue
                 out = model(input_ids=chunk[None], **self.loaded.cache_kwargs(cache))
                 logits = out.logits[0].float()
-                rows.extend(self._rows(ids, start, logits, top_n))
+                rows.extend(known_rows(logits, ids, start, top_n).tolist())
                 last = logits[-1]
                 del out, logits
         assert last is not None
         return rows, last
-
-    @staticmethod
-    def _rows(ids: torch.Tensor, start: int, logits: torch.Tensor, top_n: int) -> list[list[float]]:
-        """Rows of the tokens after positions start.. given the logits at those positions."""
-        targets = ids[start + 1 : start + 1 + logits.shape[0]].to(logits.device)
-        if not targets.shape[0]:
-            return []
-        return prompt_rows(logits[: targets.shape[0]], targets, top_n).tolist()
 
     def _prompt_stats(self, pieces: list[torch.Tensor]) -> PromptStatsEvent:
         """The deferred prompt statistics, from the rows of every prompt position but the first."""

@@ -14,13 +14,13 @@ torch meanwhile (a server's request threads) still get every core.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import cache
 
 import torch
 
 from llmvis.generation.head import DeferredHead
-from llmvis.generation.stats import prompt_rows
+from llmvis.generation.stats import known_rows
 from llmvis.models.loaded import LoadedModel
 
 PIECE = 128  # positions per projection: compute-bound, yet short enough to re-plan between pieces
@@ -47,10 +47,7 @@ def prompt_row_pieces(
     for kept in head.chunks:
         for hidden in kept.split(piece):
             with torch.inference_mode():
-                logits = head.logits(hidden).float()
-                targets = ids[start + 1 : start + 1 + logits.shape[0]].to(logits.device)
-                if targets.shape[0]:
-                    yield prompt_rows(logits[: targets.shape[0]], targets, top_n)
+                yield known_rows(head.logits(hidden).float(), ids, start, top_n)
             start += hidden.shape[0]
 
 
@@ -79,19 +76,20 @@ class PromptStatsJob:
         self._started = threading.Event()
         self._rows: list[torch.Tensor] = []
         self._error: BaseException | None = None
-        self._caller_threads = self.threads
-        work = lambda: prompt_row_pieces(head, ids, top_n, PIECE)  # noqa: E731
-        self._thread = threading.Thread(target=self._work, args=(work,), name="llmvis-prompt-stats", daemon=True)
+        self._thread = threading.Thread(
+            target=self._work, args=(head, ids, top_n), name="llmvis-prompt-stats", daemon=True
+        )
         self._thread.start()
         self._started.wait()
-        self._set_caller_threads(self.threads - 1)
+        _set_own_threads(self.threads - 1)
+        _restore_default(self.threads)
 
-    def _work(self, work: Callable[[], Iterator[torch.Tensor]]) -> None:
+    def _work(self, head: DeferredHead, ids: torch.Tensor, top_n: int) -> None:
         try:
             _set_own_threads(1)
             self._started.set()
             hurried = False
-            for rows in work():
+            for rows in prompt_row_pieces(head, ids, top_n, PIECE):
                 self._rows.append(rows)
                 if self._stop.is_set():
                     return
@@ -103,12 +101,6 @@ class PromptStatsJob:
         finally:
             self._started.set()
 
-    def _set_caller_threads(self, n: int) -> None:
-        if n != self._caller_threads:
-            _set_own_threads(n)
-            self._caller_threads = n
-        _restore_default(self.threads)
-
     @property
     def ready(self) -> bool:
         return not self._thread.is_alive()
@@ -116,7 +108,7 @@ class PromptStatsJob:
     def rows(self) -> list[torch.Tensor]:
         """Waits for the worker (which then uses every thread) and returns the rows, by piece."""
         self._hurry.set()
-        self._set_caller_threads(self.threads)
+        _set_own_threads(self.threads)
         self._thread.join()
         if self._error is not None:
             raise self._error
@@ -125,5 +117,5 @@ class PromptStatsJob:
     def close(self) -> None:
         """Stops the worker after its current piece (a cancelled or failed run)."""
         self._stop.set()
-        self._set_caller_threads(self.threads)
+        _set_own_threads(self.threads)
         self._thread.join()

@@ -136,6 +136,13 @@ def prompt_rows(logits: torch.Tensor, next_ids: torch.Tensor, top_n: int) -> tor
     ])
 
 
+def known_rows(logits: torch.Tensor, ids: torch.Tensor, start: int, top_n: int) -> torch.Tensor:
+    """prompt_rows for positions start.. of the known ids, given their logits [C, V]; the last
+    known position has no next token, so a chunk that ends there gives one row fewer."""
+    targets = ids[start + 1 : start + 1 + logits.shape[0]].to(logits.device)
+    return prompt_rows(logits[: targets.shape[0]], targets, top_n)
+
+
 def _prompt_block(logits: torch.Tensor, next_ids: torch.Tensor, top_n: int) -> torch.Tensor:
     """prompt_rows for one block. This runs over every prompt position, so it makes few passes
     over [C, V] and allocates one temporary: with p = e / Z, e = exp(x - max), the entropy is

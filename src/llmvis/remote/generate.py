@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from llmvis.generation.chat import build_prompt
+from llmvis.generation.detok import IncrementalDetokenizer
 from llmvis.generation.errors import GenerationError
 from llmvis.generation.events import DoneEvent, GenerationEvent, StartEvent, TokenEvent
 from llmvis.generation.generate import checked_params, title_of
@@ -77,10 +78,11 @@ class RemoteGeneration:
         t0 = time.perf_counter()
         tmap = self.remote.token_map
         forced_stats = inherited(self.parent, self.forced) if self.parent else [None] * len(self.forced)
+        detok = IncrementalDetokenizer(self.remote.tokenizer)  # characters split over tokens stay whole
         for pos, token_id in enumerate(self.prompt_ids + self.forced):
             is_prompt = pos < len(self.prompt_ids)
             self.trace.tokens.append(
-                self._token(pos, token_id, str(self.remote.tokenizer.decode([token_id], skip_special_tokens=False)),
+                self._token(pos, token_id, detok.push(token_id),
                             "prompt" if is_prompt else "generated", self.roles[pos] if is_prompt else self.reply_role,
                             None if is_prompt else forced_stats[pos - len(self.prompt_ids)])
             )
