@@ -53,8 +53,7 @@ def naive_capture(model, ids, new):
     cur = ids
     with torch.no_grad():
         for _ in range(new):
-            out = model(input_ids=cur, cache=cache, use_cache=True,
-                        output_attentions=True, output_hidden_states=True)
+            out = model(input_ids=cur, cache=cache, use_cache=True, output_attentions=True, output_hidden_states=True)
             step = {
                 "attentions": [a[0, :, -1].tolist() for a in out.attentions],
                 "hidden": [h[0, -1].tolist() for h in out.hidden_states],
@@ -94,9 +93,7 @@ def main() -> None:
     loaded = load_model("smollm2")
     warm_load = time.perf_counter() - t
     loaded = dataclasses.replace(loaded, stop_ids=frozenset())  # always generate `new` tokens
-    eager = AutoModelForCausalLM.from_pretrained(
-        converted_dir(bundled_gguf()), attn_implementation="eager"
-    ).eval()
+    eager = AutoModelForCausalLM.from_pretrained(converted_dir(bundled_gguf()), attn_implementation="eager").eval()
     tok = loaded.tokenizer
     print(f"warm load of the bundled model: {warm_load:.2f} s; torch threads: {torch.get_num_threads()}")
 
@@ -124,8 +121,10 @@ def main() -> None:
                     times.setdefault((n, "c stream"), []).append(streamed)
 
     print(f"\n{args.new} new tokens, median of {args.repeats} (tokens/s, prefill included)")
-    print(f"{'prompt':>7} | {'a generate':>10} | {'b naive':>8} | {'c llmvis':>8} | {'c/a':>5} | {'c/b':>5}"
-          f" | {'c stream/a':>10}")
+    print(
+        f"{'prompt':>7} | {'a generate':>10} | {'b naive':>8} | {'c llmvis':>8} | {'c/a':>5} | {'c/b':>5}"
+        f" | {'c stream/a':>10}"
+    )
     for n in args.lengths:
         rate = {name: args.new / statistics.median(times[(n, name)]) for name in [*configs, "c stream"]}
         a, b, c, s = rate["a generate"], rate["b naive"], rate["c llmvis"], rate["c stream"]

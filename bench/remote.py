@@ -72,11 +72,28 @@ def through_llmvis(url: str, request: dict) -> tuple[int, float]:
 
 def start_llmvis(engine: LlamaServer, data_dir: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    cmd = [sys.executable, "-m", "llmvis.cli", "serve", "--backend", "openai", "--base-url", engine.base_url,
-           "--tokenizer", "smollm2", "--extra-body", json.dumps(NEUTRAL), "--port", str(port),
-           "--data-dir", data_dir, "--no-browser"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "llmvis.cli",
+        "serve",
+        "--backend",
+        "openai",
+        "--base-url",
+        engine.base_url,
+        "--tokenizer",
+        "smollm2",
+        "--extra-body",
+        json.dumps(NEUTRAL),
+        "--port",
+        str(port),
+        "--data-dir",
+        data_dir,
+        "--no-browser",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
     url = f"http://127.0.0.1:{port}"
     wait_health(url, proc)
     return proc, url
@@ -97,10 +114,20 @@ def main() -> None:
         engine = LlamaServer(bundled_gguf(), Path(tmp) / "engine.log")
         proc, url = start_llmvis(engine, tmp)
         try:
-            body = {**NEUTRAL, "model": engine.model, "prompt": prompt, "max_tokens": args.new_tokens,
-                    "temperature": 0, "logprobs": 10, "seed": 1}
-            request = {"mode": "completion", "prompt": prompt,
-                       "params": {"temperature": 0, "max_new_tokens": args.new_tokens, "top_n": 10, "seed": 1}}
+            body = {
+                **NEUTRAL,
+                "model": engine.model,
+                "prompt": prompt,
+                "max_tokens": args.new_tokens,
+                "temperature": 0,
+                "logprobs": 10,
+                "seed": 1,
+            }
+            request = {
+                "mode": "completion",
+                "prompt": prompt,
+                "params": {"temperature": 0, "max_new_tokens": args.new_tokens, "top_n": 10, "seed": 1},
+            }
             run_engine = lambda: engine_alone(engine.base_url, body)  # noqa: E731
             run_llmvis = lambda: through_llmvis(url, request)  # noqa: E731
             run_engine(), run_llmvis()  # warm-up
@@ -117,8 +144,10 @@ def main() -> None:
             a, c = statistics.median(direct), statistics.median(proxied)
             print(f"{args.new_tokens} new tokens, top-10 logprobs, median of {args.rounds}:")
             print(f"  engine alone {a:.2f} tok/s | through llmvis {c:.2f} tok/s | ratio {c / a:.3f}")
-            print(f"  llmvis CPU per streamed token: {cpu_per_token * 1e3:.2f} ms "
-                  f"(one core streams ≈ {1 / cpu_per_token:.0f} tokens/s)")
+            print(
+                f"  llmvis CPU per streamed token: {cpu_per_token * 1e3:.2f} ms "
+                f"(one core streams ≈ {1 / cpu_per_token:.0f} tokens/s)"
+            )
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -142,33 +171,62 @@ time.sleep(1e9)
 def users(args, tokenizer, tmp: str) -> None:
     """Simulated users through llmvis and straight to a scripted engine (its own process) that
     never makes them wait; the clients run in this process for both, so they cost both alike."""
-    words = [w for w in (tokenizer.decode([i]) for i in range(1000, 4000))
-             if len(w) > 1 and w.strip()][: args.new_tokens]
-    fake = subprocess.Popen([sys.executable, "-c", SCRIPTED.format(tests=str(ROOT / "tests")), json.dumps(words),
-                             str(args.rate)], stdout=subprocess.PIPE, text=True)
+    words = [w for w in (tokenizer.decode([i]) for i in range(1000, 4000)) if len(w) > 1 and w.strip()][
+        : args.new_tokens
+    ]
+    fake = subprocess.Popen(
+        [sys.executable, "-c", SCRIPTED.format(tests=str(ROOT / "tests")), json.dumps(words), str(args.rate)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     base_url = fake.stdout.readline().strip() if fake.stdout else ""
     port = free_port()
-    cmd = [sys.executable, "-m", "llmvis.cli", "serve", "--backend", "openai", "--base-url", base_url,
-           "--model", "scripted", "--tokenizer", "smollm2", "--port", str(port), "--data-dir", tmp + "/users",
-           "--no-browser", "--remote-slots", str(max(args.clients))]
+    cmd = [
+        sys.executable,
+        "-m",
+        "llmvis.cli",
+        "serve",
+        "--backend",
+        "openai",
+        "--base-url",
+        base_url,
+        "--model",
+        "scripted",
+        "--tokenizer",
+        "smollm2",
+        "--port",
+        str(port),
+        "--data-dir",
+        tmp + "/users",
+        "--no-browser",
+        "--remote-slots",
+        str(max(args.clients)),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    request = {"mode": "completion", "prompt": "Hello", "params": {"temperature": 0, "max_new_tokens": len(words),
-                                                                    "top_n": 2}}
+    request = {
+        "mode": "completion",
+        "prompt": "Hello",
+        "params": {"temperature": 0, "max_new_tokens": len(words), "top_n": 2},
+    }
     body = {"model": "scripted", "prompt": "Hello", "max_tokens": len(words), "logprobs": 2}
     try:
         wait_health(url, proc)
         server = psutil.Process(proc.pid)
-        print(f"\nsimulated users (scripted engine: {args.rate:g} tok/s per stream, {len(words)} tokens per run);"
-              " per-user tok/s, median and slowest")
+        print(
+            f"\nsimulated users (scripted engine: {args.rate:g} tok/s per stream, {len(words)} tokens per run);"
+            " per-user tok/s, median and slowest"
+        )
         for n in args.clients:
             direct = many(lambda: engine_alone(base_url, body), n)
             cpu0, t0 = sum(server.cpu_times()[:2]), time.perf_counter()
             proxied = many(lambda: through_llmvis(url, request), n)
             cpu = (sum(server.cpu_times()[:2]) - cpu0) / (time.perf_counter() - t0)
-            print(f"  {n:>3} users | engine alone {statistics.median(direct):5.2f}, {direct[0]:5.2f} | through llmvis"
-                  f" {statistics.median(proxied):5.2f}, {proxied[0]:5.2f} | ratio of medians"
-                  f" {statistics.median(proxied) / statistics.median(direct):.3f} | llmvis CPU {cpu:.0%} of a core")
+            print(
+                f"  {n:>3} users | engine alone {statistics.median(direct):5.2f}, {direct[0]:5.2f} | through llmvis"
+                f" {statistics.median(proxied):5.2f}, {proxied[0]:5.2f} | ratio of medians"
+                f" {statistics.median(proxied) / statistics.median(direct):.3f} | llmvis CPU {cpu:.0%} of a core"
+            )
     finally:
         proc.terminate()
         proc.wait(timeout=30)

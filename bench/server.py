@@ -69,8 +69,12 @@ def over_http(client: httpx.Client, request: GenerationRequest) -> dict[str, flo
             elif line.startswith("data: ") and '"type":"done"' in line:
                 server_first = json.loads(line[6:])["timings"]["first_token_s"]
     ttft = times[0] - t0
-    return {"ttft_s": ttft, "tok_s": decode_rate(times), "tokens": len(times),
-            "overhead_s": ttft - server_first}  # HTTP + queueing, beyond the server's own first token
+    return {
+        "ttft_s": ttft,
+        "tok_s": decode_rate(times),
+        "tokens": len(times),
+        "overhead_s": ttft - server_first,
+    }  # HTTP + queueing, beyond the server's own first token
 
 
 def idle(client: httpx.Client) -> None:
@@ -90,8 +94,9 @@ def start_server(args, data_dir: str) -> tuple[subprocess.Popen, str]:
         "from llmvis.config import Settings; from llmvis.server.run import serve; "
         f"serve(Settings(port={port}, data_dir={data_dir!r}, model={args.model!r}, device={args.device!r}))"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
     line = proc.stdout.readline() if proc.stdout else ""
     if "running at" not in line:
         proc.kill()
@@ -119,8 +124,9 @@ def main() -> None:
 
     loaded = load_model(args.model, device=args.device)
     prompt = prompt_of(loaded.tokenizer, args.prompt_tokens)
-    request = GenerationRequest(mode="completion", prompt=prompt,
-                                params=SamplingParams(temperature=0, max_new_tokens=args.new_tokens))
+    request = GenerationRequest(
+        mode="completion", prompt=prompt, params=SamplingParams(temperature=0, max_new_tokens=args.new_tokens)
+    )
     with tempfile.TemporaryDirectory() as data_dir:
         proc, url = start_server(args, data_dir)
         try:
@@ -155,14 +161,20 @@ def main() -> None:
     figures["sse_vs_in_process"] = figures["sse_tok_s"] / figures["in_process_tok_s"]
     # each HTTP round runs right after its in-process round: their ratio is robust to load drifts
     figures["paired_ratio"] = statistics.median(h["tok_s"] / i["tok_s"] for i, h in zip(local, remote, strict=True))
-    print(f"model {figures['model']} on {figures['device']}, prompt {args.prompt_tokens} tokens, "
-          f"{figures['new_tokens']} new tokens, median of {args.rounds} alternating rounds")
-    print(f"time to first token: in-process {figures['in_process_ttft_s'] * 1000:.0f} ms, "
-          f"over HTTP {figures['http_ttft_s'] * 1000:.0f} ms "
-          f"(of which {figures['http_overhead_s'] * 1000:.0f} ms beyond the server's own first token)")
-    print(f"decode tokens/s:     in-process {figures['in_process_tok_s']:.1f}, "
-          f"over SSE {figures['sse_tok_s']:.1f}  → {figures['sse_vs_in_process']:.3f}× "
-          f"(median of paired rounds {figures['paired_ratio']:.3f}×; target ≥ 0.95×)")
+    print(
+        f"model {figures['model']} on {figures['device']}, prompt {args.prompt_tokens} tokens, "
+        f"{figures['new_tokens']} new tokens, median of {args.rounds} alternating rounds"
+    )
+    print(
+        f"time to first token: in-process {figures['in_process_ttft_s'] * 1000:.0f} ms, "
+        f"over HTTP {figures['http_ttft_s'] * 1000:.0f} ms "
+        f"(of which {figures['http_overhead_s'] * 1000:.0f} ms beyond the server's own first token)"
+    )
+    print(
+        f"decode tokens/s:     in-process {figures['in_process_tok_s']:.1f}, "
+        f"over SSE {figures['sse_tok_s']:.1f}  → {figures['sse_vs_in_process']:.3f}× "
+        f"(median of paired rounds {figures['paired_ratio']:.3f}×; target ≥ 0.95×)"
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=2)

@@ -95,13 +95,23 @@ def make_trace(loaded: Any, ids: list[int]) -> Any:
     label = Labeler(loaded.tokenizer)
     half = len(ids) // 2
     tokens = [
-        Token(position=i, id=t, text=loaded.tokenizer.decode([t]), label=label(t),
-              kind="prompt" if i < half else "generated")
+        Token(
+            position=i,
+            id=t,
+            text=loaded.tokenizer.decode([t]),
+            label=label(t),
+            kind="prompt" if i < half else "generated",
+        )
         for i, t in enumerate(ids)
     ]
     params = SamplingParams(temperature=0.0, max_new_tokens=max(1, len(ids) - half))
-    return Trace(request=GenerationRequest(mode="completion", prompt="", params=params),
-                 params=params, model=loaded.info, tokens=tokens, prompt_len=half)
+    return Trace(
+        request=GenerationRequest(mode="completion", prompt="", params=params),
+        params=params,
+        model=loaded.info,
+        tokens=tokens,
+        prompt_len=half,
+    )
 
 
 def view_cases(t: int) -> list[tuple[str, dict[str, Any]]]:
@@ -154,8 +164,15 @@ def child_llmvis(t: int) -> dict[str, Any]:
             try:
                 first, _ = timed(lambda n=name, p=params: compute(n, ctx, p))
                 warm, result = best_of(2, lambda n=name, p=params: compute(n, ctx, p))
-                views.append({"view": name, "params": params, "first_s": first, "warm_s": warm,
-                              "json_kb": len(result.model_dump_json()) / 1e3})
+                views.append(
+                    {
+                        "view": name,
+                        "params": params,
+                        "first_s": first,
+                        "warm_s": warm,
+                        "json_kb": len(result.model_dump_json()) / 1e3,
+                    }
+                )
             except Exception as exc:  # report, keep benchmarking the rest
                 views.append({"view": name, "params": params, "error": f"{type(exc).__name__}: {exc}"})
         out["views"] = views
@@ -179,10 +196,24 @@ def child_eager(t: int) -> dict[str, Any]:
     return {"eager_s": seconds, "peak_growth_mb": mem.growth_mb, "kept_mb": kept / 1e6}
 
 
-QWEN3_4B = dict(hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
-                num_key_value_heads=8, head_dim=128, vocab_size=151936)
-SMALL = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=8,
-             num_key_value_heads=2, head_dim=16, vocab_size=1000)
+QWEN3_4B = dict(
+    hidden_size=2560,
+    intermediate_size=9728,
+    num_hidden_layers=36,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    head_dim=128,
+    vocab_size=151936,
+)
+SMALL = dict(
+    hidden_size=128,
+    intermediate_size=256,
+    num_hidden_layers=4,
+    num_attention_heads=8,
+    num_key_value_heads=2,
+    head_dim=16,
+    vocab_size=1000,
+)
 
 
 def large_child(lengths: list[int], small: bool) -> list[dict[str, Any]]:
@@ -208,8 +239,9 @@ def large_child(lengths: list[int], small: bool) -> list[dict[str, Any]]:
         chat_template = None
         model_max_length = 40960
 
-    loaded = LoadedModel(model, _Tok(), describe(model, _Tok(), name="qwen3-4b-random", source="hf_dir",
-                                                 path="<random>"))
+    loaded = LoadedModel(
+        model, _Tok(), describe(model, _Tok(), name="qwen3-4b-random", source="hf_dir", path="<random>")
+    )
 
     def sync() -> None:
         if cuda:
@@ -260,14 +292,18 @@ def large_child(lengths: list[int], small: bool) -> list[dict[str, Any]]:
 
 def report_large(rows: list[dict[str, Any]], device: str) -> None:
     print(f"\n== random Qwen3-4B-shaped model on {device} ==")
-    print(f"{'T':>6} {'capture s':>10} {'capture GiB':>12} {'attn cold s':>12} {'attn warm s':>12} "
-          f"{'extra GiB':>10} {'row s':>8}")
+    print(
+        f"{'T':>6} {'capture s':>10} {'capture GiB':>12} {'attn cold s':>12} {'attn warm s':>12} "
+        f"{'extra GiB':>10} {'row s':>8}"
+    )
     for r in rows:
         if "error" in r:
             print(f"{r['tokens']:>6} ERROR {r['error']}")
             continue
-        print(f"{r['tokens']:>6} {r['capture_s']:10.3f} {r['capture_gib']:12.2f} {r['attn_cold_s']:12.4f} "
-              f"{r['attn_warm_s']:12.4f} {r['attn_warm_extra_gib']:10.2f} {r['row_s']:8.3f}")
+        print(
+            f"{r['tokens']:>6} {r['capture_s']:10.3f} {r['capture_gib']:12.2f} {r['attn_cold_s']:12.4f} "
+            f"{r['attn_warm_s']:12.4f} {r['attn_warm_extra_gib']:10.2f} {r['row_s']:8.3f}"
+        )
 
 
 def run_child(mode: str, t: int, threads: int) -> dict[str, Any]:
@@ -289,12 +325,17 @@ def report(t: int, ours: dict[str, Any], eager: dict[str, Any]) -> None:
     ]
     for label, a, b in rows:
         print(f"{label:44} {a:12.3f} {b:12.3f} {b / a if a else float('inf'):7.1f}x")
-    print(f"{'plain SDPA forward, no hooks (s)':44} {ours['plain_forward_s']:12.3f}"
-          f"   capture / plain = {ours['capture_s'] / ours['plain_forward_s']:.2f}x")
-    print(f"{'layer attention cold / warm (ms)':44} {ours['attn_cold_s'] * 1e3:12.1f} "
-          f"{ours['attn_warm_s'] * 1e3:12.2f}")
-    print(f"{'query row, all layers x heads cold / warm (ms)':44} {ours['row_cold_s'] * 1e3:12.1f} "
-          f"{ours['row_s'] * 1e3:12.1f}")
+    print(
+        f"{'plain SDPA forward, no hooks (s)':44} {ours['plain_forward_s']:12.3f}"
+        f"   capture / plain = {ours['capture_s'] / ours['plain_forward_s']:.2f}x"
+    )
+    print(
+        f"{'layer attention cold / warm (ms)':44} {ours['attn_cold_s'] * 1e3:12.1f} {ours['attn_warm_s'] * 1e3:12.2f}"
+    )
+    print(
+        f"{'query row, all layers x heads cold / warm (ms)':44} {ours['row_cold_s'] * 1e3:12.1f} "
+        f"{ours['row_s'] * 1e3:12.1f}"
+    )
     print(f"\n{'view':34} {'first ms':>10} {'warm ms':>10} {'JSON kB':>9}   (warm = best of 2)")
     for v in ours["views"]:
         name = v["view"] + (" " + json.dumps(v["params"], separators=(",", ":")) if v["params"] else "")
@@ -317,8 +358,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokens", type=int, nargs="+", default=[512, 1536])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--large", type=int, nargs="*", default=None,
-                    help="only the random Qwen3-4B-shaped model at these lengths (CUDA; e.g. 4096 8192 32768)")
+    ap.add_argument(
+        "--large",
+        type=int,
+        nargs="*",
+        default=None,
+        help="only the random Qwen3-4B-shaped model at these lengths (CUDA; e.g. 4096 8192 32768)",
+    )
     ap.add_argument("--large-small-shape", action="store_true", help="smoke-test --large with a tiny shape")
     ap.add_argument("--child", choices=["llmvis", "eager"], help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -13,10 +13,22 @@ from typing import Any
 
 def chunk(pieces: list[tuple[str, float, dict[str, float]]], finish: str | None = None) -> dict[str, Any]:
     """A completions stream chunk carrying `pieces` as (token, logprob, top_logprobs)."""
-    return {"choices": [{"index": 0, "text": "".join(p for p, _, _ in pieces), "finish_reason": finish,
-                         "logprobs": {"tokens": [p for p, _, _ in pieces],
-                                      "token_logprobs": [lp for _, lp, _ in pieces],
-                                      "top_logprobs": [top for _, _, top in pieces]} if pieces else None}]}
+    return {
+        "choices": [
+            {
+                "index": 0,
+                "text": "".join(p for p, _, _ in pieces),
+                "finish_reason": finish,
+                "logprobs": {
+                    "tokens": [p for p, _, _ in pieces],
+                    "token_logprobs": [lp for _, lp, _ in pieces],
+                    "top_logprobs": [top for _, _, top in pieces],
+                }
+                if pieces
+                else None,
+            }
+        ]
+    }
 
 
 class FakeEngine:
@@ -57,8 +69,9 @@ class FakeEngine:
         handler.wfile.write(data)
 
     @staticmethod
-    def stream(handler: BaseHTTPRequestHandler, chunks: list[dict[str, Any]], *, done: bool = True,
-               delay: float = 0.0) -> None:
+    def stream(
+        handler: BaseHTTPRequestHandler, chunks: list[dict[str, Any]], *, done: bool = True, delay: float = 0.0
+    ) -> None:
         handler.send_response(200)
         handler.send_header("Content-Type", "text/event-stream")
         handler.send_header("Connection", "close")

@@ -5,11 +5,14 @@ that need it fail under CI and skip elsewhere."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,13 +24,71 @@ from processes import free_port, stop
 NEUTRAL = {"repeat_penalty": 1.0, "min_p": 0.0}
 
 
+class RecordingTransport(httpx.BaseTransport):
+    """httpx's own transport, keeping every request body and the exact bytes the engine sent back
+    in the same exchange: what a test compares llmvis's trace with. Two separate requests to
+    llama.cpp need not answer alike (CPU kernels, batch split, prompt cache), one request does."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.HTTPTransport()
+        self.exchanges: list[tuple[dict[str, Any], int, bytearray]] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self._inner.handle_request(request)
+        body = json.loads(request.read() or b"{}")
+        received = bytearray()
+        self.exchanges.append((body, response.status_code, received))
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=_Tee(response.stream, received),
+            extensions=response.extensions,
+        )
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def streamed(self) -> tuple[str, list[tuple[str, float, dict[str, float]]]]:
+        """The text the last accepted completion streamed, and its tokens as (piece, logprob,
+        top logprobs)."""
+        body, _, received = next(e for e in reversed(self.exchanges) if e[1] == 200 and "prompt" in e[0])
+        assert body.get("stream") is True
+        text, tokens = "", []
+        for line in received.decode("utf-8").splitlines():
+            payload = line.removeprefix("data:").strip()
+            if not line.startswith("data:") or payload == "[DONE]":
+                continue
+            choice = json.loads(payload)["choices"][0]
+            text += choice.get("text") or ""
+            logprobs = choice.get("logprobs") or {}
+            tokens += zip(
+                logprobs.get("tokens", []),
+                logprobs.get("token_logprobs", []),
+                logprobs.get("top_logprobs", []),
+                strict=True,
+            )
+        return text, tokens
+
+
+class _Tee(httpx.SyncByteStream):
+    def __init__(self, stream: Any, into: bytearray) -> None:
+        self._stream, self._into = stream, into
+
+    def __iter__(self) -> Iterator[bytes]:
+        for part in self._stream:
+            self._into += part
+            yield part
+
+    def close(self) -> None:
+        self._stream.close()
+
+
 def require_llama_cpp() -> None:
     if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("sse_starlette") is None:
         message = "llama-cpp-python[server] is not installed (make test installs it)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-
 
 
 class LlamaServer:
@@ -38,9 +99,27 @@ class LlamaServer:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self._log = open(log, "w")  # noqa: SIM115
-        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-               "--port", str(self.port), "--n_ctx", "2048", "--logits_all", "true", "--n_threads", "2",
-               "--verbose", "false", "--interrupt_requests", "false"]  # queue, do not cut, concurrent runs
+        cmd = [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(gguf),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--n_ctx",
+            "2048",
+            "--logits_all",
+            "true",
+            "--n_threads",
+            "2",
+            "--verbose",
+            "false",
+            "--interrupt_requests",
+            "false",
+        ]  # queue, do not cut, concurrent runs
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while True:

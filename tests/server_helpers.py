@@ -68,13 +68,11 @@ def parse_sse(body: bytes) -> list[SSEEvent]:
     return events
 
 
-
 @contextmanager
 def live_server(app: FastAPI) -> Iterator[str]:
     """Serve `app` with uvicorn on a free port in a thread; yields the base URL."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 20

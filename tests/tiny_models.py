@@ -76,8 +76,9 @@ def make_config(arch: str, vocab_size: int, layers: int = 2):
     if arch == "mistral":
         common["sliding_window"] = 8
     if arch == "gemma3_text":
-        common.update(sliding_window=8, query_pre_attn_scalar=16, final_logit_softcapping=30.0,
-                      attn_logit_softcapping=None)
+        common.update(
+            sliding_window=8, query_pre_attn_scalar=16, final_logit_softcapping=30.0, attn_logit_softcapping=None
+        )
     if arch == "qwen2":
         common.update(use_sliding_window=False)
     if arch == "phi3":  # fused qkv_proj and gate_up_proj; rotary on half of each head

@@ -98,8 +98,9 @@ def make_trace(loaded, ids: list[int], prompt_len: int, *, top_n: int = TOP_N) -
                 stats=stats,
             )
         )
-    params = SamplingParams(temperature=0.0, top_k=None, top_p=1.0,
-                            max_new_tokens=max(1, len(ids) - prompt_len), seed=0, top_n=top_n)
+    params = SamplingParams(
+        temperature=0.0, top_k=None, top_p=1.0, max_new_tokens=max(1, len(ids) - prompt_len), seed=0, top_n=top_n
+    )
     request = GenerationRequest(mode="completion", prompt=tok.decode(ids[:prompt_len]), params=params)
     return Trace(request=request, params=params, model=loaded.info, tokens=tokens, prompt_len=prompt_len)
 

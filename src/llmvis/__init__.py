@@ -1,9 +1,9 @@
 """llmvis: watch a language model think.
 
-    import llmvis
-    loaded = llmvis.load_model()                      # the bundled SmolLM2-135M-Instruct
-    trace = llmvis.generate(loaded, llmvis.GenerationRequest(prompt="Hi!"))
-    for event in llmvis.stream(loaded, llmvis.GenerationRequest(prompt="Hi!")): ...
+import llmvis
+loaded = llmvis.load_model()                      # the bundled SmolLM2-135M-Instruct
+trace = llmvis.generate(loaded, llmvis.GenerationRequest(prompt="Hi!"))
+for event in llmvis.stream(loaded, llmvis.GenerationRequest(prompt="Hi!")): ...
 """
 
 from llmvis.generation import GenerationError, SamplingParams, generate

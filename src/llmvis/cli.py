@@ -12,8 +12,11 @@ DEMO_PROMPT = "What is the capital of France?"
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None,
-                        help="smollm2 (bundled, the default), a model directory, a .gguf file or a cached HF id")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="smollm2 (bundled, the default), a model directory, a .gguf file or a cached HF id",
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda if present)")
     parser.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: bf16 on GPU, fp32 on CPU)")
     parser.add_argument("--device-map", default=None, help="accelerate device map: auto, balanced, or a JSON object")
@@ -22,14 +25,20 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
 
 def _add_remote_args(parser: argparse.ArgumentParser) -> None:
     remote = parser.add_argument_group("remote engine (runs on an OpenAI-compatible server)")
-    remote.add_argument("--backend", choices=["local", "openai"], default="local",
-                        help="openai: generate on a vLLM/SGLang/TGI/llama.cpp server; --model names its model")
+    remote.add_argument(
+        "--backend",
+        choices=["local", "openai"],
+        default="local",
+        help="openai: generate on a vLLM/SGLang/TGI/llama.cpp server; --model names its model",
+    )
     remote.add_argument("--base-url", default=None, help="the engine's OpenAI base URL, e.g. http://10.0.0.5:8000/v1")
     remote.add_argument("--api-key-env", default=None, help="environment variable holding the API key")
-    remote.add_argument("--tokenizer", default=None,
-                        help="local tokenizer for the engine's model (default: --model as a local spec)")
-    remote.add_argument("--extra-body", default=None,
-                        help='JSON merged into every request, e.g. \'{"repeat_penalty": 1}\'')
+    remote.add_argument(
+        "--tokenizer", default=None, help="local tokenizer for the engine's model (default: --model as a local spec)"
+    )
+    remote.add_argument(
+        "--extra-body", default=None, help="JSON merged into every request, e.g. '{\"repeat_penalty\": 1}'"
+    )
     remote.add_argument("--engine-timeout", type=float, default=120.0, help="seconds without a token before giving up")
 
 
@@ -92,9 +101,15 @@ def _generation(args: argparse.Namespace, request):
     from llmvis.remote.model import connect_remote
 
     try:
-        remote = connect_remote(args.base_url, args.model, tokenizer=args.tokenizer, api_key_env=args.api_key_env,
-                                extra_body=_extra_body(args), timeout=args.engine_timeout,
-                                trust_remote_code=args.trust_remote_code)
+        remote = connect_remote(
+            args.base_url,
+            args.model,
+            tokenizer=args.tokenizer,
+            api_key_env=args.api_key_env,
+            extra_body=_extra_body(args),
+            timeout=args.engine_timeout,
+            trust_remote_code=args.trust_remote_code,
+        )
     except ModelLoadError as exc:
         raise SystemExit(f"error: {exc}") from None
     return RemoteGeneration(remote, request)
@@ -105,8 +120,12 @@ def cmd_trace(args: argparse.Namespace) -> int:
     from llmvis.trace import GenerationRequest
 
     params = SamplingParams(
-        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-        max_new_tokens=args.max_new_tokens, seed=args.seed, top_n=args.top_n,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+        top_n=args.top_n,
     )
     request = GenerationRequest(
         mode="chat" if args.chat else "completion", prompt=args.prompt, system=args.system, params=params
@@ -160,12 +179,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     extra_body = _extra_body(args)
     settings = Settings(
-        model=args.model or ("smollm2" if args.backend == "local" else None), host=args.host, port=args.port,
-        device=args.device, dtype=args.dtype,
-        device_map=_device_map(args.device_map), trust_remote_code=args.trust_remote_code,
-        token=args.token, open_browser=args.open, backend=args.backend, base_url=args.base_url,
-        api_key_env=args.api_key_env, tokenizer=args.tokenizer, extra_body=extra_body,
-        engine_timeout=args.engine_timeout, remote_slots=args.remote_slots,
+        model=args.model or ("smollm2" if args.backend == "local" else None),
+        host=args.host,
+        port=args.port,
+        device=args.device,
+        dtype=args.dtype,
+        device_map=_device_map(args.device_map),
+        trust_remote_code=args.trust_remote_code,
+        token=args.token,
+        open_browser=args.open,
+        backend=args.backend,
+        base_url=args.base_url,
+        api_key_env=args.api_key_env,
+        tokenizer=args.tokenizer,
+        extra_body=extra_body,
+        engine_timeout=args.engine_timeout,
+        remote_slots=args.remote_slots,
     )
     if args.data_dir:
         settings = settings.model_copy(update={"data_dir": Path(args.data_dir)})

@@ -31,9 +31,24 @@ BUNDLE_FORMAT = "llmvis-run"
 BUNDLE_VERSION = 1
 
 CSV_COLUMNS = [
-    "position", "id", "kind", "role", "text", "label", "raw_prob", "sampled_prob", "rank",
-    "raw_entropy", "sampled_entropy", "logit_gap", "gap_to_top1", "top1_id", "top1_label",
-    "top1_raw_prob", "entropy_upper", "missing_mass",
+    "position",
+    "id",
+    "kind",
+    "role",
+    "text",
+    "label",
+    "raw_prob",
+    "sampled_prob",
+    "rank",
+    "raw_entropy",
+    "sampled_entropy",
+    "logit_gap",
+    "gap_to_top1",
+    "top1_id",
+    "top1_label",
+    "top1_raw_prob",
+    "entropy_upper",
+    "missing_mass",
 ]
 
 
@@ -85,13 +100,31 @@ def stats_csv(trace: Trace) -> str:
     for token in trace.tokens:
         s = token.stats
         top = s.top[0] if s is not None and s.top else None
-        writer.writerow([_cell(v) for v in (
-            token.position, token.id, token.kind, token.role, token.text, token.label,
-            s and s.raw_prob, s and s.sampled_prob, s and s.rank, s and s.raw_entropy,
-            s and s.sampled_entropy, s and s.logit_gap, s and s.gap_to_top1,
-            top and top.id, top and top.label, top and top.raw_prob,
-            s and s.entropy_upper, s and s.missing_mass,  # remote engines: only the top-N is known
-        )])
+        writer.writerow(
+            [
+                _cell(v)
+                for v in (
+                    token.position,
+                    token.id,
+                    token.kind,
+                    token.role,
+                    token.text,
+                    token.label,
+                    s and s.raw_prob,
+                    s and s.sampled_prob,
+                    s and s.rank,
+                    s and s.raw_entropy,
+                    s and s.sampled_entropy,
+                    s and s.logit_gap,
+                    s and s.gap_to_top1,
+                    top and top.id,
+                    top and top.label,
+                    top and top.raw_prob,
+                    s and s.entropy_upper,
+                    s and s.missing_mass,  # remote engines: only the top-N is known
+                )
+            ]
+        )
     return out.getvalue()
 
 
@@ -129,8 +162,10 @@ def report_csp(page: str) -> str:
         for body in _INLINE_SCRIPT.findall(page)
     )
     scripts = hashes or "'none'"
-    return (f"default-src 'none'; script-src {scripts}; style-src 'unsafe-inline'; "
-            "img-src data: blob:; font-src data:; connect-src 'none'; base-uri 'none'; form-action 'none'")
+    return (
+        f"default-src 'none'; script-src {scripts}; style-src 'unsafe-inline'; "
+        "img-src data: blob:; font-src data:; connect-src 'none'; base-uri 'none'; form-action 'none'"
+    )
 
 
 def export_cli(args: argparse.Namespace) -> int:

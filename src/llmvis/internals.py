@@ -116,8 +116,14 @@ class ActivationCache:
             self.bytes = 0
 
     def stats(self) -> dict[str, int]:
-        return {"entries": len(self._entries), "bytes": self.bytes, "max_bytes": self.max_bytes,
-                "hits": self.hits, "misses": self.misses, "evictions": self.evictions}
+        return {
+            "entries": len(self._entries),
+            "bytes": self.bytes,
+            "max_bytes": self.max_bytes,
+            "hits": self.hits,
+            "misses": self.misses,
+            "evictions": self.evictions,
+        }
 
 
 @dataclass

@@ -136,9 +136,7 @@ class Store:
         if row is None:
             self._db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
         elif row[0] > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"{self.path} was written by a newer llmvis (schema {row[0]} > {SCHEMA_VERSION})"
-            )
+            raise RuntimeError(f"{self.path} was written by a newer llmvis (schema {row[0]} > {SCHEMA_VERSION})")
 
     def close(self) -> None:
         with self._lock:
@@ -199,9 +197,7 @@ class Store:
     def get_json(self, run_id: str) -> str | None:
         """The run's Trace as stored (JSON text), or None."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT trace FROM runs WHERE id = ? AND deleted_at IS NULL", (run_id,)
-            ).fetchone()
+            row = self._db.execute("SELECT trace FROM runs WHERE id = ? AND deleted_at IS NULL", (run_id,)).fetchone()
         return None if row is None else row[0]
 
     def _live(self, run_id: str) -> bool:
@@ -213,10 +209,7 @@ class Store:
         sql = f"SELECT {_SUMMARY} FROM runs WHERE deleted_at IS NULL"
         args: list[Any] = []
         if search:
-            sql += (
-                " AND (title LIKE ? ESCAPE '\\' OR prompt_text LIKE ? ESCAPE '\\'"
-                " OR output_text LIKE ? ESCAPE '\\')"
-            )
+            sql += " AND (title LIKE ? ESCAPE '\\' OR prompt_text LIKE ? ESCAPE '\\' OR output_text LIKE ? ESCAPE '\\')"
             args += [_like(search)] * 3
         sql += " ORDER BY created DESC, rowid DESC LIMIT ? OFFSET ?"
         args += [limit, offset]
@@ -238,8 +231,7 @@ class Store:
     def rename(self, run_id: str, title: str) -> bool:
         with self._lock:
             cur = self._db.execute(
-                "UPDATE runs SET title = ?, trace = json_set(trace, '$.title', ?)"
-                " WHERE id = ? AND deleted_at IS NULL",
+                "UPDATE runs SET title = ?, trace = json_set(trace, '$.title', ?) WHERE id = ? AND deleted_at IS NULL",
                 (title, title, run_id),
             )
             self._parsed.pop(run_id, None)
@@ -264,9 +256,7 @@ class Store:
         """Remove runs soft-deleted more than `older_than_s` ago (and their opened views)."""
         cutoff = time.time() - older_than_s
         with self._lock:
-            cur = self._db.execute(
-                "DELETE FROM runs WHERE deleted_at IS NOT NULL AND deleted_at <= ?", (cutoff,)
-            )
+            cur = self._db.execute("DELETE FROM runs WHERE deleted_at IS NOT NULL AND deleted_at <= ?", (cutoff,))
         return cur.rowcount
 
     # opened views ---------------------------------------------------------------------------
@@ -276,8 +266,7 @@ class Store:
         key = json.dumps(params, sort_keys=True)
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO opened_views (run_id, view, params, result, opened)"
-                " VALUES (?,?,?,?,?)",
+                "INSERT OR REPLACE INTO opened_views (run_id, view, params, result, opened) VALUES (?,?,?,?,?)",
                 (run_id, view, key, result_json, time.time()),
             )
             self._db.execute(
@@ -292,6 +281,4 @@ class Store:
                 "SELECT view, params, result, opened FROM opened_views WHERE run_id = ? ORDER BY opened",
                 (run_id,),
             ).fetchall()
-        return [
-            OpenedView(view=v, params=json.loads(p), result=json.loads(r), opened=o) for v, p, r, o in rows
-        ]
+        return [OpenedView(view=v, params=json.loads(p), result=json.loads(r), opened=o) for v, p, r, o in rows]

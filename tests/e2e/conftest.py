@@ -40,7 +40,8 @@ def browser():
 
     with sync_playwright() as p:
         b = p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
+            executable_path=str(CHROMIUM),
+            headless=True,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
         )
         yield b
@@ -74,9 +75,21 @@ def remote_server(tmp_path_factory, llama_engine) -> Iterator[Server]:
 
     tmp = tmp_path_factory.mktemp("e2e-remote")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    server = Server(None, tmp / "data", ARTIFACTS / "serve-remote.log", timeout=120, extra_args=[
-        "--backend", "openai", "--base-url", llama_engine.base_url, "--tokenizer", "smollm2",
-        "--extra-body", json.dumps(NEUTRAL),
-    ])
+    server = Server(
+        None,
+        tmp / "data",
+        ARTIFACTS / "serve-remote.log",
+        timeout=120,
+        extra_args=[
+            "--backend",
+            "openai",
+            "--base-url",
+            llama_engine.base_url,
+            "--tokenizer",
+            "smollm2",
+            "--extra-body",
+            json.dumps(NEUTRAL),
+        ],
+    )
     yield server
     server.stop()

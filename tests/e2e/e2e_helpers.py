@@ -26,7 +26,6 @@ SCREENSHOTS = ROOT / "docs" / "screenshots"
 VIEWPORT = {"width": 1280, "height": 800}
 
 
-
 def require_browser() -> None:
     if not CHROMIUM.exists():
         msg = f"{CHROMIUM} is missing (apt-get install chromium)"
@@ -56,12 +55,22 @@ def wait_ready(base: str, proc: subprocess.Popen, timeout: float) -> None:
 
 
 class Server:
-    def __init__(self, model: str | None, data_dir: Path, log: Path, timeout: float,
-                 extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self, model: str | None, data_dir: Path, log: Path, timeout: float, extra_args: list[str] | None = None
+    ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "llmvis.cli", "serve", "--port", str(self.port), "--no-browser",
-               "--data-dir", str(data_dir)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "llmvis.cli",
+            "serve",
+            "--port",
+            str(self.port),
+            "--no-browser",
+            "--data-dir",
+            str(data_dir),
+        ]
         if model:
             cmd += ["--model", model]
         cmd += extra_args or []
@@ -111,7 +120,9 @@ class Page:
 
 def click_candidate(p: Page, index: int) -> None:
     """Click the row of candidate `index` (0 = top bar) in the Tokens tab's chart."""
-    n = p.js("() => { const r = window.__llmvis.app.run; return r.tokens[window.__llmvis.app.selected].stats.top.length; }")
+    n = p.js(
+        "() => { const r = window.__llmvis.app.run; return r.tokens[window.__llmvis.app.selected].stats.top.length; }"
+    )
     row = n - 1 - index  # bars are drawn bottom-up
     x, y = p.js("(row) => window.__llmvis.chartPixel('tokens.top', [0.02, row])", row)
     p.page.mouse.click(x, y)

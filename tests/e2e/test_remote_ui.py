@@ -121,19 +121,19 @@ def test_fork_a_remote_run_and_compare(rpage: Page, remote_server: Server):
     child = get_json(remote_server, f"/api/runs/{fork['child']}")
     assert child["parent_id"] == fork["parent"] and child["fork_position"] == pos
     assert child["model"]["source"] == "remote"
-    assert child["request"]["forced_tokens"] == [*parent_ids[child["prompt_len"]:pos], fork["candidate"]["id"]]
+    assert child["request"]["forced_tokens"] == [*parent_ids[child["prompt_len"] : pos], fork["candidate"]["id"]]
     assert [t["id"] for t in child["tokens"]] == run["ids"]
     # The kept tokens and the candidate went to the engine as prompt text, which it returns no
     # statistics for; the parent saw the same prefix, so they inherit the parent's: the kept ones
     # as they were, the candidate its share of the parent's candidates at the fork position.
     parent = get_json(remote_server, f"/api/runs/{fork['parent']}")
-    for t in child["tokens"][child["prompt_len"]:pos]:
+    for t in child["tokens"][child["prompt_len"] : pos]:
         assert t["stats"] == parent["tokens"][t["position"]]["stats"], t["position"]
     chosen = child["tokens"][pos]["stats"]
     assert_remote_stats(chosen, "the forced candidate")
     assert abs(chosen["raw_prob"] - fork["candidate"]["raw_prob"]) <= 1e-9
     assert chosen["rank"] >= 1
-    engine_made = child["tokens"][pos + 1:]
+    engine_made = child["tokens"][pos + 1 :]
     assert engine_made and len(engine_made) <= child["params"]["max_new_tokens"]
     for t in engine_made:
         assert t["kind"] == "generated"
@@ -143,8 +143,11 @@ def test_fork_a_remote_run_and_compare(rpage: Page, remote_server: Server):
     a_first = p.page.locator("[data-testid=compare-a] .tok").first.get_attribute("data-p")
     b_first = p.page.locator("[data-testid=compare-b] .tok").first.get_attribute("data-p")
     assert a_first == b_first == str(pos)
-    assert p.page.locator(f"[data-testid=compare-b] .tok[data-p='{pos}']").get_attribute("title").endswith(
-        fork["candidate"]["label"])
+    assert (
+        p.page.locator(f"[data-testid=compare-b] .tok[data-p='{pos}']")
+        .get_attribute("title")
+        .endswith(fork["candidate"]["label"])
+    )
     curves = p.js("() => window.__llmvis.charts()['compare.curves']")
     assert curves and curves["visible"] and len(curves["series"]) == 4, curves
     assert all(s["length"] > pos for s in curves["series"]), curves
@@ -186,7 +189,7 @@ def test_export_a_remote_run(rpage: Page, remote_server: Server, tmp_path: Path)
     assert bundle["format"] == "llmvis-run" and bundle["trace"]["id"] == run_id
     trace = bundle["trace"]
     assert trace["model"]["source"] == "remote" and len(trace["tokens"]) == n_tokens
-    generated = trace["tokens"][trace["prompt_len"]:]
+    generated = trace["tokens"][trace["prompt_len"] :]
     assert generated and trace["prompt_len"] == first
     for t in generated:
         assert_remote_stats(t["stats"], f"export.json, position {t['position']}")
@@ -218,8 +221,12 @@ def test_history_lists_remote_runs_after_a_reload(rpage: Page, remote_server: Se
     wait_remote(p)
     p.page.click("[data-testid=history-toggle]")
     rows = p.page.locator("[data-testid=history-list] .run-row")
-    p.until("(ids) => ids.every((id) => document.querySelector(`[data-testid=history-list] .run-row[data-id='${id}']`))",
-            15, arg=[fork["parent"], fork["child"]], what="both runs in the history")
+    p.until(
+        "(ids) => ids.every((id) => document.querySelector(`[data-testid=history-list] .run-row[data-id='${id}']`))",
+        15,
+        arg=[fork["parent"], fork["child"]],
+        what="both runs in the history",
+    )
     listed = [r.get_attribute("data-id") for r in rows.all()]
     assert listed.index(fork["child"]) < listed.index(fork["parent"])  # newest first
     child_row = p.page.locator(f"[data-testid=history-list] .run-row[data-id='{fork['child']}']")
@@ -274,8 +281,11 @@ def test_weight_views_ask_for_a_local_copy_then_compute(rpage: Page):
     p.page.fill("[data-testid=model-spec]", "smollm2")
     p.page.click("[data-testid=load]")
     model_status = p.page.locator("[data-testid=model-status]")
-    p.until("() => document.querySelector('[data-testid=model-status]').textContent.startsWith('Local copy:')",
-            180, what="the local copy to load")
+    p.until(
+        "() => document.querySelector('[data-testid=model-status]').textContent.startsWith('Local copy:')",
+        180,
+        what="the local copy to load",
+    )
     assert "SmolLM2" in model_status.text_content()
     assert p.js("() => window.__llmvis.app.model.source") == "remote"
     assert p.js("() => window.__llmvis.app.localModel.source") != "remote"
@@ -290,6 +300,9 @@ def test_weight_views_ask_for_a_local_copy_then_compute(rpage: Page):
     # A reload finds the local copy through GET /api/model.
     p.page.reload()
     wait_remote(p)
-    p.until("() => document.querySelector('[data-testid=model-status]').textContent.startsWith('Local copy:')",
-            30, what="the local copy after a reload")
+    p.until(
+        "() => document.querySelector('[data-testid=model-status]').textContent.startsWith('Local copy:')",
+        30,
+        what="the local copy after a reload",
+    )
     assert not unexpected(p.errors), p.errors

@@ -69,7 +69,9 @@ def test_fork_with_typed_text_and_new_params(page: Page, tiny_server: Server):
     assert len(typed) > 1
     page.page.fill("[data-testid=fork-text]", text)
     pieces = page.page.locator("[data-testid=fork-typed-tokens] .fork-piece")
-    page.until(f"() => document.querySelectorAll('[data-testid=fork-typed-tokens] .fork-piece').length === {len(typed)}")
+    page.until(
+        f"() => document.querySelectorAll('[data-testid=fork-typed-tokens] .fork-piece').length === {len(typed)}"
+    )
     assert [int(s.rsplit(" ", 1)[1]) for s in pieces.all_text_contents()] == typed
     fork_btn = page.page.locator("[data-testid=fork-typed]")
     assert fork_btn.is_enabled() and str(len(typed)) in fork_btn.text_content()
@@ -85,13 +87,15 @@ def test_fork_with_typed_text_and_new_params(page: Page, tiny_server: Server):
     fork_btn.click()
 
     page.page.locator("[data-testid=compare]").wait_for(timeout=60_000)
-    run = page.js("() => ({id: window.__llmvis.app.run.id, parent: window.__llmvis.app.run.parentId, status: window.__llmvis.app.run.status})")
+    run = page.js(
+        "() => ({id: window.__llmvis.app.run.id, parent: window.__llmvis.app.run.parentId, status: window.__llmvis.app.run.status})"
+    )
     assert run["parent"] == parent["id"] and run["status"] == "done"
     ids = page.js("() => window.__llmvis.app.run.tokens.map((t) => t.id)")
-    assert ids[pos:pos + len(typed)] == typed
+    assert ids[pos : pos + len(typed)] == typed
     with urllib.request.urlopen(f"{tiny_server.base}/api/runs/{run['id']}") as r:
         child = json.load(r)
-    assert [t["id"] for t in child["tokens"][pos:pos + len(typed)]] == typed
+    assert [t["id"] for t in child["tokens"][pos : pos + len(typed)]] == typed
     assert child["fork_position"] == pos and child["parent_id"] == parent["id"]
     assert child["params"]["temperature"] == 1.3 and child["params"]["seed"] == 7
     assert child["params"]["max_new_tokens"] == 16
@@ -118,9 +122,12 @@ def test_history_search_rename_delete_undo_compare(page: Page):
     assert rows.first.get_attribute("data-id") == newest
 
     page.page.fill("[data-testid=history-search]", "alpha beta")
-    page.until("() => { const r = document.querySelectorAll('[data-testid=history-list] .run-row');"
-               " return r.length >= 1 && Array.from(r).every(e => e.textContent.includes('alpha')); }", 10,
-               what="search results")
+    page.until(
+        "() => { const r = document.querySelectorAll('[data-testid=history-list] .run-row');"
+        " return r.length >= 1 && Array.from(r).every(e => e.textContent.includes('alpha')); }",
+        10,
+        what="search results",
+    )
     page.page.fill("[data-testid=history-search]", "")
     page.until("() => document.querySelectorAll('[data-testid=history-list] .run-row').length >= 2", 10)
 
@@ -129,8 +136,12 @@ def test_history_search_rename_delete_undo_compare(page: Page):
     box = page.page.locator("[data-testid=history-rename-input]")
     box.fill("my renamed run")
     box.press("Enter")
-    page.until("() => document.querySelector('[data-testid=history-list] .run-row [data-testid=history-title]')"
-               " .textContent === 'my renamed run'", 10, what="the new title")
+    page.until(
+        "() => document.querySelector('[data-testid=history-list] .run-row [data-testid=history-title]')"
+        " .textContent === 'my renamed run'",
+        10,
+        what="the new title",
+    )
 
     # Delete it, then undo.
     count = rows.count()
@@ -177,7 +188,13 @@ def test_export_links_and_offline_report(page: Page, browser, tiny_server: Serve
 
     ctx = browser.new_context(viewport={"width": 1280, "height": 800})
     requests: list[str] = []
-    ctx.route("**/*", lambda route: (requests.append(route.request.url), route.abort() if not route.request.url.startswith("file:") else route.continue_()))
+    ctx.route(
+        "**/*",
+        lambda route: (
+            requests.append(route.request.url),
+            route.abort() if not route.request.url.startswith("file:") else route.continue_(),
+        ),
+    )
     p = ctx.new_page()
     errors: list[str] = []
     p.on("pageerror", lambda e: errors.append(str(e)))
@@ -200,13 +217,19 @@ def test_export_links_and_offline_report(page: Page, browser, tiny_server: Serve
         # The saved views draw without a server.
         p.click("[data-testid=tab-saved]")
         for _ in range(50):
-            saved = {k: v for k, v in p.evaluate("() => window.__llmvis.charts()").items() if k.startswith("saved.") and v["visible"]}
+            saved = {
+                k: v
+                for k, v in p.evaluate("() => window.__llmvis.charts()").items()
+                if k.startswith("saved.") and v["visible"]
+            }
             if saved:
                 break
             p.wait_for_timeout(100)
         assert saved and all(s["length"] > 0 for v in saved.values() for s in v["series"]), saved
         # Colour modes work offline.
-        before = p.evaluate("() => Array.from(document.querySelectorAll('.tok.generated')).map(e => e.style.background)")
+        before = p.evaluate(
+            "() => Array.from(document.querySelectorAll('.tok.generated')).map(e => e.style.background)"
+        )
         p.click("[data-testid=color-mode] button[data-value=entropy]")
         after = p.evaluate("() => Array.from(document.querySelectorAll('.tok.generated')).map(e => e.style.background)")
         assert before != after and all(after)

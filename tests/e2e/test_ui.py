@@ -48,7 +48,9 @@ def small_png(src, dst) -> None:
         shutil.copyfile(src, dst)
         return
     with Image.open(src) as im:
-        im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(dst, optimize=True)
+        im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+            dst, optimize=True
+        )
 
 
 def wait_model(p: Page) -> None:
@@ -75,8 +77,12 @@ def generate(p: Page, prompt: str, max_tokens: int = 48, watch: bool = False, se
     p.page.fill("[data-testid=prompt]", prompt)
     p.page.press("[data-testid=prompt]", "Enter")
     seen: list[int] = []
-    p.until("(before) => window.__llmvis.app.run && window.__llmvis.app.run.id !== before", 30,
-            arg=before, what="a new run to start")
+    p.until(
+        "(before) => window.__llmvis.app.run && window.__llmvis.app.run.id !== before",
+        30,
+        arg=before,
+        what="a new run to start",
+    )
     while p.js(RUN_STATUS) == "streaming":
         p.page.wait_for_timeout(40)
     assert p.js(RUN_STATUS) in ("done", "cancelled"), p.js(RUN_STATUS)
@@ -95,6 +101,7 @@ def tab_charts(p: Page, tab: str) -> dict:
 
 def wait_charts(p: Page, tab: str, names: list[str], timeout: float = 60) -> dict:
     """Until every chart of the tab is drawn with non-empty series; returns them."""
+
     def ready():
         charts = tab_charts(p, tab)
         ok = all(
@@ -144,8 +151,10 @@ def fork_to_candidate(p: Page, timeout_ms: float = 120_000) -> dict:
     assert top[pick]["label"] in fork_btn.text_content()
     fork_btn.click()
     p.page.locator("[data-testid=compare]").wait_for(timeout=timeout_ms)
-    run = p.js("() => { const r = window.__llmvis.app.run; return {id: r.id, parent: r.parentId, status: r.status,"
-               " source: r.model.source, ids: r.tokens.map((t) => t.id)}; }")
+    run = p.js(
+        "() => { const r = window.__llmvis.app.run; return {id: r.id, parent: r.parentId, status: r.status,"
+        " source: r.model.source, ids: r.tokens.map((t) => t.id)}; }"
+    )
     assert run["id"] != parent and run["parent"] == parent and run["status"] == "done", run
     return {"parent": parent, "child": run["id"], "pos": pos, "candidate": top[pick], "run": run}
 
@@ -215,7 +224,8 @@ def test_attention_zoom_fetches_the_window_at_full_resolution(page: Page):
         page.page.wait_for_timeout(50)
     title = page.until(
         "() => { const c = window.__llmvis.charts()['attention.matrix']; return c && c.title.includes('window') && c.title; }",
-        30, what="the zoomed window to be fetched",
+        30,
+        what="the zoomed window to be fetched",
     )
     start, end = (int(x) for x in title.split("window")[1].strip().split("–"))
     assert 0 <= start < end < n and end - start + 1 < n
@@ -258,7 +268,9 @@ def test_colour_modes_change_chip_colours(page: Page):
     assert by_mode["entropy"] != by_mode["probability"] != by_mode["gap"]
     assert by_mode["default"] != by_mode["entropy"]
     # Default: yellow exactly where the sampled token was not the model's top-1.
-    off_top1 = page.js("() => window.__llmvis.app.run.tokens.filter(t => t.kind === 'generated').map(t => t.stats.rank > 0)")
+    off_top1 = page.js(
+        "() => window.__llmvis.app.run.tokens.filter(t => t.kind === 'generated').map(t => t.stats.rank > 0)"
+    )
     assert [bool(c) for c in by_mode["default"]] == off_top1
     page.page.click("[data-testid=color-mode] button[data-value=entropy]")
     shot(page, "colour-entropy")
@@ -301,14 +313,16 @@ def test_embedding_2d_3d_toggle(page: Page):
     page.page.click("[data-testid=emb-dims] button[data-value='3']")
     page.until(
         "() => (window.__llmvis.charts()['embedding.scatter'] || {series: []}).series.some(s => s.type === 'scatter3D' && s.length > 0)",
-        60, what="a 3D scatter",
+        60,
+        what="a 3D scatter",
     )
     page.page.wait_for_timeout(500)
     shot(page, "tab-embedding-3d")
     page.page.click("[data-testid=emb-dims] button[data-value='2']")
     page.until(
         "() => (window.__llmvis.charts()['embedding.scatter'] || {series: []}).series.every(s => s.type === 'scatter')",
-        30, what="back to 2D",
+        30,
+        what="back to 2D",
     )
     assert not [e for e in page.errors if "pageerror" in e], page.errors
 

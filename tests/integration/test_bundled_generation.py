@@ -29,7 +29,8 @@ def test_chat_answers_the_capital_of_france(bundled):
     trace = generate(
         bundled,
         GenerationRequest(
-            mode="chat", prompt="What is the capital of France?",
+            mode="chat",
+            prompt="What is the capital of France?",
             params=SamplingParams(temperature=0, max_new_tokens=24),
         ),
     )
@@ -41,7 +42,8 @@ def test_chat_answers_the_capital_of_france(bundled):
 
 def test_greedy_equals_hf_generate_on_the_bundled_model(bundled):
     request = GenerationRequest(
-        mode="completion", prompt="The three primary colours are",
+        mode="completion",
+        prompt="The three primary colours are",
         params=SamplingParams(temperature=0, max_new_tokens=20),
     )
     trace = generate(bundled, request)
@@ -59,8 +61,9 @@ def test_greedy_equals_hf_generate_on_the_bundled_model(bundled):
 def test_emoji_and_chinese_never_show_replacement_characters(bundled, prompt):
     trace = generate(
         bundled,
-        GenerationRequest(mode="completion", prompt=prompt,
-                          params=SamplingParams(temperature=0.9, seed=3, max_new_tokens=24)),
+        GenerationRequest(
+            mode="completion", prompt=prompt, params=SamplingParams(temperature=0.9, seed=3, max_new_tokens=24)
+        ),
     )
     joined = "".join(t.text for t in trace.tokens)
     assert joined.startswith(prompt)

@@ -23,9 +23,23 @@ def test_trace_prints_the_tokens_and_writes_the_trace(tmp_path, capsys):
 
 def test_trace_on_a_remote_engine(llama_engine, tmp_path, capsys):
     out = tmp_path / "remote.json"
-    args = ["trace", "The capital of France is", "--backend", "openai", "--base-url", llama_engine.base_url,
-            "--tokenizer", "smollm2", "--extra-body", json.dumps(NEUTRAL), "--max-new-tokens", "6",
-            "--no-color", "--json", str(out)]
+    args = [
+        "trace",
+        "The capital of France is",
+        "--backend",
+        "openai",
+        "--base-url",
+        llama_engine.base_url,
+        "--tokenizer",
+        "smollm2",
+        "--extra-body",
+        json.dumps(NEUTRAL),
+        "--max-new-tokens",
+        "6",
+        "--no-color",
+        "--json",
+        str(out),
+    ]
     assert main(args) == 0
     trace = Trace.model_validate_json(out.read_text())
     own = llama_engine.complete(prompt="The capital of France is", max_tokens=6, temperature=0, seed=1)

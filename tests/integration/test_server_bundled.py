@@ -21,8 +21,11 @@ pytestmark = pytest.mark.integration
 
 
 def chat(text: str, **params) -> dict:
-    return {"mode": "chat", "messages": [{"role": "user", "content": text}],
-            "params": {"temperature": 0, "max_new_tokens": 24, **params}}
+    return {
+        "mode": "chat",
+        "messages": [{"role": "user", "content": text}],
+        "params": {"temperature": 0, "max_new_tokens": 24, **params},
+    }
 
 
 @pytest.fixture
@@ -44,13 +47,15 @@ def test_chinese_and_emoji_stream_without_replacement_characters(c, text):
 
 
 def test_fork_on_the_bundled_model_equals_a_forced_fresh_run(c, bundled):
-    run_id = parse_sse(c.post("/api/runs", json=chat("The capital of France is", max_new_tokens=10)).content)[-1].json()["run_id"]
+    run_id = parse_sse(c.post("/api/runs", json=chat("The capital of France is", max_new_tokens=10)).content)[
+        -1
+    ].json()["run_id"]
     parent = Trace.model_validate(c.get(f"/api/runs/{run_id}").json())
     position = parent.prompt_len + 2
     token_id = parent.tokens[position].stats.top[1].id
     events = parse_sse(c.post(f"/api/runs/{run_id}/fork", json={"position": position, "token_id": token_id}).content)
     child = Trace.model_validate(c.get(f"/api/runs/{events[-1].json()['run_id']}").json())
-    forced = [*parent.ids[parent.prompt_len:position], token_id]
+    forced = [*parent.ids[parent.prompt_len : position], token_id]
     fresh = generate(bundled, parent.request.model_copy(update={"forced_tokens": forced}))
     assert child.ids == fresh.ids and child.parent_id == parent.id
 
@@ -64,11 +69,19 @@ def test_views_on_the_bundled_model(c):
 
 def test_serve_prints_the_url_and_answers(tmp_path):
     port = free_port()
-    code = ("from llmvis.config import Settings; from llmvis.server.run import serve; "
-            f"serve(Settings(port={port}, data_dir={str(tmp_path)!r}))")
+    code = (
+        "from llmvis.config import Settings; from llmvis.server.run import serve; "
+        f"serve(Settings(port={port}, data_dir={str(tmp_path)!r}))"
+    )
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=Path(__file__).parents[2])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=Path(__file__).parents[2],
+    )
     try:
         line = proc.stdout.readline()  # blocks until the model is loaded and the URL printed
         assert line.startswith(f"llmvis is running at http://127.0.0.1:{port}/"), line

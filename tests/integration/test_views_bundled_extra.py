@@ -34,7 +34,8 @@ def test_tokens(run):
     assert view.position == p and view.chosen.label == " Paris"
     assert view.chosen.rank == 0 and view.candidates[0].chosen
     assert sum(c.raw_prob for c in view.candidates) <= 1.0 + 1e-3
-    assert view.colours.default[p:] == [False] * 8  # greedy: every generated token is top-1
+    ranks = [compute("tokens", ctx, {"position": i}).chosen.rank for i in range(p, p + 8)]
+    assert ranks == [0] * 8  # greedy: every generated token is top-1
     ent = [view.entropy[i] for i in view.order[:-1]]
     assert ent == sorted(ent, reverse=True)
 

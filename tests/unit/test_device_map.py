@@ -34,7 +34,8 @@ def test_mapped_model_reports_its_devices(pair):
 def test_generation_under_a_device_map_equals_the_plain_model(pair):
     plain, mapped = pair
     request = GenerationRequest(
-        mode="completion", prompt="The capital of France",
+        mode="completion",
+        prompt="The capital of France",
         params=SamplingParams(temperature=0.8, seed=5, max_new_tokens=12),
     )
     a, b = generate(plain, request), generate(mapped, request)

@@ -55,8 +55,11 @@ def test_csv_carries_a_remote_engines_entropy_bounds(trace):
 
     remote = trace.model_copy(deep=True)
     token = remote.tokens[-1]
-    token.stats = remote_stats(Returned(token.id, token.label, math.log(0.3)),
-                               [Returned(token.id, token.label, math.log(0.3)), Returned(1, "a", math.log(0.2))], 400)
+    token.stats = remote_stats(
+        Returned(token.id, token.label, math.log(0.3)),
+        [Returned(token.id, token.label, math.log(0.3)), Returned(1, "a", math.log(0.2))],
+        400,
+    )
     row = export.read_csv(export.stats_csv(remote))[-1]
     assert math.isclose(float(row["missing_mass"]), 0.5)
     assert math.isclose(float(row["entropy_upper"]), token.stats.entropy_upper)
@@ -71,7 +74,7 @@ TEMPLATE = (
 
 def slot_json(page: str) -> str:
     start = page.index('id="llmvis-data">') + len('id="llmvis-data">')
-    return page[start:page.index("</script>", start)]
+    return page[start : page.index("</script>", start)]
 
 
 def test_report_html_embeds_the_bundle_safely(tmp_path, trace):

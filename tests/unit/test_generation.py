@@ -123,7 +123,8 @@ def test_unseeded_run_records_the_seed_it_used():
 
 
 @pytest.mark.parametrize(
-    ("deferred", "overlap"), [(True, True), (True, False), (False, False)],
+    ("deferred", "overlap"),
+    [(True, True), (True, False), (False, False)],
     ids=["deferred-beside-decode", "deferred-after-decode", "eager"],
 )
 def test_prompt_token_stats_come_from_prefix_logits(arch, deferred, overlap, monkeypatch):
@@ -154,8 +155,13 @@ def test_deferred_prompt_stats_replay_the_models_own_head():
     with torch.no_grad():
         hidden = model.model(ids).last_hidden_state[0]
         uncapped = torch.softmax(model.lm_head(hidden).float(), -1)
-    assert max(abs(trace.tokens[p].stats.raw_prob - uncapped[p - 1, trace.ids[p]].item())
-               for p in range(1, trace.prompt_len)) > 1e-3
+    assert (
+        max(
+            abs(trace.tokens[p].stats.raw_prob - uncapped[p - 1, trace.ids[p]].item())
+            for p in range(1, trace.prompt_len)
+        )
+        > 1e-3
+    )
 
 
 def test_models_whose_forward_cannot_keep_one_logit_take_the_eager_path():
@@ -273,9 +279,7 @@ def test_streaming_yields_start_then_one_event_per_token_then_done():
 def test_cancel_stops_within_one_step():
     loaded = tiny_loaded("llama")
     cancel = threading.Event()
-    gen = start_generation(
-        loaded, _request(temperature=1.0, max_new_tokens=200, seed=1), cancel
-    )
+    gen = start_generation(loaded, _request(temperature=1.0, max_new_tokens=200, seed=1), cancel)
     cancel_after(gen, cancel, 3)
     assert gen.trace.finish_reason == "cancelled"
     assert len(gen.trace.generated) <= 4

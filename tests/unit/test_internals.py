@@ -226,8 +226,14 @@ def test_offloaded_layer_under_a_device_map(tmp_path):
     from tiny_models import save_tiny_model
 
     folder = save_tiny_model(tmp_path / "tiny", "llama")
-    device_map = {"model.embed_tokens": "cpu", "model.rotary_emb": "cpu", "model.layers.0": "cpu",
-                  "model.layers.1": "disk", "model.norm": "cpu", "lm_head": "cpu"}
+    device_map = {
+        "model.embed_tokens": "cpu",
+        "model.rotary_emb": "cpu",
+        "model.layers.0": "cpu",
+        "model.layers.1": "disk",
+        "model.norm": "cpu",
+        "lm_head": "cpu",
+    }
     plain, mapped = load_model(str(folder)), load_model(str(folder), device_map=device_map)
     assert mapped.model.model.layers[1].input_layernorm.weight.device.type == "meta"
     ids = random_ids(plain, T)

@@ -58,8 +58,9 @@ def test_bad_sources_give_one_line_errors(tmp_path, monkeypatch, make, message):
 def test_not_a_causal_lm_is_refused(tmp_path):
     folder = tmp_path / "distilbert"
     folder.mkdir()
-    AutoConfig.for_model("distilbert", vocab_size=100, dim=32, n_layers=1, n_heads=2,
-                         hidden_dim=64).save_pretrained(folder)
+    AutoConfig.for_model("distilbert", vocab_size=100, dim=32, n_layers=1, n_heads=2, hidden_dim=64).save_pretrained(
+        folder
+    )
     with pytest.raises(ModelLoadError, match="not a causal language model"):
         load_model(str(folder))
 

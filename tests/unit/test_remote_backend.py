@@ -33,8 +33,11 @@ def tokenizer_dir(tmp_path_factory):
 
 
 def _request(**params) -> GenerationRequest:
-    return GenerationRequest(mode="completion", prompt="hello world",
-                             params=SamplingParams(**{"temperature": 0, "max_new_tokens": 4, "top_n": 2, **params}))
+    return GenerationRequest(
+        mode="completion",
+        prompt="hello world",
+        params=SamplingParams(**{"temperature": 0, "max_new_tokens": 4, "top_n": 2, **params}),
+    )
 
 
 def _pieces(remote, words):
@@ -87,8 +90,9 @@ def test_a_run_streams_start_tokens_done_with_the_engines_numbers(engine, tokeni
 
 def test_token_ids_sent_by_the_engine_are_used_as_they_are(engine, tokenizer_dir):
     remote = connect_remote(engine.base_url, tokenizer=tokenizer_dir)
-    engine.script = lambda h: engine.stream(h, [chunk([("token_id:42", -0.1, {"token_id:42": -0.1, "token_id:7": -2.5})],
-                                                      "stop")])
+    engine.script = lambda h: engine.stream(
+        h, [chunk([("token_id:42", -0.1, {"token_id:42": -0.1, "token_id:7": -2.5})], "stop")]
+    )
     trace = _run(remote, _request())
     token = trace.generated[0]
     assert token.id == 42 and token.text == remote.tokenizer.decode([42])
@@ -128,8 +132,9 @@ def test_a_fork_inherits_its_parents_statistics_up_to_the_new_token(engine, toke
     parent = _run(remote, _request(max_new_tokens=3))
     ids = remote.token_map.id_of
     forced = [ids(w[0]), ids(w[3])]  # keep the first token, then the parent's runner-up
-    fork = RemoteGeneration(remote, _request(max_new_tokens=3).model_copy(update={"forced_tokens": forced}),
-                            parent=parent)
+    fork = RemoteGeneration(
+        remote, _request(max_new_tokens=3).model_copy(update={"forced_tokens": forced}), parent=parent
+    )
     for _ in fork:
         pass
     kept, new = fork.trace.tokens[fork.trace.prompt_len : fork.trace.prompt_len + 2]
@@ -146,13 +151,19 @@ def test_a_fork_inherits_its_parents_statistics_up_to_the_new_token(engine, toke
 @pytest.mark.parametrize(
     ("script", "message"),
     [
-        (lambda e, h: e.json(h, 400, {"error": {"message": "logprobs must be <= 5"}}),
-         r"refused the request \(HTTP 400\): logprobs must be <= 5"),
-        (lambda e, h: e.stream(h, [chunk([(" a", -0.1, {" a": -0.1})])], done=False),
-         "closed the connection before the completion finished"),
+        (
+            lambda e, h: e.json(h, 400, {"error": {"message": "logprobs must be <= 5"}}),
+            r"refused the request \(HTTP 400\): logprobs must be <= 5",
+        ),
+        (
+            lambda e, h: e.stream(h, [chunk([(" a", -0.1, {" a": -0.1})])], done=False),
+            "closed the connection before the completion finished",
+        ),
         (lambda e, h: e.stream(h, [{"error": {"message": "out of memory"}}]), "reported an error: out of memory"),
-        (lambda e, h: e.stream(h, [{"choices": [{"text": "x", "logprobs": None, "finish_reason": None}]}]),
-         "without logprobs"),
+        (
+            lambda e, h: e.stream(h, [{"choices": [{"text": "x", "logprobs": None, "finish_reason": None}]}]),
+            "without logprobs",
+        ),
         (lambda e, h: e.stream(h, [chunk([(" a", -0.1, {" a": -0.1})])], delay=2.0), "timed out"),
     ],
     ids=["http-400", "dropped", "error-chunk", "no-logprobs", "timeout"],

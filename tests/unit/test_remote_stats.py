@@ -64,8 +64,11 @@ def test_gaps_come_from_logprobs_as_from_logits():
 
 def test_unnamed_candidates_are_told_apart_by_their_text():
     """Pieces the local vocabulary cannot name (id -1) still rank by their text."""
-    stats = remote_stats(Returned(-1, "é", math.log(0.2)),
-                         [Returned(-1, "a", math.log(0.5)), Returned(-1, "é", math.log(0.2))], vocab=100)
+    stats = remote_stats(
+        Returned(-1, "é", math.log(0.2)),
+        [Returned(-1, "a", math.log(0.5)), Returned(-1, "é", math.log(0.2))],
+        vocab=100,
+    )
     assert stats.rank == 1 and len(stats.top) == 2
 
 

@@ -59,8 +59,14 @@ def test_models_lists_loadable_sources(c):
 def test_without_a_model(tmp_path):
     with client(make_app(tmp_path)) as c:
         assert c.get("/api/health").json()["model_state"] == "none"
-        assert c.get("/api/model").json() == {"state": "none", "model": None, "local": None, "local_hint": None,
-                                                "loading": None, "last_error": None}
+        assert c.get("/api/model").json() == {
+            "state": "none",
+            "model": None,
+            "local": None,
+            "local_hint": None,
+            "loading": None,
+            "last_error": None,
+        }
         r = c.post("/api/runs", json=run_body())
         assert r.status_code == 503 and "no model is loaded" in r.json()["detail"]
 
@@ -82,7 +88,7 @@ def test_run_streams_start_tokens_done_and_is_saved(c):
     assert [t["position"] for t in tokens] == list(range(len(start["prompt_tokens"]), len(start["prompt_tokens"]) + 6))
     assert done["run_id"] == start["run_id"] and done["text"] == "".join(t["text"] for t in tokens)
     saved = c.get(f"/api/runs/{done['run_id']}").json()  # saved before `done` was sent
-    assert [t["id"] for t in saved["tokens"][saved["prompt_len"]:]] == [t["id"] for t in tokens]
+    assert [t["id"] for t in saved["tokens"][saved["prompt_len"] :]] == [t["id"] for t in tokens]
     assert saved["tokens"][saved["prompt_len"]]["stats"] == tokens[0]["stats"]
     # the same request in-process gives the same tokens (greedy)
     request = GenerationRequest.model_validate(run_body(max_new_tokens=6))
@@ -90,8 +96,11 @@ def test_run_streams_start_tokens_done_and_is_saved(c):
 
 
 def test_chat_mode_run(c):
-    body = {"mode": "chat", "messages": [{"role": "user", "content": "hello"}],
-            "params": {"temperature": 0.7, "max_new_tokens": 4, "seed": 1}}
+    body = {
+        "mode": "chat",
+        "messages": [{"role": "user", "content": "hello"}],
+        "params": {"temperature": 0.7, "max_new_tokens": 4, "seed": 1},
+    }
     events = stream(c, body)
     assert events[-1].event == "done"
     roles = {t["role"] for t in events[0].json()["prompt_tokens"]}
@@ -125,8 +134,12 @@ def test_list_rename_delete_restore(c):
     assert [r["id"] for r in c.get("/api/runs").json()["runs"]] == ids[1:]
     assert c.post(f"/api/runs/{ids[0]}/restore").json()["id"] == ids[0]
     assert c.get(f"/api/runs/{ids[0]}").status_code == 200
-    for method, path in (("GET", "/api/runs/nope"), ("PATCH", "/api/runs/nope"),
-                         ("DELETE", "/api/runs/nope"), ("POST", "/api/runs/nope/restore")):
+    for method, path in (
+        ("GET", "/api/runs/nope"),
+        ("PATCH", "/api/runs/nope"),
+        ("DELETE", "/api/runs/nope"),
+        ("POST", "/api/runs/nope/restore"),
+    ):
         body = {"title": "x"} if method == "PATCH" else None
         assert c.request(method, path, json=body).status_code == 404
     assert c.get("/api/runs/bad%20id").status_code == 422
@@ -195,8 +208,10 @@ def test_report_html_is_a_download_with_its_own_csp(c, tmp_path, monkeypatch):
     r = c.get(f"/api/runs/{run_id}/report.html")
     assert r.status_code == 503 and "make web" in r.json()["detail"]
     template = tmp_path / "report.html"
-    template.write_text('<html><head><script type="module">go()</script></head><body>'
-                        '<script type="application/json" id="llmvis-data"></script></body></html>')
+    template.write_text(
+        '<html><head><script type="module">go()</script></head><body>'
+        '<script type="application/json" id="llmvis-data"></script></body></html>'
+    )
     monkeypatch.setattr(export, "REPORT_TEMPLATE", template)
     r = c.get(f"/api/runs/{run_id}/report.html")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
@@ -216,16 +231,19 @@ def test_fork_equals_a_fresh_run_with_the_same_forced_prefix(c):
     child = Trace.model_validate(c.get(f"/api/runs/{events[-1].json()['run_id']}").json())
     assert child.parent_id == parent.id and child.fork_position == position
     assert child.ids[:position] == parent.ids[:position] and child.ids[position] == alternative
-    forced = [*parent.ids[parent.prompt_len:position], alternative]
+    forced = [*parent.ids[parent.prompt_len : position], alternative]
     fresh = generate(tiny_loaded("llama"), parent.request.model_copy(update={"forced_tokens": forced}))
     assert child.ids == fresh.ids
     # new params apply to the continuation
-    events = stream(c, {"position": position, "token_id": alternative, "params": {"temperature": 0, "max_new_tokens": 2}},
-                    f"/api/runs/{parent.id}/fork")
+    events = stream(
+        c,
+        {"position": position, "token_id": alternative, "params": {"temperature": 0, "max_new_tokens": 2}},
+        f"/api/runs/{parent.id}/fork",
+    )
     # the kept and forced tokens come with `start` (kind "generated"), then 2 new token events
     start_tokens = events[0].json()["prompt_tokens"]
     assert [t["id"] for t in start_tokens] == child.ids[: position + 1]
-    assert [t["kind"] for t in start_tokens[parent.prompt_len:]] == ["generated"] * (position + 1 - parent.prompt_len)
+    assert [t["kind"] for t in start_tokens[parent.prompt_len :]] == ["generated"] * (position + 1 - parent.prompt_len)
     assert len([e for e in events if e.event == "token"]) == 2
 
 

@@ -22,8 +22,11 @@ PROMPT = "The capital of France is"
 
 
 def body(prompt: str = PROMPT, **params) -> dict:
-    return {"mode": "completion", "prompt": prompt,
-            "params": {"temperature": 0.8, "seed": 0, "max_new_tokens": 8, **params}}
+    return {
+        "mode": "completion",
+        "prompt": prompt,
+        "params": {"temperature": 0.8, "seed": 0, "max_new_tokens": 8, **params},
+    }
 
 
 def wait_for(predicate, timeout: float = 30.0, every: float = 0.02):
@@ -224,7 +227,7 @@ def test_emoji_and_chinese_stream_without_replacement_characters(tmp_path):
             assert "".join(texts) == prompt and "\ufffd" not in "".join(texts)
             pieces = [e.json()["token"]["text"] for e in events if e.event == "token"]
             saved = c.get(f"/api/runs/{done['run_id']}").json()
-            assert done["text"] == "".join(pieces) == "".join(t["text"] for t in saved["tokens"][saved["prompt_len"]:])
+            assert done["text"] == "".join(pieces) == "".join(t["text"] for t in saved["tokens"][saved["prompt_len"] :])
 
 
 def test_a_restarted_server_lists_its_runs_and_computes_their_views(tmp_path):
@@ -249,8 +252,10 @@ def test_a_client_leaving_while_queued_never_runs(tmp_path, monkeypatch):
             lines = first.iter_lines()
             while next(lines) != "event: token":
                 pass
-            with httpx.Client(base_url=url, timeout=60) as other, \
-                    other.stream("POST", "/api/runs", json=body("second")) as second:
+            with (
+                httpx.Client(base_url=url, timeout=60) as other,
+                other.stream("POST", "/api/runs", json=body("second")) as second,
+            ):
                 assert second.status_code == 200
                 wait_for(lambda: engine.waiting == 1)
             # the second client has gone while its run waited

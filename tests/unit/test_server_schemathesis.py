@@ -36,8 +36,12 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 DATA_DIR = tempfile.mkdtemp(prefix="llmvis-schemathesis-")
 APP = make_app(Path(DATA_DIR), tiny_loaded("llama"), queue_size=100)
 # One saved run, so that routes under /api/runs/{run_id} (views included) compute, not just 404.
-RUN = generate(tiny_loaded("llama"), GenerationRequest(
-    mode="completion", prompt="The capital of France is", params=SamplingParams(temperature=0, max_new_tokens=6)))
+RUN = generate(
+    tiny_loaded("llama"),
+    GenerationRequest(
+        mode="completion", prompt="The capital of France is", params=SamplingParams(temperature=0, max_new_tokens=6)
+    ),
+)
 APP.state.store.save(RUN)
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP, headers={"host": "127.0.0.1:5050"})
 

@@ -45,10 +45,16 @@ def test_cross_origin_writes_are_refused(c):
     events = parse_sse(c.post("/api/runs", json=RUN, headers={"origin": "http://127.0.0.1:5050"}).content)
     run_id = events[-1].json()["run_id"]
     assert c.delete(f"/api/runs/{run_id}", headers={"origin": "http://evil.example"}).status_code == 403
-    assert c.patch(f"/api/runs/{run_id}", json={"title": "x"}, headers={"origin": "http://evil.example"}).status_code == 403
+    assert (
+        c.patch(f"/api/runs/{run_id}", json={"title": "x"}, headers={"origin": "http://evil.example"}).status_code
+        == 403
+    )
     assert c.post("/api/runs", json=RUN, headers={"sec-fetch-site": "cross-site"}).status_code == 403
     assert c.get(f"/api/runs/{run_id}").status_code == 200  # still there
-    assert c.post("/api/model/load", json={"spec": "smollm2"}, headers={"origin": "http://evil.example"}).status_code == 403
+    assert (
+        c.post("/api/model/load", json={"spec": "smollm2"}, headers={"origin": "http://evil.example"}).status_code
+        == 403
+    )
 
 
 def test_no_cors_and_a_strict_csp(c):
@@ -118,9 +124,20 @@ def test_only_index_and_hashed_assets_are_served(tmp_path):
         assert c.get("/").text.startswith("<!doctype html>")
         r = c.get("/assets/index-abc123.js")
         assert r.status_code == 200 and "immutable" in r.headers["cache-control"]
-        for path in ("/secret.txt", "/index.html", "/assets/", "/assets", "/assets/../secret.txt",
-                     "/assets/%2e%2e/secret.txt", "/assets/..%2fsecret.txt", "/assets/..%2f..%2foutside.txt",
-                     "/assets/.hidden", "/assets/missing.js", "/static/index.html", "/assets/sub%2findex-abc123.js"):
+        for path in (
+            "/secret.txt",
+            "/index.html",
+            "/assets/",
+            "/assets",
+            "/assets/../secret.txt",
+            "/assets/%2e%2e/secret.txt",
+            "/assets/..%2fsecret.txt",
+            "/assets/..%2f..%2foutside.txt",
+            "/assets/.hidden",
+            "/assets/missing.js",
+            "/static/index.html",
+            "/assets/sub%2findex-abc123.js",
+        ):
             r = c.get(path)
             assert r.status_code == 404 and r.text != "no", path
 

@@ -51,8 +51,11 @@ def test_tokenize_without_a_model_is_503(tmp_path):
 
 
 def test_fork_with_several_typed_tokens_forces_all_of_them(c):
-    events = stream(c, "/api/runs", {"mode": "completion", "prompt": "The capital of France is",
-                                     "params": {"temperature": 0, "max_new_tokens": 8}})
+    events = stream(
+        c,
+        "/api/runs",
+        {"mode": "completion", "prompt": "The capital of France is", "params": {"temperature": 0, "max_new_tokens": 8}},
+    )
     parent = Trace.model_validate(c.get(f"/api/runs/{events[0].json()['run_id']}").json())
     typed = [t["id"] for t in c.get("/api/tokenize", params={"text": " Paris, France"}).json()["tokens"]]
     assert len(typed) >= 3
@@ -66,18 +69,22 @@ def test_fork_with_several_typed_tokens_forces_all_of_them(c):
     assert child.ids[:position] == parent.ids[:position] and child.ids[position:end] == typed
     assert len(child.ids) == end + 4 and child.params.max_new_tokens == 4  # the new params
     # the same as a fresh run with that forced prefix (greedy: identical tokens)
-    forced = [*parent.ids[parent.prompt_len:position], *typed]
+    forced = [*parent.ids[parent.prompt_len : position], *typed]
     request = parent.request.model_copy(update={"forced_tokens": forced, "params": child.params})
     assert child.ids == generate(tiny_loaded("llama"), request).ids
 
 
 def test_fork_takes_token_id_or_token_ids(c):
-    events = stream(c, "/api/runs", {"mode": "completion", "prompt": "Hello",
-                                     "params": {"temperature": 0, "max_new_tokens": 4}})
+    events = stream(
+        c, "/api/runs", {"mode": "completion", "prompt": "Hello", "params": {"temperature": 0, "max_new_tokens": 4}}
+    )
     parent = c.get(f"/api/runs/{events[0].json()['run_id']}").json()
     path, position = f"/api/runs/{parent['id']}/fork", parent["prompt_len"]
-    for body in ({"position": position}, {"position": position, "token_id": 5, "token_ids": [5]},
-                 {"position": position, "token_ids": []}):
+    for body in (
+        {"position": position},
+        {"position": position, "token_id": 5, "token_ids": [5]},
+        {"position": position, "token_ids": []},
+    ):
         assert c.post(path, json=body).status_code == 422, body
     r = c.post(path, json={"position": position, "token_ids": [5, 10**6]})
     assert r.status_code == 422 and "vocabulary" in r.json()["detail"][0]["msg"]

@@ -85,7 +85,9 @@ def test_opened_views_kept_latest_per_params(tmp_path, trace):
     store.record_view(trace.id, "attention", {"layer": 0}, '{"b": 1}')
     views = store.opened_views(trace.id)
     assert [(v.view, v.params, v.result) for v in views] == [
-        ("tokens", {"position": 1}, {"a": 2}), ("attention", {"layer": 0}, {"b": 1})]
+        ("tokens", {"position": 1}, {"a": 2}),
+        ("attention", {"layer": 0}, {"b": 1}),
+    ]
 
 
 def test_concurrent_saves_from_threads(tmp_path, trace):

@@ -90,12 +90,10 @@ def test_rollout_rows_sum_to_one_on_a_model(arch):
 def test_rollout_view_closed_forms():
     trace = _ctx().trace
     pos = 12
-    identity = compute("attribution", ViewContext(trace, None, _FakeAttention(torch.eye(T), 3)),
-                       {"position": pos})
+    identity = compute("attribution", ViewContext(trace, None, _FakeAttention(torch.eye(T), 3)), {"position": pos})
     assert identity.scores == [0.0] * (pos - 1) + [1.0]
     # One layer of uniform causal attention: row pos−1 of ½·U + ½·I, U's row being 1/pos each.
-    uniform = compute("attribution", ViewContext(trace, None, _FakeAttention(_uniform_causal(T))),
-                      {"position": pos})
+    uniform = compute("attribution", ViewContext(trace, None, _FakeAttention(_uniform_causal(T))), {"position": pos})
     expected = [0.5 / pos] * pos
     expected[-1] += 0.5
     assert uniform.scores == pytest.approx(expected, rel=1e-4)
@@ -138,8 +136,9 @@ def _linear_ctx():
 @pytest.mark.parametrize("method", ["grad_x_input", "integrated_gradients"])
 def test_gradient_methods_on_a_linear_model(method):
     ctx, pos, expected = _linear_ctx()
-    view = compute("attribution", ctx, {"position": pos, "method": method, "steps": 8,
-                                        "baseline": "zero", "keep_first": False})
+    view = compute(
+        "attribution", ctx, {"position": pos, "method": method, "steps": 8, "baseline": "zero", "keep_first": False}
+    )
     assert view.scores == pytest.approx(expected.tolist(), rel=1e-3, abs=1e-5)
     assert view.output == pytest.approx(float(expected.sum()), rel=1e-3)  # completeness
     if method == "integrated_gradients":
@@ -150,8 +149,9 @@ def test_gradient_methods_on_a_linear_model(method):
 def test_integrated_gradients_keep_first_on_a_linear_model():
     """Baseline = zeros except position 0 kept: position 0 scores 0, the others e_s · w."""
     ctx, pos, expected = _linear_ctx()
-    view = compute("attribution", ctx, {"position": pos, "method": "integrated_gradients",
-                                        "steps": 8, "baseline": "zero"})
+    view = compute(
+        "attribution", ctx, {"position": pos, "method": "integrated_gradients", "steps": 8, "baseline": "zero"}
+    )
     assert view.kept_first
     assert view.scores == pytest.approx([0.0, *expected[1:].tolist()], rel=1e-3, abs=1e-5)
     assert view.baseline_output == pytest.approx(float(expected[0]), rel=1e-3, abs=1e-5)
@@ -208,8 +208,9 @@ def test_integrated_gradients_completeness(baseline):
     loaded = LoadedModel(tiny.model, SimpleNamespace(pad_token_id=pad), tiny.info)
     ctx = _ctx(loaded=loaded)
     pos, target = 14, ctx.trace.ids[14]
-    view = compute("attribution", ctx, {"position": pos, "method": "integrated_gradients",
-                                        "steps": 64, "baseline": baseline})
+    view = compute(
+        "attribution", ctx, {"position": pos, "method": "integrated_gradients", "steps": 64, "baseline": baseline}
+    )
     model = loaded.model
     with torch.no_grad():
         embed = model.get_input_embeddings()
@@ -280,8 +281,7 @@ def test_json_size_at_4096():
     loaded = tiny_loaded("llama", layers=1)
     ids = random_ids(loaded, 4096)
     ctx = view_context(loaded, ids, 4000)
-    for params in ({"method": "rollout"}, {"method": "grad_x_input"},
-                   {"method": "integrated_gradients", "steps": 2}):
+    for params in ({"method": "rollout"}, {"method": "grad_x_input"}, {"method": "integrated_gradients", "steps": 2}):
         view = compute("attribution", ctx, params)
         assert len(view.scores) == 4095
         assert len(view.model_dump_json()) <= 1_000_000, params

@@ -31,22 +31,17 @@ def trace():
     return make_trace(loaded, ids, PROMPT)
 
 
-def test_colour_values_equal_trace_stats(trace):
+def test_series_equal_trace_stats(trace):
     view = compute("tokens", ViewContext(trace), {})
     t = len(trace.tokens)
-    c = view.colours
-    assert len(c.default) == len(c.entropy) == len(c.probability) == len(c.logit_gap) == t
-    assert c.entropy[0] is None and c.default[0] is None  # position 0 has no prefix
+    assert len(view.confidence) == len(view.entropy) == len(view.sampled_confidence) == t
+    assert view.entropy[0] is None and view.confidence[0] is None  # position 0 has no prefix
     for tok in trace.tokens[1:]:
         s = tok.stats
         i = tok.position
-        assert c.entropy[i] == round4(s.raw_entropy)
-        assert c.probability[i] == round4(s.raw_prob)
-        assert c.logit_gap[i] == round4(s.logit_gap)
-        assert c.default[i] == (None if tok.kind == "prompt" else s.rank != 0)
-    assert view.confidence == c.probability and view.entropy == c.entropy
-    assert c.default[PROMPT : PROMPT + 6] == [False] * 6  # greedy tokens are top-1
-    assert all(c.default[PROMPT + 6 :])
+        assert view.entropy[i] == round4(s.raw_entropy)
+        assert view.confidence[i] == round4(s.raw_prob)
+        assert view.sampled_confidence[i] == (None if s.sampled_prob is None else round4(s.sampled_prob))
 
 
 def test_candidates_and_chosen(trace):
@@ -151,8 +146,11 @@ def test_uncertainty_says_when_a_remote_engine_gave_only_bounds(trace):
 
     remote = trace.model_copy(deep=True)
     tok = remote.tokens[-1]
-    tok.stats = remote_stats(Returned(tok.id, tok.label, math.log(0.01)),
-                             [Returned(1, "a", math.log(0.5)), Returned(2, "b", math.log(0.2))], vocab=400)
+    tok.stats = remote_stats(
+        Returned(tok.id, tok.label, math.log(0.01)),
+        [Returned(1, "a", math.log(0.5)), Returned(2, "b", math.log(0.2))],
+        vocab=400,
+    )
     view = compute("uncertainty", ViewContext(remote), {"limit": 30})
     spot = next(h for h in view.hotspots if h.position == tok.position)
     assert "rank ≥ 2" in spot.detail and spot.entropy_upper == round4(tok.stats.entropy_upper)

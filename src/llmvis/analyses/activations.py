@@ -35,7 +35,9 @@ class ActivationsParams(BaseModel):
     )
     bins: int = Field(default=64, ge=4, le=256, description="histogram bins (shared by all layers)")
     clip: float = Field(
-        default=0.001, ge=0.0, le=0.1,
+        default=0.001,
+        ge=0.0,
+        le=0.1,
         description="fraction of pooled values left outside the bin range in each tail "
         "(counted in underflow/overflow); 0 = the full min..max range",
     )
@@ -93,7 +95,11 @@ def moments(x: torch.Tensor) -> dict[str, float | None]:
     m2, m4 = m2 / n, m4 / n
     lo, hi = float(x.min()), float(x.max())
     return {
-        "mean": mean, "std": math.sqrt(m2), "min": lo, "max": hi, "abs_max": max(abs(lo), abs(hi)),
+        "mean": mean,
+        "std": math.sqrt(m2),
+        "min": lo,
+        "max": hi,
+        "abs_max": max(abs(lo), abs(hi)),
         "kurtosis": m4 / (m2 * m2) - 3.0 if m2 > 0 else None,
     }
 
@@ -172,16 +178,25 @@ def _distributions(
         v = kept.pop(layer) if layer in kept else get(layer)
         counts, under, over = histogram(v, edges)
         s = stats[layer]
-        out.append(LayerDistribution(
-            layer=layer, n=v.numel(), counts=counts, underflow=under, overflow=over,
-            mean=round4(s["mean"]), std=round4(s["std"]), min=round4(s["min"]), max=round4(s["max"]),
-            abs_max=round4(s["abs_max"]), kurtosis=None if s["kurtosis"] is None else round4(s["kurtosis"]),
-        ))
+        out.append(
+            LayerDistribution(
+                layer=layer,
+                n=v.numel(),
+                counts=counts,
+                underflow=under,
+                overflow=over,
+                mean=round4(s["mean"]),
+                std=round4(s["std"]),
+                min=round4(s["min"]),
+                max=round4(s["max"]),
+                abs_max=round4(s["abs_max"]),
+                kurtosis=None if s["kurtosis"] is None else round4(s["kurtosis"]),
+            )
+        )
     return Distributions(kind=kind, what=what, edges=edges.tolist(), layers=out)
 
 
-@register("activations", "Activation distributions", ActivationsParams, ActivationsView,
-          needs_internals=True)
+@register("activations", "Activation distributions", ActivationsParams, ActivationsView, needs_internals=True)
 def activations_view(ctx: ViewContext, p: ActivationsParams) -> ActivationsView:
     """Per layer: histogram and moments of MLP activations and of attention outputs."""
     internals = ctx.require_internals()
@@ -203,7 +218,6 @@ def activations_view(ctx: ViewContext, p: ActivationsParams) -> ActivationsView:
     return ActivationsView(
         position=pos,
         tokens=1 if pos is not None else internals.n_positions,
-        mlp=_distributions("mlp", "MLP activations after the activation function (input of down_proj)",
-                           mlp, layers, p),
+        mlp=_distributions("mlp", "MLP activations after the activation function (input of down_proj)", mlp, layers, p),
         attn=_distributions("attn", "attention output added to the residual stream", attn, layers, p),
     )

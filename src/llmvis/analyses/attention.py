@@ -42,20 +42,19 @@ Reduce = Callable[[torch.Tensor], torch.Tensor]
 
 class AttentionParams(BaseModel):
     layer: int = Field(default=0, ge=0, description="decoder layer 0..L-1 (matrix mode)")
-    head: HeadSelector = Field(
-        default="mean", description="head index, or 'mean' / 'max' over all heads (matrix mode)"
-    )
+    head: HeadSelector = Field(default="mean", description="head index, or 'mean' / 'max' over all heads (matrix mode)")
     start: int | None = Field(default=None, ge=0, description="first position of the window (default 0)")
-    end: int | None = Field(
-        default=None, ge=1, description="end of the window, exclusive (default: the run's length)"
-    )
+    end: int | None = Field(default=None, ge=1, description="end of the window, exclusive (default: the run's length)")
     max_cells: int = Field(
-        default=256, ge=8, le=MAX_CELLS,
+        default=256,
+        ge=8,
+        le=MAX_CELLS,
         description="at most this many bins per axis; larger windows are max-pooled "
         f"(≤ {MAX_CELLS} keeps the JSON under 1 MB at 4 significant digits)",
     )
     position: int | None = Field(
-        default=None, ge=0,
+        default=None,
+        ge=0,
         description="query-row mode: this position's attention over earlier ones, all layers × heads",
     )
 
@@ -120,9 +119,7 @@ def pooled_attention(
     return pooled.cpu(), [start + i for i in ridx], [start + i for i in cidx]
 
 
-def attention_rows(
-    internals: Internals, layer: int, positions: list[int]
-) -> Iterator[tuple[list[int], torch.Tensor]]:
+def attention_rows(internals: Internals, layer: int, positions: list[int]) -> Iterator[tuple[list[int], torch.Tensor]]:
     """Yield `(chunk_positions, attention: [heads, len(chunk), T])` for query `positions`.
 
     Chunks keep each piece near CHUNK_BYTES whatever the run's length.
@@ -149,11 +146,21 @@ def row_mode(ctx: ViewContext, internals: Internals, position: int, max_cells: i
     size, cidx = bin_starts(position + 1, min(max_cells, budget))
     pooled = pool_bins(rows[:, :, None, :], 1, size)[:, :, 0]
     return AttentionView(
-        mode="row", n_positions=internals.n_positions, layers=internals.n_layers,
-        heads=internals.n_heads, layer=None, head=None, start=0, end=position + 1,
-        pooled=size > 1, row_indices=[position], col_indices=cidx,
-        row_labels=token_labels(ctx, [position]), col_labels=token_labels(ctx, cidx),
-        position=position, rows=round4(pooled),
+        mode="row",
+        n_positions=internals.n_positions,
+        layers=internals.n_layers,
+        heads=internals.n_heads,
+        layer=None,
+        head=None,
+        start=0,
+        end=position + 1,
+        pooled=size > 1,
+        row_indices=[position],
+        col_indices=cidx,
+        row_labels=token_labels(ctx, [position]),
+        col_labels=token_labels(ctx, cidx),
+        position=position,
+        rows=round4(pooled),
     )
 
 
@@ -169,9 +176,18 @@ def attention_view(ctx: ViewContext, p: AttentionParams) -> AttentionView:
     start, end = check_window(ctx, p.start, p.end)
     pooled, ridx, cidx = pooled_attention(internals, layer, start, end, p.max_cells, head_reducer(p.head))
     return AttentionView(
-        mode="matrix", n_positions=internals.n_positions, layers=internals.n_layers,
-        heads=internals.n_heads, layer=layer, head=p.head, start=start, end=end,
-        pooled=len(ridx) < end - start, row_indices=ridx, col_indices=cidx,
-        row_labels=token_labels(ctx, ridx), col_labels=token_labels(ctx, cidx),
+        mode="matrix",
+        n_positions=internals.n_positions,
+        layers=internals.n_layers,
+        heads=internals.n_heads,
+        layer=layer,
+        head=p.head,
+        start=start,
+        end=end,
+        pooled=len(ridx) < end - start,
+        row_indices=ridx,
+        col_indices=cidx,
+        row_labels=token_labels(ctx, ridx),
+        col_labels=token_labels(ctx, cidx),
         matrix=round4(pooled),
     )

@@ -43,9 +43,7 @@ IG_TOKENS_PER_BATCH = 2048  # bounds captum's internal batch: steps × tokens pe
 
 
 class AttributionParams(BaseModel):
-    position: int | None = Field(
-        default=None, ge=1, description="target token's position (≥ 1); None = the last token"
-    )
+    position: int | None = Field(default=None, ge=1, description="target token's position (≥ 1); None = the last token")
     method: Method = Field(default="rollout", description="rollout (fast, no gradients) or a gradient method")
     objective: Objective = Field(
         default="logit", description="gradient methods: differentiate the target's logit or log-probability"
@@ -150,8 +148,7 @@ def _pad_id(loaded: LoadedModel) -> int:
     return 0
 
 
-def grad_x_input(loaded: LoadedModel, ids: list[int], target: int, objective: Objective
-                 ) -> tuple[torch.Tensor, float]:
+def grad_x_input(loaded: LoadedModel, ids: list[int], target: int, objective: Objective) -> tuple[torch.Tensor, float]:
     """(scores: [t], objective value) for predicting `target` after `ids`."""
     f = objective_fn(loaded.model, target, objective)
     with torch.inference_mode(False), torch.enable_grad():
@@ -163,8 +160,13 @@ def grad_x_input(loaded: LoadedModel, ids: list[int], target: int, objective: Ob
 
 
 def integrated_gradients(
-    loaded: LoadedModel, ids: list[int], target: int, objective: Objective, steps: int,
-    baseline: str, keep_first: bool = True,
+    loaded: LoadedModel,
+    ids: list[int],
+    target: int,
+    objective: Objective,
+    steps: int,
+    baseline: str,
+    keep_first: bool = True,
 ) -> tuple[torch.Tensor, float, float, float]:
     """(scores: [t], output, baseline output, convergence delta) with captum's IntegratedGradients.
 
@@ -177,10 +179,7 @@ def integrated_gradients(
     f = objective_fn(loaded.model, target, objective)
     with torch.inference_mode(False), torch.enable_grad():
         e = _embeddings(loaded, ids).clone()
-        if baseline == "pad":
-            b = _embeddings(loaded, [_pad_id(loaded)] * len(ids)).clone()
-        else:
-            b = torch.zeros_like(e)
+        b = _embeddings(loaded, [_pad_id(loaded)] * len(ids)).clone() if baseline == "pad" else torch.zeros_like(e)
         if keep_first:
             b[:, 0] = e[:, 0]
         batch = max(1, min(steps, IG_TOKENS_PER_BATCH // max(1, len(ids))))
@@ -206,8 +205,7 @@ def attribution_view(ctx: ViewContext, p: AttributionParams) -> AttributionView:
         internals = ctx.require_internals()
         start = torch.zeros(1, pos, dtype=torch.float64)
         start[0, pos - 1] = 1.0
-        scores = rollout(lambda layer, a, b: internals.attention(layer, slice(a, b)),
-                         internals.n_layers, pos, start)[0]
+        scores = rollout(lambda layer, a, b: internals.attention(layer, slice(a, b)), internals.n_layers, pos, start)[0]
         objective = "attention flow"
     else:
         loaded = _model_of(ctx)
@@ -223,9 +221,15 @@ def attribution_view(ctx: ViewContext, p: AttributionParams) -> AttributionView:
     total = float(scores.abs().sum())
     share = scores.abs() / total if total > 0 else torch.zeros_like(scores)
     return AttributionView(
-        method=p.method, objective=objective, position=pos, target_id=target,
-        target_label=tokens[pos].label, positions=list(range(pos)),
-        labels=[t.label for t in tokens[:pos]], scores=round4(scores), share=round4(share),
+        method=p.method,
+        objective=objective,
+        position=pos,
+        target_id=target,
+        target_label=tokens[pos].label,
+        positions=list(range(pos)),
+        labels=[t.label for t in tokens[:pos]],
+        scores=round4(scores),
+        share=round4(share),
         output=None if output is None else round4(output),
         baseline_output=None if base is None else round4(base),
         delta=None if delta is None else round4(delta),

@@ -30,9 +30,7 @@ class EmbeddingParams(BaseModel):
     max_points: int = Field(
         default=4096, ge=2, le=8192, description="evenly spaced subset of positions when the run is longer"
     )
-    exclude_first: bool = Field(
-        default=False, description="leave out position 0, often an outlier (attention sink)"
-    )
+    exclude_first: bool = Field(default=False, description="leave out position 0, often an outlier (attention sink)")
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="random state of UMAP/t-SNE")
     neighbors: int | None = Field(
         default=None, ge=2, le=200, description="UMAP n_neighbors; None = min(15, points − 1)"
@@ -118,9 +116,7 @@ def _nonlinear(x: torch.Tensor, p: EmbeddingParams) -> tuple[np.ndarray, str]:
 
     perplexity = min(p.perplexity or 30.0, (n - 1) / 3)
     tsne = TSNE(n_components=p.dims, perplexity=perplexity, init="pca", random_state=p.seed)
-    return np.asarray(tsne.fit_transform(data)), (
-        f"t-SNE (perplexity={perplexity:.3g}) on top {data.shape[1]} PCs"
-    )
+    return np.asarray(tsne.fit_transform(data)), (f"t-SNE (perplexity={perplexity:.3g}) on top {data.shape[1]} PCs")
 
 
 def _source(layer: int, layers: int) -> str:
@@ -151,7 +147,15 @@ def embedding_view(ctx: ViewContext, p: EmbeddingParams) -> EmbeddingView:
         coords, solver = _nonlinear(x, p)
     labels = [ctx.trace.tokens[i].label for i in positions]
     return EmbeddingView(
-        layer=layer, source=_source(layer, internals.n_layers), method=p.method, dims=p.dims,
-        solver=solver, prompt_len=ctx.trace.prompt_len, positions=positions, labels=labels,
-        coords=round4(coords), explained_variance_ratio=ratios, scree=scree,
+        layer=layer,
+        source=_source(layer, internals.n_layers),
+        method=p.method,
+        dims=p.dims,
+        solver=solver,
+        prompt_len=ctx.trace.prompt_len,
+        positions=positions,
+        labels=labels,
+        coords=round4(coords),
+        explained_variance_ratio=ratios,
+        scree=scree,
     )

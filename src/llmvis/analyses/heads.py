@@ -104,9 +104,17 @@ def multi_head(ctx: ViewContext, p: MultiHeadParams) -> MultiHeadView:
     size, keys = bin_starts(pos + 1, max(8, min(512, ROW_CELLS // heads)))
     row = pool_bins(row[:, None, :], 1, size)[:, 0]
     return MultiHeadView(
-        layer=layer, heads=heads, position=pos, n_positions=t, pooled=len(ridx) < t,
-        row_indices=ridx, col_indices=cidx, matrices=round4(mats),
-        row_keys=keys, row_key_labels=token_labels(ctx, keys), rows=round4(row),
+        layer=layer,
+        heads=heads,
+        position=pos,
+        n_positions=t,
+        pooled=len(ridx) < t,
+        row_indices=ridx,
+        col_indices=cidx,
+        matrices=round4(mats),
+        row_keys=keys,
+        row_key_labels=token_labels(ctx, keys),
+        rows=round4(row),
     )
 
 
@@ -114,11 +122,11 @@ def multi_head(ctx: ViewContext, p: MultiHeadParams) -> MultiHeadView:
 
 
 class HeadEntropyParams(BaseModel):
-    position: int | None = Field(
-        default=None, ge=0, description="one query position; None = averaged over positions"
-    )
+    position: int | None = Field(default=None, ge=0, description="one query position; None = averaged over positions")
     max_queries: int = Field(
-        default=256, ge=8, le=2048,
+        default=256,
+        ge=8,
+        le=2048,
         description="averaged mode: at most this many query positions, evenly spaced (position 0 skipped)",
     )
 
@@ -144,8 +152,9 @@ def head_entropy(ctx: ViewContext, p: HeadEntropyParams) -> HeadEntropyView:
         rows = internals.attention_row(pos)[:, :, : pos + 1]  # [L, H, keys]
         vis = torch.stack([visible_keys(internals, layer, [pos]) for layer in range(n_l)])  # [L, 1]
         ent = normalised_entropy(rows, vis)
-        return HeadEntropyView(mode="position", position=pos, layers=n_l, heads=n_h,
-                               positions_used=1, entropy=round4(ent))
+        return HeadEntropyView(
+            mode="position", position=pos, layers=n_l, heads=n_h, positions_used=1, entropy=round4(ent)
+        )
     positions = sample_positions(1, internals.n_positions, p.max_queries)
     out = torch.zeros(n_l, n_h)
     for layer in range(n_l):
@@ -154,8 +163,9 @@ def head_entropy(ctx: ViewContext, p: HeadEntropyParams) -> HeadEntropyView:
             vis = visible_keys(internals, layer, part)
             total += normalised_entropy(w.cpu(), vis[None, :]).sum(-1)
         out[layer] = total / max(1, len(positions))
-    return HeadEntropyView(mode="average", position=None, layers=n_l, heads=n_h,
-                           positions_used=len(positions), entropy=round4(out))
+    return HeadEntropyView(
+        mode="average", position=None, layers=n_l, heads=n_h, positions_used=len(positions), entropy=round4(out)
+    )
 
 
 # ----------------------------------------------------------------------------- head_health
@@ -168,9 +178,7 @@ class HeadHealthParams(BaseModel):
     )
     probe_len: int = Field(default=32, ge=4, le=256, description="N, the random half of the probe")
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="seed of the probe's random tokens")
-    max_queries: int = Field(
-        default=256, ge=8, le=2048, description="query positions used, evenly spaced (run mode)"
-    )
+    max_queries: int = Field(default=256, ge=8, le=2048, description="query positions used, evenly spaced (run mode)")
 
 
 class HeadScore(BaseModel):
@@ -282,15 +290,29 @@ def head_health(ctx: ViewContext, p: HeadHealthParams) -> HeadHealthView:
         for head in range(target.n_heads):
             sink, prev, ind, ent = (float(v) for v in scores[layer, head])
             induction = None if math.isnan(ind) else ind
-            items.append(HeadScore(
-                layer=layer, head=head, sink=round4(sink), previous=round4(prev),
-                induction=round4(induction) if induction is not None else None,
-                entropy=round4(ent), label=label_head(sink, prev, induction, ent),
-            ))
+            items.append(
+                HeadScore(
+                    layer=layer,
+                    head=head,
+                    sink=round4(sink),
+                    previous=round4(prev),
+                    induction=round4(induction) if induction is not None else None,
+                    entropy=round4(ent),
+                    label=label_head(sink, prev, induction, ent),
+                )
+            )
     return HeadHealthView(
-        source=source, layers=target.n_layers, heads=target.n_heads, sequence_length=len(ids),
-        positions_used=len(positions), induction_positions=n_ind,
-        thresholds={"sink": SINK_MIN, "previous": PREVIOUS_MIN, "induction": INDUCTION_MIN,
-                    "focused_max_entropy": FOCUSED_MAX_ENTROPY},
+        source=source,
+        layers=target.n_layers,
+        heads=target.n_heads,
+        sequence_length=len(ids),
+        positions_used=len(positions),
+        induction_positions=n_ind,
+        thresholds={
+            "sink": SINK_MIN,
+            "previous": PREVIOUS_MIN,
+            "induction": INDUCTION_MIN,
+            "focused_max_entropy": FOCUSED_MAX_ENTROPY,
+        },
         scores=items,
     )

@@ -87,8 +87,7 @@ def mean_cosine_matrix(internals: Internals) -> torch.Tensor:
     return (total / t).float()
 
 
-@register("layer_similarity", "Layer similarity", LayerSimilarityParams, LayerSimilarityView,
-          needs_internals=True)
+@register("layer_similarity", "Layer similarity", LayerSimilarityParams, LayerSimilarityView, needs_internals=True)
 def layer_similarity(ctx: ViewContext, p: LayerSimilarityParams) -> LayerSimilarityView:
     """How much each layer changes the residual stream (cosine between hidden states)."""
     internals = ctx.require_internals()
@@ -98,10 +97,14 @@ def layer_similarity(ctx: ViewContext, p: LayerSimilarityParams) -> LayerSimilar
     mean = mean_cosine_matrix(internals)
     idx = torch.arange(n)
     return LayerSimilarityView(
-        position=pos, layers=n,
-        consecutive=round4(at[idx, idx + 1]), consecutive_mean=round4(mean[idx, idx + 1]),
-        vs_last=round4(at[:, n]), vs_last_mean=round4(mean[:, n]),
-        matrix=round4(at), matrix_mean=round4(mean),
+        position=pos,
+        layers=n,
+        consecutive=round4(at[idx, idx + 1]),
+        consecutive_mean=round4(mean[idx, idx + 1]),
+        vs_last=round4(at[:, n]),
+        vs_last_mean=round4(mean[:, n]),
+        matrix=round4(at),
+        matrix_mean=round4(mean),
     )
 
 
@@ -161,8 +164,7 @@ def direct_effects(internals: Internals, parts: torch.Tensor, final: torch.Tenso
     return out[:-1] - out[-1]
 
 
-@register("residual_stream", "Residual stream", ResidualStreamParams, ResidualStreamView,
-          needs_internals=True)
+@register("residual_stream", "Residual stream", ResidualStreamParams, ResidualStreamView, needs_internals=True)
 def residual_stream(ctx: ViewContext, p: ResidualStreamParams) -> ResidualStreamView:
     """Norms per layer and each block's direct effect on the predicted token's logit."""
     internals = ctx.require_internals()
@@ -181,17 +183,26 @@ def residual_stream(ctx: ViewContext, p: ResidualStreamParams) -> ResidualStream
     logit = float(effects[-1]) + float(internals.unembed(torch.zeros(1, final.shape[-1]))[0, token_id])
     layers = [
         ResidualLayer(
-            layer=i, residual_norm=round4(float(internals.residual(i)[src].float().norm())),
-            attn_norm=round4(float(attn[i].norm())), mlp_norm=round4(float(mlp[i].norm())),
-            attn_logit=round4(float(attn_effect[i])), mlp_logit=round4(float(mlp_effect[i])),
+            layer=i,
+            residual_norm=round4(float(internals.residual(i)[src].float().norm())),
+            attn_norm=round4(float(attn[i].norm())),
+            mlp_norm=round4(float(mlp[i].norm())),
+            attn_logit=round4(float(attn_effect[i])),
+            mlp_logit=round4(float(mlp_effect[i])),
         )
         for i in range(n)
     ]
     return ResidualStreamView(
-        position=pos, source_position=src, token_id=token_id, token_label=id_label(ctx, token_id),
-        embedding_norm=round4(float(emb.norm())), embedding_logit=round4(float(emb_effect)),
-        final_norm=round4(float(final.norm())), logit=round4(logit),
-        layers=layers, linearisation=LINEARISATION,
+        position=pos,
+        source_position=src,
+        token_id=token_id,
+        token_label=id_label(ctx, token_id),
+        embedding_norm=round4(float(emb.norm())),
+        embedding_logit=round4(float(emb_effect)),
+        final_norm=round4(float(final.norm())),
+        logit=round4(logit),
+        layers=layers,
+        linearisation=LINEARISATION,
     )
 
 
@@ -212,7 +223,9 @@ class LensToken(BaseModel):
 
 
 class LensLayer(BaseModel):
-    layer: int = Field(description="hidden state l: 0 = embeddings, L = last layer's output (the model's own prediction)")
+    layer: int = Field(
+        description="hidden state l: 0 = embeddings, L = last layer's output (the model's own prediction)"
+    )
     top: list[LensToken]
     target_prob: float = Field(description="probability of the chosen token at this layer")
     target_rank: int = Field(description="its rank, 0 = top-1")
@@ -243,12 +256,16 @@ def logit_lens(ctx: ViewContext, p: LogitLensParams) -> LogitLensView:
     layers = [
         LensLayer(
             layer=i,
-            top=[LensToken(id=int(t), label=id_label(ctx, int(t)), prob=round4(float(v)))
-                 for v, t in zip(top_p[i].tolist(), top_i[i].tolist(), strict=True)],
-            target_prob=round4(float(probs[i, target])), target_rank=int(rank[i]),
+            top=[
+                LensToken(id=int(t), label=id_label(ctx, int(t)), prob=round4(float(v)))
+                for v, t in zip(top_p[i].tolist(), top_i[i].tolist(), strict=True)
+            ],
+            target_prob=round4(float(probs[i, target])),
+            target_rank=int(rank[i]),
             entropy=round4(float(entropy[i])),
         )
         for i in range(hidden.shape[0])
     ]
-    return LogitLensView(position=pos, source_position=src, token_id=target,
-                         token_label=id_label(ctx, target), layers=layers)
+    return LogitLensView(
+        position=pos, source_position=src, token_id=target, token_label=id_label(ctx, target), layers=layers
+    )

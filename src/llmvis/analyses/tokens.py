@@ -1,10 +1,9 @@
 """View `tokens`: what the model considered at one position, and per-token series for the run.
 
 Reads the Trace only (no weights needed): the statistics were recorded during generation, so
-the probabilities shown are the ones the token was actually sampled with (DESIGN.md §1).
+the probabilities shown are the ones the token was actually sampled with, not a rerun's.
 The per-token arrays are indexed by position (length T, None at position 0, which has no
-prefix to predict it from) and drive both the confidence/entropy charts and the token-chip
-colour modes.
+prefix to predict it from) and drive the confidence/entropy charts.
 """
 
 from __future__ import annotations
@@ -23,7 +22,8 @@ SortKey = Literal["position", "entropy", "probability"]
 
 class TokensParams(BaseModel):
     position: int | None = Field(
-        default=None, ge=0,
+        default=None,
+        ge=0,
         description="position whose candidates are shown; None = first generated token (else the last)",
     )
     top_n: int = Field(default=10, ge=1, le=50, description="candidates shown (at most those recorded)")
@@ -58,19 +58,6 @@ class ChosenView(BaseModel):
     in_top: bool = Field(description="the token is among the returned candidates")
 
 
-class ColourModes(BaseModel):
-    """One value per position (None where undefined) for each token-chip colour mode."""
-
-    default: list[bool | None] = Field(
-        description="sampled ≠ top-1: True where a generated token was not the model's top choice "
-        "(None for prompt tokens and position 0)"
-    )
-    entropy: list[float | None] = Field(description="raw entropy in nats")
-    probability: list[float | None] = Field(description="raw probability of the token")
-    logit_gap: list[float | None] = Field(description="top-1 minus top-2 logit")
-    entropy_max: float = Field(description="ln(vocab size): the entropy of a uniform distribution")
-
-
 class TokensView(BaseModel):
     position: int
     prompt_len: int
@@ -87,7 +74,6 @@ class TokensView(BaseModel):
     )
     sort: SortKey
     order: list[int] = Field(description="positions sorted by `sort`; positions without stats last")
-    colours: ColourModes
 
 
 def _default_position(tokens: list[Token], prompt_len: int) -> int:
@@ -100,7 +86,9 @@ def _chosen(tok: Token, candidates: list[CandidateView]) -> ChosenView:
     if s is not None and s.top:
         logit = s.top[0].logit - s.gap_to_top1
     return ChosenView(
-        id=tok.id, label=tok.label, kind=tok.kind,
+        id=tok.id,
+        label=tok.label,
+        kind=tok.kind,
         raw_prob=round4(s.raw_prob) if s else None,
         sampled_prob=round4(s.sampled_prob) if s and s.sampled_prob is not None else None,
         rank=s.rank if s else None,
@@ -131,15 +119,18 @@ def _opt(values: list[float | None]) -> list[float | None]:
 
 @register("tokens", "Tokens", TokensParams, TokensView, needs_internals=False)
 def tokens_view(ctx: ViewContext, p: TokensParams) -> TokensView:
-    """Top-N candidates at one position plus the confidence/entropy series and colour modes."""
+    """Top-N candidates at one position plus the confidence/entropy series. The token chips'
+    colour modes are not here: the web app derives them from the trace (web/src/colors.ts)."""
     trace = ctx.trace
     tokens = trace.tokens
-    pos = check_position(ctx, _default_position(tokens, trace.prompt_len) if p.position is None
-                         else p.position)
+    pos = check_position(ctx, _default_position(tokens, trace.prompt_len) if p.position is None else p.position)
     tok = tokens[pos]
     candidates = [
         CandidateView(
-            id=c.id, label=c.label, logit=round4(c.logit), raw_prob=round4(c.raw_prob),
+            id=c.id,
+            label=c.label,
+            logit=round4(c.logit),
+            raw_prob=round4(c.raw_prob),
             sampled_prob=None if c.sampled_prob is None else round4(c.sampled_prob),
             chosen=c.id == tok.id and (c.id >= 0 or c.label == tok.label),  # -1: unnamed remote pieces
         )
@@ -148,26 +139,16 @@ def tokens_view(ctx: ViewContext, p: TokensParams) -> TokensView:
     prob = [t.stats.raw_prob if t.stats else None for t in tokens]
     ent = [t.stats.raw_entropy if t.stats else None for t in tokens]
     sampled = [t.stats.sampled_prob if t.stats else None for t in tokens]
-    gap = [t.stats.logit_gap if t.stats else None for t in tokens]
-    flag = [
-        (t.stats.rank != 0) if t.stats is not None and t.kind == "generated" else None
-        for t in tokens
-    ]
-    prob_r, ent_r = _opt(prob), _opt(ent)
     sort_values = ent if p.sort == "entropy" else prob
     return TokensView(
         position=pos,
         prompt_len=trace.prompt_len,
         chosen=_chosen(tok, candidates),
         candidates=candidates,
-        confidence=prob_r,
+        confidence=_opt(prob),
         sampled_confidence=_opt(sampled),
-        entropy=ent_r,
+        entropy=_opt(ent),
         entropy_upper=_opt([t.stats.entropy_upper if t.stats else None for t in tokens]),
         sort=p.sort,
         order=sort_positions(sort_values, p.sort, p.reverse),
-        colours=ColourModes(
-            default=flag, entropy=ent_r, probability=prob_r, logit_gap=_opt(gap),
-            entropy_max=round4(math.log(max(2, trace.model.vocab_size))),
-        ),
     )

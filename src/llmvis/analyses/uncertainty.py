@@ -72,18 +72,22 @@ def _hotspot(tok: Token, reasons: list[Reason]) -> Hotspot:
     s = tok.stats
     assert s is not None
     return Hotspot(
-        position=tok.position, label=tok.label, kind=tok.kind,
-        entropy=round4(s.raw_entropy), probability=round4(s.raw_prob),
+        position=tok.position,
+        label=tok.label,
+        kind=tok.kind,
+        entropy=round4(s.raw_entropy),
+        probability=round4(s.raw_prob),
         entropy_upper=None if s.entropy_upper is None else round4(s.entropy_upper),
         sampled_probability=None if s.sampled_prob is None else round4(s.sampled_prob),
-        rank=s.rank, gap_to_top1=round4(s.gap_to_top1),
+        rank=s.rank,
+        gap_to_top1=round4(s.gap_to_top1),
         top1=s.top[0].label if s.top else None,
-        reasons=reasons, detail=_detail(tok, reasons),
+        reasons=reasons,
+        detail=_detail(tok, reasons),
     )
 
 
-@register("uncertainty", "Uncertainty hotspots", UncertaintyParams, UncertaintyView,
-          needs_internals=False)
+@register("uncertainty", "Uncertainty hotspots", UncertaintyParams, UncertaintyView, needs_internals=False)
 def uncertainty_view(ctx: ViewContext, p: UncertaintyParams) -> UncertaintyView:
     """Rank positions by entropy, low confidence and not-top-1, and merge them into hotspots."""
     trace = ctx.trace
@@ -99,7 +103,9 @@ def uncertainty_view(ctx: ViewContext, p: UncertaintyParams) -> UncertaintyView:
 
     reasons: dict[int, list[Reason]] = {}
     groups: tuple[tuple[Reason, list[Token]], ...] = (
-        ("high_entropy", by_ent), ("low_confidence", by_conf), ("not_top1", by_gap)
+        ("high_entropy", by_ent),
+        ("low_confidence", by_conf),
+        ("not_top1", by_gap),
     )
     for reason, group in groups:
         for t in group:

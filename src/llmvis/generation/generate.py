@@ -49,9 +49,7 @@ DEFERRED_CHUNK = 4096  # per forward when only hidden states are kept: bounds ac
 class Generation:
     """An iterator of events for one run; `trace` holds everything produced so far."""
 
-    def __init__(
-        self, loaded: LoadedModel, request: GenerationRequest, cancel: threading.Event | None = None
-    ) -> None:
+    def __init__(self, loaded: LoadedModel, request: GenerationRequest, cancel: threading.Event | None = None) -> None:
         self.loaded = loaded
         self.cancel = cancel or threading.Event()
         prompt = build_prompt(loaded.tokenizer, request)
@@ -93,8 +91,14 @@ class Generation:
             is_prompt = pos < len(self.prompt_ids)
             stats = None if head else known_stats[pos]
             self.trace.tokens.append(
-                self._token(pos, token_id, detok.push(token_id), "prompt" if is_prompt else "generated",
-                            self.roles[pos] if is_prompt else self.reply_role, stats)
+                self._token(
+                    pos,
+                    token_id,
+                    detok.push(token_id),
+                    "prompt" if is_prompt else "generated",
+                    self.roles[pos] if is_prompt else self.reply_role,
+                    stats,
+                )
             )
         prefill_s = time.perf_counter() - t0
         yield StartEvent(
@@ -167,8 +171,13 @@ class Generation:
         except BaseException as exc:
             if job is not None:
                 job.close()
-            self._finish("error" if not isinstance(exc, GeneratorExit) else "cancelled", t0, prefill_s,
-                         first_token_s, error=str(exc) or type(exc).__name__)
+            self._finish(
+                "error" if not isinstance(exc, GeneratorExit) else "cancelled",
+                t0,
+                prefill_s,
+                first_token_s,
+                error=str(exc) or type(exc).__name__,
+            )
             raise
         if job is not None:
             yield self._prompt_stats(job.rows())

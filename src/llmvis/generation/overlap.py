@@ -38,9 +38,7 @@ def _openmp() -> bool:
     return "parallel backend: OpenMP" in torch.__config__.parallel_info()
 
 
-def prompt_row_pieces(
-    head: DeferredHead, ids: torch.Tensor, top_n: int, piece: int
-) -> Iterator[torch.Tensor]:
+def prompt_row_pieces(head: DeferredHead, ids: torch.Tensor, top_n: int, piece: int) -> Iterator[torch.Tensor]:
     """Rows [C, row_width] of the known tokens after each kept position, `piece` positions at a
     time: the model's head over the kept hidden states, then their statistics."""
     start = 0

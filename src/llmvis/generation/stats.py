@@ -31,9 +31,7 @@ def _entropy(logp: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp.nan_to_num(neginf=0.0)).sum(-1)
 
 
-def step_row(
-    raw: torch.Tensor, processed: torch.Tensor, chosen: torch.Tensor, top_n: int, out: torch.Tensor
-) -> None:
+def step_row(raw: torch.Tensor, processed: torch.Tensor, chosen: torch.Tensor, top_n: int, out: torch.Tensor) -> None:
     """Fill `out` [row_width] with the statistics of one step.
 
     raw, processed: [V] fp32 logits before / after temperature, top-k, top-p (the same tensor
@@ -130,10 +128,12 @@ def prompt_rows(logits: torch.Tensor, next_ids: torch.Tensor, top_n: int) -> tor
     """
     if logits.device.type != "cpu" or logits.shape[0] <= CPU_ROW_BLOCK:
         return _prompt_block(logits, next_ids, top_n)
-    return torch.cat([
-        _prompt_block(logits[i : i + CPU_ROW_BLOCK], next_ids[i : i + CPU_ROW_BLOCK], top_n)
-        for i in range(0, logits.shape[0], CPU_ROW_BLOCK)
-    ])
+    return torch.cat(
+        [
+            _prompt_block(logits[i : i + CPU_ROW_BLOCK], next_ids[i : i + CPU_ROW_BLOCK], top_n)
+            for i in range(0, logits.shape[0], CPU_ROW_BLOCK)
+        ]
+    )
 
 
 def known_rows(logits: torch.Tensor, ids: torch.Tensor, start: int, top_n: int) -> torch.Tensor:

@@ -18,8 +18,14 @@ from llmvis.models.errors import ModelLoadError
 from llmvis.models.loaded import LoadedModel, describe, stop_token_ids
 from llmvis.models.sources import resolve
 
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-          "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 
 
 def pick_device(device: str | None) -> str:
@@ -65,24 +71,19 @@ def load_model(
     torch_dtype = pick_dtype(dtype, device)
     directory = source.path
     if source.kind in ("bundled", "gguf"):
-        directory = ensure_converted(
-            source.path, lambda stage, f: report(stage, 0.8 * f)
-        )
+        directory = ensure_converted(source.path, lambda stage, f: report(stage, 0.8 * f))
     report("reading config", 0.82)
     if _needs_remote_code(directory) and not trust_remote_code:
         raise ModelLoadError(
             f"{source.name} needs custom code from its repository; pass --trust-remote-code if you trust it"
         )
     try:
-        config = AutoConfig.from_pretrained(
-            directory, local_files_only=True, trust_remote_code=trust_remote_code
-        )
+        config = AutoConfig.from_pretrained(directory, local_files_only=True, trust_remote_code=trust_remote_code)
     except Exception as exc:
         message = _one_line(exc)
         if "trust_remote_code" in message:
             raise ModelLoadError(
-                f"{source.name} needs custom code from its repository; "
-                "pass --trust-remote-code if you trust it"
+                f"{source.name} needs custom code from its repository; pass --trust-remote-code if you trust it"
             ) from exc
         raise ModelLoadError(f"could not read the config of {source.name}: {message}") from exc
     if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING and not trust_remote_code:
@@ -91,9 +92,7 @@ def load_model(
         )
     report("loading weights", 0.85)
     try:
-        kwargs: dict[str, Any] = dict(
-            dtype=torch_dtype, local_files_only=True, trust_remote_code=trust_remote_code
-        )
+        kwargs: dict[str, Any] = dict(dtype=torch_dtype, local_files_only=True, trust_remote_code=trust_remote_code)
         if device_map is not None:
             kwargs["device_map"] = device_map
         model = AutoModelForCausalLM.from_pretrained(directory, **kwargs)
@@ -101,9 +100,7 @@ def load_model(
             model.to(device)  # type: ignore[arg-type]
         model.eval()
         report("loading tokenizer", 0.95)
-        tokenizer = AutoTokenizer.from_pretrained(
-            directory, local_files_only=True, trust_remote_code=trust_remote_code
-        )
+        tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True, trust_remote_code=trust_remote_code)
     except ModelLoadError:
         raise
     except Exception as exc:
@@ -121,9 +118,7 @@ def load_tokenizer(spec: str, *, trust_remote_code: bool = False) -> tuple[Any, 
     source = resolve(spec)
     directory = ensure_converted(source.path) if source.kind in ("bundled", "gguf") else source.path
     try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            directory, local_files_only=True, trust_remote_code=trust_remote_code
-        )
+        tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True, trust_remote_code=trust_remote_code)
     except Exception as exc:
         raise ModelLoadError(f"could not load the tokenizer of {source.name}: {_one_line(exc)}") from exc
     config = None

@@ -60,11 +60,7 @@ def describe(model: Any, tokenizer: Any, *, name: str, source: str, path: str) -
     hidden = int(cfg.hidden_size)
     head_dim = int(getattr(cfg, "head_dim", None) or hidden // heads)
     param = next(model.parameters())
-    context = (
-        getattr(cfg, "max_position_embeddings", None)
-        or getattr(tokenizer, "model_max_length", None)
-        or 2048
-    )
+    context = getattr(cfg, "max_position_embeddings", None) or getattr(tokenizer, "model_max_length", None) or 2048
     return ModelInfo(
         name=name,
         source=source,  # type: ignore[arg-type]

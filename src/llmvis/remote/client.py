@@ -32,8 +32,15 @@ def normalise_base_url(url: str) -> str:
 
 class EngineClient:
     def __init__(
-        self, base_url: str, *, api_key_env: str | None = None, timeout: float = 120.0, connect_timeout: float = 10.0
+        self,
+        base_url: str,
+        *,
+        api_key_env: str | None = None,
+        timeout: float = 120.0,
+        connect_timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """`transport`: httpx's default unless given (tests record the engine's bytes through one)."""
         self.base_url = normalise_base_url(base_url)
         headers = {"Accept": "application/json"}
         if api_key_env:
@@ -46,6 +53,7 @@ class EngineClient:
             headers=headers,
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
             follow_redirects=False,
+            transport=transport,
         )
 
     def __repr__(self) -> str:

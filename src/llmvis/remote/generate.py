@@ -31,8 +31,13 @@ LOGPROB_LIMITS = (20, 5, 1)  # the usual engine limits on top logprobs, tried in
 class RemoteGeneration:
     """An iterator of events for one run on the engine; `trace` holds what arrived so far."""
 
-    def __init__(self, remote: RemoteModel, request: GenerationRequest, cancel: threading.Event | None = None,
-                 parent: Trace | None = None) -> None:
+    def __init__(
+        self,
+        remote: RemoteModel,
+        request: GenerationRequest,
+        cancel: threading.Event | None = None,
+        parent: Trace | None = None,
+    ) -> None:
         """`parent`: for a fork, the run it forks, whose statistics the kept tokens inherit."""
         self.remote = remote
         self.parent = parent
@@ -82,12 +87,18 @@ class RemoteGeneration:
         for pos, token_id in enumerate(self.prompt_ids + self.forced):
             is_prompt = pos < len(self.prompt_ids)
             self.trace.tokens.append(
-                self._token(pos, token_id, detok.push(token_id),
-                            "prompt" if is_prompt else "generated", self.roles[pos] if is_prompt else self.reply_role,
-                            None if is_prompt else forced_stats[pos - len(self.prompt_ids)])
+                self._token(
+                    pos,
+                    token_id,
+                    detok.push(token_id),
+                    "prompt" if is_prompt else "generated",
+                    self.roles[pos] if is_prompt else self.reply_role,
+                    None if is_prompt else forced_stats[pos - len(self.prompt_ids)],
+                )
             )
-        yield StartEvent(run_id=self.trace.id, prompt_tokens=list(self.trace.tokens), params=self.params,
-                         model=self.remote.info)
+        yield StartEvent(
+            run_id=self.trace.id, prompt_tokens=list(self.trace.tokens), params=self.params, model=self.remote.info
+        )
         finish: FinishReason = "length"
         first_token_s = 0.0
         stream, first, asked = None, None, self.params.top_n
@@ -102,8 +113,14 @@ class RemoteGeneration:
                     chosen = self._returned(piece, logprob)
                     candidates = [self._returned(t, lp) for t, lp in top.items()]
                     stats = remote_stats(chosen, candidates, self.remote.info.vocab_size, asked)
-                    token = self._token(len(self.trace.tokens), chosen.id, tmap.text(chosen.id, piece), "generated",
-                                        self.reply_role, stats)
+                    token = self._token(
+                        len(self.trace.tokens),
+                        chosen.id,
+                        tmap.text(chosen.id, piece),
+                        "generated",
+                        self.reply_role,
+                        stats,
+                    )
                     self.trace.tokens.append(token)
                     first_token_s = first_token_s or time.perf_counter() - t0
                     yield TokenEvent(token=token)
@@ -113,8 +130,12 @@ class RemoteGeneration:
             self._finish("error", t0, first_token_s, str(exc))
             raise GenerationError(str(exc)) from exc
         except BaseException as exc:
-            self._finish("cancelled" if isinstance(exc, GeneratorExit) else "error", t0, first_token_s,
-                         str(exc) or type(exc).__name__)
+            self._finish(
+                "cancelled" if isinstance(exc, GeneratorExit) else "error",
+                t0,
+                first_token_s,
+                str(exc) or type(exc).__name__,
+            )
             raise
         finally:
             if stream is not None:
@@ -157,17 +178,29 @@ class RemoteGeneration:
 
     def _token(self, pos: int, token_id: int, text: str, kind: Any, role: Role | None, stats: Any = None) -> Token:
         tmap = self.remote.token_map
-        return Token(position=pos, id=token_id, text=text, label=tmap.label(token_id, text), kind=kind, role=role,
-                     special=token_id in tmap.labeler.special_ids, stats=stats)
+        return Token(
+            position=pos,
+            id=token_id,
+            text=text,
+            label=tmap.label(token_id, text),
+            kind=kind,
+            role=role,
+            special=token_id in tmap.labeler.special_ids,
+            stats=stats,
+        )
 
     def _finish(self, finish: FinishReason, t0: float, first_token_s: float, error: str | None = None) -> None:
         total = time.perf_counter() - t0
         n = len(self.trace.generated) - len(self.forced)
         self.trace.finish_reason = finish
         self.trace.error = error
-        self.trace.timings = Timings(prefill_s=first_token_s, first_token_s=first_token_s,
-                                     decode_s=max(0.0, total - first_token_s), total_s=total,
-                                     tokens_per_s=n / total if total > 0 else 0.0)
+        self.trace.timings = Timings(
+            prefill_s=first_token_s,
+            first_token_s=first_token_s,
+            decode_s=max(0.0, total - first_token_s),
+            total_s=total,
+            tokens_per_s=n / total if total > 0 else 0.0,
+        )
 
 
 def _tokens_of(choice: dict[str, Any]) -> Iterator[tuple[str, float, dict[str, float]]]:

@@ -94,10 +94,16 @@ def inherited(parent: Trace, forced: list[int]) -> list[TokenStats | None]:
             continue
         rank, candidate = next(((i, c) for i, c in enumerate(stats.top) if c.id == token_id), (-1, None))
         if candidate is not None:
-            out.append(stats.model_copy(update={
-                "raw_prob": candidate.raw_prob, "sampled_prob": None, "rank": rank,
-                "gap_to_top1": stats.top[0].logit - candidate.logit,
-            }))
+            out.append(
+                stats.model_copy(
+                    update={
+                        "raw_prob": candidate.raw_prob,
+                        "sampled_prob": None,
+                        "rank": rank,
+                        "gap_to_top1": stats.top[0].logit - candidate.logit,
+                    }
+                )
+            )
         break
     return out + [None] * (len(forced) - len(out))
 

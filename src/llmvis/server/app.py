@@ -27,9 +27,15 @@ def create_app(
 ) -> FastAPI:
     settings = settings or Settings()
     store = Store(settings.db_path)
-    engine = Engine(loaded, store, queue_size=settings.queue_size, cache_bytes=settings.cache_bytes,
-                    allow_remote_code=settings.trust_remote_code, remote=remote,
-                    remote_slots=settings.remote_slots)
+    engine = Engine(
+        loaded,
+        store,
+        queue_size=settings.queue_size,
+        cache_bytes=settings.cache_bytes,
+        allow_remote_code=settings.trust_remote_code,
+        remote=remote,
+        remote_slots=settings.remote_slots,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -65,10 +71,13 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         for path in schema["paths"].values():
             for operation in path.values():
                 if "requestBody" in operation:  # a body that is not JSON at all: FastAPI answers 400
-                    operation["responses"].setdefault("400", {
-                        "description": "Malformed request body",
-                        "content": {"application/json": {"schema": error_ref}},
-                    })
+                    operation["responses"].setdefault(
+                        "400",
+                        {
+                            "description": "Malformed request body",
+                            "content": {"application/json": {"schema": error_ref}},
+                        },
+                    )
                 for status, response in operation.get("responses", {}).items():
                     content = response.get("content", {})
                     if status != "200" and "text/event-stream" in content:

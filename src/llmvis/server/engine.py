@@ -171,9 +171,17 @@ def _same_model(local: Any, run: Any) -> bool:
 
 
 class Engine:
-    def __init__(self, loaded: LoadedModel | None, store: Store, *, queue_size: int = 4,
-                 cache_bytes: int = 1 << 30, allow_remote_code: bool = False,
-                 remote: RemoteModel | None = None, remote_slots: int = 64) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel | None,
+        store: Store,
+        *,
+        queue_size: int = 4,
+        cache_bytes: int = 1 << 30,
+        allow_remote_code: bool = False,
+        remote: RemoteModel | None = None,
+        remote_slots: int = 64,
+    ) -> None:
         self.loaded = loaded  # with a remote engine: the local copy that views use, if attached
         self.remote = remote  # runs go to this engine when set
         self.remote_slots = remote_slots
@@ -249,8 +257,14 @@ class Engine:
         with self._state:
             self._waiting -= 1
 
-    def submit_run(self, request: GenerationRequest, loop: asyncio.AbstractEventLoop, *,
-                   parent_id: str | None = None, fork_position: int | None = None) -> RunTicket:
+    def submit_run(
+        self,
+        request: GenerationRequest,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        parent_id: str | None = None,
+        fork_position: int | None = None,
+    ) -> RunTicket:
         """Validate eagerly (GenerationError → 422 before any stream) and queue the run.
 
         Blocking (tokenises under the model lock): call it from a worker thread.
@@ -264,8 +278,7 @@ class Engine:
             raise NoModel("no model is loaded: load one with POST /api/model/load")
         self._reserve()
         self._capture_cancel.set()  # a new run supersedes the background capture
-        ticket = RunTicket(loop=loop, request=request, loaded=loaded,
-                           parent_id=parent_id, fork_position=fork_position)
+        ticket = RunTicket(loop=loop, request=request, loaded=loaded, parent_id=parent_id, fork_position=fork_position)
         try:
             with self.model_lock:
                 ticket.generation = start_generation(loaded, request, ticket.cancel)
@@ -337,8 +350,14 @@ class Engine:
 
     # remote runs: no model to share, so each streams in its own thread ------------------------
 
-    def _submit_remote(self, remote: RemoteModel, request: GenerationRequest, loop: asyncio.AbstractEventLoop,
-                       parent_id: str | None, fork_position: int | None) -> RunTicket:
+    def _submit_remote(
+        self,
+        remote: RemoteModel,
+        request: GenerationRequest,
+        loop: asyncio.AbstractEventLoop,
+        parent_id: str | None,
+        fork_position: int | None,
+    ) -> RunTicket:
         from llmvis.remote.generate import RemoteGeneration
 
         with self._state:

@@ -43,18 +43,28 @@ def _state(engine: Engine) -> Literal["none", "loading", "ready"]:
 
 @router.get("/health")
 def health(engine: EngineDep) -> Health:
-    return Health(version=_version(), model_loaded=engine.loaded is not None or engine.remote is not None,
-                  model_state=_state(engine), running=engine.running, waiting=engine.waiting,
-                  capturing=engine.capturing)
+    return Health(
+        version=_version(),
+        model_loaded=engine.loaded is not None or engine.remote is not None,
+        model_state=_state(engine),
+        running=engine.running,
+        waiting=engine.waiting,
+        capturing=engine.capturing,
+    )
 
 
 @router.get("/model")
 def model(engine: EngineDep) -> ModelState:
     local = engine.loaded.info if engine.loaded else None
     remote = engine.remote
-    return ModelState(state=_state(engine), model=remote.info if remote else local, local=local,
-                      local_hint=remote.tokenizer_spec if remote else None,
-                      loading=engine.loading, last_error=engine.last_load_error)
+    return ModelState(
+        state=_state(engine),
+        model=remote.info if remote else local,
+        local=local,
+        local_hint=remote.tokenizer_spec if remote else None,
+        loading=engine.loading,
+        last_error=engine.last_load_error,
+    )
 
 
 @router.get("/models")
@@ -95,8 +105,7 @@ async def _start_load(body: LoadModelRequest, engine: EngineDep) -> LoadTicket:
         raise HTTPException(409, str(exc)) from exc
 
 
-@router.post("/model/load", response_class=EventSourceResponse,
-             responses=deps.errors(400, 403, 409))
+@router.post("/model/load", response_class=EventSourceResponse, responses=deps.errors(400, 403, 409))
 async def load(ticket: Annotated[LoadTicket, Depends(_start_load)]) -> AsyncIterator[LoadEvent]:
     """Load another model; streams `progress` events, then `done` or `error`.
 

@@ -26,15 +26,17 @@ RunIdPath = Annotated[RunId, Path()]
 STREAM_ERRORS = deps.errors(429, 503)
 
 
-async def _submit(engine: Engine, request: GenerationRequest, parent_id: str | None = None,
-                  fork_position: int | None = None) -> RunTicket:
+async def _submit(
+    engine: Engine, request: GenerationRequest, parent_id: str | None = None, fork_position: int | None = None
+) -> RunTicket:
     """Queue a run; refusals (bad request, full queue, no model) answer before any stream."""
     from llmvis.generation import GenerationError
 
     loop = asyncio.get_running_loop()
     try:
-        return await run_in_threadpool(engine.submit_run, request, loop, parent_id=parent_id,
-                                       fork_position=fork_position)
+        return await run_in_threadpool(
+            engine.submit_run, request, loop, parent_id=parent_id, fork_position=fork_position
+        )
     except GenerationError as exc:
         raise deps.unprocessable(str(exc)) from exc
     except QueueFull as exc:
@@ -62,15 +64,16 @@ def fork_request(parent: Trace, fork: ForkRequest) -> GenerationRequest:
     start, end = parent.prompt_len, len(parent.tokens)
     if not start <= fork.position <= end:
         raise deps.unprocessable(
-            f"position {fork.position} is not a generated position of this run: "
-            f"forks start at {start}..{end}", ("body", "position"))
+            f"position {fork.position} is not a generated position of this run: forks start at {start}..{end}",
+            ("body", "position"),
+        )
     field = "token_id" if fork.token_ids is None else "token_ids"
     for token_id in fork.forced:
         if token_id >= parent.model.vocab_size:
             raise deps.unprocessable(
-                f"{field} {token_id} is beyond the vocabulary (0..{parent.model.vocab_size - 1})",
-                ("body", field))
-    kept = parent.ids[start:fork.position]
+                f"{field} {token_id} is beyond the vocabulary (0..{parent.model.vocab_size - 1})", ("body", field)
+            )
+    kept = parent.ids[start : fork.position]
     params = fork.params or parent.params
     return parent.request.model_copy(update={"forced_tokens": [*kept, *fork.forced], "params": params})
 
@@ -143,8 +146,11 @@ def export_json(run_id: RunIdPath, store: StoreDep) -> export.RunBundle:
     return result
 
 
-@router.get("/{run_id}/report.html", response_class=Response,
-            responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}}, **deps.errors(404, 503)})
+@router.get(
+    "/{run_id}/report.html",
+    response_class=Response,
+    responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}}, **deps.errors(404, 503)},
+)
 def report_html(run_id: RunIdPath, store: StoreDep) -> Response:
     """The self-contained HTML report (downloaded; opens offline with no server or model)."""
     run = export.run_bundle(store, run_id)
@@ -154,16 +160,26 @@ def report_html(run_id: RunIdPath, store: StoreDep) -> Response:
         page = export.report_html(run)
     except export.ReportUnavailable as exc:
         raise HTTPException(503, str(exc)) from exc
-    return Response(page, media_type="text/html; charset=utf-8", headers={
-        "Content-Disposition": f'attachment; filename="llmvis-{run_id}.html"',
-        "Content-Security-Policy": export.report_csp(page),
-    })
+    return Response(
+        page,
+        media_type="text/html; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="llmvis-{run_id}.html"',
+            "Content-Security-Policy": export.report_csp(page),
+        },
+    )
 
 
-@router.get("/{run_id}/export.csv", response_class=Response,
-            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}, **deps.errors(404)})
+@router.get(
+    "/{run_id}/export.csv",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}, **deps.errors(404)},
+)
 def export_csv(run_id: RunIdPath, store: StoreDep) -> Response:
     """Per-token statistics, one row per position."""
     trace = deps.get_trace(store, run_id)
-    return Response(export.stats_csv(trace), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="llmvis-{run_id}.csv"'})
+    return Response(
+        export.stats_csv(trace),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="llmvis-{run_id}.csv"'},
+    )

@@ -49,14 +49,19 @@ def _view_route(view: Any) -> Any:
         [
             inspect.Parameter("run_id", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[RunId, Path()]),
             inspect.Parameter("params", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[view.params, Query()]),
-            inspect.Parameter("engine", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[Engine, Depends(deps.engine)]),
-            inspect.Parameter("store", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[Store, Depends(deps.store)]),
+            inspect.Parameter(
+                "engine", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[Engine, Depends(deps.engine)]
+            ),
+            inspect.Parameter(
+                "store", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[Store, Depends(deps.store)]
+            ),
         ],
         return_annotation=view.result,
     )
     endpoint.__name__ = f"view_{view.name}"
-    endpoint.__doc__ = f"{view.title}." + ("" if not view.needs_internals else
-                                          " Needs the run's model loaded (409 otherwise).")
+    endpoint.__doc__ = f"{view.title}." + (
+        "" if not view.needs_internals else " Needs the run's model loaded (409 otherwise)."
+    )
     return endpoint
 
 
@@ -66,17 +71,28 @@ def build_router() -> APIRouter:
 
     @router.get("/views")
     def list_views() -> ViewList:
-        return ViewList(views=[
-            ViewInfo(name=v.name, title=v.title, needs_internals=v.needs_internals,
-                     params_schema=v.params.model_json_schema(), result_schema=v.result.__name__)
-            for v in views.values()
-        ])
+        return ViewList(
+            views=[
+                ViewInfo(
+                    name=v.name,
+                    title=v.title,
+                    needs_internals=v.needs_internals,
+                    params_schema=v.params.model_json_schema(),
+                    result_schema=v.result.__name__,
+                )
+                for v in views.values()
+            ]
+        )
 
     for view in views.values():
         router.add_api_route(
-            f"/runs/{{run_id}}/views/{view.name}", _view_route(view), methods=["GET"],
-            response_model=view.result, responses=deps.errors(404, 409),
-            operation_id=f"view_{view.name}", summary=view.title,
+            f"/runs/{{run_id}}/views/{view.name}",
+            _view_route(view),
+            methods=["GET"],
+            response_model=view.result,
+            responses=deps.errors(404, 409),
+            operation_id=f"view_{view.name}",
+            summary=view.title,
         )
     return router
 

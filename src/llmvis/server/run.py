@@ -86,15 +86,21 @@ def _load(settings: Settings, sock: socket.socket) -> Any:
     spec = settings.model or "smollm2"
     print(f"loading {spec} …", file=sys.stderr)
     try:
-        loaded = load_model(spec, device=settings.device, dtype=settings.dtype,
-                            device_map=settings.device_map, trust_remote_code=settings.trust_remote_code,
-                            progress=progress_bar())
+        loaded = load_model(
+            spec,
+            device=settings.device,
+            dtype=settings.dtype,
+            device_map=settings.device_map,
+            trust_remote_code=settings.trust_remote_code,
+            progress=progress_bar(),
+        )
     except ModelLoadError as exc:
         sock.close()
         raise ServeError(f"cannot load {spec}: {exc}") from exc
     info = loaded.info
-    print(f"\rloaded {info.name} ({info.parameters / 1e6:.0f}M parameters, {info.device}, {info.dtype})",
-          file=sys.stderr)
+    print(
+        f"\rloaded {info.name} ({info.parameters / 1e6:.0f}M parameters, {info.device}, {info.dtype})", file=sys.stderr
+    )
     return loaded
 
 
@@ -105,9 +111,15 @@ def _connect(settings: Settings, sock: socket.socket) -> Any:
     assert settings.base_url is not None
     print(f"connecting to {settings.base_url} …", file=sys.stderr)
     try:
-        remote = connect_remote(settings.base_url, settings.model, tokenizer=settings.tokenizer,
-                                api_key_env=settings.api_key_env, extra_body=settings.extra_body,
-                                timeout=settings.engine_timeout, trust_remote_code=settings.trust_remote_code)
+        remote = connect_remote(
+            settings.base_url,
+            settings.model,
+            tokenizer=settings.tokenizer,
+            api_key_env=settings.api_key_env,
+            extra_body=settings.extra_body,
+            timeout=settings.engine_timeout,
+            trust_remote_code=settings.trust_remote_code,
+        )
     except ModelLoadError as exc:
         sock.close()
         raise ServeError(str(exc)) from exc
@@ -125,8 +137,10 @@ def _serve(settings: Settings) -> None:
     if settings.port is None and port != DEFAULT_PORT:
         print(f"port {DEFAULT_PORT} is in use; using {port}", file=sys.stderr)
     if not is_loopback(settings.host):
-        print(f"warning: listening on {settings.host}, reachable from other machines; "
-              "a token is required", file=sys.stderr)
+        print(
+            f"warning: listening on {settings.host}, reachable from other machines; a token is required",
+            file=sys.stderr,
+        )
     settings = settings.model_copy(update={"token": resolve_token(settings.host, settings.token)})
     if settings.backend == "openai":
         loaded, remote = None, _connect(settings, sock)

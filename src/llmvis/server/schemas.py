@@ -118,8 +118,11 @@ class ForkRequest(BaseModel):
     position: int = Field(ge=0, le=1_000_000, description="position whose token is replaced")
     token_id: TokenId | None = Field(default=None, description="the token forced at `position`")
     token_ids: list[TokenId] | None = Field(
-        default=None, min_length=1, max_length=200,
-        description="tokens forced at `position`, `position + 1`, … (instead of `token_id`)")
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="tokens forced at `position`, `position + 1`, … (instead of `token_id`)",
+    )
     params: SamplingParams | None = Field(default=None, description="None = the parent's params")
 
     @model_validator(mode="after")
