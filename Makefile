@@ -41,9 +41,11 @@ $(ENGINE_STAMP): $(STAMP)
 
 engine: $(ENGINE_STAMP)
 
-lint: $(STAMP)
+lint: setup
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	cd web && npm run --silent format:check
 
 test: setup engine lint
 	cd web && npm test

@@ -88,9 +88,8 @@ def token_ids(loaded: Any, n: int) -> list[int]:
 
 def make_trace(loaded: Any, ids: list[int]) -> Any:
     """A Trace without per-token statistics (the views benchmarked here do not read them)."""
-    from llmvis.generation.detok import Labeler
-    from llmvis.generation.sampling import SamplingParams
-    from llmvis.trace import GenerationRequest, Token, Trace
+    from llmvis.tokens import Labeler
+    from llmvis.trace import GenerationRequest, SamplingParams, Token, Trace
 
     label = Labeler(loaded.tokenizer)
     half = len(ids) // 2

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from llmvis.generation.detok import Labeler
-from llmvis.generation.sampling import SamplingParams
-from llmvis.trace import Candidate, GenerationRequest, Token, TokenStats, Trace
+from llmvis.tokens import Labeler
+from llmvis.trace import Candidate, GenerationRequest, SamplingParams, Token, TokenStats, Trace
 
 TOP_N = 5
 

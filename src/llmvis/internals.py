@@ -16,7 +16,7 @@ model's module, GQA sharing, scaling, causal + sliding-window mask, soft-capping
 softmax in fp32: milliseconds, exact against eager `output_attentions`. The decoder layer
 itself is never re-implemented: captures come from hooks on the real forward.
 
-Captures live in a bytes-bounded LRU `ActivationCache` keyed by the run. Tensors stay on the
+Captures live in a bytes-bounded LRU (capture_cache.py) keyed by the run. Tensors stay on the
 device of the layer that produced them (models split over devices work); results of the
 public methods are on that device too, callers move them with `.cpu()`.
 """
@@ -27,103 +27,16 @@ import hashlib
 import inspect
 import sys
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from llmvis.capture_cache import CaptureCache
 from llmvis.models.loaded import LoadedModel, text_config
 
-DEFAULT_CACHE_BYTES = 1 << 30
-
-
-# ----------------------------------------------------------------------------- cache
-
-
-class ActivationCache:
-    """LRU over captured runs (and recomputed attention), bounded by `max_bytes`.
-
-    An entry larger than the whole budget is still kept (alone) so the view that asked for
-    it does not recompute it on every request; everything else is evicted first.
-    Thread-safe; `capture_lock` serialises captures so two requests never run the same
-    forward twice.
-    """
-
-    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES):
-        self.max_bytes = int(max_bytes)
-        self.hits = 0
-        self.misses = 0
-        self.evictions = 0
-        self.bytes = 0
-        self._entries: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
-        self._lock = threading.Lock()
-        self.capture_lock = threading.RLock()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __contains__(self, key: Any) -> bool:
-        return key in self._entries
-
-    def get(self, key: Any) -> Any | None:
-        with self._lock:
-            item = self._entries.get(key)
-            if item is None:
-                self.misses += 1
-                return None
-            self._entries.move_to_end(key)
-            self.hits += 1
-            return item[0]
-
-    def peek(self, key: Any) -> Any | None:
-        """The entry if present, without counting a hit/miss or refreshing its recency."""
-        with self._lock:
-            item = self._entries.get(key)
-            return None if item is None else item[0]
-
-    def put(self, key: Any, value: Any, nbytes: int) -> None:
-        with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self.bytes -= old[1]
-            while self._entries and self.bytes + nbytes > self.max_bytes:
-                _, (_, size) = self._entries.popitem(last=False)
-                self.bytes -= size
-                self.evictions += 1
-            self._entries[key] = (value, int(nbytes))
-            self.bytes += int(nbytes)
-
-    def put_if_room(self, key: Any, value: Any, nbytes: int) -> bool:
-        """Store a cheap-to-recompute helper entry only if nothing has to be evicted for it."""
-        with self._lock:
-            if key in self._entries or self.bytes + nbytes > self.max_bytes:
-                return False
-            self._entries[key] = (value, int(nbytes))
-            self.bytes += int(nbytes)
-            return True
-
-    def discard(self, key: Any) -> None:
-        with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self.bytes -= old[1]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self.bytes = 0
-
-    def stats(self) -> dict[str, int]:
-        return {
-            "entries": len(self._entries),
-            "bytes": self.bytes,
-            "max_bytes": self.max_bytes,
-            "hits": self.hits,
-            "misses": self.misses,
-            "evictions": self.evictions,
-        }
+# ----------------------------------------------------------------------------- capture
 
 
 @dataclass
@@ -209,6 +122,16 @@ def _passes_softcap(attn: torch.nn.Module) -> bool:
     return _SOFTCAP_PASSED[cls]
 
 
+def decoder(model: Any) -> Any:
+    """The decoder stack of a *ForCausalLM (the module that holds `layers`)."""
+    return getattr(model, model.base_model_prefix, None) or model.get_decoder()
+
+
+def decoder_layers(model: Any) -> list[torch.nn.Module]:
+    """The decoder layers, in order."""
+    return list(decoder(model).layers)
+
+
 def default_key(loaded: LoadedModel, ids: list[int]) -> str:
     h = hashlib.sha1()
     h.update(f"{loaded.info.name}|{loaded.info.path}|{loaded.info.dtype}|".encode())
@@ -226,20 +149,20 @@ class Internals:
         self,
         loaded: LoadedModel,
         ids: list[int],
-        cache: ActivationCache | None = None,
+        cache: CaptureCache | None = None,
         key: str | None = None,
     ):
         if not ids:
             raise ValueError("Internals needs at least one token")
         self.loaded = loaded
         self.ids = [int(i) for i in ids]
-        self.cache = cache if cache is not None else ActivationCache()
+        self.cache = cache if cache is not None else CaptureCache()
         self.key = key or default_key(loaded, self.ids)
         model = loaded.model
         self.model = model
         self.config = text_config(model.config)
         # transformers modules, typed Any: their attributes differ per architecture.
-        self.base: Any = getattr(model, model.base_model_prefix, None) or model.get_decoder()
+        self.base: Any = decoder(model)
         self.layers: Any = self.base.layers
         self.final_norm: Any = self.base.norm
         self.lm_head: Any = model.get_output_embeddings()

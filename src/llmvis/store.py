@@ -29,7 +29,6 @@ SCHEMA_VERSION = 1
 PURGE_AFTER_S = 24 * 3600.0
 MAX_VIEWS_PER_RUN = 64
 PARSED_TRACES = 8  # parsing a 4k-token trace takes a second or more: keep the recent ones
-TITLE_CHARS = 80
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -85,22 +84,6 @@ class OpenedView(BaseModel):
     opened: float
 
 
-def prompt_text(trace: Trace) -> str:
-    """What the user typed: the prompt, or the last user message in chat mode."""
-    request = trace.request
-    if request.prompt:
-        return request.prompt
-    for message in reversed(request.messages):
-        if message.role == "user":
-            return message.content
-    return request.messages[-1].content if request.messages else ""
-
-
-def default_title(trace: Trace) -> str:
-    text = " ".join(prompt_text(trace).split())
-    return (text[: TITLE_CHARS - 1] + "…") if len(text) > TITLE_CHARS else (text or "untitled run")
-
-
 _SUMMARY = (
     "id, created, title, mode, model_name, finish_reason, n_tokens, prompt_len,"
     " substr(prompt_text, 1, 200), substr(output_text, 1, 200), parent_id, fork_position"
@@ -152,7 +135,7 @@ class Store:
 
     def save(self, trace: Trace) -> None:
         """Insert or replace a run (its title is kept when the run already exists)."""
-        title = trace.title or default_title(trace)
+        title = trace.title or trace.request.title()
         with self._lock:
             self._parsed.pop(trace.id, None)
             existing = self._db.execute("SELECT title FROM runs WHERE id = ?", (trace.id,)).fetchone()
@@ -171,7 +154,7 @@ class Store:
                     trace.finish_reason,
                     len(trace.tokens),
                     trace.prompt_len,
-                    prompt_text(trace),
+                    trace.request.user_text,
                     trace.text,
                     trace.parent_id,
                     trace.fork_position,

@@ -13,14 +13,28 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from llmvis.generation.sampling import SamplingParams
 from llmvis.models.info import ModelInfo
 
 TRACE_VERSION = 1
+TITLE_CHARS = 80
 
 Role = Literal["system", "user", "assistant", "tool"]
 Mode = Literal["chat", "completion"]
 FinishReason = Literal["eos", "stop", "length", "cancelled", "error"]
+
+
+class SamplingParams(BaseModel):
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0, description="0 = greedy (argmax)")
+    top_k: int | None = Field(default=50, ge=1, le=100, description="None = off")
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(default=128, ge=1, le=32_768)
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1, description="None = random, recorded")
+    top_n: int = Field(default=10, ge=1, le=50, description="candidates kept per token")
+    stop: list[str] = Field(default_factory=list, max_length=16, description="extra stop strings")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
 
 
 class ChatMessage(BaseModel):
@@ -92,6 +106,21 @@ class GenerationRequest(BaseModel):
         max_length=100_000,
         description="token ids appended after the prompt before generation starts (used by fork)",
     )
+
+    @property
+    def user_text(self) -> str:
+        """What the user typed: the prompt, or the last user message in chat mode."""
+        if self.prompt:
+            return self.prompt
+        for message in reversed(self.messages):
+            if message.role == "user":
+                return message.content
+        return self.messages[-1].content if self.messages else ""
+
+    def title(self) -> str:
+        """A run's default title: what the user typed, on one line, cut to TITLE_CHARS."""
+        text = " ".join(self.user_text.split())
+        return (text[: TITLE_CHARS - 1] + "…") if len(text) > TITLE_CHARS else (text or "untitled run")
 
 
 class Trace(BaseModel):

@@ -20,9 +20,9 @@ from llmvis.generation import (
 )
 from llmvis.generation import overlap as overlap_module
 from llmvis.generation import stats as stats_module
-from llmvis.generation.head import supports_deferred_head
-from llmvis.generation.sampling import SamplingParams, build_processors
-from llmvis.trace import ChatMessage, GenerationRequest, Trace
+from llmvis.generation.head import defers_prompt_logits, supports_deferred_head
+from llmvis.generation.sampling import build_processors
+from llmvis.trace import ChatMessage, GenerationRequest, SamplingParams, Trace
 from tiny_models import tiny_loaded
 from trace_helpers import cancel_after
 
@@ -134,7 +134,7 @@ def test_prompt_token_stats_come_from_prefix_logits(arch, deferred, overlap, mon
     monkeypatch.setattr(overlap_module, "PIECE", 5)
     monkeypatch.setattr(generate_module, "can_overlap", lambda loaded: overlap)
     monkeypatch.setattr(stats_module, "CPU_ROW_BLOCK", 3)  # blocks that straddle chunks
-    loaded = dataclasses.replace(tiny_loaded(arch), _deferred_head=deferred)
+    loaded = dataclasses.replace(tiny_loaded(arch), deferred_head=deferred)
     trace = generate(loaded, _request(temperature=0, max_new_tokens=2))
     assert trace.prompt_len > 10  # spans several chunks
     _assert_prompt_stats_match_forward(loaded, trace)
@@ -147,8 +147,8 @@ def test_deferred_prompt_stats_replay_the_models_own_head():
     model = copy.deepcopy(loaded.model)
     with torch.no_grad():
         model.get_output_embeddings().weight.mul_(60.0)
-    capped = dataclasses.replace(loaded, model=model, _deferred_head=None)
-    assert capped.deferred_head
+    capped = dataclasses.replace(loaded, model=model, deferred_head=None)
+    assert defers_prompt_logits(capped)
     trace = generate(capped, _request(temperature=0, max_new_tokens=1))
     _assert_prompt_stats_match_forward(capped, trace)
     ids = torch.tensor([trace.ids[: trace.prompt_len]])
@@ -174,7 +174,7 @@ def test_models_whose_forward_cannot_keep_one_logit_take_the_eager_path():
     model = copy.deepcopy(loaded.model)
     model.__class__ = NoLogitsToKeep
     assert not supports_deferred_head(model, torch.device("cpu"))
-    eager = dataclasses.replace(loaded, model=model, _deferred_head=None)
+    eager = dataclasses.replace(loaded, model=model, deferred_head=None)
     events = list(start_generation(eager, _request(temperature=0, max_new_tokens=2)))
     assert all(t.stats is not None for t in events[0].prompt_tokens[1:])
     assert not any(isinstance(e, PromptStatsEvent) for e in events)
@@ -184,7 +184,7 @@ def test_models_whose_forward_cannot_keep_one_logit_take_the_eager_path():
 def test_deferred_prompt_stats_arrive_once_between_start_and_done(overlap, monkeypatch):
     monkeypatch.setattr(generate_module, "can_overlap", lambda loaded: overlap)
     loaded = tiny_loaded("qwen3")
-    assert loaded.deferred_head
+    assert defers_prompt_logits(loaded)
     for new in (1, 3, 40):  # the worker finishes after the last step, or before it
         events = list(start_generation(loaded, _request(temperature=0, max_new_tokens=new)))
         start, done = events[0], events[-1]

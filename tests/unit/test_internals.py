@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llmvis.internals import ActivationCache, Internals
+from llmvis.capture_cache import CaptureCache
+from llmvis.internals import Internals
 from tiny_models import tiny_loaded
 from trace_helpers import random_ids
 
@@ -145,7 +146,7 @@ def test_cache_hits_misses_and_eviction():
     one = probe.nbytes
     # (L+1) residuals + L attn + L mlp: [T, 64] fp32; L keys: [T, 2 kv heads × 16] fp32
     assert one == (2 * 3 + 1) * T * 64 * 4 + 2 * T * 32 * 4
-    cache = ActivationCache(max_bytes=int(one * 1.5))  # room for one capture only
+    cache = CaptureCache(max_bytes=int(one * 1.5))  # room for one capture only
     ia, ib = Internals(loaded, a, cache=cache), Internals(loaded, b, cache=cache)
     ia.residual(0)
     assert (cache.misses, cache.hits, cache.evictions) == (1, 0, 0)
@@ -161,7 +162,7 @@ def test_cache_hits_misses_and_eviction():
 
 def test_attention_matrix_cached_then_hit():
     loaded = tiny_loaded("llama")
-    cache = ActivationCache()
+    cache = CaptureCache()
     internals = Internals(loaded, random_ids(loaded, T), cache=cache)
     first = internals.attention(0)
     hits = cache.hits
@@ -170,7 +171,7 @@ def test_attention_matrix_cached_then_hit():
 
 def test_oversized_entry_is_kept_alone():
     loaded = tiny_loaded("llama")
-    cache = ActivationCache(max_bytes=1000)  # smaller than any capture
+    cache = CaptureCache(max_bytes=1000)  # smaller than any capture
     internals = Internals(loaded, random_ids(loaded, T), cache=cache)
     cap = internals.capture()
     internals.residual(1)
@@ -182,7 +183,7 @@ def test_oversized_entry_is_kept_alone():
 
 def test_key_depends_on_ids():
     loaded = tiny_loaded("llama")
-    cache = ActivationCache()
+    cache = CaptureCache()
     a = Internals(loaded, random_ids(loaded, T, seed=1), cache=cache)
     b = Internals(loaded, random_ids(loaded, T, seed=2), cache=cache)
     assert a.key != b.key

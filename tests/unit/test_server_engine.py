@@ -170,7 +170,7 @@ def test_a_new_run_interrupts_the_background_capture(tmp_path, monkeypatch):
 
         t = threading.Thread(target=second)
         t.start()
-        wait_for(lambda: engine._capture_cancel.is_set(), timeout=10)
+        wait_for(lambda: engine.background.cancel.is_set(), timeout=10)
         release.set()  # the capture's forward now meets the cancelled flag at its first layer
         t.join(30)
         assert result["events"][-1].event == "done"

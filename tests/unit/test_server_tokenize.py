@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llmvis.generation import generate
-from llmvis.generation.detok import Labeler
+from llmvis.tokens import Labeler
 from llmvis.trace import Trace
 from server_helpers import client, make_app, parse_sse
 from tiny_models import tiny_loaded

@@ -3,8 +3,17 @@ import { inlineHtml, scriptSafe } from "./inline";
 
 describe("inline", () => {
   it("puts scripts and styles into the page", () => {
-    const html = '<head><script type="module" crossorigin src="./assets/a.js"></script><link rel="modulepreload" href="./assets/b.js"><link rel="stylesheet" crossorigin href="./assets/s.css"></head>';
-    const { html: out, used } = inlineHtml(html, { "assets/a.js": "console.log(1)", "assets/s.css": "body{color:red}" });
+    const html = [
+      "<head>",
+      '<script type="module" crossorigin src="./assets/a.js"></script>',
+      '<link rel="modulepreload" href="./assets/b.js">',
+      '<link rel="stylesheet" crossorigin href="./assets/s.css">',
+      "</head>",
+    ].join("");
+    const { html: out, used } = inlineHtml(html, {
+      "assets/a.js": "console.log(1)",
+      "assets/s.css": "body{color:red}",
+    });
     expect(out).toBe('<head><script type="module">console.log(1)</script><style>body{color:red}</style></head>');
     expect(used.sort()).toEqual(["assets/a.js", "assets/s.css"]);
   });

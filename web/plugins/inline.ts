@@ -22,13 +22,16 @@ function fileOf(ref: string): string {
 /** Replace references in `html` with the referenced files' contents; returns the used names. */
 export function inlineHtml(html: string, files: Record<string, string>): { html: string; used: string[] } {
   const used: string[] = [];
-  let out = html.replace(/<script\b([^>]*?)\ssrc="([^"]+)"([^>]*)><\/script>/g, (whole, before: string, src: string, after: string) => {
-    const code = files[fileOf(src)];
-    if (code === undefined) return whole;
-    used.push(fileOf(src));
-    const attrs = `${before}${after}`.replace(/\s*crossorigin(="[^"]*")?/g, "");
-    return `<script${attrs}>${scriptSafe(code)}</script>`;
-  });
+  let out = html.replace(
+    /<script\b([^>]*?)\ssrc="([^"]+)"([^>]*)><\/script>/g,
+    (whole, before: string, src: string, after: string) => {
+      const code = files[fileOf(src)];
+      if (code === undefined) return whole;
+      used.push(fileOf(src));
+      const attrs = `${before}${after}`.replace(/\s*crossorigin(="[^"]*")?/g, "");
+      return `<script${attrs}>${scriptSafe(code)}</script>`;
+    },
+  );
   out = out.replace(/<link\b[^>]*?\brel="stylesheet"[^>]*?>/g, (whole) => {
     const href = /href="([^"]+)"/.exec(whole)?.[1];
     const css = href === undefined ? undefined : files[fileOf(href)];

@@ -17,7 +17,10 @@ export function noEval(): Plugin {
       if (!TARGET.test(id.split("?")[0])) return null;
       if (!code.includes(CALL)) this.error(`noEval: ${id} no longer contains the expected new Function call`);
       const patched = code.replace(CALL, "__llmvisSizeExpr(exprRes[1])");
-      return { code: `import { compileSizeExpr as __llmvisSizeExpr } from ${JSON.stringify(COMPILER)};\n${patched}`, map: null };
+      return {
+        code: `import { compileSizeExpr as __llmvisSizeExpr } from ${JSON.stringify(COMPILER)};\n${patched}`,
+        map: null,
+      };
     },
   };
 }

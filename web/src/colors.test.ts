@@ -4,8 +4,16 @@ import { chipColor, goodness, score } from "./colors";
 
 function tok(kind: "prompt" | "generated", stats: Partial<NonNullable<Token["stats"]>> | null): Token {
   return {
-    position: 1, id: 5, text: "a", label: "a", kind, special: false,
-    stats: stats === null ? null : { raw_prob: 0.5, rank: 0, raw_entropy: 1, logit_gap: 1, gap_to_top1: 0, top: [], ...stats },
+    position: 1,
+    id: 5,
+    text: "a",
+    label: "a",
+    kind,
+    special: false,
+    stats:
+      stats === null
+        ? null
+        : { raw_prob: 0.5, rank: 0, raw_entropy: 1, logit_gap: 1, gap_to_top1: 0, top: [], ...stats },
   };
 }
 

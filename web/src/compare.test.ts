@@ -3,7 +3,12 @@ import type { Token } from "./api/types";
 import { biggestDifferences, divergence } from "./compare";
 
 const tok = (position: number, id: number, entropy: number | null, prob = 0.5): Token => ({
-  position, id, text: String(id), label: String(id), kind: "generated", special: false,
+  position,
+  id,
+  text: String(id),
+  label: String(id),
+  kind: "generated",
+  special: false,
   stats: entropy === null ? null : { raw_prob: prob, rank: 0, raw_entropy: entropy, logit_gap: 1, gap_to_top1: 0 },
 });
 

@@ -1,6 +1,6 @@
 /**
  * Comparing two runs: where they diverge and how their statistics differ position by position.
- * Pure functions over token lists, used by the compare view and the fork view.
+ * Pure functions over token lists, used by the compare view.
  */
 import type { Token } from "./api/types";
 

@@ -3,7 +3,16 @@
  * Streams events into `app` and emits; views only listen.
  */
 import { ApiError, api } from "./api/client";
-import type { DoneEvent, GenerationRequest, ModelInfo, PromptStatsEvent, SamplingParams, StartEvent, TokenEvent, Trace } from "./api/types";
+import type {
+  DoneEvent,
+  GenerationRequest,
+  ModelInfo,
+  PromptStatsEvent,
+  SamplingParams,
+  StartEvent,
+  TokenEvent,
+  Trace,
+} from "./api/types";
 import { forkRequest } from "./forkRequest";
 import { applyPromptStats } from "./promptStats";
 import { isRemote } from "./remote";
@@ -114,7 +123,7 @@ async function streamRun(
     } else {
       if (r) r.status = "error";
       const busy = e instanceof ApiError && e.status === 429;
-      showError(busy ? t("err.busy") : t("err.generate"), busy ? (e as Error).message : (e as Error).message);
+      showError(busy ? t("err.busy") : t("err.generate"), (e as Error).message);
     }
   } finally {
     running = null;
@@ -124,11 +133,24 @@ async function streamRun(
 }
 
 /** Send the input: a new chat turn (history kept) or a completion. Returns true when it ran. */
-export async function generate(input: string, mode: "chat" | "completion", system: string, params: SamplingParams, clearInput: () => void, restoreInput: (text: string) => void): Promise<boolean> {
+export async function generate(
+  input: string,
+  mode: "chat" | "completion",
+  system: string,
+  params: SamplingParams,
+  clearInput: () => void,
+  restoreInput: (text: string) => void,
+): Promise<boolean> {
   if (!input.trim() || running) return false;
   const request: GenerationRequest =
     mode === "chat"
-      ? { mode, prompt: "", messages: [...app.messages, { role: "user", content: input }], system: system.trim() || null, params }
+      ? {
+          mode,
+          prompt: "",
+          messages: [...app.messages, { role: "user", content: input }],
+          system: system.trim() || null,
+          params,
+        }
       : { mode, prompt: input, params };
   const run = await streamRun(request, (on, signal) => api.generate(request, on, signal), null, clearInput);
   if (!run) {
@@ -136,7 +158,12 @@ export async function generate(input: string, mode: "chat" | "completion", syste
     return false;
   }
   if (mode === "chat" && run.status !== "error") {
-    const text = run.done?.text ?? run.tokens.slice(run.promptLen).map((tk) => tk.text).join("");
+    const text =
+      run.done?.text ??
+      run.tokens
+        .slice(run.promptLen)
+        .map((tk) => tk.text)
+        .join("");
     app.messages = [...(request.messages ?? []), { role: "assistant", content: text }];
   }
   if (run.status === "error" && run.tokens.length === run.promptLen) restoreInput(input);
@@ -155,7 +182,11 @@ export function newConversation(): void {
 }
 
 /** Fork the current run at `position` with `tokenIds` forced from there; the new run becomes current. */
-export async function fork(position: number, tokenIds: number[], params: SamplingParams | null): Promise<{ parent: Run; child: Run | null } | null> {
+export async function fork(
+  position: number,
+  tokenIds: number[],
+  params: SamplingParams | null,
+): Promise<{ parent: Run; child: Run | null } | null> {
   const parent = app.run;
   if (!parent?.id) return null;
   const parentId = parent.id;
@@ -175,7 +206,11 @@ export function openTrace(trace: Trace): void {
   app.run = run;
   app.selected = null;
   if (trace.request.mode === "chat") {
-    const text = run.tokens.slice(run.promptLen).filter((tk) => !tk.special).map((tk) => tk.text).join("");
+    const text = run.tokens
+      .slice(run.promptLen)
+      .filter((tk) => !tk.special)
+      .map((tk) => tk.text)
+      .join("");
     app.messages = [...(trace.request.messages ?? []), { role: "assistant", content: text }];
   } else app.messages = [];
   emit("run");

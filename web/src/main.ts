@@ -30,7 +30,12 @@ themeBtn.addEventListener("click", () => {
 });
 const langBtn = h("button", { type: "button", class: "btn ghost small", "data-testid": "lang" });
 const history = historyDrawer();
-const historyBtn = h("button", { type: "button", class: "btn ghost small", "data-testid": "history-toggle", onclick: () => history.toggle() });
+const historyBtn = h("button", {
+  type: "button",
+  class: "btn ghost small",
+  "data-testid": "history-toggle",
+  onclick: () => history.toggle(),
+});
 langBtn.addEventListener("click", () => {
   const next: Lang = lang() === "en" ? "zh" : "en";
   localStorage.setItem("llmvis.lang", next);
@@ -42,9 +47,13 @@ const errors = h("div", { class: "errors", "data-testid": "errors", "aria-live":
 on("error", () => {
   const e = app.errors.shift();
   if (!e) return;
-  const item = h("div", { class: "error", role: "alert" },
-    h("strong", {}, e.title), h("span", {}, e.message),
-    h("button", { type: "button", class: "btn ghost small", onclick: () => item.remove() }, "×"));
+  const item = h(
+    "div",
+    { class: "error", role: "alert" },
+    h("strong", {}, e.title),
+    h("span", {}, e.message),
+    h("button", { type: "button", class: "btn ghost small", onclick: () => item.remove() }, "×"),
+  );
   errors.append(item);
   while (errors.children.length > 4) errors.firstElementChild?.remove();
 });
@@ -61,9 +70,18 @@ async function watchHealth() {
 }
 
 // --- layout -------------------------------------------------------------------------------
-const header = h("header", { class: "top" },
-  h("div", { class: "brand" }, h("span", { class: "logo" }, "▮▮▮"), h("b", {}, "llmvis"), h("span", { class: "muted tagline", "data-i18n": "app.tagline" })),
-  h("div", { class: "top-actions" }, historyBtn, themeBtn, langBtn));
+const header = h(
+  "header",
+  { class: "top" },
+  h(
+    "div",
+    { class: "brand" },
+    h("span", { class: "logo" }, "▮▮▮"),
+    h("b", {}, "llmvis"),
+    h("span", { class: "muted tagline", "data-i18n": "app.tagline" }),
+  ),
+  h("div", { class: "top-actions" }, historyBtn, themeBtn, langBtn),
+);
 const shell = h("div", { class: "shell" });
 shell.append(leftPanel(), conversation(), splitter(shell), rightPanel(allTabs()), history.el);
 root.append(header, h("div", { class: "banners" }, lost, errors), shell);
@@ -77,7 +95,6 @@ const relabel = () => {
 relabel();
 onLangChange(relabel);
 void watchHealth();
-window.addEventListener("llmvis:select", (e) => select((e as CustomEvent<number>).detail));
 
 // For the browser tests: what each live chart holds.
 (window as unknown as { __llmvis: unknown }).__llmvis = { charts: chartSummary, chartPixel, app, openTrace, select };

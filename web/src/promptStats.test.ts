@@ -2,9 +2,22 @@ import { describe, expect, it } from "vitest";
 import type { Token, TokenStats } from "./api/types";
 import { applyPromptStats } from "./promptStats";
 
-const stats = (p: number): TokenStats => ({ raw_prob: p, rank: 0, raw_entropy: 1, logit_gap: 0.5, gap_to_top1: 0, top: [] });
+const stats = (p: number): TokenStats => ({
+  raw_prob: p,
+  rank: 0,
+  raw_entropy: 1,
+  logit_gap: 0.5,
+  gap_to_top1: 0,
+  top: [],
+});
 const token = (position: number, kind: "prompt" | "generated", s: TokenStats | null = null): Token => ({
-  position, id: position, text: "x", label: "x", kind, special: false, stats: s,
+  position,
+  id: position,
+  text: "x",
+  label: "x",
+  kind,
+  special: false,
+  stats: s,
 });
 
 describe("applyPromptStats", () => {

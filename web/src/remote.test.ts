@@ -6,7 +6,14 @@ const top = (n: number): Candidate[] =>
   Array.from({ length: n }, (_, i) => ({ id: i, label: `t${i}`, logit: -i, raw_prob: 0.1 }));
 const local: TokenStats = { raw_prob: 0.5, rank: 3, raw_entropy: 1.23456, logit_gap: 1, gap_to_top1: 2, top: top(3) };
 const remote = (rank: number): TokenStats => ({
-  raw_prob: 0.01, rank, raw_entropy: 1.5, entropy_upper: 2.75, missing_mass: 0.125, logit_gap: 1, gap_to_top1: 2, top: top(4),
+  raw_prob: 0.01,
+  rank,
+  raw_entropy: 1.5,
+  entropy_upper: 2.75,
+  missing_mass: 0.125,
+  logit_gap: 1,
+  gap_to_top1: 2,
+  top: top(4),
 });
 
 describe("remote token statistics", () => {

@@ -70,11 +70,23 @@ if (!bundle) {
   langBtn.addEventListener("click", () => setLang(t("lang") === "English" ? "en" : "zh"));
   const p = trace.params;
   const when = new Date((trace.created ?? 0) * 1000).toLocaleString();
-  const header = h("header", { class: "top" },
-    h("div", { class: "brand" }, h("span", { class: "logo" }, "▮▮▮"), h("b", {}, "llmvis"),
-      h("span", { class: "muted tagline", "data-testid": "report-meta" },
-        `${trace.title ? `${trace.title} · ` : ""}${trace.model.name} · T=${p.temperature} top-k=${p.top_k ?? "off"} top-p=${p.top_p} seed=${p.seed ?? "–"} · ${when}`)),
-    h("div", { class: "top-actions" }, themeBtn, langBtn));
+  const sampling = `T=${p.temperature} top-k=${p.top_k ?? "off"} top-p=${p.top_p} seed=${p.seed ?? "–"}`;
+  const header = h(
+    "header",
+    { class: "top" },
+    h(
+      "div",
+      { class: "brand" },
+      h("span", { class: "logo" }, "▮▮▮"),
+      h("b", {}, "llmvis"),
+      h(
+        "span",
+        { class: "muted tagline", "data-testid": "report-meta" },
+        `${trace.title ? `${trace.title} · ` : ""}${trace.model.name} · ${sampling} · ${when}`,
+      ),
+    ),
+    h("div", { class: "top-actions" }, themeBtn, langBtn),
+  );
   const shell = h("div", { class: "shell report" });
   shell.append(conversation(), splitter(shell), rightPanel([new TokensTab(), new SavedViewsTab(bundle.views ?? [])]));
   root.append(header, shell);
@@ -89,5 +101,10 @@ if (!bundle) {
   emit("run");
   emit("status");
   select(trace.prompt_len < (trace.tokens ?? []).length ? trace.prompt_len : 0);
-  (window as unknown as { __llmvis: unknown }).__llmvis = { app, charts: chartSummary, chartPixel, theme: () => themeByName(app.theme) };
+  (window as unknown as { __llmvis: unknown }).__llmvis = {
+    app,
+    charts: chartSummary,
+    chartPixel,
+    theme: () => themeByName(app.theme),
+  };
 }

@@ -48,6 +48,8 @@ export const app = {
   run: null as Run | null,
   /** chat history sent with the next chat turn */
   messages: [] as ChatMessage[],
+  /** the left panel's sampling params, which the fork dialog offers; null without a left panel */
+  params: null as SamplingParams | null,
   selected: null as number | null,
   colorMode: "default" as ColorMode,
   theme: "dark" as "dark" | "light",
@@ -65,17 +67,6 @@ export function on(event: AppEvent, fn: () => void): void {
 
 export function emit(event: AppEvent): void {
   for (const fn of listeners.get(event) ?? []) fn();
-}
-
-let paramsSource: (() => SamplingParams) | null = null;
-
-/** The left panel registers its sampling params here; the fork dialog offers them. */
-export function setParamsSource(get: () => SamplingParams): void {
-  paramsSource = get;
-}
-
-export function currentParams(): SamplingParams | null {
-  return paramsSource ? paramsSource() : null;
 }
 
 export function select(pos: number | null): void {

@@ -148,20 +148,11 @@ def token_labels(ctx: ViewContext, indices: list[int] | range | None = None) -> 
     return [toks[i].label for i in indices]
 
 
-_LABELERS: dict[int, Any] = {}
-
-
 def id_label(ctx: ViewContext, token_id: int) -> str:
     """Readable label of any token id (same labels as the trace's tokens)."""
     if ctx.loaded is None:
         return f"<{token_id}>"
-    from llmvis.generation.detok import Labeler
-
-    tok = ctx.loaded.tokenizer
-    labeler = _LABELERS.get(id(tok))
-    if labeler is None or labeler.tokenizer is not tok:
-        labeler = _LABELERS[id(tok)] = Labeler(tok)
-    return labeler(int(token_id))
+    return ctx.loaded.labeler(int(token_id))
 
 
 def pool_bins(matrix: torch.Tensor, rsize: int, csize: int) -> torch.Tensor:

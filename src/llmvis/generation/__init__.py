@@ -9,7 +9,7 @@ from llmvis.generation.events import (
     TokenEvent,
 )
 from llmvis.generation.generate import Generation, generate, start_generation
-from llmvis.generation.sampling import SamplingParams
+from llmvis.trace import SamplingParams
 
 __all__ = [
     "DoneEvent",

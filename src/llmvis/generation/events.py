@@ -9,13 +9,13 @@ The server forwards them as SSE events of the same names; `error` is added there
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterator
+from typing import Literal, Protocol
 
 from pydantic import BaseModel
 
-from llmvis.generation.sampling import SamplingParams
 from llmvis.models.info import ModelInfo
-from llmvis.trace import FinishReason, Timings, Token, TokenStats
+from llmvis.trace import FinishReason, SamplingParams, Timings, Token, TokenStats, Trace
 
 
 class StartEvent(BaseModel):
@@ -46,3 +46,14 @@ class DoneEvent(BaseModel):
 
 
 GenerationEvent = StartEvent | TokenEvent | PromptStatsEvent | DoneEvent
+
+
+class RunProducer(Protocol):
+    """A run being produced (generate.Generation, remote.generate.RemoteGeneration): an iterator
+    of its events, and the Trace they have filled so far."""
+
+    trace: Trace
+
+    def __iter__(self) -> Iterator[GenerationEvent]: ...
+
+    def __next__(self) -> GenerationEvent: ...

@@ -9,27 +9,18 @@ seeded generator, so the same seed and params give the same tokens.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import torch
-from transformers import DynamicCache
+from transformers import DynamicCache, LogitsProcessorList
 
-from llmvis.generation.chat import build_prompt
-from llmvis.generation.detok import IncrementalDetokenizer, Labeler
-from llmvis.generation.errors import GenerationError
-from llmvis.generation.events import (
-    DoneEvent,
-    GenerationEvent,
-    PromptStatsEvent,
-    StartEvent,
-    TokenEvent,
-)
-from llmvis.generation.head import DeferredHead
+from llmvis.generation.events import GenerationEvent, PromptStatsEvent, TokenEvent
+from llmvis.generation.head import DeferredHead, defers_prompt_logits
 from llmvis.generation.overlap import PromptStatsJob, can_overlap, prompt_row_pieces
-from llmvis.generation.sampling import SamplingParams, build_processors
+from llmvis.generation.recorder import RunRecorder
+from llmvis.generation.sampling import build_processors
 from llmvis.generation.stats import (
     gc_paused,
     known_rows,
@@ -38,9 +29,8 @@ from llmvis.generation.stats import (
     rows_to_stats,
     step_row,
 )
-from llmvis.models.info import ModelInfo
 from llmvis.models.loaded import LoadedModel
-from llmvis.trace import FinishReason, GenerationRequest, Role, Timings, Token, TokenStats, Trace
+from llmvis.trace import FinishReason, GenerationRequest, Token, TokenStats, Trace
 
 PREFILL_CHUNK = 512  # prompt positions per forward when their full logits are held at once
 DEFERRED_CHUNK = 4096  # per forward when only hidden states are kept: bounds activation memory
@@ -52,20 +42,11 @@ class Generation:
     def __init__(self, loaded: LoadedModel, request: GenerationRequest, cancel: threading.Event | None = None) -> None:
         self.loaded = loaded
         self.cancel = cancel or threading.Event()
-        prompt = build_prompt(loaded.tokenizer, request)
-        self.prompt_ids = prompt.ids
-        self.roles = prompt.roles
-        self.forced = list(request.forced_tokens)
-        self.reply_role: Role | None = "assistant" if request.mode == "chat" else None
-        self.params = checked_params(request, len(self.prompt_ids), loaded.info)
-        self.labeler = Labeler(loaded.tokenizer)
-        self.trace = Trace(
-            request=request,
-            params=self.params,
-            model=loaded.info,
-            prompt_len=len(self.prompt_ids),
-            title=title_of(request),
-        )
+        self.recorder = RunRecorder(loaded.tokenizer, loaded.labeler, loaded.info, request)
+        self.params = self.recorder.params
+        self.trace = self.recorder.trace
+        self._head: DeferredHead | None = None  # keeps the prompt's hidden states until their stats are sent
+        self._job: PromptStatsJob | None = None  # computes those stats beside the decode steps
         self._events = self._run()
 
     def __iter__(self) -> Iterator[GenerationEvent]:
@@ -74,130 +55,40 @@ class Generation:
     def __next__(self) -> GenerationEvent:
         return next(self._events)
 
-    # -- the loop -----------------------------------------------------------------------
-
     def _run(self) -> Iterator[GenerationEvent]:
-        params, model, device = self.params, self.loaded.model, self.loaded.device
-        top_n = params.top_n
-        t0 = time.perf_counter()
-        known = self.prompt_ids + self.forced
-        detok = IncrementalDetokenizer(self.loaded.tokenizer)
+        """Prefill, start event, decode steps (with the prompt's statistics among them), done."""
+        rec, top_n = self.recorder, self.params.top_n
+        rec.start()
+        model = self.loaded.model
+        self._head = DeferredHead(model) if defers_prompt_logits(self.loaded) else None
         cache = DynamicCache(config=model.config)
-        cache_kw = self.loaded.cache_kwargs(cache)
-        head = DeferredHead(model) if self.loaded.deferred_head else None
-        rows, last_logits = self._prefill(known, cache, top_n, head)
-        known_stats: list[TokenStats | None] = [None, *rows_to_stats(rows, top_n, self.labeler, sampled=False)]
-        for pos, token_id in enumerate(known):
-            is_prompt = pos < len(self.prompt_ids)
-            stats = None if head else known_stats[pos]
-            self.trace.tokens.append(
-                self._token(
-                    pos,
-                    token_id,
-                    detok.push(token_id),
-                    "prompt" if is_prompt else "generated",
-                    self.roles[pos] if is_prompt else self.reply_role,
-                    stats,
-                )
-            )
-        prefill_s = time.perf_counter() - t0
-        yield StartEvent(
-            run_id=self.trace.id,
-            prompt_tokens=list(self.trace.tokens),
-            params=params,
-            model=self.loaded.info,
+        rows, last_logits = self._prefill(rec.known, cache)
+        known_stats: list[TokenStats | None] = (
+            [None] * len(rec.known)
+            if self._head is not None
+            else [None, *rows_to_stats(rows, top_n, self.loaded.labeler, sampled=False)]
         )
-        finish: FinishReason = "length"
-        first_token_s = 0.0
-        processors = build_processors(params)
-        # Under a device map the logits may live on another device than the embeddings:
-        # statistics and sampling stay where the logits are; only the next id moves.
-        head_device = last_logits.device
-        generator = torch.Generator(device=head_device).manual_seed(int(params.seed or 0))
-        flush_every = 1 if head_device.type == "cpu" else 8
-        buffer = torch.full((params.max_new_tokens, row_width(top_n)), float("nan"), device=head_device)
-        input_ids = torch.tensor([known], device=head_device)
-        stop_ids = self.loaded.stop_ids
-        pending: list[tuple[int, int]] = []  # (step, token id) whose rows are not fetched yet
-        tail = ""  # the end of the generated text, long enough to hold any stop string
-        tail_len = 2 * max((len(x) for x in params.stop), default=0) + 64
-        job: PromptStatsJob | None = None
+        start = rec.add_known(known_stats)
+        prefill_s = time.perf_counter() - rec.t0
+        yield start
+        if self._head is not None and can_overlap(self.loaded):  # free beside the decode steps
+            self._job = PromptStatsJob(self._head, torch.tensor(rec.known), top_n)
         try:
-            # the prompt's statistics are computed beside the decode steps where that is free
-            if head is not None and can_overlap(self.loaded):
-                job = PromptStatsJob(head, torch.tensor(known), top_n)
-            for step in range(params.max_new_tokens):
-                if self.cancel.is_set():
-                    finish = "cancelled"
-                    break
-                with torch.inference_mode():
-                    raw = last_logits.float()
-                    processed = processors(input_ids, raw[None])[0] if processors else raw  # type: ignore[arg-type]
-                    if params.greedy:
-                        chosen = raw.argmax()
-                    else:
-                        probs = torch.softmax(processed, -1)
-                        chosen = torch.multinomial(probs, 1, generator=generator)[0]
-                    step_row(raw, processed, chosen, top_n, buffer[step])
-                    token_id = int(chosen)  # the one host sync a step needs
-                    pending.append((step, token_id))
-                    done = token_id in stop_ids or step == params.max_new_tokens - 1
-                    if not done:
-                        next_ids = chosen.view(1, 1)
-                        input_ids = torch.cat([input_ids, next_ids], dim=1)
-                        out = model(input_ids=next_ids.to(device), **cache_kw)
-                        last_logits = out.logits[0, -1]
-                if job is not None and job.ready and not done:
-                    yield self._prompt_stats(job.rows())
-                    job = head = None
-                if len(pending) >= flush_every or done or self.cancel.is_set():
-                    fetched = buffer[pending[0][0] : pending[-1][0] + 1].tolist()
-                    for (_, tid), row in zip(pending, fetched, strict=True):
-                        piece = detok.push(tid)
-                        tail = (tail + piece)[-tail_len:]
-                        stats = row_to_stats(row, top_n, self.labeler)
-                        token = self._token(len(self.trace.tokens), tid, piece, "generated", self.reply_role, stats)
-                        self.trace.tokens.append(token)
-                        if not first_token_s:
-                            first_token_s = time.perf_counter() - t0
-                        yield TokenEvent(token=token)
-                    pending.clear()
-                if token_id in stop_ids:
-                    finish = "eos"
-                    break
-                if params.stop and any(s in tail for s in params.stop):
-                    finish = "stop"
-                    break
+            finish = yield from self._decode(last_logits, cache)
         except BaseException as exc:
-            if job is not None:
-                job.close()
-            self._finish(
-                "error" if not isinstance(exc, GeneratorExit) else "cancelled",
-                t0,
-                prefill_s,
-                first_token_s,
-                error=str(exc) or type(exc).__name__,
-            )
+            if self._job is not None:
+                self._job.close()
+            rec.fail(exc, prefill_s)
             raise
-        if job is not None:
-            yield self._prompt_stats(job.rows())
-        elif head is not None:
-            yield self._prompt_stats(list(prompt_row_pieces(head, torch.tensor(known), top_n, PREFILL_CHUNK)))
-        self._finish(finish, t0, prefill_s, first_token_s)
-        yield DoneEvent(
-            run_id=self.trace.id,
-            finish_reason=finish,
-            timings=self.trace.timings,
-            text=self.trace.text,
-        )
+        if self._head is not None:  # the prompt's statistics are not sent yet
+            yield self._prompt_stats()
+        yield rec.finish(finish, prefill_s)
 
-    def _prefill(
-        self, known: list[int], cache: DynamicCache, top_n: int, head: DeferredHead | None
-    ) -> tuple[list[list[float]], torch.Tensor]:
+    def _prefill(self, known: list[int], cache: DynamicCache) -> tuple[list[list[float]], torch.Tensor]:
         """Run the prompt through the model in chunks; returns the logits after the last position
         and, unless a deferred head keeps the hidden states for later, the rows of every known
         token given its prefix."""
-        model, device = self.loaded.model, self.loaded.device
+        model, device, head, top_n = self.loaded.model, self.loaded.device, self._head, self.params.top_n
         ids = torch.tensor(known, device=device)
         rows: list[list[float]] = []
         last = None
@@ -218,65 +109,106 @@ class Generation:
         assert last is not None
         return rows, last
 
-    def _prompt_stats(self, pieces: list[torch.Tensor]) -> PromptStatsEvent:
-        """The deferred prompt statistics, from the rows of every prompt position but the first."""
+    def _decode(self, logits: torch.Tensor, cache: DynamicCache) -> Generator[GenerationEvent, None, FinishReason]:
+        """One step per new token until a stop token, a stop string, max_new_tokens or a cancel.
+
+        A step's statistics go into a row of a device buffer; rows are fetched (turned into token
+        events) every `fetch_every` steps. The prompt's deferred statistics go out between two
+        steps as soon as their job has them."""
+        params, model, device = self.params, self.loaded.model, self.loaded.device
+        cache_kw = self.loaded.cache_kwargs(cache)
+        processors = build_processors(params)
+        # Under a device map the logits may live on another device than the embeddings:
+        # statistics and sampling stay where the logits are; only the next id moves.
+        head_device = logits.device
+        generator = torch.Generator(device=head_device).manual_seed(int(params.seed or 0))
+        fetch_every = 1 if head_device.type == "cpu" else 8
+        buffer = torch.full((params.max_new_tokens, row_width(params.top_n)), float("nan"), device=head_device)
+        input_ids = torch.tensor([self.recorder.known], device=head_device)
+        stop_ids = self.loaded.stop_ids
+        stop_strings = _StopStrings(params.stop)
+        pending: list[tuple[int, int]] = []  # (step, token id) whose rows are not fetched yet
+        for step in range(params.max_new_tokens):
+            if self.cancel.is_set():
+                return "cancelled"
+            with torch.inference_mode():
+                chosen = self._sample(logits, input_ids, processors, generator, buffer[step])
+                token_id = int(chosen)  # the one host sync a step needs
+                pending.append((step, token_id))
+                done = token_id in stop_ids or step == params.max_new_tokens - 1
+                if not done:
+                    next_ids = chosen.view(1, 1)
+                    input_ids = torch.cat([input_ids, next_ids], dim=1)
+                    logits = model(input_ids=next_ids.to(device), **cache_kw).logits[0, -1]
+            if self._job is not None and self._job.ready and not done:
+                yield self._prompt_stats()
+            if len(pending) >= fetch_every or done or self.cancel.is_set():
+                for event in self._fetch(buffer, pending):
+                    stop_strings.add(event.token.text)
+                    yield event
+                pending.clear()
+            if token_id in stop_ids:
+                return "eos"
+            if stop_strings.found:
+                return "stop"
+        return "length"
+
+    def _sample(
+        self,
+        logits: torch.Tensor,
+        input_ids: torch.Tensor,
+        processors: LogitsProcessorList,
+        generator: torch.Generator,
+        row: torch.Tensor,
+    ) -> torch.Tensor:
+        """The next token (greedy: the raw argmax, as `generate` picks it), its statistics in `row`."""
+        raw = logits.float()
+        processed = processors(input_ids, raw[None])[0] if processors else raw  # type: ignore[arg-type]
+        if self.params.greedy:
+            chosen = raw.argmax()
+        else:
+            chosen = torch.multinomial(torch.softmax(processed, -1), 1, generator=generator)[0]
+        step_row(raw, processed, chosen, self.params.top_n, row)
+        return chosen
+
+    def _fetch(self, buffer: torch.Tensor, pending: list[tuple[int, int]]) -> Iterator[TokenEvent]:
+        """Token events for the pending steps, from their rows fetched in one copy."""
+        fetched = buffer[pending[0][0] : pending[-1][0] + 1].tolist()
+        for (_, token_id), row in zip(pending, fetched, strict=True):
+            stats = row_to_stats(row, self.params.top_n, self.loaded.labeler)
+            yield self.recorder.add_generated(token_id, stats)
+
+    def _prompt_stats(self) -> PromptStatsEvent:
+        """The deferred prompt statistics, from the job beside the decode, or computed now."""
+        job, head, top_n = self._job, self._head, self.params.top_n
+        self._job = self._head = None
+        assert head is not None
+        known = torch.tensor(self.recorder.known)
+        pieces = job.rows() if job is not None else list(prompt_row_pieces(head, known, top_n, PREFILL_CHUNK))
         with gc_paused():
             rows = [row for piece in pieces for row in piece.tolist()]
-            stats: list[TokenStats | None] = [None, *rows_to_stats(rows, self.params.top_n, self.labeler, False)]
+            stats: list[TokenStats | None] = [None, *rows_to_stats(rows, top_n, self.loaded.labeler, False)]
+            tokens = self.trace.tokens
             for pos in range(1, len(stats)):
                 # a new Token (fields already validated): the start event handed out the original
-                token = self.trace.tokens[pos]
-                self.trace.tokens[pos] = Token.model_construct(**{**vars(token), "stats": stats[pos]})
+                tokens[pos] = Token.model_construct(**{**vars(tokens[pos]), "stats": stats[pos]})
             return PromptStatsEvent(run_id=self.trace.id, stats=stats)
 
-    def _token(self, pos, token_id, piece, kind, role, stats) -> Token:
-        return Token(
-            position=pos,
-            id=token_id,
-            text=piece,
-            label=self.labeler(token_id),
-            kind=kind,
-            role=role,
-            special=token_id in self.labeler.special_ids,
-            stats=stats,
-        )
 
-    def _finish(self, finish, t0, prefill_s, first_token_s, error: str | None = None) -> None:
-        total = time.perf_counter() - t0
-        n = len(self.trace.tokens) - self.trace.prompt_len - len(self.forced)
-        self.trace.finish_reason = finish
-        self.trace.error = error
-        self.trace.timings = Timings(
-            prefill_s=prefill_s,
-            first_token_s=first_token_s,
-            decode_s=max(0.0, total - prefill_s),
-            total_s=total,
-            tokens_per_s=n / total if total > 0 else 0.0,
-        )
+class _StopStrings:
+    """The end of the generated text, long enough to hold any stop string, and whether one is in it."""
 
+    def __init__(self, stop: list[str]) -> None:
+        self.stop = stop
+        self.keep = 2 * max((len(x) for x in stop), default=0) + 64
+        self.tail = ""
 
-def checked_params(request: GenerationRequest, prompt_len: int, info: ModelInfo) -> SamplingParams:
-    """The request's params with the seed resolved (a drawn one is recorded, so every run can be
-    replayed), after checking that forced ids and the length fit the model."""
-    forced = request.forced_tokens
-    if any(not 0 <= t < info.vocab_size for t in forced):
-        raise GenerationError(f"forced token ids must be in [0, {info.vocab_size})")
-    start_len, wanted = prompt_len + len(forced), request.params.max_new_tokens
-    if start_len + wanted > info.context_length:
-        raise GenerationError(
-            f"prompt ({start_len} tokens) + max_new_tokens ({wanted}) = {start_len + wanted} "
-            f"exceeds the model's context length ({info.context_length})"
-        )
-    seed = request.params.seed
-    if seed is None:
-        seed = random.SystemRandom().randrange(2**31)
-    return request.params.model_copy(update={"seed": seed})
+    def add(self, piece: str) -> None:
+        self.tail = (self.tail + piece)[-self.keep :]
 
-
-def title_of(request: GenerationRequest) -> str:
-    text = request.prompt or next((m.content for m in reversed(request.messages) if m.role == "user"), "")
-    text = " ".join(text.split())
-    return text[:80] + ("…" if len(text) > 80 else "")
+    @property
+    def found(self) -> bool:
+        return any(s in self.tail for s in self.stop)
 
 
 def start_generation(

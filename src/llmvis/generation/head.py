@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from llmvis.models.loaded import LoadedModel
+
 PROBE_LEN = 8
 
 
@@ -71,6 +73,13 @@ class DeferredHead:
         dummy = torch.zeros((1, hidden.shape[0]), dtype=torch.long, device=hidden.device)
         with torch.inference_mode():
             return replay(input_ids=dummy, use_cache=False).logits[0]
+
+
+def defers_prompt_logits(loaded: LoadedModel) -> bool:
+    """Whether this model's prompt logits may be replayed after the prefill (probed once)."""
+    if loaded.deferred_head is None:
+        loaded.deferred_head = supports_deferred_head(loaded.model, loaded.device)
+    return loaded.deferred_head
 
 
 def supports_deferred_head(model: Any, device: torch.device) -> bool:

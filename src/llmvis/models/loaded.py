@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import inspect
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import torch
 
 from llmvis.models.info import ModelInfo
+from llmvis.tokens import Labeler
 
 
 @dataclass
@@ -18,7 +20,8 @@ class LoadedModel:
     tokenizer: Any  # transformers PreTrainedTokenizer(Fast)
     info: ModelInfo
     stop_ids: frozenset[int] = field(default_factory=frozenset)
-    _deferred_head: bool | None = field(default=None, repr=False, compare=False)
+    # whether prompt logits may be computed after generation: probed once by generation/head.py
+    deferred_head: bool | None = field(default=None, repr=False, compare=False)
 
     @property
     def device(self) -> torch.device:
@@ -29,14 +32,10 @@ class LoadedModel:
     def config(self) -> Any:
         return self.model.config
 
-    @property
-    def deferred_head(self) -> bool:
-        """Whether prompt logits may be computed after generation (see generation/head.py)."""
-        if self._deferred_head is None:
-            from llmvis.generation.head import supports_deferred_head
-
-            self._deferred_head = supports_deferred_head(self.model, self.device)
-        return self._deferred_head
+    @cached_property
+    def labeler(self) -> Labeler:
+        """Readable token labels, cached for the model's lifetime (and gone with it)."""
+        return Labeler(self.tokenizer)
 
     def cache_kwargs(self, cache: Any) -> dict[str, Any]:
         """The KV cache as a forward() keyword: transformers renamed past_key_values to cache."""

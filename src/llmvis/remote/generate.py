@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
-from llmvis.generation.chat import build_prompt
-from llmvis.generation.detok import IncrementalDetokenizer
 from llmvis.generation.errors import GenerationError
-from llmvis.generation.events import DoneEvent, GenerationEvent, StartEvent, TokenEvent
-from llmvis.generation.generate import checked_params, title_of
+from llmvis.generation.events import GenerationEvent
+from llmvis.generation.recorder import RunRecorder
 from llmvis.remote.client import EngineError
 from llmvis.remote.model import RemoteModel
 from llmvis.remote.stats import Returned, inherited, remote_stats
-from llmvis.trace import FinishReason, GenerationRequest, Role, Timings, Token, Trace
+from llmvis.trace import FinishReason, GenerationRequest, Trace
 
 LOGPROB_LIMITS = (20, 5, 1)  # the usual engine limits on top logprobs, tried in turn
 
@@ -42,15 +39,12 @@ class RemoteGeneration:
         self.remote = remote
         self.parent = parent
         self.cancel = cancel or threading.Event()
-        tok = remote.tokenizer
-        prompt = build_prompt(tok, request)
-        forced = list(request.forced_tokens)
-        self.params = checked_params(request, len(prompt.ids), remote.info)
-        self.prompt_ids, self.roles, self.forced = prompt.ids, prompt.roles, forced
-        self.text = prompt.text + (tok.decode(forced, skip_special_tokens=False) if forced else "")
-        self.reply_role: Role | None = "assistant" if request.mode == "chat" else None
-        self.trace = Trace(
-            request=request, params=self.params, model=remote.info, prompt_len=len(prompt.ids), title=title_of(request)
+        self.recorder = RunRecorder(remote.tokenizer, remote.token_map.labeler, remote.info, request)
+        self.params = self.recorder.params
+        self.trace = self.recorder.trace
+        forced = self.recorder.forced
+        self.text = self.recorder.prompt_text + (
+            remote.tokenizer.decode(forced, skip_special_tokens=False) if forced else ""
         )
         self._events = self._run()
 
@@ -80,27 +74,12 @@ class RemoteGeneration:
         return {**body, **self.remote.extra_body}
 
     def _run(self) -> Iterator[GenerationEvent]:
-        t0 = time.perf_counter()
-        tmap = self.remote.token_map
-        forced_stats = inherited(self.parent, self.forced) if self.parent else [None] * len(self.forced)
-        detok = IncrementalDetokenizer(self.remote.tokenizer)  # characters split over tokens stay whole
-        for pos, token_id in enumerate(self.prompt_ids + self.forced):
-            is_prompt = pos < len(self.prompt_ids)
-            self.trace.tokens.append(
-                self._token(
-                    pos,
-                    token_id,
-                    detok.push(token_id),
-                    "prompt" if is_prompt else "generated",
-                    self.roles[pos] if is_prompt else self.reply_role,
-                    None if is_prompt else forced_stats[pos - len(self.prompt_ids)],
-                )
-            )
-        yield StartEvent(
-            run_id=self.trace.id, prompt_tokens=list(self.trace.tokens), params=self.params, model=self.remote.info
-        )
+        rec, tmap = self.recorder, self.remote.token_map
+        rec.start()
+        forced = rec.forced
+        forced_stats = inherited(self.parent, forced) if self.parent else [None] * len(forced)
+        yield rec.add_known([None] * len(rec.prompt_ids) + list(forced_stats))
         finish: FinishReason = "length"
-        first_token_s = 0.0
         stream, first, asked = None, None, self.params.top_n
         try:
             stream, first, asked = self._open()
@@ -113,35 +92,19 @@ class RemoteGeneration:
                     chosen = self._returned(piece, logprob)
                     candidates = [self._returned(t, lp) for t, lp in top.items()]
                     stats = remote_stats(chosen, candidates, self.remote.info.vocab_size, asked)
-                    token = self._token(
-                        len(self.trace.tokens),
-                        chosen.id,
-                        tmap.text(chosen.id, piece),
-                        "generated",
-                        self.reply_role,
-                        stats,
-                    )
-                    self.trace.tokens.append(token)
-                    first_token_s = first_token_s or time.perf_counter() - t0
-                    yield TokenEvent(token=token)
+                    yield rec.add_generated(chosen.id, stats, tmap.text(chosen.id, piece))
                 if choice.get("finish_reason"):
                     finish = self._finish_reason(choice)
         except EngineError as exc:
-            self._finish("error", t0, first_token_s, str(exc))
+            rec.fail(exc)
             raise GenerationError(str(exc)) from exc
         except BaseException as exc:
-            self._finish(
-                "cancelled" if isinstance(exc, GeneratorExit) else "error",
-                t0,
-                first_token_s,
-                str(exc) or type(exc).__name__,
-            )
+            rec.fail(exc)
             raise
         finally:
             if stream is not None:
                 stream.close()  # on cancel: the engine sees the disconnect and stops generating
-        self._finish(finish, t0, first_token_s)
-        yield DoneEvent(run_id=self.trace.id, finish_reason=finish, timings=self.trace.timings, text=self.trace.text)
+        yield rec.finish(finish)
 
     def _open(self) -> tuple[Any, list[dict[str, Any]], int]:
         """Start the engine's stream: (stream, its first chunks, candidates asked for). An engine
@@ -172,35 +135,8 @@ class RemoteGeneration:
 
     def _returned(self, piece: str, logprob: float) -> Returned:
         """A token as the engine named it, with its local id and label."""
-        tmap = self.remote.token_map
-        token_id = tmap.id_of(piece)
-        return Returned(token_id, tmap.label(token_id, piece), logprob)
-
-    def _token(self, pos: int, token_id: int, text: str, kind: Any, role: Role | None, stats: Any = None) -> Token:
-        tmap = self.remote.token_map
-        return Token(
-            position=pos,
-            id=token_id,
-            text=text,
-            label=tmap.label(token_id, text),
-            kind=kind,
-            role=role,
-            special=token_id in tmap.labeler.special_ids,
-            stats=stats,
-        )
-
-    def _finish(self, finish: FinishReason, t0: float, first_token_s: float, error: str | None = None) -> None:
-        total = time.perf_counter() - t0
-        n = len(self.trace.generated) - len(self.forced)
-        self.trace.finish_reason = finish
-        self.trace.error = error
-        self.trace.timings = Timings(
-            prefill_s=first_token_s,
-            first_token_s=first_token_s,
-            decode_s=max(0.0, total - first_token_s),
-            total_s=total,
-            tokens_per_s=n / total if total > 0 else 0.0,
-        )
+        token_id = self.remote.token_map.id_of(piece)
+        return Returned(token_id, self.remote.token_map.labeler(token_id, piece), logprob)
 
 
 def _tokens_of(choice: dict[str, Any]) -> Iterator[tuple[str, float, dict[str, float]]]:

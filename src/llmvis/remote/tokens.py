@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmvis.generation.detok import Labeler
+from llmvis.tokens import Labeler
 
 UNKNOWN = -1
 
@@ -41,11 +41,6 @@ class TokenMap:
             return found
         ids = self.tokenizer.encode(piece, add_special_tokens=False)
         return int(ids[0]) if len(ids) == 1 else UNKNOWN
-
-    def label(self, token_id: int, piece: str) -> str:
-        if token_id >= 0:
-            return self.labeler(token_id)
-        return repr(piece)[1:-1] or "⟨?⟩"
 
     def text(self, token_id: int, piece: str) -> str:
         """The piece as text ("token_id:N" pieces are decoded)."""

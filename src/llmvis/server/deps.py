@@ -7,9 +7,9 @@ so the client has one way to show them and the OpenAPI schema stays truthful.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 
 from llmvis.server.engine import Engine
@@ -24,6 +24,10 @@ def engine(request: Request) -> Engine:
 
 def store(request: Request) -> Store:
     return request.app.state.store
+
+
+EngineDep = Annotated[Engine, Depends(engine)]
+StoreDep = Annotated[Store, Depends(store)]
 
 
 def unprocessable(message: str, loc: tuple[str | int, ...] = ("body",)) -> RequestValidationError:

@@ -11,8 +11,11 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
+from llmvis.models.errors import ModelLoadError
+from llmvis.models.sources import list_sources
 from llmvis.server import deps
-from llmvis.server.engine import END, Busy, Engine, LoadTicket
+from llmvis.server.deps import EngineDep
+from llmvis.server.engine import Engine
 from llmvis.server.schemas import (
     Health,
     LoadEvent,
@@ -23,9 +26,9 @@ from llmvis.server.schemas import (
     Tokenized,
     TokenPiece,
 )
+from llmvis.server.tickets import END, Busy, LoadTicket
 
 router = APIRouter(prefix="/api", tags=["model"])
-EngineDep = Annotated[Engine, Depends(deps.engine)]
 
 
 def _version() -> str:
@@ -69,31 +72,23 @@ def model(engine: EngineDep) -> ModelState:
 
 @router.get("/models")
 def models() -> ModelSources:
-    try:
-        from llmvis.models.sources import list_sources
-    except ImportError:
-        return ModelSources(sources=[])
     return ModelSources(sources=[ModelSource(spec=s.spec, kind=s.kind, path=s.path) for s in list_sources()])
 
 
 @router.get("/tokenize", responses=deps.errors(503))
 def tokenize(engine: EngineDep, text: Annotated[str, Query(min_length=1, max_length=200)]) -> Tokenized:
     """The loaded model's tokens for `text` (no special tokens added), e.g. to fork with typed text."""
-    from llmvis.generation.detok import Labeler
-
-    tokenizer = engine.remote.tokenizer if engine.remote else engine.loaded.tokenizer if engine.loaded else None
-    if tokenizer is None:
+    names = engine.remote.token_map if engine.remote else engine.loaded
+    if names is None:
         raise HTTPException(503, "no model is loaded: load one with POST /api/model/load")
-    ids = tokenizer.encode(text, add_special_tokens=False)
+    ids = names.tokenizer.encode(text, add_special_tokens=False)
     if not ids:
         raise deps.unprocessable("the text makes no tokens", ("query", "text"))
-    label = Labeler(tokenizer)
+    label = names.labeler
     return Tokenized(tokens=[TokenPiece(id=i, label=label(i)) for i in ids])
 
 
 async def _start_load(body: LoadModelRequest, engine: EngineDep) -> LoadTicket:
-    from llmvis.models.errors import ModelLoadError
-
     loop = asyncio.get_running_loop()
     try:
         return await run_in_threadpool(engine.submit_load, body, loop)

@@ -12,16 +12,17 @@ from fastapi.responses import Response
 from fastapi.sse import EventSourceResponse
 
 from llmvis import export
+from llmvis.generation.errors import GenerationError
 from llmvis.server import deps
-from llmvis.server.engine import Engine, NoModel, QueueFull, RunTicket
+from llmvis.server.deps import EngineDep, StoreDep
+from llmvis.server.engine import Engine
 from llmvis.server.schemas import Deleted, ForkRequest, RenameRequest, RunEvent, RunId, RunList
 from llmvis.server.sse import run_events
-from llmvis.store import RunRow, Store
+from llmvis.server.tickets import NoModel, QueueFull, RunTicket
+from llmvis.store import RunRow
 from llmvis.trace import GenerationRequest, Trace
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
-EngineDep = Annotated[Engine, Depends(deps.engine)]
-StoreDep = Annotated[Store, Depends(deps.store)]
 RunIdPath = Annotated[RunId, Path()]
 STREAM_ERRORS = deps.errors(429, 503)
 
@@ -30,8 +31,6 @@ async def _submit(
     engine: Engine, request: GenerationRequest, parent_id: str | None = None, fork_position: int | None = None
 ) -> RunTicket:
     """Queue a run; refusals (bad request, full queue, no model) answer before any stream."""
-    from llmvis.generation import GenerationError
-
     loop = asyncio.get_running_loop()
     try:
         return await run_in_threadpool(

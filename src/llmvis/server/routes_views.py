@@ -5,29 +5,23 @@ parameters and result schema, and the web app gets a typed client for each. Comp
 in a worker thread (never on the event loop); the engine serialises it with generation.
 """
 
-import contextlib
 import inspect
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query
+from fastapi import APIRouter, FastAPI, HTTPException, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
+import llmvis.analyses  # noqa: F401  (importing registers the views)
+from llmvis.analyses.registry import VIEWS, View, ViewParamError
 from llmvis.server import deps
-from llmvis.server.engine import Engine, NeedsModel
+from llmvis.server.engine import Engine
 from llmvis.server.schemas import RunId, ViewInfo, ViewList
+from llmvis.server.tickets import NeedsModel
 from llmvis.store import Store
 
 
-def _views() -> dict[str, Any]:
-    with contextlib.suppress(ImportError):
-        import llmvis.analyses  # noqa: F401  (importing registers the views)
-    from llmvis.analyses.registry import VIEWS
-
-    return VIEWS
-
-
-def _view_route(view: Any) -> Any:
+def _view_route(view: View) -> Any:
     def compute(run_id: str, params: BaseModel, engine: Engine, store: Store) -> Any:
         trace = deps.get_trace(store, run_id)
         result = engine.compute_view(trace, view.name, params)
@@ -35,8 +29,6 @@ def _view_route(view: Any) -> Any:
         return result
 
     async def endpoint(run_id: str, params: BaseModel, engine: Engine, store: Store) -> Any:
-        from llmvis.analyses.registry import ViewParamError
-
         try:  # reading the trace, computing and recording all happen off the event loop
             return await run_in_threadpool(compute, run_id, params, engine, store)
         except ViewParamError as exc:
@@ -49,12 +41,8 @@ def _view_route(view: Any) -> Any:
         [
             inspect.Parameter("run_id", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[RunId, Path()]),
             inspect.Parameter("params", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[view.params, Query()]),
-            inspect.Parameter(
-                "engine", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[Engine, Depends(deps.engine)]
-            ),
-            inspect.Parameter(
-                "store", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[Store, Depends(deps.store)]
-            ),
+            inspect.Parameter("engine", inspect.Parameter.KEYWORD_ONLY, annotation=deps.EngineDep),
+            inspect.Parameter("store", inspect.Parameter.KEYWORD_ONLY, annotation=deps.StoreDep),
         ],
         return_annotation=view.result,
     )
@@ -67,7 +55,7 @@ def _view_route(view: Any) -> Any:
 
 def build_router() -> APIRouter:
     router = APIRouter(prefix="/api", tags=["views"])
-    views = _views()
+    views = VIEWS
 
     @router.get("/views")
     def list_views() -> ViewList:

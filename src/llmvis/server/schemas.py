@@ -12,9 +12,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from llmvis.generation.events import DoneEvent, PromptStatsEvent, StartEvent, TokenEvent
-from llmvis.generation.sampling import SamplingParams
 from llmvis.models.info import ModelInfo
 from llmvis.store import RunRow
+from llmvis.trace import SamplingParams
 
 RunId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 from fastapi.sse import ServerSentEvent
 
-from llmvis.server.engine import END, RunTicket
+from llmvis.server.tickets import END, RunTicket
 
 
 async def run_events(ticket: RunTicket) -> AsyncIterator[ServerSentEvent]:

@@ -1,6 +1,20 @@
-/** The HTTP API, one small function per endpoint (docs/CONTRACTS.md, server/schemas.py). */
+/**
+ * The HTTP API, one small function per endpoint. The shapes are the server's pydantic models
+ * (src/llmvis/server/schemas.py, src/llmvis/analyses/), via the generated schema.d.ts.
+ */
 import { ApiError, errorFromResponse, postSse } from "./sse";
-import type { Deleted, ForkRequest, GenerationRequest, Health, ModelState, RunList, RunRow, Tokenized, Trace } from "./types";
+import type {
+  Deleted,
+  ForkRequest,
+  GenerationRequest,
+  Health,
+  ModelState,
+  RunList,
+  RunRow,
+  Tokenized,
+  Trace,
+} from "./types";
+import type { ViewName, ViewParams, ViewResult } from "./views";
 
 export { ApiError };
 export type { RunRow };
@@ -28,7 +42,12 @@ function sendJson<T>(method: string, path: string, body?: unknown): Promise<T> {
 }
 
 /** postSse, with a network failure turned into an ApiError the UI can show. */
-async function stream(path: string, body: unknown, onEvent: (type: string, data: unknown) => void, signal?: AbortSignal) {
+async function stream(
+  path: string,
+  body: unknown,
+  onEvent: (type: string, data: unknown) => void,
+  signal?: AbortSignal,
+) {
   try {
     await postSse(BASE + path, body, onEvent, signal);
   } catch (e) {
@@ -44,24 +63,22 @@ export const api = {
     stream("/api/model/load", { spec }, onEvent, signal),
   generate: (req: GenerationRequest, onEvent: (type: string, data: unknown) => void, signal?: AbortSignal) =>
     stream("/api/runs", req, onEvent, signal),
-  fork: (
-    runId: string,
-    body: ForkRequest,
-    onEvent: (type: string, data: unknown) => void,
-    signal?: AbortSignal,
-  ) => stream(`/api/runs/${encodeURIComponent(runId)}/fork`, body, onEvent, signal),
+  fork: (runId: string, body: ForkRequest, onEvent: (type: string, data: unknown) => void, signal?: AbortSignal) =>
+    stream(`/api/runs/${encodeURIComponent(runId)}/fork`, body, onEvent, signal),
   tokenize: (text: string, signal?: AbortSignal) =>
     getJson<Tokenized>(`/api/tokenize?${new URLSearchParams({ text })}`, signal),
   runs: (search = "", limit = 200) =>
-    getJson<RunList>(`/api/runs?${new URLSearchParams(search ? { search, limit: String(limit) } : { limit: String(limit) })}`),
+    getJson<RunList>(
+      `/api/runs?${new URLSearchParams(search ? { search, limit: String(limit) } : { limit: String(limit) })}`,
+    ),
   run: (id: string) => getJson<Trace>(`/api/runs/${encodeURIComponent(id)}`),
   rename: (id: string, title: string) => sendJson<RunRow>("PATCH", `/api/runs/${encodeURIComponent(id)}`, { title }),
   remove: (id: string) => sendJson<Deleted>("DELETE", `/api/runs/${encodeURIComponent(id)}`),
   restore: (id: string) => sendJson<unknown>("POST", `/api/runs/${encodeURIComponent(id)}/restore`),
-  view: <T>(runId: string, view: string, params: Record<string, string | number | boolean | null | undefined>, signal?: AbortSignal) => {
+  view: <N extends ViewName>(runId: string, view: N, params: ViewParams<N>, signal?: AbortSignal) => {
     const q = new URLSearchParams();
     for (const [k, v] of Object.entries(params)) if (v !== null && v !== undefined) q.set(k, String(v));
-    return getJson<T>(`/api/runs/${encodeURIComponent(runId)}/views/${view}?${q}`, signal);
+    return getJson<ViewResult<N>>(`/api/runs/${encodeURIComponent(runId)}/views/${view}?${q}`, signal);
   },
   exportUrl: (id: string, kind: "json" | "csv" | "html") =>
     `${BASE}/api/runs/${encodeURIComponent(id)}/${kind === "html" ? "report.html" : `export.${kind}`}`,

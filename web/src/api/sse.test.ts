@@ -23,7 +23,11 @@ describe("SseParser", () => {
 
   it("accepts CRLF, comments, multi-line data and a missing final blank line", () => {
     const p = new SseParser();
-    const out = [...p.push(": keep-alive\r\nevent: progress\r\ndata: a\r\ndata: b\r\n\r"), ...p.push("\nevent: done\ndata: 1"), ...p.finish()];
+    const out = [
+      ...p.push(": keep-alive\r\nevent: progress\r\ndata: a\r\ndata: b\r\n\r"),
+      ...p.push("\nevent: done\ndata: 1"),
+      ...p.finish(),
+    ];
     expect(out).toEqual([
       { event: "progress", data: "a\nb" },
       { event: "done", data: "1" },
@@ -47,9 +51,17 @@ function streamOf(chunks: string[]): ReadableStream<Uint8Array> {
 
 describe("postSse", () => {
   it("posts JSON and yields parsed events in order", async () => {
-    const fetchMock = vi.fn(async () => new Response(streamOf(["event: start\nda", 'ta: {"n":1}\n\nevent: done\ndata: {"n":2}\n\n'])));
+    const fetchMock = vi.fn(
+      async () => new Response(streamOf(["event: start\nda", 'ta: {"n":1}\n\nevent: done\ndata: {"n":2}\n\n'])),
+    );
     const seen: [string, unknown][] = [];
-    await postSse("/api/runs", { prompt: "hi" }, (t, d) => seen.push([t, d]), undefined, fetchMock as unknown as typeof fetch);
+    await postSse(
+      "/api/runs",
+      { prompt: "hi" },
+      (t, d) => seen.push([t, d]),
+      undefined,
+      fetchMock as unknown as typeof fetch,
+    );
     expect(seen).toEqual([
       ["start", { n: 1 }],
       ["done", { n: 2 }],
@@ -61,7 +73,10 @@ describe("postSse", () => {
 
   it("rejects with the server's detail and Retry-After on 429", async () => {
     const fetchMock = async () =>
-      new Response(JSON.stringify({ detail: "busy: a run is in progress" }), { status: 429, headers: { "Retry-After": "2" } });
+      new Response(JSON.stringify({ detail: "busy: a run is in progress" }), {
+        status: 429,
+        headers: { "Retry-After": "2" },
+      });
     const err = await postSse("/x", {}, () => {}, undefined, fetchMock as typeof fetch).catch((e) => e);
     expect(err).toBeInstanceOf(ApiError);
     expect(err.status).toBe(429);
@@ -71,7 +86,9 @@ describe("postSse", () => {
 
   it("formats pydantic validation errors", async () => {
     const fetchMock = async () =>
-      new Response(JSON.stringify({ detail: [{ loc: ["body", "params", "temperature"], msg: "too big" }] }), { status: 422 });
+      new Response(JSON.stringify({ detail: [{ loc: ["body", "params", "temperature"], msg: "too big" }] }), {
+        status: 422,
+      });
     const err = await postSse("/x", {}, () => {}, undefined, fetchMock as typeof fetch).catch((e) => e);
     expect(err.message).toBe("params.temperature: too big");
   });

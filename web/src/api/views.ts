@@ -1,5 +1,5 @@
-/** Result models of the views (analyses/*.py), from the generated OpenAPI schema. */
-import type { components } from "./schema";
+/** Result models of the views (src/llmvis/analyses/*.py), from the generated OpenAPI schema. */
+import type { components, paths } from "./schema";
 
 type S = components["schemas"];
 
@@ -18,3 +18,23 @@ export type AttributionView = S["AttributionView"];
 export type LayerSimilarityView = S["LayerSimilarityView"];
 export type ResidualStreamView = S["ResidualStreamView"];
 export type LogitLensView = S["LogitLensView"];
+
+/** A view's query parameters ({} when it takes none) and its 200 response's model. */
+type ViewOf<Op> = Op extends {
+  parameters: { query?: infer Q };
+  responses: { 200: { content: { "application/json": infer R } } };
+}
+  ? { params: [NonNullable<Q>] extends [never] ? Record<string, never> : NonNullable<Q>; result: R }
+  : never;
+
+/**
+ * Every view the server serves, by name: `GET /api/runs/{run_id}/views/<name>` in the schema.
+ * A view added on the server shows up here after `npm run gen-api`.
+ */
+export type Views = {
+  [P in keyof paths as P extends `/api/runs/{run_id}/views/${infer N}` ? N : never]: ViewOf<paths[P]["get"]>;
+};
+
+export type ViewName = keyof Views;
+export type ViewParams<N extends ViewName> = Views[N]["params"];
+export type ViewResult<N extends ViewName> = Views[N]["result"];

@@ -4,7 +4,7 @@
  * per-layer spread (std, |max|) as lines.
  */
 import type { Distributions } from "../api/views";
-import { axisStyle, base, fmt, type Option } from "./common";
+import { axisStyle, base, fmt, type Option, type ReportRenderer } from "./common";
 import { heatmapOption } from "./heatmap";
 import type { Theme } from "./theme";
 
@@ -13,11 +13,20 @@ export function activationsOption(d: Distributions, theme: Theme, title: string)
   const matrix = d.layers.map((l) => l.counts.map((c) => (c > 0 ? Math.log10(c) : 0)));
   return heatmapOption(
     {
-      title, file: `llmvis-activations-${d.kind}`, matrix, xLabels: centres.map((c) => fmt(c, 3)),
-      yLabels: d.layers.map((l) => `L${l.layer}`), min: 0, skipZeros: true,
+      title,
+      file: `llmvis-activations-${d.kind}`,
+      matrix,
+      xLabels: centres.map((c) => fmt(c, 3)),
+      yLabels: d.layers.map((l) => `L${l.layer}`),
+      min: 0,
+      skipZeros: true,
       cellText: (r, c) => {
         const l = d.layers[r];
-        return `layer ${l.layer}: ${fmt(d.edges[c])} … ${fmt(d.edges[c + 1])}<br><b>${l.counts[c]}</b> of ${l.n} values<br>mean ${fmt(l.mean)} · std ${fmt(l.std)} · kurtosis ${fmt(l.kurtosis)}`;
+        return [
+          `layer ${l.layer}: ${fmt(d.edges[c])} … ${fmt(d.edges[c + 1])}`,
+          `<b>${l.counts[c]}</b> of ${l.n} values`,
+          `mean ${fmt(l.mean)} · std ${fmt(l.std)} · kurtosis ${fmt(l.kurtosis)}`,
+        ].join("<br>");
       },
     },
     theme,
@@ -35,8 +44,26 @@ export function activationStatsOption(d: Distributions, theme: Theme, title: str
     xAxis: { type: "category", data: layers, ...axisStyle(theme) },
     yAxis: { type: "log", ...axisStyle(theme), name: "" },
     series: [
-      { name: "std", type: "line", data: d.layers.map((l) => Math.max(l.std, 1e-6)), showSymbol: false, color: theme.accent },
-      { name: "|max|", type: "line", data: d.layers.map((l) => Math.max(l.abs_max, 1e-6)), showSymbol: false, color: theme.accent2 },
+      {
+        name: "std",
+        type: "line",
+        data: d.layers.map((l) => Math.max(l.std, 1e-6)),
+        showSymbol: false,
+        color: theme.accent,
+      },
+      {
+        name: "|max|",
+        type: "line",
+        data: d.layers.map((l) => Math.max(l.abs_max, 1e-6)),
+        showSymbol: false,
+        color: theme.accent2,
+      },
     ],
   };
 }
+
+/** The report shows the MLP distributions (the tab's default). */
+export const activationsReport: ReportRenderer<"activations"> = {
+  view: "activations",
+  render: (view, _tokens, theme, title) => activationsOption(view.mlp, theme, title),
+};

@@ -7,7 +7,7 @@ import type { AttentionView } from "../api/views";
 import { esc, fmt, posLabel } from "./common";
 import { heatmapOption } from "./heatmap";
 import type { Theme } from "./theme";
-import type { Option } from "./common";
+import type { Option, ReportRenderer } from "./common";
 
 /** "12–15" for a pooled bin, "12" for a single position. */
 export function binRange(starts: number[], i: number, end: number): [number, number] {
@@ -26,10 +26,22 @@ export function attentionOption(view: AttentionView, theme: Theme, title: string
   };
   return heatmapOption(
     {
-      title, file: `llmvis-attention-L${view.layer}-${view.head}`, matrix, xLabels: xl, yLabels: yl,
-      xName: "", min: 0, skipZeros: true, zoom: true, clipQuantile: 0.99,
+      title,
+      file: `llmvis-attention-L${view.layer}-${view.head}`,
+      matrix,
+      xLabels: xl,
+      yLabels: yl,
+      xName: "",
+      min: 0,
+      skipZeros: true,
+      zoom: true,
+      clipQuantile: 0.99,
       cellText: (r, c, v) =>
-        `query ${describe(view.row_indices, view.row_labels, r)}<br>key ${describe(view.col_indices, view.col_labels, c)}<br>attention <b>${fmt(v)}</b>`,
+        [
+          `query ${describe(view.row_indices, view.row_labels, r)}`,
+          `key ${describe(view.col_indices, view.col_labels, c)}`,
+          `attention <b>${fmt(v)}</b>`,
+        ].join("<br>"),
     },
     theme,
   );
@@ -49,9 +61,21 @@ export function attentionRowOption(view: AttentionView, theme: Theme, title: str
   const xl = view.col_indices.map((p, i) => posLabel(p, view.col_labels[i] ?? ""));
   return heatmapOption(
     {
-      title, file: `llmvis-attention-row-${view.position}`, matrix, xLabels: xl, yLabels: yl, min: 0, clipQuantile: 0.99,
+      title,
+      file: `llmvis-attention-row-${view.position}`,
+      matrix,
+      xLabels: xl,
+      yLabels: yl,
+      min: 0,
+      clipQuantile: 0.99,
       cellText: (r, c, v) => `${yl[r]} · key ${esc(xl[c])}<br>attention <b>${fmt(v)}</b>`,
     },
     theme,
   );
 }
+
+export const attentionReport: ReportRenderer<"attention"> = {
+  view: "attention",
+  render: (view, _tokens, theme, title) =>
+    view.mode === "row" ? attentionRowOption(view, theme, title) : attentionOption(view, theme, title),
+};

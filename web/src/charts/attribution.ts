@@ -1,6 +1,6 @@
 /** Attribution tab: how much each earlier token contributed to the selected one (signed). */
 import type { AttributionView } from "../api/views";
-import { axisStyle, base, esc, fmt, pct, posLabel, type Option } from "./common";
+import { axisStyle, base, esc, fmt, pct, posLabel, type Option, type ReportRenderer } from "./common";
 import { labelInterval } from "./heatmap";
 import type { Theme } from "./theme";
 
@@ -31,8 +31,16 @@ export function attributionOption(view: AttributionView, theme: Theme, title: st
       },
     },
     grid: { left: 8, right: 16, top: 44, bottom: 40, containLabel: true },
-    dataZoom: view.positions.length > 80 ? [{ type: "inside" }, { type: "slider", height: 14, bottom: 6, borderColor: theme.grid }] : undefined,
-    xAxis: { type: "category", data: xl, ...axisStyle(theme), axisLabel: { color: theme.muted, fontSize: 10, rotate: 55, interval: labelInterval(xl.length, 30) } },
+    dataZoom:
+      view.positions.length > 80
+        ? [{ type: "inside" }, { type: "slider", height: 14, bottom: 6, borderColor: theme.grid }]
+        : undefined,
+    xAxis: {
+      type: "category",
+      data: xl,
+      ...axisStyle(theme),
+      axisLabel: { color: theme.muted, fontSize: 10, rotate: 55, interval: labelInterval(xl.length, 30) },
+    },
     yAxis: { type: "value", ...axisStyle(theme) },
     series: [
       {
@@ -43,3 +51,8 @@ export function attributionOption(view: AttributionView, theme: Theme, title: st
     ],
   };
 }
+
+export const attributionReport: ReportRenderer<"attribution"> = {
+  view: "attribution",
+  render: (view, _tokens, theme, title) => attributionOption(view, theme, title, true),
+};

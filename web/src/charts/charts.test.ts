@@ -40,7 +40,18 @@ describe("common", () => {
     expect(posLabel(3, "the")).toBe("3 the");
   });
   it("heatmap cells skip zeros and nulls when asked", () => {
-    expect(cells([[1, 0], [null, 2]], true)).toEqual([[0, 0, 1], [1, 1, 2]]);
+    expect(
+      cells(
+        [
+          [1, 0],
+          [null, 2],
+        ],
+        true,
+      ),
+    ).toEqual([
+      [0, 0, 1],
+      [1, 1, 2],
+    ]);
     expect(cells([[1, 0]])).toHaveLength(2);
   });
 });
@@ -64,8 +75,14 @@ describe("topCandidates", () => {
     expect(text).toContain("logit: 7.5");
   });
   it("prompt tokens (no sampled probabilities) get one series", () => {
-    const prompt = { ...fx.token, kind: "prompt" as const, stats: { ...fx.token.stats!, top: fx.token.stats!.top!.map((c) => ({ ...c, sampled_prob: null })) } };
-    expect(series(topCandidatesOption(prompt, LIGHT, { title: "", raw: "r", sampled: "s", chosen: "c" }))).toHaveLength(1);
+    const prompt = {
+      ...fx.token,
+      kind: "prompt" as const,
+      stats: { ...fx.token.stats!, top: fx.token.stats!.top!.map((c) => ({ ...c, sampled_prob: null })) },
+    };
+    expect(series(topCandidatesOption(prompt, LIGHT, { title: "", raw: "r", sampled: "s", chosen: "c" }))).toHaveLength(
+      1,
+    );
   });
 });
 
@@ -99,7 +116,9 @@ describe("heads", () => {
     expect(series(o)).toHaveLength(3);
     expect((o.grid as unknown[]).length).toBe(3);
     expect(series(o)[0].data).toHaveLength(6);
-    expect((o.tooltip as { formatter: (p: unknown) => string }).formatter({ seriesName: "H1", value: [0, 2, 0.3] })).toContain("H1 · query 2 → key 0");
+    expect(
+      (o.tooltip as { formatter: (p: unknown) => string }).formatter({ seriesName: "H1", value: [0, 2, 0.3] }),
+    ).toContain("H1 · query 2 → key 0");
     hasPng(o);
   });
   it("head entropy: L×H cells in 0..1", () => {
@@ -111,7 +130,10 @@ describe("heads", () => {
   });
   it("head health: one cell per head, categorised", () => {
     const o = headHealthOption(fx.headHealth, DARK, "health");
-    expect(series(o)[0].data).toEqual([[0, 0, 0], [1, 0, 1]]);
+    expect(series(o)[0].data).toEqual([
+      [0, 0, 0],
+      [1, 0, 1],
+    ]);
     expect(tooltip(o, { value: [1, 0, 1] })).toContain("previous-token");
   });
 });
@@ -153,7 +175,10 @@ describe("embedding", () => {
   it("2D: scatter split into prompt and generated, position in the value", () => {
     const o = embeddingOption(fx.embedding2, DARK, "emb", 3);
     expect(series(o).map((s) => s.type)).toEqual(["scatter", "scatter"]);
-    expect(series(o)[0].data).toEqual([[0, 0, 0], [1, 1, 1]]);
+    expect(series(o)[0].data).toEqual([
+      [0, 0, 0],
+      [1, 1, 1],
+    ]);
     expect(series(o)[1].data).toHaveLength(2);
     expect((o.xAxis as { name: string }).name).toContain("60%");
     expect(tooltip(o, { dataIndex: 1, seriesIndex: 1, value: [] })).toContain("3 d");
@@ -207,8 +232,14 @@ describe("heatmap scale", () => {
     expect(quantile([5, 1, 3, 2, 4], 0.5)).toBe(3);
     expect(labelInterval(10, 24)).toBe(0);
     expect(labelInterval(100, 24)).toBe(4);
-    const m = [[1, 0], [0.1, 0.2]];
-    const o = heatmapOption({ title: "", file: "llmvis-x", matrix: m, xLabels: ["a", "b"], yLabels: ["a", "b"], min: 0, clipQuantile: 0.5 }, DARK);
+    const m = [
+      [1, 0],
+      [0.1, 0.2],
+    ];
+    const o = heatmapOption(
+      { title: "", file: "llmvis-x", matrix: m, xLabels: ["a", "b"], yLabels: ["a", "b"], min: 0, clipQuantile: 0.5 },
+      DARK,
+    );
     expect((o.visualMap as { max: number }).max).toBe(0.2);
   });
 });

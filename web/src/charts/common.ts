@@ -1,7 +1,18 @@
 /** Pieces every chart option shares: text style, tooltip look, the save-as-PNG toolbox. */
+import type { Token } from "../api/types";
+import type { ViewName, ViewResult } from "../api/views";
 import type { Theme } from "./theme";
 
 export type Option = Record<string, unknown>;
+
+/**
+ * How the offline report draws a result of `view` saved with a run (no server, no controls).
+ * Each chart module that has one exports it beside its builder; views/savedViews.ts lists them.
+ */
+export interface ReportRenderer<N extends ViewName> {
+  view: N;
+  render(result: ViewResult<N>, tokens: Token[], theme: Theme, title: string): Option;
+}
 
 export function base(theme: Theme, title: string, file = "llmvis-chart"): Option {
   return {

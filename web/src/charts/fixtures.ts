@@ -1,14 +1,34 @@
 /** Small view results shaped like the server's, for the chart-builder tests. */
 import type { Token } from "../api/types";
 import type {
-  ActivationsView, AttentionView, AttributionView, EmbeddingView, HeadEntropyView, HeadHealthView,
-  LayerSimilarityView, LogitLensView, MultiHeadView, ResidualStreamView, TokensView,
+  ActivationsView,
+  AttentionView,
+  AttributionView,
+  EmbeddingView,
+  HeadEntropyView,
+  HeadHealthView,
+  LayerSimilarityView,
+  LogitLensView,
+  MultiHeadView,
+  ResidualStreamView,
+  TokensView,
 } from "../api/views";
 
 export const token: Token = {
-  position: 5, id: 42, text: " Paris", label: "␣Paris", kind: "generated", special: false,
+  position: 5,
+  id: 42,
+  text: " Paris",
+  label: "␣Paris",
+  kind: "generated",
+  special: false,
   stats: {
-    raw_prob: 0.6, sampled_prob: 0.7, rank: 0, raw_entropy: 1.2, sampled_entropy: 1.0, logit_gap: 2.5, gap_to_top1: 0,
+    raw_prob: 0.6,
+    sampled_prob: 0.7,
+    rank: 0,
+    raw_entropy: 1.2,
+    sampled_entropy: 1.0,
+    logit_gap: 2.5,
+    gap_to_top1: 0,
     top: [
       { id: 42, label: "␣Paris", logit: 10, raw_prob: 0.6, sampled_prob: 0.7 },
       { id: 7, label: "␣Lyon", logit: 7.5, raw_prob: 0.2, sampled_prob: 0.3 },
@@ -18,29 +38,90 @@ export const token: Token = {
 };
 
 export const attention: AttentionView = {
-  mode: "matrix", n_positions: 4, layers: 2, heads: 2, layer: 1, head: "mean", start: 0, end: 4, pooled: false,
-  row_indices: [0, 1, 2, 3], col_indices: [0, 1, 2, 3], row_labels: ["a", "b", "c", "d"], col_labels: ["a", "b", "c", "d"],
-  matrix: [[1, 0, 0, 0], [0.5, 0.5, 0, 0], [0.2, 0.3, 0.5, 0], [0.1, 0.2, 0.3, 0.4]],
-  position: null, rows: null,
+  mode: "matrix",
+  n_positions: 4,
+  layers: 2,
+  heads: 2,
+  layer: 1,
+  head: "mean",
+  start: 0,
+  end: 4,
+  pooled: false,
+  row_indices: [0, 1, 2, 3],
+  col_indices: [0, 1, 2, 3],
+  row_labels: ["a", "b", "c", "d"],
+  col_labels: ["a", "b", "c", "d"],
+  matrix: [
+    [1, 0, 0, 0],
+    [0.5, 0.5, 0, 0],
+    [0.2, 0.3, 0.5, 0],
+    [0.1, 0.2, 0.3, 0.4],
+  ],
+  position: null,
+  rows: null,
 };
 
 export const attentionRow: AttentionView = {
-  ...attention, mode: "row", layer: null, head: null, matrix: null, position: 3,
-  rows: [[[0.1, 0.2, 0.3, 0.4], [0.25, 0.25, 0.25, 0.25]], [[0.7, 0.1, 0.1, 0.1], [0, 0, 0, 1]]],
+  ...attention,
+  mode: "row",
+  layer: null,
+  head: null,
+  matrix: null,
+  position: 3,
+  rows: [
+    [
+      [0.1, 0.2, 0.3, 0.4],
+      [0.25, 0.25, 0.25, 0.25],
+    ],
+    [
+      [0.7, 0.1, 0.1, 0.1],
+      [0, 0, 0, 1],
+    ],
+  ],
 };
 
 export const multiHead: MultiHeadView = {
-  layer: 0, heads: 3, position: 2, n_positions: 3, pooled: false, row_indices: [0, 1, 2], col_indices: [0, 1, 2],
-  matrices: [0, 1, 2].map(() => [[1, 0, 0], [0.5, 0.5, 0], [0.3, 0.3, 0.4]]),
-  row_keys: [0, 1, 2], row_key_labels: ["a", "b", "c"], rows: [[0.3, 0.3, 0.4], [0.2, 0.2, 0.6], [1, 0, 0]],
+  layer: 0,
+  heads: 3,
+  position: 2,
+  n_positions: 3,
+  pooled: false,
+  row_indices: [0, 1, 2],
+  col_indices: [0, 1, 2],
+  matrices: [0, 1, 2].map(() => [
+    [1, 0, 0],
+    [0.5, 0.5, 0],
+    [0.3, 0.3, 0.4],
+  ]),
+  row_keys: [0, 1, 2],
+  row_key_labels: ["a", "b", "c"],
+  rows: [
+    [0.3, 0.3, 0.4],
+    [0.2, 0.2, 0.6],
+    [1, 0, 0],
+  ],
 };
 
 export const headEntropy: HeadEntropyView = {
-  mode: "average", position: null, layers: 2, heads: 3, positions_used: 10, entropy: [[0.1, 0.5, 0.9], [0.2, 0.3, 0.4]],
+  mode: "average",
+  position: null,
+  layers: 2,
+  heads: 3,
+  positions_used: 10,
+  entropy: [
+    [0.1, 0.5, 0.9],
+    [0.2, 0.3, 0.4],
+  ],
 };
 
 export const headHealth: HeadHealthView = {
-  source: "run", layers: 1, heads: 2, sequence_length: 10, positions_used: 9, induction_positions: 0, thresholds: { sink: 0.5 },
+  source: "run",
+  layers: 1,
+  heads: 2,
+  sequence_length: 10,
+  positions_used: 9,
+  induction_positions: 0,
+  thresholds: { sink: 0.5 },
   scores: [
     { layer: 0, head: 0, sink: 0.9, previous: 0.05, induction: null, entropy: 0.1, label: "sink" },
     { layer: 0, head: 1, sink: 0.1, previous: 0.8, induction: 0.01, entropy: 0.2, label: "previous-token" },
@@ -48,40 +129,125 @@ export const headHealth: HeadHealthView = {
 };
 
 const dist = (kind: "mlp" | "attn") => ({
-  kind, what: kind, edges: [-1, 0, 1, 2],
-  layers: [0, 1].map((layer) => ({ layer, n: 10, counts: [2, 5, 3], underflow: 0, overflow: 0, mean: 0.1, std: 0.5, min: -1, max: 2, abs_max: 2, kurtosis: 0.3 })),
+  kind,
+  what: kind,
+  edges: [-1, 0, 1, 2],
+  layers: [0, 1].map((layer) => ({
+    layer,
+    n: 10,
+    counts: [2, 5, 3],
+    underflow: 0,
+    overflow: 0,
+    mean: 0.1,
+    std: 0.5,
+    min: -1,
+    max: 2,
+    abs_max: 2,
+    kurtosis: 0.3,
+  })),
 });
 export const activations: ActivationsView = { position: 3, tokens: 1, mlp: dist("mlp"), attn: dist("attn") };
 
 export const embedding2: EmbeddingView = {
-  layer: 1, source: "residual", method: "pca", dims: 2, solver: "svd", prompt_len: 2,
-  positions: [0, 1, 2, 3], labels: ["a", "b", "c", "d"], coords: [[0, 0], [1, 1], [2, 0], [3, 1]],
-  explained_variance_ratio: [0.6, 0.3], scree: [0.6, 0.3, 0.1],
+  layer: 1,
+  source: "residual",
+  method: "pca",
+  dims: 2,
+  solver: "svd",
+  prompt_len: 2,
+  positions: [0, 1, 2, 3],
+  labels: ["a", "b", "c", "d"],
+  coords: [
+    [0, 0],
+    [1, 1],
+    [2, 0],
+    [3, 1],
+  ],
+  explained_variance_ratio: [0.6, 0.3],
+  scree: [0.6, 0.3, 0.1],
 };
-export const embedding3: EmbeddingView = { ...embedding2, dims: 3, coords: [[0, 0, 0], [1, 1, 1], [2, 0, 1], [3, 1, 0]], explained_variance_ratio: [0.5, 0.3, 0.2] };
+export const embedding3: EmbeddingView = {
+  ...embedding2,
+  dims: 3,
+  coords: [
+    [0, 0, 0],
+    [1, 1, 1],
+    [2, 0, 1],
+    [3, 1, 0],
+  ],
+  explained_variance_ratio: [0.5, 0.3, 0.2],
+};
 
 export const tokensView: TokensView = {
-  position: 2, prompt_len: 2,
-  chosen: { id: 1, label: "c", kind: "generated", raw_prob: 0.5, sampled_prob: 0.6, rank: 0, logit: 3, raw_entropy: 1, sampled_entropy: 0.9, logit_gap: 1, in_top: true },
+  position: 2,
+  prompt_len: 2,
+  chosen: {
+    id: 1,
+    label: "c",
+    kind: "generated",
+    raw_prob: 0.5,
+    sampled_prob: 0.6,
+    rank: 0,
+    logit: 3,
+    raw_entropy: 1,
+    sampled_entropy: 0.9,
+    logit_gap: 1,
+    in_top: true,
+  },
   candidates: [],
-  confidence: [null, 0.2, 0.5, 0.9], sampled_confidence: [null, null, 0.6, 0.95], entropy: [null, 3, 1, 0.2],
-  entropy_upper: [null, null, null, null], sort: "entropy", order: [1, 2, 3, 0],
-  colours: { default: [null, null, false, true], entropy: [null, 3, 1, 0.2], probability: [null, 0.2, 0.5, 0.9], logit_gap: [null, 1, 1, 1], entropy_max: 10 },
+  confidence: [null, 0.2, 0.5, 0.9],
+  sampled_confidence: [null, null, 0.6, 0.95],
+  entropy: [null, 3, 1, 0.2],
+  entropy_upper: [null, null, null, null],
+  sort: "entropy",
+  order: [1, 2, 3, 0],
 };
 
 export const attribution: AttributionView = {
-  method: "grad_x_input", objective: "logit", position: 3, target_id: 5, target_label: "d",
-  positions: [0, 1, 2], labels: ["a", "b", "c"], scores: [0.5, -0.2, 0.3], share: [0.5, 0.2, 0.3],
-  output: 3, baseline_output: null, delta: null, steps: null, kept_first: false,
+  method: "grad_x_input",
+  objective: "logit",
+  position: 3,
+  target_id: 5,
+  target_label: "d",
+  positions: [0, 1, 2],
+  labels: ["a", "b", "c"],
+  scores: [0.5, -0.2, 0.3],
+  share: [0.5, 0.2, 0.3],
+  output: 3,
+  baseline_output: null,
+  delta: null,
+  steps: null,
+  kept_first: false,
 };
 
 export const layerSimilarity: LayerSimilarityView = {
-  position: 3, layers: 2, consecutive: [0.9, 0.8], consecutive_mean: [0.85, 0.8], vs_last: [0.2, 0.8, 1], vs_last_mean: [0.3, 0.7, 1],
-  matrix: [[1, 0.9, 0.2], [0.9, 1, 0.8], [0.2, 0.8, 1]], matrix_mean: [[1, 0.8, 0.3], [0.8, 1, 0.7], [0.3, 0.7, 1]],
+  position: 3,
+  layers: 2,
+  consecutive: [0.9, 0.8],
+  consecutive_mean: [0.85, 0.8],
+  vs_last: [0.2, 0.8, 1],
+  vs_last_mean: [0.3, 0.7, 1],
+  matrix: [
+    [1, 0.9, 0.2],
+    [0.9, 1, 0.8],
+    [0.2, 0.8, 1],
+  ],
+  matrix_mean: [
+    [1, 0.8, 0.3],
+    [0.8, 1, 0.7],
+    [0.3, 0.7, 1],
+  ],
 };
 
 export const residual: ResidualStreamView = {
-  position: 3, source_position: 2, token_id: 5, token_label: "d", embedding_norm: 1, embedding_logit: 0.1, final_norm: 3, logit: 2,
+  position: 3,
+  source_position: 2,
+  token_id: 5,
+  token_label: "d",
+  embedding_norm: 1,
+  embedding_logit: 0.1,
+  final_norm: 3,
+  logit: 2,
   layers: [
     { layer: 0, residual_norm: 1, attn_norm: 0.5, mlp_norm: 0.7, attn_logit: 0.3, mlp_logit: 0.4 },
     { layer: 1, residual_norm: 2, attn_norm: 0.6, mlp_norm: 1.1, attn_logit: -0.1, mlp_logit: 1.3 },
@@ -90,9 +256,18 @@ export const residual: ResidualStreamView = {
 };
 
 export const logitLens: LogitLensView = {
-  position: 3, source_position: 2, token_id: 5, token_label: "d",
+  position: 3,
+  source_position: 2,
+  token_id: 5,
+  token_label: "d",
   layers: [0, 1, 2].map((layer) => ({
-    layer, entropy: 2 - layer * 0.5, target_prob: 0.1 + layer * 0.3, target_rank: 2 - layer,
-    top: [{ id: 1, label: "x", prob: 0.4 }, { id: 5, label: "d", prob: 0.1 + layer * 0.3 }],
+    layer,
+    entropy: 2 - layer * 0.5,
+    target_prob: 0.1 + layer * 0.3,
+    target_rank: 2 - layer,
+    top: [
+      { id: 1, label: "x", prob: 0.4 },
+      { id: 5, label: "d", prob: 0.1 + layer * 0.3 },
+    ],
   })),
 };

@@ -1,6 +1,6 @@
 /** Heads tab: normalised attention entropy per layer × head (0 = one key, 1 = uniform). */
 import type { HeadEntropyView } from "../api/views";
-import { fmt, type Option } from "./common";
+import { fmt, type Option, type ReportRenderer } from "./common";
 import { heatmapOption } from "./heatmap";
 import type { Theme } from "./theme";
 
@@ -9,9 +9,20 @@ export function headEntropyOption(view: HeadEntropyView, theme: Theme, title: st
   const yl = Array.from({ length: view.layers }, (_, l) => `L${l}`);
   return heatmapOption(
     {
-      title, file: "llmvis-head-entropy", matrix: view.entropy, xLabels: xl, yLabels: yl, min: 0, max: 1,
+      title,
+      file: "llmvis-head-entropy",
+      matrix: view.entropy,
+      xLabels: xl,
+      yLabels: yl,
+      min: 0,
+      max: 1,
       cellText: (r, c, v) => `layer ${r}, head ${c}<br>entropy <b>${fmt(v)}</b> (0 = one key, 1 = uniform)`,
     },
     theme,
   );
 }
+
+export const headEntropyReport: ReportRenderer<"head_entropy"> = {
+  view: "head_entropy",
+  render: (view, _tokens, theme, title) => headEntropyOption(view, theme, title),
+};

@@ -1,6 +1,6 @@
 /** Heads tab: what each head does (sink, previous-token, induction, focused, diffuse) as a map. */
 import type { HeadHealthView } from "../api/views";
-import { axisStyle, base, fmt, type Option } from "./common";
+import { axisStyle, base, fmt, type Option, type ReportRenderer } from "./common";
 import type { Theme } from "./theme";
 
 export const HEAD_LABELS = ["sink", "previous-token", "induction", "focused", "diffuse"] as const;
@@ -24,13 +24,32 @@ export function headHealthOption(view: HeadHealthView, theme: Theme, title: stri
       },
     },
     grid: { left: 8, right: 120, top: 40, bottom: 12, containLabel: true },
-    xAxis: { type: "category", data: Array.from({ length: view.heads }, (_, h) => `H${h}`), ...axisStyle(theme), splitLine: { show: false } },
-    yAxis: { type: "category", inverse: true, data: Array.from({ length: view.layers }, (_, l) => `L${l}`), ...axisStyle(theme), splitLine: { show: false } },
+    xAxis: {
+      type: "category",
+      data: Array.from({ length: view.heads }, (_, h) => `H${h}`),
+      ...axisStyle(theme),
+      splitLine: { show: false },
+    },
+    yAxis: {
+      type: "category",
+      inverse: true,
+      data: Array.from({ length: view.layers }, (_, l) => `L${l}`),
+      ...axisStyle(theme),
+      splitLine: { show: false },
+    },
     visualMap: {
-      type: "piecewise", orient: "vertical", right: 6, top: "middle",
+      type: "piecewise",
+      orient: "vertical",
+      right: 6,
+      top: "middle",
       pieces: HEAD_LABELS.map((label, i) => ({ value: i, label, color: COLORS[i] })),
       textStyle: { color: theme.muted, fontSize: 11 },
     },
     series: [{ type: "heatmap", data, itemStyle: { borderColor: theme.panel, borderWidth: 1 } }],
   };
 }
+
+export const headHealthReport: ReportRenderer<"head_health"> = {
+  view: "head_health",
+  render: (view, _tokens, theme, title) => headHealthOption(view, theme, title),
+};

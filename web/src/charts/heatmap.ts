@@ -53,7 +53,10 @@ export function heatmapOption(spec: HeatmapSpec, theme: Theme): Option {
   let lo = spec.min;
   let hi = spec.max;
   if (spec.clipQuantile !== undefined && hi === undefined) {
-    const q = quantile(data.map((d) => d[2]), spec.clipQuantile);
+    const q = quantile(
+      data.map((d) => d[2]),
+      spec.clipQuantile,
+    );
     if (q > (lo ?? 0)) hi = q;
   }
   if (lo === undefined || hi === undefined) {
@@ -75,8 +78,24 @@ export function heatmapOption(spec: HeatmapSpec, theme: Theme): Option {
     ? [
         { type: "inside", xAxisIndex: 0, filterMode: "none" },
         { type: "inside", yAxisIndex: 0, filterMode: "none" },
-        { type: "slider", xAxisIndex: 0, height: 14, bottom: 6, filterMode: "none", textStyle: { color: theme.muted }, borderColor: theme.grid },
-        { type: "slider", yAxisIndex: 0, width: 14, right: 62, filterMode: "none", showDetail: false, borderColor: theme.grid },
+        {
+          type: "slider",
+          xAxisIndex: 0,
+          height: 14,
+          bottom: 6,
+          filterMode: "none",
+          textStyle: { color: theme.muted },
+          borderColor: theme.grid,
+        },
+        {
+          type: "slider",
+          yAxisIndex: 0,
+          width: 14,
+          right: 62,
+          filterMode: "none",
+          showDetail: false,
+          borderColor: theme.grid,
+        },
       ]
     : undefined;
   return {
@@ -91,22 +110,57 @@ export function heatmapOption(spec: HeatmapSpec, theme: Theme): Option {
     },
     grid: { left: 8, right: spec.zoom ? 88 : 64, top: 40, bottom: spec.zoom ? 34 : 12, containLabel: true },
     xAxis: {
-      type: "category", data: spec.xLabels, name: spec.xName, nameLocation: "middle", nameGap: 0,
-      ...axisStyle(theme), splitLine: { show: false },
-      axisLabel: { color: theme.muted, fontSize: 10, rotate: 60, interval: labelInterval(spec.xLabels.length, 24), fontFamily: "ui-monospace, monospace" },
+      type: "category",
+      data: spec.xLabels,
+      name: spec.xName,
+      nameLocation: "middle",
+      nameGap: 0,
+      ...axisStyle(theme),
+      splitLine: { show: false },
+      axisLabel: {
+        color: theme.muted,
+        fontSize: 10,
+        rotate: 60,
+        interval: labelInterval(spec.xLabels.length, 24),
+        fontFamily: "ui-monospace, monospace",
+      },
     },
     yAxis: {
-      type: "category", data: spec.yLabels, inverse: spec.invertY ?? true, name: spec.yName,
-      ...axisStyle(theme), splitLine: { show: false },
-      axisLabel: { color: theme.muted, fontSize: 10, interval: labelInterval(spec.yLabels.length, 28), fontFamily: "ui-monospace, monospace" },
+      type: "category",
+      data: spec.yLabels,
+      inverse: spec.invertY ?? true,
+      name: spec.yName,
+      ...axisStyle(theme),
+      splitLine: { show: false },
+      axisLabel: {
+        color: theme.muted,
+        fontSize: 10,
+        interval: labelInterval(spec.yLabels.length, 28),
+        fontFamily: "ui-monospace, monospace",
+      },
     },
     visualMap: {
-      min: lo, max: hi, calculable: true, orient: "vertical", right: 4, top: "middle", itemHeight: 140, itemWidth: 10, align: "left",
+      min: lo,
+      max: hi,
+      calculable: true,
+      orient: "vertical",
+      right: 4,
+      top: "middle",
+      itemHeight: 140,
+      itemWidth: 10,
+      align: "left",
       inRange: { color: spec.diverging ? theme.diverging : theme.heat },
       textStyle: { color: theme.muted, fontSize: 10 },
       formatter: (v: number) => fmt(v, 3),
     },
     dataZoom: zoom,
-    series: [{ type: "heatmap", data, progressive: 20000, emphasis: { itemStyle: { borderColor: theme.text, borderWidth: 1 } } }],
+    series: [
+      {
+        type: "heatmap",
+        data,
+        progressive: 20000,
+        emphasis: { itemStyle: { borderColor: theme.text, borderWidth: 1 } },
+      },
+    ],
   };
 }

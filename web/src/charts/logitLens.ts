@@ -4,7 +4,7 @@
  * probability, and the last column is the probability of the token actually chosen.
  */
 import type { LogitLensView } from "../api/views";
-import { axisStyle, base, esc, fmt, pct, short, type Option } from "./common";
+import { axisStyle, base, esc, fmt, pct, short, type Option, type ReportRenderer } from "./common";
 import type { Theme } from "./theme";
 
 export function logitLensOption(view: LogitLensView, theme: Theme, title: string): Option {
@@ -24,7 +24,8 @@ export function logitLensOption(view: LogitLensView, theme: Theme, title: string
       formatter: (p: { dataIndex: number }) => {
         const d = data[p.dataIndex];
         const l = view.layers[d.value[1]];
-        const head = d.value[0] === k ? `${esc(view.token_label)} (chosen): rank ${l.target_rank}` : `<b>${esc(d.label)}</b>`;
+        const head =
+          d.value[0] === k ? `${esc(view.token_label)} (chosen): rank ${l.target_rank}` : `<b>${esc(d.label)}</b>`;
         return `${ylabels[d.value[1]]}: ${head}<br>p = ${pct(d.value[2])} (${fmt(d.value[2])})<br>entropy ${fmt(l.entropy)} nats`;
       },
     },
@@ -32,13 +33,35 @@ export function logitLensOption(view: LogitLensView, theme: Theme, title: string
     xAxis: { type: "category", data: cols, position: "top", ...axisStyle(theme), splitLine: { show: false } },
     yAxis: { type: "category", data: ylabels, inverse: true, ...axisStyle(theme), splitLine: { show: false } },
     visualMap: {
-      min: 0, max: 1, calculable: true, right: 6, top: "middle", itemHeight: 140, itemWidth: 10,
-      inRange: { color: theme.heat }, textStyle: { color: theme.muted, fontSize: 10 },
+      min: 0,
+      max: 1,
+      calculable: true,
+      right: 6,
+      top: "middle",
+      itemHeight: 140,
+      itemWidth: 10,
+      inRange: { color: theme.heat },
+      textStyle: { color: theme.muted, fontSize: 10 },
     },
-    series: [{
-      type: "heatmap", data,
-      label: { show: true, fontSize: 10, color: theme.text, formatter: (p: { data: { label: string } }) => short(p.data.label, 9), textBorderColor: theme.panel, textBorderWidth: 2 },
-      itemStyle: { borderColor: theme.panel, borderWidth: 1 },
-    }],
+    series: [
+      {
+        type: "heatmap",
+        data,
+        label: {
+          show: true,
+          fontSize: 10,
+          color: theme.text,
+          formatter: (p: { data: { label: string } }) => short(p.data.label, 9),
+          textBorderColor: theme.panel,
+          textBorderWidth: 2,
+        },
+        itemStyle: { borderColor: theme.panel, borderWidth: 1 },
+      },
+    ],
   };
 }
+
+export const logitLensReport: ReportRenderer<"logit_lens"> = {
+  view: "logit_lens",
+  render: (view, _tokens, theme, title) => logitLensOption(view, theme, title),
+};

@@ -1,6 +1,6 @@
 /** Heads tab: every head of one layer side by side, each a small (pooled) attention matrix. */
 import type { MultiHeadView } from "../api/views";
-import { base, fmt, type Option } from "./common";
+import { base, fmt, type Option, type ReportRenderer } from "./common";
 import { cells } from "./heatmap";
 import type { Theme } from "./theme";
 
@@ -29,7 +29,12 @@ export function multiHeadOption(view: MultiHeadView, theme: Theme, title: string
     xAxes.push({ type: "category", gridIndex: h, data: view.col_indices.slice(0, m[0]?.length ?? 0), show: false });
     yAxes.push({ type: "category", gridIndex: h, data: view.row_indices.slice(0, n), show: false, inverse: true });
     series.push({ name: `H${h}`, type: "heatmap", xAxisIndex: h, yAxisIndex: h, data: cells(m, true) });
-    titles.push({ text: `H${h}`, left: `${left}%`, top: `${top - 3}%`, textStyle: { fontSize: 10, color: theme.muted, fontWeight: 500 } });
+    titles.push({
+      text: `H${h}`,
+      left: `${left}%`,
+      top: `${top - 3}%`,
+      textStyle: { fontSize: 10, color: theme.muted, fontWeight: 500 },
+    });
   });
   const b = base(theme, title, `llmvis-heads-L${view.layer}`);
   return {
@@ -40,10 +45,18 @@ export function multiHeadOption(view: MultiHeadView, theme: Theme, title: string
     yAxis: yAxes,
     tooltip: {
       ...(b.tooltip as Option),
-      formatter: (p: { seriesName: string; value: [number, number, number] }) =>
-        `${p.seriesName} · query ${view.row_indices[p.value[1]]} → key ${view.col_indices[p.value[0]]}<br>attention <b>${fmt(p.value[2])}</b>`,
+      formatter: (p: { seriesName: string; value: [number, number, number] }) => {
+        const [key, query, weight] = p.value;
+        const where = `${p.seriesName} · query ${view.row_indices[query]} → key ${view.col_indices[key]}`;
+        return `${where}<br>attention <b>${fmt(weight)}</b>`;
+      },
     },
     visualMap: { min: 0, max: 1, show: false, inRange: { color: theme.heat }, seriesIndex: series.map((_, i) => i) },
     series,
   };
 }
+
+export const multiHeadReport: ReportRenderer<"multi_head"> = {
+  view: "multi_head",
+  render: (view, _tokens, theme, title) => multiHeadOption(view, theme, title),
+};

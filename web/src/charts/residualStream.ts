@@ -4,7 +4,7 @@
  * logit (bars), which sum to the logit.
  */
 import type { ResidualStreamView } from "../api/views";
-import { axisStyle, base, fmt, type Option } from "./common";
+import { axisStyle, base, fmt, type Option, type ReportRenderer } from "./common";
 import type { Theme } from "./theme";
 
 export function residualStreamOption(view: ResidualStreamView, theme: Theme, title: string): Option {
@@ -21,11 +21,52 @@ export function residualStreamOption(view: ResidualStreamView, theme: Theme, tit
       { type: "value", ...axisStyle(theme), splitLine: { show: false } },
     ],
     series: [
-      { name: "‖residual‖", type: "line", data: view.layers.map((l) => l.residual_norm), color: theme.text, showSymbol: false },
-      { name: "‖attn‖", type: "line", data: view.layers.map((l) => l.attn_norm), color: theme.accent, showSymbol: false, lineStyle: { type: "dashed" } },
-      { name: "‖mlp‖", type: "line", data: view.layers.map((l) => l.mlp_norm), color: theme.accent2, showSymbol: false, lineStyle: { type: "dashed" } },
-      { name: "attn → logit", type: "bar", yAxisIndex: 1, stack: "logit", data: view.layers.map((l) => l.attn_logit), color: theme.accent, itemStyle: { opacity: 0.55 } },
-      { name: "mlp → logit", type: "bar", yAxisIndex: 1, stack: "logit", data: view.layers.map((l) => l.mlp_logit), color: theme.accent2, itemStyle: { opacity: 0.55 } },
+      {
+        name: "‖residual‖",
+        type: "line",
+        data: view.layers.map((l) => l.residual_norm),
+        color: theme.text,
+        showSymbol: false,
+      },
+      {
+        name: "‖attn‖",
+        type: "line",
+        data: view.layers.map((l) => l.attn_norm),
+        color: theme.accent,
+        showSymbol: false,
+        lineStyle: { type: "dashed" },
+      },
+      {
+        name: "‖mlp‖",
+        type: "line",
+        data: view.layers.map((l) => l.mlp_norm),
+        color: theme.accent2,
+        showSymbol: false,
+        lineStyle: { type: "dashed" },
+      },
+      {
+        name: "attn → logit",
+        type: "bar",
+        yAxisIndex: 1,
+        stack: "logit",
+        data: view.layers.map((l) => l.attn_logit),
+        color: theme.accent,
+        itemStyle: { opacity: 0.55 },
+      },
+      {
+        name: "mlp → logit",
+        type: "bar",
+        yAxisIndex: 1,
+        stack: "logit",
+        data: view.layers.map((l) => l.mlp_logit),
+        color: theme.accent2,
+        itemStyle: { opacity: 0.55 },
+      },
     ],
   };
 }
+
+export const residualStreamReport: ReportRenderer<"residual_stream"> = {
+  view: "residual_stream",
+  render: (view, _tokens, theme, title) => residualStreamOption(view, theme, title),
+};

@@ -30,7 +30,13 @@ export function topCandidatesOption(token: Token, theme: Theme, text: TopCandida
         itemStyle: c.id === token.id ? { color: theme.accent, ...chosenStyle } : { color: theme.accent },
       })),
       barMaxWidth: 14,
-      label: { show: true, position: "right", color: theme.muted, fontSize: 10, formatter: (p: { value: number }) => pct(p.value) },
+      label: {
+        show: true,
+        position: "right",
+        color: theme.muted,
+        fontSize: 10,
+        formatter: (p: { value: number }) => pct(p.value),
+      },
     },
   ];
   if (hasSampled) {
@@ -49,18 +55,32 @@ export function topCandidatesOption(token: Token, theme: Theme, text: TopCandida
     ...base(theme, text.title, `llmvis-top-${token.position}`),
     legend: { top: 26, left: 8, itemHeight: 8, textStyle: { color: theme.muted }, data: series.map((s) => s.name) },
     grid: { left: 8, right: 64, top: 56, bottom: 24, containLabel: true },
-    xAxis: { type: "value", max: 1, ...axisStyle(theme), axisLabel: { color: theme.muted, formatter: (v: number) => `${v * 100}%` } },
-    yAxis: { type: "category", data: labels, ...axisStyle(theme), axisLabel: { color: theme.text, fontSize: 12, fontFamily: "ui-monospace, monospace" } },
+    xAxis: {
+      type: "value",
+      max: 1,
+      ...axisStyle(theme),
+      axisLabel: { color: theme.muted, formatter: (v: number) => `${v * 100}%` },
+    },
+    yAxis: {
+      type: "category",
+      data: labels,
+      ...axisStyle(theme),
+      axisLabel: { color: theme.text, fontSize: 12, fontFamily: "ui-monospace, monospace" },
+    },
     tooltip: {
       ...(base(theme, "").tooltip as Option),
       trigger: "axis",
       axisPointer: { type: "shadow" },
       formatter: (ps: { dataIndex: number }[]) => {
         const c = rows[ps[0].dataIndex];
+        const sampled =
+          c.sampled_prob === null || c.sampled_prob === undefined
+            ? "–"
+            : `${pct(c.sampled_prob)} (${fmt(c.sampled_prob)})`;
         const lines = [
           `<b>${esc(c.label)}</b> (id ${c.id})${c.id === token.id ? ` — ${esc(text.chosen)}` : ""}`,
           `${esc(text.raw)}: ${pct(c.raw_prob)} (${fmt(c.raw_prob)})`,
-          `${esc(text.sampled)}: ${c.sampled_prob === null || c.sampled_prob === undefined ? "–" : `${pct(c.sampled_prob)} (${fmt(c.sampled_prob)})`}`,
+          `${esc(text.sampled)}: ${sampled}`,
           `logit: ${fmt(c.logit)}`,
         ];
         return lines.join("<br>");

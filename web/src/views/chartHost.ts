@@ -19,12 +19,21 @@ import { CanvasRenderer } from "echarts/renderers";
 import type { Option } from "../charts/common";
 
 echarts.use([
-  BarChart, HeatmapChart, LineChart, ScatterChart,
-  DataZoomComponent, GridComponent, LegendComponent, MarkLineComponent, MarkPointComponent,
-  TitleComponent, ToolboxComponent, TooltipComponent, VisualMapComponent, CanvasRenderer,
+  BarChart,
+  HeatmapChart,
+  LineChart,
+  ScatterChart,
+  DataZoomComponent,
+  GridComponent,
+  LegendComponent,
+  MarkLineComponent,
+  MarkPointComponent,
+  TitleComponent,
+  ToolboxComponent,
+  TooltipComponent,
+  VisualMapComponent,
+  CanvasRenderer,
 ]);
-
-export { echarts };
 
 const live = new Map<string, Chart>();
 
@@ -68,14 +77,13 @@ export function chartSummary(): Record<string, Summary> {
     out[id] = {
       visible: c.el.offsetParent !== null,
       title: opt.title?.[0]?.text ?? "",
-      series: (opt.series ?? []).map((s) => ({ type: s.type ?? "", length: Array.isArray(s.data) ? s.data.length : 0 })),
+      series: (opt.series ?? []).map((s) => ({
+        type: s.type ?? "",
+        length: Array.isArray(s.data) ? s.data.length : 0,
+      })),
     };
   }
   return out;
-}
-
-export function chartById(id: string): Chart | undefined {
-  return live.get(id);
 }
 
 /** Page coordinates of a data value in a chart's first grid (for the browser tests to click). */

@@ -33,7 +33,11 @@ function chips(tokens: Token[], from: number, to: number, trace: Trace): HTMLEle
   const dark = app.theme === "dark";
   for (let i = from; i < to; i++) {
     const tok = tokens[i];
-    const chip = h("span", { class: `tok ${tok.kind}${tok.special ? " special" : ""}`, "data-p": i, title: `${i} · ${tok.label}` }, chipText(tok));
+    const chip = h(
+      "span",
+      { class: `tok ${tok.kind}${tok.special ? " special" : ""}`, "data-p": i, title: `${i} · ${tok.label}` },
+      chipText(tok),
+    );
     const bg = chipColor(tok, app.colorMode, dark);
     if (bg) chip.style.background = bg;
     box.append(chip);
@@ -63,27 +67,68 @@ export function showCompare(a: Trace, b: Trace): void {
   const chartEl = h("div", { class: "chart-box" });
   const diffs = biggestDifferences(ta, tb, 12);
   const prefixFrom = Math.max(0, d - 40);
-  overlay = h("div", { class: "overlay", "data-testid": "compare" },
-    h("div", { class: "overlay-head" },
+  overlay = h(
+    "div",
+    { class: "overlay", "data-testid": "compare" },
+    h(
+      "div",
+      { class: "overlay-head" },
       h("b", {}, `${t("tab.compare")}: ${names[0]} ↔ ${names[1]}`),
       h("span", { class: "muted small" }, `${t("tip.position")} ${d}`),
-      h("button", { type: "button", class: "btn ghost small", "data-testid": "compare-close", onclick: closeCompare }, "×")),
-    h("div", { class: "overlay-body" },
-      h("div", { class: "cmp-prefix" }, prefixFrom > 0 ? h("span", { class: "muted" }, "… ") : null, chips(ta, prefixFrom, d, a)),
-      h("div", { class: "cmp-cols" },
-        h("div", { class: "cmp-col", "data-testid": "compare-a" }, h("div", { class: "turn-role" }, names[0]), chips(ta, d, ta.length, a)),
-        h("div", { class: "cmp-col", "data-testid": "compare-b" }, h("div", { class: "turn-role" }, names[1]), chips(tb, d, tb.length, b))),
+      h(
+        "button",
+        { type: "button", class: "btn ghost small", "data-testid": "compare-close", onclick: closeCompare },
+        "×",
+      ),
+    ),
+    h(
+      "div",
+      { class: "overlay-body" },
+      h(
+        "div",
+        { class: "cmp-prefix" },
+        prefixFrom > 0 ? h("span", { class: "muted" }, "… ") : null,
+        chips(ta, prefixFrom, d, a),
+      ),
+      h(
+        "div",
+        { class: "cmp-cols" },
+        h(
+          "div",
+          { class: "cmp-col", "data-testid": "compare-a" },
+          h("div", { class: "turn-role" }, names[0]),
+          chips(ta, d, ta.length, a),
+        ),
+        h(
+          "div",
+          { class: "cmp-col", "data-testid": "compare-b" },
+          h("div", { class: "turn-role" }, names[1]),
+          chips(tb, d, tb.length, b),
+        ),
+      ),
       chartEl,
       h("h3", { class: "muted small" }, t("compare.diff")),
-      h("div", { class: "list", "data-testid": "compare-diffs" }, ...diffs.map((x) =>
-        h("div", { class: "list-item" },
-          h("span", { class: "mono" }, String(x.position)),
-          h("span", { class: "mono grow" }, `${x.a.label}  |  ${x.b.label}`),
-          h("span", { class: "mono" }, `ΔH ${fmt(x.dEntropy, 3)}`),
-          h("span", { class: "mono" }, `Δp ${fmt(x.dProb, 3)}`))))));
+      h(
+        "div",
+        { class: "list", "data-testid": "compare-diffs" },
+        ...diffs.map((x) =>
+          h(
+            "div",
+            { class: "list-item" },
+            h("span", { class: "mono" }, String(x.position)),
+            h("span", { class: "mono grow" }, `${x.a.label}  |  ${x.b.label}`),
+            h("span", { class: "mono" }, `ΔH ${fmt(x.dEntropy, 3)}`),
+            h("span", { class: "mono" }, `Δp ${fmt(x.dProb, 3)}`),
+          ),
+        ),
+      ),
+    ),
+  );
   document.querySelector(".shell")!.append(overlay);
   chart = new Chart("compare.curves", chartEl);
-  chart.set(compareCurvesOption(ta, tb, names, d, themeByName(app.theme), t("chart.entropy") + " · " + t("chart.confidence")));
+  chart.set(
+    compareCurvesOption(ta, tb, names, d, themeByName(app.theme), t("chart.entropy") + " · " + t("chart.confidence")),
+  );
 }
 
 /** Compare two saved runs by id. */

@@ -20,24 +20,57 @@ export function chipText(tok: Token): string {
   return tok.text.replace(/\n/g, "↵").replace(/\t/g, "⇥");
 }
 
+/** A token that was not the top choice: the one chip colour of the default mode, for its legend. */
+const OFF_TOP1: Token = {
+  position: 0,
+  id: 0,
+  text: "",
+  label: "",
+  kind: "generated",
+  special: false,
+  stats: { raw_prob: 0, rank: 1, raw_entropy: 0, logit_gap: 0, gap_to_top1: 0 },
+};
+
 function turnName(role: string | null | undefined, kind: string): string {
   return role ?? (kind === "generated" ? "assistant" : t("conv.prompt"));
 }
 
 export function conversation(): HTMLElement {
-  const modeBox = segmented(COLOR_MODES.map((m) => [m, ""]), app.colorMode, (v) => {
-    app.colorMode = v as ColorMode;
-    emit("colorMode");
-  }, "color-mode");
+  const modeBox = segmented(
+    COLOR_MODES.map((m) => [m, ""]),
+    app.colorMode,
+    (v) => {
+      app.colorMode = v as ColorMode;
+      emit("colorMode");
+    },
+    "color-mode",
+  );
   const legend = h("div", { class: "legend", "data-testid": "legend" });
   const stats = h("div", { class: "run-stats muted small", "data-testid": "run-stats" });
   const exportList = h("div", { class: "menu" });
-  const exports = h("details", { class: "exports", "data-testid": "exports" }, h("summary", { class: "btn ghost small" }, "⤓"), exportList);
+  const exports = h(
+    "details",
+    { class: "exports", "data-testid": "exports" },
+    h("summary", { class: "btn ghost small" }, "⤓"),
+    exportList,
+  );
   const body = h("div", { class: "conv-body", tabindex: 0, "data-testid": "conversation" });
   const tip = h("div", { class: "tok-tip", role: "tooltip", hidden: true, "data-testid": "token-tooltip" });
-  const el = h("main", { class: "middle" },
-    h("div", { class: "conv-head" }, h("span", { class: "muted small", "data-i18n": "color.title" }), modeBox, legend, stats, exports),
-    body, tip);
+  const el = h(
+    "main",
+    { class: "middle" },
+    h(
+      "div",
+      { class: "conv-head" },
+      h("span", { class: "muted small", "data-i18n": "color.title" }),
+      modeBox,
+      legend,
+      stats,
+      exports,
+    ),
+    body,
+    tip,
+  );
 
   let chips: HTMLSpanElement[] = [];
   let rendered = 0;
@@ -75,11 +108,18 @@ export function conversation(): HTMLElement {
       const role = chat ? turnName(tok.role, tok.kind) : tok.kind === "generated" ? "generated" : "prompt";
       if (!turnEl || (role !== turnRole && (tok.role || chat === false || tok.kind === "generated"))) {
         turnRole = role;
-        turnEl = h("div", { class: `turn turn-${role}` },
-          h("div", { class: "turn-role" }, chat ? role : role === "prompt" ? t("conv.prompt") : "→"));
+        turnEl = h(
+          "div",
+          { class: `turn turn-${role}` },
+          h("div", { class: "turn-role" }, chat ? role : role === "prompt" ? t("conv.prompt") : "→"),
+        );
         frag.append(turnEl);
       }
-      const chip = h("span", { class: `tok ${tok.kind}${tok.special || tok.text === "" ? " special" : ""}`, "data-p": tok.position }, chipText(tok));
+      const chip = h(
+        "span",
+        { class: `tok ${tok.kind}${tok.special || tok.text === "" ? " special" : ""}`, "data-p": tok.position },
+        chipText(tok),
+      );
       const bg = chipColor(tok, app.colorMode, d);
       if (bg) chip.style.background = bg;
       if (tok.position === app.selected) chip.classList.add("sel");
@@ -110,11 +150,24 @@ export function conversation(): HTMLElement {
   const showLegend = () => {
     clear(legend);
     if (app.colorMode === "default") {
-      legend.append(h("span", { class: "swatch", style: `background:${chipColor({ position: 0, id: 0, text: "", label: "", kind: "generated", special: false, stats: { raw_prob: 0, rank: 1, raw_entropy: 0, logit_gap: 0, gap_to_top1: 0 } }, "default", dark())}` }),
-        h("span", {}, t("legend.default.off")));
+      legend.append(
+        h("span", {
+          class: "swatch",
+          style: `background:${chipColor(OFF_TOP1, "default", dark())}`,
+        }),
+        h("span", {}, t("legend.default.off")),
+      );
     } else {
-      const key = app.colorMode === "entropy" ? "legend.entropy" : app.colorMode === "probability" ? "legend.probability" : "legend.gap";
-      legend.append(h("span", { class: "gradient", style: `background:${legendGradient(dark())}` }), h("span", {}, t(key)));
+      const key =
+        app.colorMode === "entropy"
+          ? "legend.entropy"
+          : app.colorMode === "probability"
+            ? "legend.probability"
+            : "legend.gap";
+      legend.append(
+        h("span", { class: "gradient", style: `background:${legendGradient(dark())}` }),
+        h("span", {}, t(key)),
+      );
     }
   };
 
@@ -128,7 +181,15 @@ export function conversation(): HTMLElement {
     const parts = [`${n} ${t("gen.tokens")}`];
     const tps = run.done?.timings.tokens_per_s;
     if (tps) parts.push(`${fmt(tps, 3)} ${t("gen.tok_s")}`);
-    parts.push(run.status === "streaming" ? t("gen.generating") : run.status === "cancelled" ? t("gen.cancelled") : run.done ? `${t("gen.done")} (${run.done.finish_reason})` : "");
+    parts.push(
+      run.status === "streaming"
+        ? t("gen.generating")
+        : run.status === "cancelled"
+          ? t("gen.cancelled")
+          : run.done
+            ? `${t("gen.done")} (${run.done.finish_reason})`
+            : "",
+    );
     stats.textContent = parts.filter(Boolean).join(" · ");
     showExports();
   };
@@ -139,9 +200,22 @@ export function conversation(): HTMLElement {
     exports.hidden = !id || run.status === "streaming" || app.offline;
     if (!id || exports.hidden) return;
     const link = (kind: "json" | "csv" | "html", label: string) =>
-      h("a", { class: "btn ghost small", href: api.exportUrl(id, kind), download: `llmvis-${id}.${kind}`, "data-testid": `export-${kind}` }, label);
+      h(
+        "a",
+        {
+          class: "btn ghost small",
+          href: api.exportUrl(id, kind),
+          download: `llmvis-${id}.${kind}`,
+          "data-testid": `export-${kind}`,
+        },
+        label,
+      );
     exports.querySelector("summary")!.textContent = `⤓ ${t("export.title")}`;
-    exportList.replaceChildren(link("json", t("export.json")), link("csv", t("export.csv")), link("html", t("export.html")));
+    exportList.replaceChildren(
+      link("json", t("export.json")),
+      link("csv", t("export.csv")),
+      link("html", t("export.html")),
+    );
   };
 
   let lastSel: number | null = null;
@@ -178,17 +252,24 @@ export function conversation(): HTMLElement {
   const showTip = (tok: Token, chip: HTMLElement) => {
     clear(tip);
     const s = tok.stats;
-    const rows: [string, string][] = [[t("tip.position"), String(tok.position)], [t("tip.id"), String(tok.id)]];
+    const rows: [string, string][] = [
+      [t("tip.position"), String(tok.position)],
+      [t("tip.id"), String(tok.id)],
+    ];
     if (s) {
       rows.push([t("tip.raw_prob"), `${pct(s.raw_prob)}`]);
-      if (s.sampled_prob !== null && s.sampled_prob !== undefined) rows.push([t("tip.sampled_prob"), pct(s.sampled_prob)]);
+      if (s.sampled_prob !== null && s.sampled_prob !== undefined)
+        rows.push([t("tip.sampled_prob"), pct(s.sampled_prob)]);
       rows.push([t("tip.rank"), rankText(s)], [t("tip.entropy"), entropyText(s)]);
       const missing = missingMass(s);
       if (missing) rows.push([t("tip.missing", { n: missing.n }), missing.text]);
       rows.push([t("tip.gap"), fmt(s.logit_gap)]);
       if (s.rank > 0 && s.top?.length) rows.push(["top-1", s.top[0].label]);
     }
-    tip.append(h("div", { class: "tip-label" }, tok.label), ...rows.map(([k, v]) => h("div", { class: "tip-row" }, h("span", { class: "muted" }, k), h("span", {}, v))));
+    tip.append(
+      h("div", { class: "tip-label" }, tok.label),
+      ...rows.map(([k, v]) => h("div", { class: "tip-row" }, h("span", { class: "muted" }, k), h("span", {}, v))),
+    );
     if (tok.kind === "prompt") tip.append(h("div", { class: "muted small" }, t("tip.prompt")));
     tip.hidden = false;
     const r = chip.getBoundingClientRect();
@@ -226,7 +307,12 @@ export function conversation(): HTMLElement {
   });
   on("theme", recolor);
   const relabel = () => {
-    const names: Record<ColorMode, string> = { default: t("color.default"), entropy: t("color.entropy"), probability: t("color.probability"), gap: t("color.gap") };
+    const names: Record<ColorMode, string> = {
+      default: t("color.default"),
+      entropy: t("color.entropy"),
+      probability: t("color.probability"),
+      gap: t("color.gap"),
+    };
     modeBox.querySelectorAll("button").forEach((b) => (b.textContent = names[b.dataset.value as ColorMode]));
     showLegend();
     showStats();

@@ -24,7 +24,12 @@ export function clear(el: HTMLElement): void {
 }
 
 /** A <select> with (value, label) options. */
-export function selectBox(options: [string, string][], value: string, onChange: (v: string) => void, testid?: string): HTMLSelectElement {
+export function selectBox(
+  options: [string, string][],
+  value: string,
+  onChange: (v: string) => void,
+  testid?: string,
+): HTMLSelectElement {
   const s = h("select", { "data-testid": testid });
   for (const [v, l] of options) s.append(h("option", { value: v }, l));
   s.value = value;
@@ -33,7 +38,12 @@ export function selectBox(options: [string, string][], value: string, onChange: 
 }
 
 /** A segmented toggle: buttons where exactly one is pressed. */
-export function segmented(options: [string, string][], value: string, onChange: (v: string) => void, testid?: string): HTMLElement {
+export function segmented(
+  options: [string, string][],
+  value: string,
+  onChange: (v: string) => void,
+  testid?: string,
+): HTMLElement {
   const box = h("div", { class: "seg", role: "group", "data-testid": testid });
   const set = (v: string) => {
     for (const b of box.querySelectorAll("button")) b.setAttribute("aria-pressed", String(b.dataset.value === v));

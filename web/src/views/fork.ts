@@ -1,5 +1,5 @@
 /**
- * Fork (issue 6): in the Tokens tab, continue the run from the selected position with another
+ * Fork: in the Tokens tab, continue the run from the selected position with another
  * token forced there: a clicked candidate bar, or typed text (all of its tokens are forced,
  * shown with their ids before the user confirms), with the run's params or the left panel's.
  */
@@ -7,7 +7,7 @@ import { api } from "../api/client";
 import type { SamplingParams, TokenPiece } from "../api/types";
 import { fork, isRunning } from "../controller";
 import { t } from "../i18n";
-import { app, currentParams } from "../state";
+import { app } from "../state";
 import { compareRuns } from "./compareView";
 import { h, selectBox } from "./dom";
 
@@ -37,7 +37,7 @@ export function forkBox(pos: number, tokenId: number | null): HTMLElement {
   const start = (ids: number[], btn: HTMLButtonElement) => {
     btn.disabled = true;
     btn.textContent = t("fork.running");
-    const params = useLeftParams ? currentParams() : null;
+    const params = useLeftParams ? app.params : null;
     void fork(pos, ids, params).then((res) => {
       if (res?.child?.id && res.child.status !== "error") void compareRuns(res.parent.id!, res.child.id);
     });
@@ -47,20 +47,41 @@ export function forkBox(pos: number, tokenId: number | null): HTMLElement {
   const cand = tok.stats?.top?.find((c) => c.id === tokenId);
   let candRow: HTMLElement;
   if (cand) {
-    const btn = h("button", { type: "button", class: "btn primary small", "data-testid": "fork", disabled: busy }, `${t("fork.title")}: “${cand.label}”`);
+    const btn = h(
+      "button",
+      { type: "button", class: "btn primary small", "data-testid": "fork", disabled: busy },
+      `${t("fork.title")}: “${cand.label}”`,
+    );
     btn.addEventListener("click", () => start([cand.id], btn));
-    candRow = h("div", { class: "fork-row" }, h("span", { class: "muted" }, `${t("tip.position")} ${pos}:`), h("span", { class: "mono" }, `${tok.label} → ${cand.label}`), btn);
+    candRow = h(
+      "div",
+      { class: "fork-row" },
+      h("span", { class: "muted" }, `${t("tip.position")} ${pos}:`),
+      h("span", { class: "mono" }, `${tok.label} → ${cand.label}`),
+      btn,
+    );
   } else candRow = h("div", { class: "fork-row muted" }, t("fork.hint"));
 
   // Typed text: tokenized by the server as the user types.
-  const input = h("input", { type: "text", class: "text", maxlength: 200, spellcheck: false, "data-testid": "fork-text", placeholder: t("fork.type_placeholder") });
+  const input = h("input", {
+    type: "text",
+    class: "text",
+    maxlength: 200,
+    spellcheck: false,
+    "data-testid": "fork-text",
+    placeholder: t("fork.type_placeholder"),
+  });
   input.value = typed;
   const preview = h("span", { class: "mono", "data-testid": "fork-typed-tokens" });
   const typedBtn = h("button", { type: "button", class: "btn primary small", "data-testid": "fork-typed" });
   const key = () => `${(app.model ?? run.model)?.path ?? ""}\n${typed}`; // tokens depend on the model
   const showTyped = (error = "") => {
     const tokens = typed && typedTokens?.key === key() ? typedTokens.tokens : [];
-    preview.replaceChildren(...(error ? [h("span", { class: "muted" }, error)] : tokens.map((p) => h("span", { class: "fork-piece", title: `id ${p.id}` }, `“${p.label}” ${p.id}`))));
+    preview.replaceChildren(
+      ...(error
+        ? [h("span", { class: "muted" }, error)]
+        : tokens.map((p) => h("span", { class: "fork-piece", title: `id ${p.id}` }, `“${p.label}” ${p.id}`))),
+    );
     typedBtn.textContent = t("fork.typed_go", { n: tokens.length });
     typedBtn.disabled = busy || tokens.length === 0;
   };
@@ -69,12 +90,15 @@ export function forkBox(pos: number, tokenId: number | null): HTMLElement {
     if (!typed || typedTokens?.key === key()) return;
     const ctrl = (pending = new AbortController());
     const k = key();
-    api.tokenize(typed, ctrl.signal).then((res) => {
-      typedTokens = { key: k, tokens: res.tokens };
-      if (k === key()) showTyped();
-    }, (e: Error) => {
-      if (e.name !== "AbortError" && k === key()) showTyped(e.message);
-    });
+    api.tokenize(typed, ctrl.signal).then(
+      (res) => {
+        typedTokens = { key: k, tokens: res.tokens };
+        if (k === key()) showTyped();
+      },
+      (e: Error) => {
+        if (e.name !== "AbortError" && k === key()) showTyped(e.message);
+      },
+    );
   };
   let timer: ReturnType<typeof setTimeout> | undefined;
   input.addEventListener("input", () => {
@@ -84,7 +108,11 @@ export function forkBox(pos: number, tokenId: number | null): HTMLElement {
     timer = setTimeout(lookup, 200);
   });
   typedBtn.addEventListener("click", () => {
-    if (typedTokens?.key === key() && typedTokens.tokens.length) start(typedTokens.tokens.map((p) => p.id), typedBtn);
+    if (typedTokens?.key === key() && typedTokens.tokens.length)
+      start(
+        typedTokens.tokens.map((p) => p.id),
+        typedBtn,
+      );
   });
   showTyped();
   lookup();
@@ -92,16 +120,27 @@ export function forkBox(pos: number, tokenId: number | null): HTMLElement {
   // Params: the run's own (the server reuses them) or the left panel's, read when forking.
   const summary = h("span", { class: "muted", "data-testid": "fork-params-summary" });
   const showParams = () => {
-    summary.textContent = paramsText(useLeftParams ? currentParams() : run.params);
+    summary.textContent = paramsText(useLeftParams ? app.params : run.params);
   };
-  const choice = selectBox([["same", t("fork.params_same")], ["left", t("fork.params_left")]], useLeftParams ? "left" : "same", (v) => {
-    useLeftParams = v === "left";
-    showParams();
-  }, "fork-params");
+  const choice = selectBox(
+    [
+      ["same", t("fork.params_same")],
+      ["left", t("fork.params_left")],
+    ],
+    useLeftParams ? "left" : "same",
+    (v) => {
+      useLeftParams = v === "left";
+      showParams();
+    },
+    "fork-params",
+  );
   showParams();
 
-  return h("div", { class: "fork-box" },
+  return h(
+    "div",
+    { class: "fork-box" },
     candRow,
     h("div", { class: "fork-row" }, h("span", { class: "muted" }, t("fork.type")), input, preview, typedBtn),
-    h("div", { class: "fork-row" }, h("span", { class: "muted" }, t("fork.params")), choice, summary));
+    h("div", { class: "fork-row" }, h("span", { class: "muted" }, t("fork.params")), choice, summary),
+  );
 }

@@ -13,11 +13,21 @@ import { clear, h } from "./dom";
 export function historyDrawer(): { el: HTMLElement; toggle: () => void } {
   const search = h("input", { type: "search", class: "text", "data-testid": "history-search" });
   const list = h("div", { class: "list", "data-testid": "history-list" });
-  const compareBtn = h("button", { type: "button", class: "btn small", disabled: true, "data-testid": "history-compare" });
+  const compareBtn = h("button", {
+    type: "button",
+    class: "btn small",
+    disabled: true,
+    "data-testid": "history-compare",
+  });
   const toast = h("div", { class: "toast", hidden: true, "data-testid": "history-toast" });
   const picked: string[] = [];
-  const el = h("aside", { class: "drawer", hidden: true, "data-testid": "history" },
-    h("div", { class: "row" }, search, compareBtn), toast, list);
+  const el = h(
+    "aside",
+    { class: "drawer", hidden: true, "data-testid": "history" },
+    h("div", { class: "row" }, search, compareBtn),
+    toast,
+    list,
+  );
   let timer = 0;
 
   const load = async () => {
@@ -38,18 +48,30 @@ export function historyDrawer(): { el: HTMLElement; toggle: () => void } {
   };
 
   const row = (r: RunRow): HTMLElement => {
-    const pick = h("input", { type: "checkbox", checked: picked.includes(r.id), title: t("history.compare"), "data-testid": "history-pick" });
+    const pick = h("input", {
+      type: "checkbox",
+      checked: picked.includes(r.id),
+      title: t("history.compare"),
+      "data-testid": "history-pick",
+    });
     pick.addEventListener("change", () => {
       const i = picked.indexOf(r.id);
       if (pick.checked && i < 0) picked.push(r.id);
       if (!pick.checked && i >= 0) picked.splice(i, 1);
       while (picked.length > 2) picked.shift();
-      list.querySelectorAll<HTMLInputElement>("[data-testid=history-pick]").forEach((c) => (c.checked = picked.includes(c.closest<HTMLElement>(".run-row")!.dataset.id!)));
+      list
+        .querySelectorAll<HTMLInputElement>("[data-testid=history-pick]")
+        .forEach((c) => (c.checked = picked.includes(c.closest<HTMLElement>(".run-row")!.dataset.id!)));
       compareBtn.disabled = picked.length !== 2;
     });
     const title = h("div", { class: "run-title", "data-testid": "history-title" }, r.title || r.prompt_preview || r.id);
     const when = new Date(r.created * 1000).toLocaleString();
-    const meta = h("div", { class: "muted small" }, `${when} · ${r.n_tokens - r.prompt_len} ${t("gen.tokens")} · ${r.model_name}${r.parent_id ? ` · ${t("fork.forked")} @${r.fork_position}` : ""}`);
+    const forked = r.parent_id ? ` · ${t("fork.forked")} @${r.fork_position}` : "";
+    const meta = h(
+      "div",
+      { class: "muted small" },
+      `${when} · ${r.n_tokens - r.prompt_len} ${t("gen.tokens")} · ${r.model_name}${forked}`,
+    );
     const preview = h("div", { class: "small run-preview" }, r.output_preview);
     const btn = (label: string, testid: string, fn: () => void) => {
       const b = h("button", { type: "button", class: "btn ghost small", "data-testid": testid }, label);
@@ -59,15 +81,26 @@ export function historyDrawer(): { el: HTMLElement; toggle: () => void } {
       });
       return b;
     };
-    const item = h("div", { class: "run-row", "data-id": r.id },
+    const item = h(
+      "div",
+      { class: "run-row", "data-id": r.id },
       h("div", { class: "row" }, pick, title),
-      meta, preview,
-      h("div", { class: "row" },
+      meta,
+      preview,
+      h(
+        "div",
+        { class: "row" },
         btn(t("history.open"), "history-open", () => void open(r.id)),
         btn(t("history.rename"), "history-rename", () => rename(r, title)),
         btn(t("history.delete"), "history-delete", () => void remove(r)),
-        h("a", { class: "btn ghost small", href: api.exportUrl(r.id, "json"), download: `llmvis-${r.id}.json` }, "JSON"),
-        h("a", { class: "btn ghost small", href: api.exportUrl(r.id, "csv"), download: `llmvis-${r.id}.csv` }, "CSV")));
+        h(
+          "a",
+          { class: "btn ghost small", href: api.exportUrl(r.id, "json"), download: `llmvis-${r.id}.json` },
+          "JSON",
+        ),
+        h("a", { class: "btn ghost small", href: api.exportUrl(r.id, "csv"), download: `llmvis-${r.id}.csv` }, "CSV"),
+      ),
+    );
     return item;
   };
 
@@ -80,7 +113,12 @@ export function historyDrawer(): { el: HTMLElement; toggle: () => void } {
   };
 
   const rename = (r: RunRow, title: HTMLElement) => {
-    const input = h("input", { type: "text", class: "text", value: r.title || r.prompt_preview, "data-testid": "history-rename-input" });
+    const input = h("input", {
+      type: "text",
+      class: "text",
+      value: r.title || r.prompt_preview,
+      "data-testid": "history-rename-input",
+    });
     title.replaceWith(input);
     input.focus();
     input.select();

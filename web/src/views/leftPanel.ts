@@ -4,7 +4,7 @@ import { api } from "../api/client";
 import { generate, isRunning, loadModel, newConversation, stop } from "../controller";
 import { onLangChange, t } from "../i18n";
 import { isRemote, loadSpec, shortName } from "../remote";
-import { app, emit, on, setParamsSource } from "../state";
+import { app, emit, on } from "../state";
 import { h, segmented } from "./dom";
 import { slider } from "./slider";
 
@@ -37,7 +37,13 @@ export function leftPanel(): HTMLElement {
   // --- model -------------------------------------------------------------------------
   // Local mode: the load box loads the model runs use. Remote mode (runs go to an engine):
   // the engine is shown above, and the load box loads a local copy for the weight-based views.
-  const specInput = h("input", { type: "text", class: "text", "data-testid": "model-spec", spellcheck: false, value: saved.spec ?? "" });
+  const specInput = h("input", {
+    type: "text",
+    class: "text",
+    "data-testid": "model-spec",
+    spellcheck: false,
+    value: saved.spec ?? "",
+  });
   const loadBtn = h("button", { type: "button", class: "btn", "data-testid": "load" });
   const loadRow = h("div", { class: "row" }, specInput, loadBtn);
   const bar = h("div", { class: "progress-fill" });
@@ -55,10 +61,18 @@ export function leftPanel(): HTMLElement {
     if (!m) return;
     if (remote) {
       copyHint.before(info); // the engine first, then the load box for its local copy
-      const shape = [m.architecture, m.layers ? `${m.layers} ${t("model.layers")}` : "", m.heads ? `${m.heads}/${m.kv_heads} ${t("model.heads")}` : ""];
+      const shape = [
+        m.architecture,
+        m.layers ? `${m.layers} ${t("model.layers")}` : "",
+        m.heads ? `${m.heads}/${m.kv_heads} ${t("model.heads")}` : "",
+      ];
       info.append(
         h("div", { class: "model-name", title: m.name }, shortName(m.name)),
-        h("div", { class: "muted small", "data-testid": "model-remote", title: m.path }, t("model.remote", { host: m.device })),
+        h(
+          "div",
+          { class: "muted small", "data-testid": "model-remote", title: m.path },
+          t("model.remote", { host: m.device }),
+        ),
         h("div", { class: "muted small" }, shape.filter(Boolean).join(" · ")),
       );
       const local = app.localModel;
@@ -70,8 +84,18 @@ export function leftPanel(): HTMLElement {
     const params = m.parameters >= 1e9 ? `${(m.parameters / 1e9).toFixed(2)}B` : `${(m.parameters / 1e6).toFixed(1)}M`;
     info.append(
       h("div", { class: "model-name", title: m.path }, m.name),
-      h("div", { class: "muted small" },
-        `${m.architecture} · ${m.layers} ${t("model.layers")} · ${m.heads}/${m.kv_heads} ${t("model.heads")} · ${params} ${t("model.params")} · ${m.dtype} · ${m.device}`),
+      h(
+        "div",
+        { class: "muted small" },
+        [
+          m.architecture,
+          `${m.layers} ${t("model.layers")}`,
+          `${m.heads}/${m.kv_heads} ${t("model.heads")}`,
+          `${params} ${t("model.params")}`,
+          m.dtype,
+          m.device,
+        ].join(" · "),
+      ),
     );
     status.textContent = t("model.loaded");
     status.className = "model-status ok";
@@ -135,18 +159,64 @@ export function leftPanel(): HTMLElement {
   follow();
 
   // --- mode and params -----------------------------------------------------------------
-  const modeBox = segmented([["chat", ""], ["completion", ""]], mode, (v) => {
-    mode = v as typeof mode;
-    systemInput.hidden = mode !== "chat";
-    newConversation();
-    persist();
-  }, "mode");
-  const temperature = slider({ id: "temperature", label: () => t("params.temperature"), min: 0, max: 2, step: 0.05, value: saved.temperature ?? 0.7 });
-  const topK = slider({ id: "top-k", label: () => t("params.top_k"), min: 0, max: 100, step: 1, value: saved.top_k === undefined ? 50 : (saved.top_k as number), off: { value: 0, label: () => t("params.top_k_off") } });
+  const modeBox = segmented(
+    [
+      ["chat", ""],
+      ["completion", ""],
+    ],
+    mode,
+    (v) => {
+      mode = v as typeof mode;
+      systemInput.hidden = mode !== "chat";
+      newConversation();
+      persist();
+    },
+    "mode",
+  );
+  const temperature = slider({
+    id: "temperature",
+    label: () => t("params.temperature"),
+    min: 0,
+    max: 2,
+    step: 0.05,
+    value: saved.temperature ?? 0.7,
+  });
+  const topK = slider({
+    id: "top-k",
+    label: () => t("params.top_k"),
+    min: 0,
+    max: 100,
+    step: 1,
+    value: saved.top_k === undefined ? 50 : (saved.top_k as number),
+    off: { value: 0, label: () => t("params.top_k_off") },
+  });
   if (saved.top_k === null) topK.set(null);
-  const topP = slider({ id: "top-p", label: () => t("params.top_p"), min: 0.01, max: 1, step: 0.01, value: saved.top_p ?? 0.95 });
-  const maxTokens = slider({ id: "max-tokens", label: () => t("params.max_tokens"), min: 16, max: 512, step: 1, value: saved.max_new_tokens ?? 128 });
-  const seed = slider({ id: "seed", label: () => t("params.seed"), min: -1, max: 1000, step: 1, value: saved.seed ?? -1, off: { value: -1, label: () => t("params.seed_random") }, boxMax: 2 ** 31 - 1 });
+  const topP = slider({
+    id: "top-p",
+    label: () => t("params.top_p"),
+    min: 0.01,
+    max: 1,
+    step: 0.01,
+    value: saved.top_p ?? 0.95,
+  });
+  const maxTokens = slider({
+    id: "max-tokens",
+    label: () => t("params.max_tokens"),
+    min: 16,
+    max: 512,
+    step: 1,
+    value: saved.max_new_tokens ?? 128,
+  });
+  const seed = slider({
+    id: "seed",
+    label: () => t("params.seed"),
+    min: -1,
+    max: 1000,
+    step: 1,
+    value: saved.seed ?? -1,
+    off: { value: -1, label: () => t("params.seed_random") },
+    boxMax: 2 ** 31 - 1,
+  });
   if (saved.seed === undefined || saved.seed === null) seed.set(null);
   const sliders = [temperature, topK, topP, maxTokens, seed];
 
@@ -158,10 +228,21 @@ export function leftPanel(): HTMLElement {
     seed: seed.get(),
     top_n: 10,
   });
-  setParamsSource(params);
+  // Kept in app state for the fork dialog. Listening on each slider's box: the slider's own
+  // listeners, on the inputs inside it, have updated its value by the time the event bubbles here.
+  const publishParams = () => {
+    app.params = params();
+  };
+  publishParams();
+  for (const s of sliders) for (const type of ["input", "change"]) s.el.addEventListener(type, publishParams);
 
   // --- input -------------------------------------------------------------------------------
-  const systemInput = h("textarea", { class: "text system", rows: 1, "data-testid": "system", hidden: mode !== "chat" });
+  const systemInput = h("textarea", {
+    class: "text system",
+    rows: 1,
+    "data-testid": "system",
+    hidden: mode !== "chat",
+  });
   systemInput.value = saved.system ?? "";
   const input = h("textarea", { class: "text prompt", rows: 5, "data-testid": "prompt" });
   input.value = saved.input ?? "";
@@ -170,13 +251,20 @@ export function leftPanel(): HTMLElement {
   const clearBtn = h("button", { type: "button", class: "btn ghost", "data-testid": "new-conversation" });
 
   const send = () => {
-    void generate(input.value, mode, systemInput.value, params(), () => {
-      input.value = "";
-      persist();
-    }, (text) => {
-      if (!input.value) input.value = text;
-      persist();
-    });
+    void generate(
+      input.value,
+      mode,
+      systemInput.value,
+      params(),
+      () => {
+        input.value = "";
+        persist();
+      },
+      (text) => {
+        if (!input.value) input.value = text;
+        persist();
+      },
+    );
   };
   input.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
@@ -203,14 +291,20 @@ export function leftPanel(): HTMLElement {
   const section = (key: Parameters<typeof t>[0], ...children: Node[]) =>
     h("section", { class: "card" }, h("h2", { "data-i18n": key }), ...children);
 
-  const el = h("aside", { class: "left", "data-testid": "left-panel" },
+  const el = h(
+    "aside",
+    { class: "left", "data-testid": "left-panel" },
     section("model.title", copyHint, loadRow, progress, status, info),
     section("mode.title", modeBox),
     section("params.title", ...sliders.map((s) => s.el)),
-    h("section", { class: "card grow" },
-      systemInput, input,
+    h(
+      "section",
+      { class: "card grow" },
+      systemInput,
+      input,
       h("div", { class: "row buttons" }, genBtn, stopBtn),
-      h("div", { class: "row" }, clearBtn)),
+      h("div", { class: "row" }, clearBtn),
+    ),
   );
 
   const relabel = () => {

@@ -17,14 +17,17 @@ export function compileSizeExpr(source: string): (width: number, height: number,
   const peek = () => tokens[i];
   const take = (want?: string) => {
     const tok = tokens[i++];
-    if (tok === undefined || (want !== undefined && tok !== want)) throw new Error(`size expression: expected ${want ?? "more"} in ${JSON.stringify(source)}`);
+    if (tok === undefined || (want !== undefined && tok !== want))
+      throw new Error(`size expression: expected ${want ?? "more"} in ${JSON.stringify(source)}`);
     return tok;
   };
-  const num = (n: Node): ((v: Vars) => number) => (v) => {
-    const x = n(v);
-    if (typeof x !== "number") throw new Error("size expression: arithmetic on a list");
-    return x;
-  };
+  const num =
+    (n: Node): ((v: Vars) => number) =>
+    (v) => {
+      const x = n(v);
+      if (typeof x !== "number") throw new Error("size expression: arithmetic on a list");
+      return x;
+    };
 
   const factor = (): Node => {
     const tok = take();
@@ -75,6 +78,7 @@ export function compileSizeExpr(source: string): (width: number, height: number,
   };
 
   const root = expr();
-  if (i !== tokens.length) throw new Error(`size expression: trailing ${JSON.stringify(tokens[i])} in ${JSON.stringify(source)}`);
+  if (i !== tokens.length)
+    throw new Error(`size expression: trailing ${JSON.stringify(tokens[i])} in ${JSON.stringify(source)}`);
   return (width, height, dpr = 1) => root({ width, height, dpr });
 }

@@ -22,10 +22,20 @@ export interface Slider {
 }
 
 export function slider(spec: SliderSpec): Slider {
-  const range = h("input", { type: "range", min: spec.min, max: spec.max, step: spec.step, "data-testid": `${spec.id}-range` });
+  const range = h("input", {
+    type: "range",
+    min: spec.min,
+    max: spec.max,
+    step: spec.step,
+    "data-testid": `${spec.id}-range`,
+  });
   const box = h("input", {
-    type: "number", min: spec.off ? spec.off.value + spec.step : spec.min, max: spec.boxMax ?? spec.max,
-    step: spec.step, class: "num", "data-testid": `${spec.id}-box`,
+    type: "number",
+    min: spec.off ? spec.off.value + spec.step : spec.min,
+    max: spec.boxMax ?? spec.max,
+    step: spec.step,
+    class: "num",
+    "data-testid": `${spec.id}-box`,
   });
   const label = h("label", { for: `${spec.id}-box` });
   box.id = `${spec.id}-box`;

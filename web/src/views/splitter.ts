@@ -17,7 +17,13 @@ export function splitter(root: HTMLElement): HTMLElement {
   const stored = Number(localStorage.getItem(KEY));
   set(stored > 0 ? stored : Math.round(window.innerWidth * 0.47));
 
-  const bar = h("div", { class: "splitter", role: "separator", "aria-orientation": "vertical", tabindex: 0, "data-testid": "splitter" });
+  const bar = h("div", {
+    class: "splitter",
+    role: "separator",
+    "aria-orientation": "vertical",
+    tabindex: 0,
+    "data-testid": "splitter",
+  });
   bar.addEventListener("pointerdown", (e) => {
     e.preventDefault();
     bar.setPointerCapture(e.pointerId);

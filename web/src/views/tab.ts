@@ -4,11 +4,12 @@
  * language); a newer refresh aborts the older one's requests.
  */
 import { ApiError, api } from "../api/client";
+import type { ViewName, ViewParams, ViewResult } from "../api/views";
 import type { Option } from "../charts/common";
 import { themeByName, type Theme } from "../charts/theme";
 import { type Key, t } from "../i18n";
 import { isRemote } from "../remote";
-import { app, emit } from "../state";
+import { app, emit, type Run } from "../state";
 import { Chart } from "./chartHost";
 import { clear, h } from "./dom";
 
@@ -58,7 +59,19 @@ export abstract class Tab {
       // 409: the view needs weights that are not loaded here (a remote run's, or another model's).
       if (e instanceof ApiError && e.status === 409) {
         const label = isRemote(app.run?.model) ? t("view.load_copy") : t("view.load_model");
-        this.status.append(" ", h("button", { type: "button", class: "btn small", "data-testid": `load-for-${this.id}`, onclick: () => emit("wantModel") }, label));
+        this.status.append(
+          " ",
+          h(
+            "button",
+            {
+              type: "button",
+              class: "btn small",
+              "data-testid": `load-for-${this.id}`,
+              onclick: () => emit("wantModel"),
+            },
+            label,
+          ),
+        );
       }
     });
   }
@@ -91,14 +104,14 @@ export abstract class Tab {
   }
 
   /** Fetch a view of the current run; shows "computing" while it takes a moment. */
-  async view<T>(name: string, params: Record<string, string | number | boolean | null | undefined>, signal: AbortSignal): Promise<T> {
+  async view<N extends ViewName>(name: N, params: ViewParams<N>, signal: AbortSignal): Promise<ViewResult<N>> {
     const id = app.run?.id;
     if (!id) throw new Error(t("view.no_run"));
     const key = `${id}/${name}?${JSON.stringify(params)}`;
-    if (cache.has(key)) return cache.get(key) as T;
+    if (cache.has(key)) return cache.get(key) as ViewResult<N>;
     const timer = setTimeout(() => this.setStatus(t("view.loading")), 150);
     try {
-      const result = await api.view<T>(id, name, params, signal);
+      const result = await api.view(id, name, params, signal);
       cache.set(key, result);
       if (cache.size > CACHE_ENTRIES) cache.delete(cache.keys().next().value as string);
       return result;
@@ -106,6 +119,19 @@ export abstract class Tab {
       clearTimeout(timer);
       if (!signal.aborted && this.status.textContent === t("view.loading")) this.setStatus("");
     }
+  }
+
+  /**
+   * The current run once it is saved and finished (views are computed from the stored run);
+   * otherwise null, with "no run" or "loading" in the body.
+   */
+  protected finishedRun(): Run | null {
+    const run = app.run;
+    if (!run?.id || run.status === "streaming") {
+      this.reset(t(run ? "view.loading" : "view.no_run"));
+      return null;
+    }
+    return run;
   }
 
   /** The selected position, or a message in the body when none is selected. */

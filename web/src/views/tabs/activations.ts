@@ -1,5 +1,4 @@
 /** Activations tab: per-layer distributions of MLP activations and attention outputs. */
-import type { ActivationsView } from "../../api/views";
 import { activationStatsOption, activationsOption } from "../../charts/activations";
 import { t } from "../../i18n";
 import { app } from "../../state";
@@ -16,30 +15,58 @@ export class ActivationsTab extends Tab {
 
   buildControls(): void {
     this.controls.replaceChildren(
-      h("label", {}, t("ctl.kind"), segmented([["mlp", "MLP"], ["attn", "attention"]], this.kind, (v) => {
-        this.kind = v as "mlp" | "attn";
-        this.run();
-      }, "act-kind")),
-      segmented([["token", t("tip.position")], ["all", "all tokens"]], this.scope, (v) => {
-        this.scope = v as "token" | "all";
-        this.run();
-      }, "act-scope"),
+      h(
+        "label",
+        {},
+        t("ctl.kind"),
+        segmented(
+          [
+            ["mlp", "MLP"],
+            ["attn", "attention"],
+          ],
+          this.kind,
+          (v) => {
+            this.kind = v as "mlp" | "attn";
+            this.run();
+          },
+          "act-kind",
+        ),
+      ),
+      segmented(
+        [
+          ["token", t("tip.position")],
+          ["all", "all tokens"],
+        ],
+        this.scope,
+        (v) => {
+          this.scope = v as "token" | "all";
+          this.run();
+        },
+        "act-scope",
+      ),
     );
   }
 
   async refresh(signal: AbortSignal): Promise<void> {
-    const run = app.run;
-    if (!run?.id || run.status === "streaming") {
-      this.reset(t(run ? "view.loading" : "view.no_run"));
-      return;
-    }
+    if (!this.finishedRun()) return;
     const pos = this.scope === "token" ? app.selected : null;
-    const view = await this.view<ActivationsView>("activations", { position: pos }, signal);
+    const view = await this.view("activations", { position: pos }, signal);
     this.clearPlaceholder();
     const d = this.kind === "mlp" ? view.mlp : view.attn;
-    const where = view.position === null || view.position === undefined ? `${view.tokens} tokens` : `${t("tip.position")} ${view.position}`;
+    const where =
+      view.position === null || view.position === undefined
+        ? `${view.tokens} tokens`
+        : `${t("tip.position")} ${view.position}`;
     const name = this.kind === "mlp" ? "MLP" : "attention output";
-    this.draw("hist", activationsOption(d, this.theme, `${t("chart.activations", { layer: "0…" + (d.layers.length - 1) })} · ${name} · ${where} (log₁₀ count)`), "tall");
+    this.draw(
+      "hist",
+      activationsOption(
+        d,
+        this.theme,
+        `${t("chart.activations", { layer: "0…" + (d.layers.length - 1) })} · ${name} · ${where} (log₁₀ count)`,
+      ),
+      "tall",
+    );
     this.draw("stats", activationStatsOption(d, this.theme, `${name}: std, |max|`), "short");
   }
 }

@@ -7,13 +7,13 @@
 import { attentionOption, attentionRowOption } from "../../charts/attention";
 import type { AttentionView } from "../../api/views";
 import { t } from "../../i18n";
-import { app } from "../../state";
+import { app, select } from "../../state";
 import { h, selectBox } from "../dom";
 import { Tab } from "../tab";
 
 export class AttentionTab extends Tab {
   layer = 0;
-  head = "mean";
+  head: number | "mean" | "max" = "mean";
   window: [number, number] | null = null;
   private last: AttentionView | null = null;
   private zoomTimer = 0;
@@ -27,17 +27,33 @@ export class AttentionTab extends Tab {
     const layers = m?.layers ?? 1;
     const heads = m?.heads ?? 1;
     if (this.layer >= layers) this.layer = 0;
-    const layerSel = selectBox(Array.from({ length: layers }, (_, i) => [String(i), String(i)]), String(this.layer), (v) => {
-      this.layer = Number(v);
-      this.run();
-    }, "attn-layer");
-    const headSel = selectBox(
-      [["mean", t("ctl.mean")], ["max", t("ctl.max")], ...Array.from({ length: heads }, (_, i): [string, string] => [String(i), `${t("ctl.head")} ${i}`])],
-      this.head, (v) => {
-        this.head = v;
+    const layerSel = selectBox(
+      Array.from({ length: layers }, (_, i) => [String(i), String(i)]),
+      String(this.layer),
+      (v) => {
+        this.layer = Number(v);
         this.run();
-      }, "attn-head");
-    const reset = h("button", { type: "button", class: "btn small ghost", "data-testid": "attn-reset" }, t("ctl.reset_zoom"));
+      },
+      "attn-layer",
+    );
+    const headSel = selectBox(
+      [
+        ["mean", t("ctl.mean")],
+        ["max", t("ctl.max")],
+        ...Array.from({ length: heads }, (_, i): [string, string] => [String(i), `${t("ctl.head")} ${i}`]),
+      ],
+      String(this.head),
+      (v) => {
+        this.head = v === "mean" || v === "max" ? v : Number(v);
+        this.run();
+      },
+      "attn-head",
+    );
+    const reset = h(
+      "button",
+      { type: "button", class: "btn small ghost", "data-testid": "attn-reset" },
+      t("ctl.reset_zoom"),
+    );
     reset.addEventListener("click", () => {
       this.window = null;
       this.run();
@@ -50,33 +66,44 @@ export class AttentionTab extends Tab {
   }
 
   async refresh(signal: AbortSignal): Promise<void> {
-    const run = app.run;
-    if (!run?.id || run.status === "streaming") {
-      this.reset(t(run ? "view.loading" : "view.no_run"));
-      return;
-    }
+    const run = this.finishedRun();
+    if (!run) return;
     if (run.tokens.length < 2) return;
     const [start, end] = this.window ?? [0, run.tokens.length];
-    const view = await this.view<AttentionView>("attention", { layer: this.layer, head: this.head, start, end, max_cells: 256 }, signal);
+    const view = await this.view(
+      "attention",
+      { layer: this.layer, head: this.head, start, end, max_cells: 256 },
+      signal,
+    );
     this.last = view;
     this.clearPlaceholder();
-    const headName = /^\d+$/.test(this.head) ? `${t("ctl.head")} ${this.head}` : t(this.head === "max" ? "ctl.max" : "ctl.mean");
-    const win = view.start > 0 || view.end < view.n_positions ? ` · ${t("ctl.window")} ${view.start}–${view.end - 1}` : "";
-    const chart = this.draw("matrix", attentionOption(view, this.theme, t("chart.attention", { layer: this.layer, head: headName }) + win), "tall");
+    const headName =
+      typeof this.head === "number" ? `${t("ctl.head")} ${this.head}` : t(this.head === "max" ? "ctl.max" : "ctl.mean");
+    const win =
+      view.start > 0 || view.end < view.n_positions ? ` · ${t("ctl.window")} ${view.start}–${view.end - 1}` : "";
+    const chart = this.draw(
+      "matrix",
+      attentionOption(view, this.theme, t("chart.attention", { layer: this.layer, head: headName }) + win),
+      "tall",
+    );
     chart.inst.off("datazoom");
     chart.inst.on("datazoom", () => this.onZoom());
     chart.inst.off("click");
     chart.inst.on("click", (p) => {
       if (Array.isArray(p.value)) {
         const q = view.row_indices[Number(p.value[1])];
-        if (q !== undefined) window.dispatchEvent(new CustomEvent("llmvis:select", { detail: q }));
+        if (q !== undefined) select(q);
       }
     });
 
     const pos = app.selected;
     if (pos !== null && pos > 0) {
-      const row = await this.view<AttentionView>("attention", { position: pos, max_cells: 128 }, signal);
-      this.draw("row", attentionRowOption(row, this.theme, `${t("tab.attention")} · ${t("tip.position")} ${pos} · L×H`), "tall");
+      const row = await this.view("attention", { position: pos, max_cells: 128 }, signal);
+      this.draw(
+        "row",
+        attentionRowOption(row, this.theme, `${t("tab.attention")} · ${t("tip.position")} ${pos} · L×H`),
+        "tall",
+      );
     } else {
       this.charts.get("row")?.dispose();
       this.charts.delete("row");
@@ -100,9 +127,8 @@ export class AttentionTab extends Tab {
       const start = view.col_indices[Math.max(0, lo)] ?? view.start;
       const endIdx = Math.min(hi + 1, view.col_indices.length);
       const end = endIdx < view.col_indices.length ? view.col_indices[endIdx] : view.end;
-      if (!view.pooled && start === view.start && end === view.end) return;
       if (end - start < 2) return;
-      if (start === view.start && end === view.end) return;
+      if (start === view.start && end === view.end) return; // already showing this window
       this.window = [start, end];
       this.run();
     }, 350);

@@ -1,14 +1,15 @@
 /** Attribution tab: which earlier tokens the selected token depends on, by a chosen method. */
-import type { AttributionView } from "../../api/views";
+import type { ViewParams } from "../../api/views";
 import { attributionOption } from "../../charts/attribution";
 import { fmt } from "../../charts/common";
 import { t } from "../../i18n";
-import { app } from "../../state";
 import { h, selectBox } from "../dom";
 import { Tab } from "../tab";
 
+type Method = NonNullable<ViewParams<"attribution">["method"]>;
+
 export class AttributionTab extends Tab {
-  method = "rollout";
+  method: Method = "rollout";
   hideFirst = true;
 
   constructor() {
@@ -16,12 +17,27 @@ export class AttributionTab extends Tab {
   }
 
   buildControls(): void {
-    this.controls.replaceChildren(h("label", {}, t("ctl.method"), selectBox([
-      ["rollout", "attention rollout"], ["grad_x_input", "gradient × input"], ["integrated_gradients", "integrated gradients"],
-    ], this.method, (v) => {
-      this.method = v;
-      this.run();
-    }, "attr-method")), this.hideFirstBox());
+    this.controls.replaceChildren(
+      h(
+        "label",
+        {},
+        t("ctl.method"),
+        selectBox(
+          [
+            ["rollout", "attention rollout"],
+            ["grad_x_input", "gradient × input"],
+            ["integrated_gradients", "integrated gradients"],
+          ],
+          this.method,
+          (v) => {
+            this.method = v as Method;
+            this.run();
+          },
+          "attr-method",
+        ),
+      ),
+      this.hideFirstBox(),
+    );
   }
 
   private hideFirstBox(): HTMLElement {
@@ -34,20 +50,25 @@ export class AttributionTab extends Tab {
   }
 
   async refresh(signal: AbortSignal): Promise<void> {
-    const run = app.run;
-    if (!run?.id || run.status === "streaming") {
-      this.reset(t(run ? "view.loading" : "view.no_run"));
-      return;
-    }
+    if (!this.finishedRun()) return;
     const pos = this.needSelection();
     if (pos === null) return;
     if (pos < 1) {
       this.reset(`${t("tip.position")} 0: —`);
       return;
     }
-    const view = await this.view<AttributionView>("attribution", { position: pos, method: this.method }, signal);
+    const view = await this.view("attribution", { position: pos, method: this.method }, signal);
     this.clearPlaceholder();
     const extra = view.delta !== null && view.delta !== undefined ? ` · Δ ${fmt(view.delta)}` : "";
-    this.draw("bars", attributionOption(view, this.theme, `${t("chart.attribution", { pos })} → ${view.target_label} (${view.objective})${extra}`, this.hideFirst), "tall");
+    this.draw(
+      "bars",
+      attributionOption(
+        view,
+        this.theme,
+        `${t("chart.attribution", { pos })} → ${view.target_label} (${view.objective})${extra}`,
+        this.hideFirst,
+      ),
+      "tall",
+    );
   }
 }

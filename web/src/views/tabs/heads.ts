@@ -1,5 +1,4 @@
 /** Heads tab: every head of a layer for the selected query, head entropy L×H, head health. */
-import type { HeadEntropyView, HeadHealthView, MultiHeadView } from "../../api/views";
 import { headEntropyOption } from "../../charts/headEntropy";
 import { headHealthOption } from "../../charts/headHealth";
 import { multiHeadOption } from "../../charts/multiHead";
@@ -18,26 +17,39 @@ export class HeadsTab extends Tab {
   buildControls(): void {
     const layers = (app.run?.model ?? app.model)?.layers ?? 1;
     if (this.layer >= layers) this.layer = 0;
-    this.controls.replaceChildren(h("label", {}, t("ctl.layer"), selectBox(Array.from({ length: layers }, (_, i) => [String(i), String(i)]), String(this.layer), (v) => {
-      this.layer = Number(v);
-      this.run();
-    }, "heads-layer")));
+    this.controls.replaceChildren(
+      h(
+        "label",
+        {},
+        t("ctl.layer"),
+        selectBox(
+          Array.from({ length: layers }, (_, i) => [String(i), String(i)]),
+          String(this.layer),
+          (v) => {
+            this.layer = Number(v);
+            this.run();
+          },
+          "heads-layer",
+        ),
+      ),
+    );
   }
 
   async refresh(signal: AbortSignal): Promise<void> {
-    const run = app.run;
-    if (!run?.id || run.status === "streaming") {
-      this.reset(t(run ? "view.loading" : "view.no_run"));
-      return;
-    }
+    const run = this.finishedRun();
+    if (!run) return;
     const pos = app.selected ?? run.tokens.length - 1;
     const [mh, ent, health] = await Promise.all([
-      this.view<MultiHeadView>("multi_head", { layer: this.layer, position: pos }, signal),
-      this.view<HeadEntropyView>("head_entropy", {}, signal),
-      this.view<HeadHealthView>("head_health", {}, signal),
+      this.view("multi_head", { layer: this.layer, position: pos }, signal),
+      this.view("head_entropy", {}, signal),
+      this.view("head_health", {}, signal),
     ]);
     this.clearPlaceholder();
-    this.draw("grid", multiHeadOption(mh, this.theme, t("chart.multi_head", { layer: this.layer, pos: mh.position })), "tall");
+    this.draw(
+      "grid",
+      multiHeadOption(mh, this.theme, t("chart.multi_head", { layer: this.layer, pos: mh.position })),
+      "tall",
+    );
     this.draw("entropy", headEntropyOption(ent, this.theme, t("chart.head_entropy")));
     this.draw("health", headHealthOption(health, this.theme, t("chart.head_health")));
   }

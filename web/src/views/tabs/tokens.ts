@@ -25,7 +25,8 @@ export class TokensTab extends Tab {
     if (!this.body.contains(this.facts)) this.body.prepend(this.facts);
     const s = tok.stats;
     const missing = s && missingMass(s);
-    const fact = (k: string, v: string) => h("div", { class: "fact" }, h("div", { class: "k" }, k), h("div", { class: "v" }, v));
+    const fact = (k: string, v: string) =>
+      h("div", { class: "fact" }, h("div", { class: "k" }, k), h("div", { class: "v" }, v));
     this.facts.replaceChildren(
       fact(t("tip.position"), `${pos} · ${tok.kind === "prompt" ? t("conv.prompt") : "→"}`),
       fact("token", `${tok.label} (${tok.id})`),
@@ -46,10 +47,16 @@ export class TokensTab extends Tab {
       this.body.querySelectorAll(".chart-box").forEach((e) => e.remove());
       return;
     }
-    const chart = this.draw("top", topCandidatesOption(tok, this.theme, {
-      title: t("chart.top_n", { pos }), raw: t("chart.raw"), sampled: t("chart.sampled"), chosen: t("chart.chosen"),
-    }));
-    // Fork (issue 6): click a candidate bar, then continue with it.
+    const chart = this.draw(
+      "top",
+      topCandidatesOption(tok, this.theme, {
+        title: t("chart.top_n", { pos }),
+        raw: t("chart.raw"),
+        sampled: t("chart.sampled"),
+        chosen: t("chart.chosen"),
+      }),
+    );
+    // Fork: click a candidate bar, then continue with it.
     const rows = [...s.top].reverse();
     // A click anywhere on a candidate's row picks it (not only on its thin bars).
     const zr = chart.inst.getZr();

@@ -1,5 +1,4 @@
 /** Uncertainty tab: the entropy curve (sortable), confidence, and the hotspot list. */
-import type { TokensView, UncertaintyView } from "../../api/views";
 import { fmt, pct } from "../../charts/common";
 import { entropyCurveOption } from "../../charts/uncertainty";
 import { t } from "../../i18n";
@@ -16,35 +15,67 @@ export class UncertaintyTab extends Tab {
   }
 
   buildControls(): void {
-    this.controls.replaceChildren(h("label", {}, t("ctl.sort"), segmented([["position", t("ctl.sort_position")], ["entropy", t("ctl.sort_entropy")]], this.sort, (v) => {
-      this.sort = v as "position" | "entropy";
-      this.run();
-    }, "unc-sort")));
+    this.controls.replaceChildren(
+      h(
+        "label",
+        {},
+        t("ctl.sort"),
+        segmented(
+          [
+            ["position", t("ctl.sort_position")],
+            ["entropy", t("ctl.sort_entropy")],
+          ],
+          this.sort,
+          (v) => {
+            this.sort = v as "position" | "entropy";
+            this.run();
+          },
+          "unc-sort",
+        ),
+      ),
+    );
   }
 
   async refresh(signal: AbortSignal): Promise<void> {
-    const run = app.run;
-    if (!run?.id || run.status === "streaming") {
-      this.reset(t(run ? "view.loading" : "view.no_run"));
-      return;
-    }
+    const run = this.finishedRun();
+    if (!run) return;
     const [tokens, unc] = await Promise.all([
-      this.view<TokensView>("tokens", { sort: this.sort, top_n: 1 }, signal),
-      this.view<UncertaintyView>("uncertainty", { limit: 12 }, signal),
+      this.view("tokens", { sort: this.sort, top_n: 1 }, signal),
+      this.view("uncertainty", { limit: 12 }, signal),
     ]);
     this.clearPlaceholder();
     const labels = run.tokens.map((tk) => tk.label);
-    this.draw("curve", entropyCurveOption(tokens, labels, this.sort === "entropy", this.theme, {
-      title: t("chart.entropy"), entropy: t("tip.entropy"), confidence: t("chart.confidence"), upper: t("chart.entropy_upper"),
-    }, app.selected));
+    this.draw(
+      "curve",
+      entropyCurveOption(
+        tokens,
+        labels,
+        this.sort === "entropy",
+        this.theme,
+        {
+          title: t("chart.entropy"),
+          entropy: t("tip.entropy"),
+          confidence: t("chart.confidence"),
+          upper: t("chart.entropy_upper"),
+        },
+        app.selected,
+      ),
+    );
     this.list.replaceChildren(
-      h("h3", { class: "muted small" }, `${t("chart.hotspots")} · mean ${fmt(unc.mean_entropy)} nats · ${unc.not_top1_count} ≠ top-1`),
+      h(
+        "h3",
+        { class: "muted small" },
+        `${t("chart.hotspots")} · mean ${fmt(unc.mean_entropy)} nats · ${unc.not_top1_count} ≠ top-1`,
+      ),
       ...unc.hotspots.map((hs) => {
-        const item = h("div", { class: "list-item" },
+        const item = h(
+          "div",
+          { class: "list-item" },
           h("span", { class: "mono" }, String(hs.position)),
           h("span", { class: "mono" }, hs.label),
           h("span", { class: "grow muted" }, hs.detail),
-          h("span", { class: "mono" }, pct(hs.probability)));
+          h("span", { class: "mono" }, pct(hs.probability)),
+        );
         item.addEventListener("click", () => select(hs.position));
         return item;
       }),

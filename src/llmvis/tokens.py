@@ -1,4 +1,4 @@
-"""UTF-8-safe token pieces and readable labels.
+"""Tokens as text: UTF-8-safe pieces and readable labels, for every producer of runs and views.
 
 Byte-level tokenizers split one character (emoji, CJK) over several tokens. Decoding each
 token alone shows U+FFFD; instead each token's piece is the text that became complete when it
@@ -53,7 +53,11 @@ class Labeler:
         self._cache: dict[int, str] = {}
         self.special_ids: frozenset[int] = frozenset(getattr(tokenizer, "all_special_ids", []) or [])
 
-    def __call__(self, token_id: int) -> str:
+    def __call__(self, token_id: int, text: str = "") -> str:
+        """The label of `token_id`; a token without a local id (−1: a remote engine's piece that
+        names no token here) is labelled by its `text`."""
+        if token_id < 0:
+            return repr(text)[1:-1] or "⟨?⟩"
         label = self._cache.get(token_id)
         if label is None:
             label = self._compute(token_id)
@@ -109,10 +113,3 @@ class IncrementalDetokenizer:
         self.prefix_offset = max(self.read_offset, len(self.ids) - _WINDOW)
         self.read_offset = len(self.ids)
         return piece
-
-    def flush(self) -> str:
-        """Whatever is still pending at the end (an incomplete character), as decoded."""
-        before = self.tokenizer.decode(self.ids[self.prefix_offset : self.read_offset], skip_special_tokens=False)
-        after = self.tokenizer.decode(self.ids[self.prefix_offset :], skip_special_tokens=False)
-        self.read_offset = len(self.ids)
-        return after[len(before) :] if len(after) > len(before) else ""

@@ -1,0 +1,97 @@
+"""An LRU of runs' captures (internals.py) and what views derive from them, bounded in bytes.
+
+A capture is one run's residual stream, O(L·T·d): tens to hundreds of MB. The server keeps the
+recent ones so that a second view of a run, or of a run opened again, does not rerun the model.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+DEFAULT_CACHE_BYTES = 1 << 30
+
+
+class CaptureCache:
+    """LRU over captured runs (and recomputed attention), bounded by `max_bytes`.
+
+    An entry larger than the whole budget is still kept (alone) so the view that asked for
+    it does not recompute it on every request; everything else is evicted first.
+    Thread-safe; `capture_lock` serialises captures so two requests never run the same
+    forward twice.
+    """
+
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES):
+        self.max_bytes = int(max_bytes)
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+        self.bytes = 0
+        self._entries: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.capture_lock = threading.RLock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._entries
+
+    def get(self, key: Any) -> Any | None:
+        with self._lock:
+            item = self._entries.get(key)
+            if item is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return item[0]
+
+    def peek(self, key: Any) -> Any | None:
+        """The entry if present, without counting a hit/miss or refreshing its recency."""
+        with self._lock:
+            item = self._entries.get(key)
+            return None if item is None else item[0]
+
+    def put(self, key: Any, value: Any, nbytes: int) -> None:
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self.bytes -= old[1]
+            while self._entries and self.bytes + nbytes > self.max_bytes:
+                _, (_, size) = self._entries.popitem(last=False)
+                self.bytes -= size
+                self.evictions += 1
+            self._entries[key] = (value, int(nbytes))
+            self.bytes += int(nbytes)
+
+    def put_if_room(self, key: Any, value: Any, nbytes: int) -> bool:
+        """Store a cheap-to-recompute helper entry only if nothing has to be evicted for it."""
+        with self._lock:
+            if key in self._entries or self.bytes + nbytes > self.max_bytes:
+                return False
+            self._entries[key] = (value, int(nbytes))
+            self.bytes += int(nbytes)
+            return True
+
+    def discard(self, key: Any) -> None:
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self.bytes -= old[1]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.bytes = 0
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "entries": len(self._entries),
+            "bytes": self.bytes,
+            "max_bytes": self.max_bytes,
+            "hits": self.hits,
+            "misses": self.misses,
+            "evictions": self.evictions,
+        }

@@ -1,0 +1,93 @@
+"""The background capture: after a run, while nothing waits, its teacher-forced internals
+capture runs on the worker, so that the first click on a view finds it in the cache.
+
+A new run or load supersedes it: the capture's forward raises at its next decoder layer and
+is tried again once the worker is idle, unless a newer run replaced it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from llmvis.internals import Internals, decoder_layers
+from llmvis.models.loaded import LoadedModel
+from llmvis.server.slot import ModelSlot
+
+log = logging.getLogger("llmvis.server")
+
+
+class _Superseded(Exception):
+    """Raised inside the capture's forward pass when a job arrives."""
+
+
+class BackgroundCapture:
+    def __init__(self, slot: ModelSlot) -> None:
+        self.slot = slot
+        self.cancel = threading.Event()  # set: the running capture stops at its next layer
+        self.captures = 0  # finished captures (for tests and the bench)
+        self._pending: tuple[LoadedModel, list[int]] | None = None
+        self._running = False
+
+    @property
+    def pending(self) -> bool:
+        return self._pending is not None
+
+    @property
+    def active(self) -> bool:
+        """A capture is running or about to start."""
+        return self._running or self._pending is not None
+
+    def schedule(self, loaded: LoadedModel, ids: list[int]) -> None:
+        """Capture this run next time the worker is idle (replacing any older pending one)."""
+        self._pending = (loaded, ids)
+
+    def forget(self) -> None:
+        self._pending = None
+
+    def supersede(self) -> None:
+        self.cancel.set()
+
+    def run(self, idle: Callable[[], bool]) -> None:
+        """Capture the pending run now, on the worker; `idle()` says whether no job waits."""
+        self._running = True
+        pending, self._pending = self._pending, None
+        try:
+            if pending is None:
+                return
+            loaded, ids = pending
+            self.cancel.clear()
+            if not idle() or loaded is not self.slot.loaded:
+                return
+            internals = Internals(loaded, ids, cache=self.slot.cache)
+            with self.slot.lock, interruptible(loaded.model, self.cancel):
+                internals.capture()
+            self.captures += 1
+        except _Superseded:
+            if self._pending is None:  # nothing newer: try again once the queue is idle
+                self._pending = pending
+        except Exception:
+            log.warning("background capture failed", exc_info=True)
+        finally:
+            self._running = False
+
+
+@contextlib.contextmanager
+def interruptible(model: Any, cancel: threading.Event) -> Iterator[None]:
+    """Raise `_Superseded` at the next decoder layer once `cancel` is set (in this thread only:
+    the model may be running elsewhere too)."""
+    me = threading.get_ident()
+
+    def check(*_: object) -> None:
+        if cancel.is_set() and threading.get_ident() == me:
+            raise _Superseded
+
+    handles = [layer.register_forward_pre_hook(check) for layer in decoder_layers(model)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -1,0 +1,54 @@
+"""Computing a view of a run: internals come from the loaded model only when its weights are the
+run's (the same model, or for a remote engine's run a local copy with the same vocabulary);
+otherwise a view that needs them is refused with a reason (409)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from llmvis.analyses.registry import VIEWS, ViewContext, compute
+from llmvis.internals import Internals
+from llmvis.models.info import ModelInfo
+from llmvis.server.slot import ModelSlot
+from llmvis.server.tickets import NeedsModel
+from llmvis.trace import Trace
+
+
+def compute_view(slot: ModelSlot, trace: Trace, name: str, params: Any) -> BaseModel:
+    """Compute one view of a run (blocking: call from a worker thread), under the model lock
+    when it uses the model."""
+    view = VIEWS[name]
+    loaded = slot.loaded
+    if loaded is not None and not same_weights(loaded.info, trace.model):
+        loaded = None
+    internals = None
+    if view.needs_internals:
+        if loaded is None:
+            raise NeedsModel(_missing_weights(view.title, trace.model))
+        unknown = sum(1 for i in trace.ids if i < 0)
+        if unknown:
+            raise NeedsModel(f"{unknown} tokens of this run have no id in the local vocabulary")
+        internals = Internals(loaded, trace.ids, cache=slot.cache)
+    ctx = ViewContext(trace=trace, loaded=loaded, internals=internals)
+    if loaded is None:
+        return compute(name, ctx, params)
+    with slot.lock:
+        return compute(name, ctx, params)
+
+
+def same_weights(local: ModelInfo, run: ModelInfo) -> bool:
+    """Whether the loaded model's weights can compute the views of a run of model `run`."""
+    if run.source == "remote":
+        return local.tokenizer_hash is not None and local.tokenizer_hash == run.tokenizer_hash
+    return local.name == run.name and local.path == run.path and local.vocab_size == run.vocab_size
+
+
+def _missing_weights(title: str, run: ModelInfo) -> str:
+    if run.source == "remote":
+        return (
+            f"the {title} view needs the model's weights, which stay on the engine at {run.path}: "
+            f"load a local copy of {run.name} (same tokenizer) to compute it here"
+        )
+    return f"the {title} view needs the weights of {run.name}; load that model first"
