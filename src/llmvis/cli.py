@@ -1,4 +1,8 @@
-"""The `llmvis` command: serve | trace | models | export."""
+"""The `llmvis` command: serve | trace | models | export.
+
+Each command imports what it needs inside its function: `llmvis --help` or a mistyped flag then
+answers at once instead of after the seconds it takes to import torch and transformers.
+"""
 
 from __future__ import annotations
 

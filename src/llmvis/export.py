@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from llmvis.config import Settings
 from llmvis.store import Store
 from llmvis.trace import Trace
 
@@ -170,8 +171,6 @@ def report_csp(page: str) -> str:
 
 def export_cli(args: argparse.Namespace) -> int:
     """`llmvis export RUN_ID [--data-dir D] [--json P] [--csv P] [--html P]` (no flag: JSON to stdout)."""
-    from llmvis.config import Settings
-
     settings = Settings(data_dir=Path(args.data_dir)) if args.data_dir else Settings()
     store = Store(settings.db_path)
     try:

@@ -13,7 +13,7 @@ from llmvis.analyses.common import (
     check_layer,
     check_position,
     check_window,
-    maxpool_2d,
+    pool_bins,
     round4,
 )
 from llmvis.analyses.registry import ViewContext, ViewParamError
@@ -40,10 +40,18 @@ def test_bin_starts():
     assert bin_starts(5, 512) == (1, [0, 1, 2, 3, 4])
 
 
-def test_maxpool_leaves_small_matrices_alone():
+def test_pooling_leaves_small_matrices_alone():
     m = torch.rand(3, 5, 5)
-    pooled, rows, cols = maxpool_2d(m, 8)
-    assert pooled is m and rows == cols == [0, 1, 2, 3, 4]
+    assert bin_starts(5, 8) == (1, [0, 1, 2, 3, 4]) and pool_bins(m, 1, 1) is m
+
+
+def test_pooling_keeps_the_peak_of_each_bin():
+    m = torch.zeros(10, 10)
+    m[7, 2] = 5.0
+    size, starts = bin_starts(10, 4)
+    assert size == 3 and starts == [0, 3, 6, 9]
+    pooled = pool_bins(m, size, size)
+    assert pooled.shape == (4, 4) and pooled[2, 0] == 5.0 and pooled.sum() == 5.0
 
 
 def test_checks_raise_with_the_allowed_range():

@@ -6,7 +6,7 @@ import { defaultLang, lang, type Lang, onLangChange, setLang, t, translate } fro
 import { app, emit, on, select } from "./state";
 import { chartPixel, chartSummary } from "./views/chartHost";
 import { conversation } from "./views/conversation";
-import { h } from "./views/dom";
+import { h, topBar } from "./views/dom";
 import { historyDrawer } from "./views/history";
 import { leftPanel } from "./views/leftPanel";
 import { rightPanel } from "./views/rightPanel";
@@ -70,18 +70,8 @@ async function watchHealth() {
 }
 
 // --- layout -------------------------------------------------------------------------------
-const header = h(
-  "header",
-  { class: "top" },
-  h(
-    "div",
-    { class: "brand" },
-    h("span", { class: "logo" }, "▮▮▮"),
-    h("b", {}, "llmvis"),
-    h("span", { class: "muted tagline", "data-i18n": "app.tagline" }),
-  ),
-  h("div", { class: "top-actions" }, historyBtn, themeBtn, langBtn),
-);
+const tagline = h("span", { class: "muted tagline", "data-i18n": "app.tagline" });
+const header = topBar(tagline, historyBtn, themeBtn, langBtn);
 const shell = h("div", { class: "shell" });
 shell.append(leftPanel(), conversation(), splitter(shell), rightPanel(allTabs()), history.el);
 root.append(header, h("div", { class: "banners" }, lost, errors), shell);

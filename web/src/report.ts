@@ -13,7 +13,7 @@ import { defaultLang, onLangChange, setLang, t, translate } from "./i18n";
 import { app, emit, runFromTrace, select } from "./state";
 import { chartPixel, chartSummary } from "./views/chartHost";
 import { conversation } from "./views/conversation";
-import { h } from "./views/dom";
+import { h, topBar } from "./views/dom";
 import { rightPanel } from "./views/rightPanel";
 import { type SavedView, savedViewOption } from "./views/savedViews";
 import { splitter } from "./views/splitter";
@@ -71,22 +71,9 @@ if (!bundle) {
   const p = trace.params;
   const when = new Date((trace.created ?? 0) * 1000).toLocaleString();
   const sampling = `T=${p.temperature} top-k=${p.top_k ?? "off"} top-p=${p.top_p} seed=${p.seed ?? "–"}`;
-  const header = h(
-    "header",
-    { class: "top" },
-    h(
-      "div",
-      { class: "brand" },
-      h("span", { class: "logo" }, "▮▮▮"),
-      h("b", {}, "llmvis"),
-      h(
-        "span",
-        { class: "muted tagline", "data-testid": "report-meta" },
-        `${trace.title ? `${trace.title} · ` : ""}${trace.model.name} · ${sampling} · ${when}`,
-      ),
-    ),
-    h("div", { class: "top-actions" }, themeBtn, langBtn),
-  );
+  const meta = `${trace.title ? `${trace.title} · ` : ""}${trace.model.name} · ${sampling} · ${when}`;
+  const tagline = h("span", { class: "muted tagline", "data-testid": "report-meta" }, meta);
+  const header = topBar(tagline, themeBtn, langBtn);
   const shell = h("div", { class: "shell report" });
   shell.append(conversation(), splitter(shell), rightPanel([new TokensTab(), new SavedViewsTab(bundle.views ?? [])]));
   root.append(header, shell);

@@ -1,8 +1,9 @@
 """Helpers shared by every view: rounding, max-pooling big matrices, checking layer/position.
 
 Views send only what a chart draws: numbers rounded to 4 significant digits (`round4`) and
-matrices larger than a chart can show pooled into bins (`maxpool_2d`, max keeps a sharp
-attention peak visible where a mean would wash it out). Parameter checks raise
+matrices larger than a chart can show pooled into equal bins of consecutive positions
+(`bin_starts`, `pool_bins`: max keeps a sharp attention peak visible where a mean would wash
+it out). Parameter checks raise
 `ViewParamError` with the allowed range so the server can answer 422 with a clear message.
 """
 
@@ -74,20 +75,6 @@ def bin_starts(n: int, max_cells: int) -> tuple[int, list[int]]:
     """(bin size, first source index of each bin) to cut `n` items into ≤ max_cells equal bins."""
     size = max(1, math.ceil(n / max(1, max_cells)))
     return size, list(range(0, n, size))
-
-
-def maxpool_2d(matrix: torch.Tensor, max_cells: int = 512) -> tuple[torch.Tensor, list[int], list[int]]:
-    """Max-pool `matrix: [rows, cols]` (or `[..., rows, cols]`) to ≤ max_cells per side.
-
-    Returns `(pooled: [..., r, c], row_indices, col_indices)` where `row_indices[i]` is the first
-    source row of bin i (bin i covers rows `row_indices[i] .. row_indices[i+1]-1`, the last bin
-    ends at the source size). A matrix already small enough comes back unchanged with
-    indices 0..n-1. Bins are equal-sized (the last one may be shorter) so a bin maps to a
-    contiguous block of positions.
-    """
-    rsize, ridx = bin_starts(matrix.shape[-2], max_cells)
-    csize, cidx = bin_starts(matrix.shape[-1], max_cells)
-    return pool_bins(matrix, rsize, csize), ridx, cidx
 
 
 def n_layers(ctx: ViewContext) -> int:

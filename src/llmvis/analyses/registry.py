@@ -8,15 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from llmvis.internals import Internals
 from llmvis.models.loaded import LoadedModel
 from llmvis.trace import Trace
-
-if TYPE_CHECKING:
-    from llmvis.internals import Internals
 
 
 class UnknownViewError(KeyError):

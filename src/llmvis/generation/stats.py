@@ -19,11 +19,20 @@ from pydantic import TypeAdapter
 
 from llmvis.trace import TokenStats
 
+# the row's scalar columns, then four groups of top_n columns
+RAW_PROB, SAMPLED_PROB, RANK, RAW_ENTROPY, SAMPLED_ENTROPY, LOGIT_GAP, GAP_TO_TOP1 = range(7)
 SCALARS = 7
+TOP_IDS, TOP_LOGITS, TOP_RAW_PROBS, TOP_SAMPLED_PROBS = range(4)
 
 
 def row_width(top_n: int) -> int:
     return SCALARS + 4 * top_n
+
+
+def top_columns(group: int, top_n: int, k: int | None = None) -> slice:
+    """The columns of one top-N group (TOP_IDS…), its first `k` (default all) candidates."""
+    start = SCALARS + group * top_n
+    return slice(start, start + (top_n if k is None else k))
 
 
 def _entropy(logp: torch.Tensor) -> torch.Tensor:
@@ -49,41 +58,41 @@ def step_row(raw: torch.Tensor, processed: torch.Tensor, chosen: torch.Tensor, t
     probs = logp[:, gather].exp()  # [2, 1 + k]: chosen first, then the candidates
     chosen_logit = raw[chosen]
     second = top_logits[1] if top_logits.shape[0] > 1 else top_logits[0]
-    out[0] = probs[0, 0]
-    out[1] = probs[1, 0]
-    out[2] = (raw > chosen_logit).sum()
-    out[3] = entropy[0]
-    out[4] = entropy[-1]
-    out[5] = top_logits[0] - second
-    out[6] = top_logits[0] - chosen_logit
-    base = SCALARS
-    out[base : base + k] = top_ids[:k].to(out.dtype)
-    out[base + top_n : base + top_n + k] = top_logits[:k]
-    out[base + 2 * top_n : base + 2 * top_n + k] = probs[0, 1:]
-    out[base + 3 * top_n : base + 3 * top_n + k] = probs[1, 1:]
+    out[RAW_PROB] = probs[0, 0]
+    out[SAMPLED_PROB] = probs[1, 0]
+    out[RANK] = (raw > chosen_logit).sum()
+    out[RAW_ENTROPY] = entropy[0]
+    out[SAMPLED_ENTROPY] = entropy[-1]
+    out[LOGIT_GAP] = top_logits[0] - second
+    out[GAP_TO_TOP1] = top_logits[0] - chosen_logit
+    out[top_columns(TOP_IDS, top_n, k)] = top_ids[:k].to(out.dtype)
+    out[top_columns(TOP_LOGITS, top_n, k)] = top_logits[:k]
+    out[top_columns(TOP_RAW_PROBS, top_n, k)] = probs[0, 1:]
+    out[top_columns(TOP_SAMPLED_PROBS, top_n, k)] = probs[1, 1:]
 
 
 def _row_fields(row: list[float], top_n: int, label: Callable[[int], str], sampled: bool) -> dict[str, Any]:
-    base = SCALARS
+    ids, logits = row[top_columns(TOP_IDS, top_n)], row[top_columns(TOP_LOGITS, top_n)]
+    raw, sampled_probs = row[top_columns(TOP_RAW_PROBS, top_n)], row[top_columns(TOP_SAMPLED_PROBS, top_n)]
     top = [
         {
-            "id": int(row[base + i]),
-            "label": label(int(row[base + i])),
-            "logit": row[base + top_n + i],
-            "raw_prob": row[base + 2 * top_n + i],
-            "sampled_prob": row[base + 3 * top_n + i] if sampled else None,
+            "id": int(ids[i]),
+            "label": label(int(ids[i])),
+            "logit": logits[i],
+            "raw_prob": raw[i],
+            "sampled_prob": sampled_probs[i] if sampled else None,
         }
         for i in range(top_n)
-        if row[base + top_n + i] == row[base + top_n + i]  # NaN marks an unused slot (vocab < top_n)
+        if logits[i] == logits[i]  # NaN marks an unused slot (vocab < top_n)
     ]
     return {
-        "raw_prob": row[0],
-        "sampled_prob": row[1] if sampled else None,
-        "rank": int(row[2]),
-        "raw_entropy": row[3],
-        "sampled_entropy": row[4] if sampled else None,
-        "logit_gap": row[5],
-        "gap_to_top1": row[6],
+        "raw_prob": row[RAW_PROB],
+        "sampled_prob": row[SAMPLED_PROB] if sampled else None,
+        "rank": int(row[RANK]),
+        "raw_entropy": row[RAW_ENTROPY],
+        "sampled_entropy": row[SAMPLED_ENTROPY] if sampled else None,
+        "logit_gap": row[LOGIT_GAP],
+        "gap_to_top1": row[GAP_TO_TOP1],
         "top": top,
     }
 
@@ -158,18 +167,18 @@ def _prompt_block(logits: torch.Tensor, next_ids: torch.Tensor, top_n: int) -> t
     chosen_p = e.gather(1, next_ids[:, None])[:, 0] / z
     second = top_logits[:, 1] if k > 1 else top_logits[:, 0]
     rows = torch.full((logits.shape[0], row_width(top_n)), float("nan"), device=logits.device)
-    rows[:, 0] = chosen_p
-    rows[:, 1] = chosen_p
-    rows[:, 2] = (logits > chosen_logit[:, None]).sum(-1)
-    rows[:, 3] = entropy
-    rows[:, 4] = entropy
-    rows[:, 5] = top_logits[:, 0] - second
-    rows[:, 6] = top_logits[:, 0] - chosen_logit
+    rows[:, RAW_PROB] = chosen_p
+    rows[:, SAMPLED_PROB] = chosen_p
+    rows[:, RANK] = (logits > chosen_logit[:, None]).sum(-1)
+    rows[:, RAW_ENTROPY] = entropy
+    rows[:, SAMPLED_ENTROPY] = entropy
+    rows[:, LOGIT_GAP] = top_logits[:, 0] - second
+    rows[:, GAP_TO_TOP1] = top_logits[:, 0] - chosen_logit
     n = min(top_n, k)
     ids = top_ids[:, :n]
-    rows[:, SCALARS : SCALARS + n] = ids.float()
-    rows[:, SCALARS + top_n : SCALARS + top_n + n] = top_logits[:, :n]
+    rows[:, top_columns(TOP_IDS, top_n, n)] = ids.float()
+    rows[:, top_columns(TOP_LOGITS, top_n, n)] = top_logits[:, :n]
     probs = e.gather(1, ids) / z[:, None]
-    rows[:, SCALARS + 2 * top_n : SCALARS + 2 * top_n + n] = probs
-    rows[:, SCALARS + 3 * top_n : SCALARS + 3 * top_n + n] = probs
+    rows[:, top_columns(TOP_RAW_PROBS, top_n, n)] = probs
+    rows[:, top_columns(TOP_SAMPLED_PROBS, top_n, n)] = probs
     return rows

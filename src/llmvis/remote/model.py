@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from llmvis.models.errors import ModelLoadError
 from llmvis.models.info import ModelInfo
+from llmvis.models.load import load_tokenizer
 from llmvis.models.loaded import eos_ids, text_config, tokenizer_hash
 from llmvis.remote.client import EngineClient, EngineError
 from llmvis.remote.tokens import TokenMap
@@ -46,8 +47,6 @@ def connect_remote(
 
     Raises ModelLoadError with a one-line reason (engine unreachable, model not served,
     tokenizer not found)."""
-    from llmvis.models.load import load_tokenizer
-
     try:
         client = EngineClient(base_url, api_key_env=api_key_env, timeout=timeout)
         served = client.models()

@@ -12,11 +12,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from llmvis.config import Settings
+from llmvis.server.app import create_app
+
 
 def schema() -> dict[str, Any]:
-    from llmvis.config import Settings
-    from llmvis.server.app import create_app
-
     with tempfile.TemporaryDirectory() as tmp:
         app = create_app(Settings(data_dir=Path(tmp)))
         try:

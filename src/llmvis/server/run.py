@@ -2,7 +2,8 @@
 
 The socket is bound here, before the model loads, so a port in use is reported at once (or,
 when the user did not name a port, the next free one is taken) and nothing can take the port
-between the check and uvicorn starting.
+between the check and uvicorn starting. For the same reason torch, transformers and the app are
+imported inside the functions, after the port is checked: importing them takes seconds.
 """
 
 from __future__ import annotations

@@ -50,6 +50,18 @@ export function axisStyle(theme: Theme): Option {
   };
 }
 
+/** A second value axis for probabilities, 0–100 %, without grid lines of its own. */
+export function probabilityAxis(theme: Theme): Option {
+  return {
+    type: "value",
+    min: 0,
+    max: 1,
+    ...axisStyle(theme),
+    splitLine: { show: false },
+    axisLabel: { color: theme.muted, formatter: (v: number) => `${v * 100}%` },
+  };
+}
+
 /** Significant-digit formatting for tooltips: exact enough, never "0.30000000004". */
 export function fmt(x: number | null | undefined, digits = 4): string {
   if (x === null || x === undefined || Number.isNaN(x)) return "–";

@@ -1,6 +1,6 @@
 /** Compare view: two runs' entropy and confidence curves overlaid, the divergence marked. */
 import type { Token } from "../api/types";
-import { axisStyle, base, esc, fmt, pct, type Option } from "./common";
+import { axisStyle, base, esc, fmt, pct, probabilityAxis, type Option } from "./common";
 import { labelInterval } from "./heatmap";
 import type { Theme } from "./theme";
 
@@ -49,17 +49,7 @@ export function compareCurvesOption(
       ...axisStyle(theme),
       axisLabel: { color: theme.muted, interval: labelInterval(n, 20) },
     },
-    yAxis: [
-      { type: "value", ...axisStyle(theme) },
-      {
-        type: "value",
-        min: 0,
-        max: 1,
-        ...axisStyle(theme),
-        splitLine: { show: false },
-        axisLabel: { color: theme.muted, formatter: (v: number) => `${v * 100}%` },
-      },
-    ],
+    yAxis: [{ type: "value", ...axisStyle(theme) }, probabilityAxis(theme)],
     series: [
       {
         name: `${names[0]} · entropy`,

@@ -3,7 +3,7 @@
  * first) with the chosen token's confidence on a second axis.
  */
 import type { TokensView } from "../api/views";
-import { axisStyle, base, esc, fmt, pct, posLabel, type Option, type ReportRenderer } from "./common";
+import { axisStyle, base, esc, fmt, pct, posLabel, probabilityAxis, type Option, type ReportRenderer } from "./common";
 import { labelInterval } from "./heatmap";
 import type { Theme } from "./theme";
 
@@ -65,17 +65,7 @@ export function entropyCurveOption(
       ...axisStyle(theme),
       axisLabel: { color: theme.muted, fontSize: 10, rotate: 50, interval: labelInterval(xl.length, 30) },
     },
-    yAxis: [
-      { type: "value", ...axisStyle(theme) },
-      {
-        type: "value",
-        min: 0,
-        max: 1,
-        ...axisStyle(theme),
-        splitLine: { show: false },
-        axisLabel: { color: theme.muted, formatter: (v: number) => `${v * 100}%` },
-      },
-    ],
+    yAxis: [{ type: "value", ...axisStyle(theme) }, probabilityAxis(theme)],
     series: [
       {
         name: text.entropy,

@@ -19,6 +19,12 @@ export function h<K extends keyof HTMLElementTagNameMap>(
   return el;
 }
 
+/** The header bar of the app and of the offline report: the brand, a tagline, then actions. */
+export function topBar(tagline: HTMLElement, ...actions: HTMLElement[]): HTMLElement {
+  const brand = h("div", { class: "brand" }, h("span", { class: "logo" }, "▮▮▮"), h("b", {}, "llmvis"), tagline);
+  return h("header", { class: "top" }, brand, h("div", { class: "top-actions" }, ...actions));
+}
+
 export function clear(el: HTMLElement): void {
   while (el.firstChild) el.removeChild(el.firstChild);
 }
