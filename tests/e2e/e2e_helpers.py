@@ -58,31 +58,23 @@ class Server:
     def __init__(
         self, model: str | None, data_dir: Path, log: Path, timeout: float, extra_args: list[str] | None = None
     ) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        cmd = [
-            sys.executable,
-            "-m",
-            "llmvis.cli",
-            "serve",
-            "--port",
-            str(self.port),
-            "--no-browser",
-            "--data-dir",
-            str(data_dir),
-        ]
-        if model:
-            cmd += ["--model", model]
-        cmd += extra_args or []
         self.log = log
-        self._out = open(log, "w")  # noqa: SIM115
         env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-        self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
-        try:
-            wait_ready(self.base, self.proc, timeout)
-        except Exception:
-            self.stop()
-            raise RuntimeError(f"server failed to start; log:\n{log.read_text()[-3000:]}") from None
+        for attempt in range(3):  # another process may take the free port before the server binds it
+            self.port = free_port()
+            self.base = f"http://127.0.0.1:{self.port}"
+            cmd = [sys.executable, "-m", "llmvis.cli", "serve", "--port", str(self.port), "--no-browser"]
+            cmd += ["--data-dir", str(data_dir), *(["--model", model] if model else []), *(extra_args or [])]
+            self._out = open(log, "w")  # noqa: SIM115
+            self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+            try:
+                wait_ready(self.base, self.proc, timeout)
+                return
+            except Exception:
+                self.stop()
+                if attempt < 2 and "in use" in log.read_text():
+                    continue
+                raise RuntimeError(f"server failed to start; log:\n{log.read_text()[-3000:]}") from None
 
     def stop(self) -> None:
         stop(self.proc)

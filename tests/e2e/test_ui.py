@@ -418,18 +418,16 @@ def test_long_run_stays_responsive(page: Page):
         }"""
     )
     assert page.js(CHIPS) == 1600
-    assert took < 1500, f"rendering 1,600 tokens took {took:.0f} ms"
     t_colour = page.js(
         """() => { const t0 = performance.now();
                    document.querySelector('[data-testid=color-mode] button[data-value=entropy]').click();
                    document.body.offsetHeight; return performance.now() - t0; }"""
     )
-    assert t_colour < 500, f"re-colouring took {t_colour:.0f} ms"
     t_sel = page.js(
         """() => { const t0 = performance.now(); for (let i = 0; i < 50; i++) window.__llmvis.select(1000 + i);
                    document.body.offsetHeight; return performance.now() - t0; }"""
     )
-    assert t_sel < 500, f"50 selections took {t_sel:.0f} ms"
+    # timings are printed, not asserted: they belong to the machine (bench/ holds the targets)
     print(f"1,600 tokens: render {took:.0f} ms, re-colour {t_colour:.0f} ms, 50 selections {t_sel:.0f} ms")
     assert page.page.locator(".tok.sel").get_attribute("data-p") == "1049"
 
@@ -506,6 +504,29 @@ def test_bundled_model_every_view(browser, bundled_server: Server):
         shot(p, "history", docs=True)
         assert not failed, failed
         assert not [e for e in p.errors if "pageerror" in e or "Content Security Policy" in e], p.errors
+    finally:
+        p.close()
+
+
+# A CJK glyph has an advance of one em; a missing one is the fallback font's narrower .notdef box.
+GLYPH_ADVANCES = """(chars) => { const g = document.createElement('canvas').getContext('2d');
+    g.font = '40px ' + getComputedStyle(document.querySelector('[data-testid=conversation] .tok')).fontFamily;
+    return chars.map((c) => g.measureText(c).width / 40); }"""
+
+
+def test_a_chinese_prompt_is_drawn_in_a_cjk_font(browser, bundled_server: Server):
+    """The 中文 UI and a Chinese prompt: real glyphs, not empty boxes (.ci/run installs a CJK font)."""
+    p = Page(browser, bundled_server.base, locale="zh-CN")
+    try:
+        wait_model(p)
+        p.page.click("[data-testid=mode] button[data-value=completion]")
+        generate(p, "北京是中国的首都。上海是", max_tokens=12)
+        assert "北京" in "".join(p.js("() => window.__llmvis.app.run.tokens.map((t) => t.text)"))
+        advances = p.js(GLYPH_ADVANCES, ["北", "京", "首", "都"])
+        assert all(abs(a - 1.0) < 0.02 for a in advances), f"CJK glyphs missing (advances {advances} em)"
+        p.page.locator(".tok[data-p='2']").click()
+        p.page.wait_for_timeout(300)
+        shot(p, "chinese-prompt", docs=True)
     finally:
         p.close()
 

@@ -39,8 +39,10 @@ def wait_for(predicate, timeout: float = 30.0, every: float = 0.02):
     raise AssertionError("condition not met in time")
 
 
-def test_twenty_clients_at_once(tmp_path):
-    app = make_app(tmp_path, tiny_loaded("llama"), queue_size=4)
+def test_twenty_clients_at_once(tmp_path, monkeypatch):
+    loaded = tiny_loaded("llama")
+    app = make_app(tmp_path, loaded, queue_size=4)
+    slow_steps(monkeypatch, loaded.model)  # a run outlasts the arrival of all 20, on any machine
     results: list[tuple[int, httpx.Response | None, list]] = []
     lock = threading.Lock()
     go = threading.Barrier(20)
@@ -90,7 +92,7 @@ def slow_steps(monkeypatch, model, seconds: float = 0.02) -> None:
 def test_disconnect_cancels_the_run_within_a_step(tmp_path, monkeypatch):
     loaded = tiny_loaded("llama")
     app = make_app(tmp_path, loaded)
-    slow_steps(monkeypatch, loaded.model)
+    slow_steps(monkeypatch, loaded.model, 0.05)  # room for a busy machine to notice the disconnect
     with live_server(app) as url, httpx.Client(base_url=url, timeout=60) as c:
         seen = 0
         with c.stream("POST", "/api/runs", json=body(max_new_tokens=480)) as r:
