@@ -28,7 +28,50 @@ _CORPUS = [
     "1 2 3 4 5 6 7 8 9 10 hello world, hello again!",
 ] * 20
 
-ARCHITECTURES = ["llama", "qwen2", "qwen3", "gemma3_text", "mistral", "phi3"]
+# every family the internals support (docs/ARCHITECTURE.md has the coverage table)
+ARCHITECTURES = [
+    "llama", "qwen2", "qwen3", "gemma3_text", "mistral", "phi3",
+    "gemma", "gemma2", "olmo", "olmo2", "cohere", "granite", "smollm3", "starcoder2", "stablelm",
+    "gpt2", "gpt_neox", "gptj", "opt", "phi", "gpt_neo", "bloom", "falcon", "falcon_7b",
+    "mixtral", "qwen2_moe", "qwen3_moe", "gpt_oss",
+]  # fmt: skip
+
+# what each family's tiny config sets beyond the common shape (its quirk, where it has one)
+_EXTRA: dict[str, dict] = {
+    "mistral": {"sliding_window": 8},
+    "gemma3_text": {
+        "sliding_window": 8, "query_pre_attn_scalar": 16, "final_logit_softcapping": 30.0,
+        "attn_logit_softcapping": None,
+    },
+    "gemma2": {
+        "sliding_window": 8, "query_pre_attn_scalar": 16, "attn_logit_softcapping": 50.0,
+        "final_logit_softcapping": 30.0,
+    },
+    "qwen2": {"use_sliding_window": False},
+    "phi3": {"partial_rotary_factor": 0.5},  # fused qkv_proj and gate_up_proj; rotary on half of each head
+    "cohere": {"logit_scale": 0.5, "use_qk_norm": True},
+    "granite": {"residual_multiplier": 0.5, "logits_scaling": 2.0, "embedding_multiplier": 2.0},
+    "stablelm": {"partial_rotary_factor": 0.25, "use_parallel_residual": True, "qk_layernorm": True},
+    "gpt2": {"n_inner": 128},
+    "gpt_neox": {"use_parallel_residual": True, "rotary_pct": 0.5},
+    "gptj": {"rotary_dim": 8, "n_inner": 128},
+    "opt": {"ffn_dim": 128, "word_embed_proj_dim": 64},
+    "phi": {"partial_rotary_factor": 0.5},
+    "gpt_neo": {"window_size": 8},  # global and local layers alternate; no 1/sqrt(d) scaling
+    "bloom": {},  # ALiBi
+    "falcon": {"new_decoder_architecture": True, "num_kv_heads": 2},  # Falcon-40B's layout: GQA, two norms
+    "falcon_7b": {"new_decoder_architecture": False, "multi_query": True, "parallel_attn": True},
+    "mixtral": {"num_local_experts": 4, "num_experts_per_tok": 2},
+    "qwen2_moe": {
+        "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32,
+        "shared_expert_intermediate_size": 64,
+    },
+    "qwen3_moe": {"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32},
+    "gpt_oss": {  # attention sinks, alternating sliding and full layers
+        "num_local_experts": 4, "num_experts_per_tok": 2, "sliding_window": 8,
+        "layer_types": ["sliding_attention", "full_attention"],
+    },
+}  # fmt: skip
 
 
 @lru_cache(maxsize=1)
@@ -58,6 +101,9 @@ def make_tokenizer(chat: bool = True) -> PreTrainedTokenizerFast:
     return tok
 
 
+_MODEL_TYPE = {"falcon_7b": "falcon"}  # a second layout of one model type
+
+
 def make_config(arch: str, vocab_size: int, layers: int = 2):
     common = dict(
         vocab_size=vocab_size,
@@ -73,25 +119,27 @@ def make_config(arch: str, vocab_size: int, layers: int = 2):
         pad_token_id=0,
         tie_word_embeddings=False,
     )
-    if arch == "mistral":
-        common["sliding_window"] = 8
-    if arch == "gemma3_text":
-        common.update(
-            sliding_window=8, query_pre_attn_scalar=16, final_logit_softcapping=30.0, attn_logit_softcapping=None
-        )
-    if arch == "qwen2":
-        common.update(use_sliding_window=False)
-    if arch == "phi3":  # fused qkv_proj and gate_up_proj; rotary on half of each head
-        common.update(partial_rotary_factor=0.5)
-    return AutoConfig.for_model(arch, **common)
+    defaults = AutoConfig.for_model(_MODEL_TYPE.get(arch, arch))
+    for name in ("num_key_value_heads", "head_dim"):  # only where the family sets them (no GQA in GPT-2)
+        if not hasattr(defaults, name) or isinstance(getattr(type(defaults), name, None), property):
+            common.pop(name)
+    extra = dict(_EXTRA.get(arch, {}))
+    if arch == "gpt_neo":
+        extra["attention_types"] = [[["global", "local"], max(1, layers // 2)]]
+    if "layer_types" in extra:  # one per layer, alternating as given
+        extra["layer_types"] = [extra["layer_types"][i % len(extra["layer_types"])] for i in range(layers)]
+    return AutoConfig.for_model(_MODEL_TYPE.get(arch, arch), **common, **extra)
 
 
 def make_model(arch: str = "llama", layers: int = 2, seed: int = 0, attn: str = "sdpa"):
     tok = make_tokenizer()
     torch.manual_seed(seed)
     config = make_config(arch, len(tok), layers)
-    config._attn_implementation = attn
-    model = AutoModelForCausalLM.from_config(config, attn_implementation=attn)
+    try:
+        model = AutoModelForCausalLM.from_config(config, attn_implementation=attn)
+    except ValueError:  # a family without an SDPA path (Gemma 2): eager, as from_pretrained picks
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
     # Random init is near-uniform; sharpen it so greedy choices and entropies are meaningful.
     with torch.no_grad():
         model.get_output_embeddings().weight.mul_(8.0)

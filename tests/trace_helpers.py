@@ -27,18 +27,9 @@ def cancel_after(events, cancel, tokens: int) -> None:
 
 
 @torch.no_grad()
-def _logits(loaded, ids: list[int], chunk: int = 256) -> torch.Tensor:
-    """logits: [T, V] of one forward; lm_head applied in chunks to bound memory."""
-    model = loaded.model
-    x = torch.tensor([ids], device=loaded.device)
-    hidden = model.model(input_ids=x).last_hidden_state[0]
-    head = model.get_output_embeddings()
-    out = [head(hidden[i : i + chunk]).float().cpu() for i in range(0, len(ids), chunk)]
-    logits = torch.cat(out)
-    cap = getattr(model.config, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return logits
+def _logits(loaded, ids: list[int]) -> torch.Tensor:
+    """logits: [T, V] of one forward of the unmodified model (its scales and soft-cap included)."""
+    return loaded.model(input_ids=torch.tensor([ids], device=loaded.device)).logits[0].float().cpu()
 
 
 def make_trace(loaded, ids: list[int], prompt_len: int, *, top_n: int = TOP_N) -> Trace:

@@ -1,135 +1,30 @@
-"""Internals of one run: the residual stream captured once, attention recomputed per layer.
+"""Internals of one run: the capture (capture.py) taken once, attention recomputed per layer.
 
-Keeping every layer's attention for a long run costs O(L·H·T²) memory and forces the slow
-eager kernel. Instead one teacher-forced forward with the model's fast (SDPA) kernel keeps,
-through forward hooks, what every view needs — O(L·T·d):
-
-    residual(l):  [T, d]  input of decoder layer l (residual(L) = last layer's output)
-    attn_out(l):  [T, d]  what layer l's attention adds to the residual stream
-    mlp_out(l):   [T, d]  what layer l's MLP adds   (residual(l+1) = residual(l) + attn + mlp)
-    (and the key projection, [T, kv_heads·hd], so views never redo it; q/k/v may be one fused
-    projection, as in Phi-3, whose key part is kept)
-
-Attention of one layer is then recomputed from residual(l) with the layer's *own* modules
-(input norm, q/k projections, q/k norms, rotary embedding and `apply_rotary_pos_emb` from the
-model's module, GQA sharing, scaling, causal + sliding-window mask, soft-capping), with the
-softmax in fp32: milliseconds, exact against eager `output_attentions`. The decoder layer
-itself is never re-implemented: captures come from hooks on the real forward.
+Keeping every layer's attention for a long run costs O(L·H·T²) memory and forces the slow eager
+kernel. Instead one teacher-forced forward with the model's own (SDPA) kernel keeps what every
+view needs, O(L·T·d): the residual stream, what each block adds, and each layer's rotated
+queries and keys. A layer's attention weights are then eager attention's math over those, in
+fp32: milliseconds, equal to eager `output_attentions`. Where a family keeps its parts is the
+architecture seam's business (arch/); nothing here names a family's modules.
 
 Captures live in a bytes-bounded LRU (capture_cache.py) keyed by the run. Tensors stay on the
-device of the layer that produced them (models split over devices work); results of the
-public methods are on that device too, callers move them with `.cpu()`.
+device of the layer that produced them (models split over devices work); results of the public
+methods are on that device too, callers move them with `.cpu()`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
-import sys
-import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from llmvis.arch import Architecture, NotAvailable, device_of, dtype_of
+from llmvis.capture import AttentionRecord, Capture, run_capture
 from llmvis.capture_cache import CaptureCache
-from llmvis.models.loaded import LoadedModel, text_config
-
-# ----------------------------------------------------------------------------- capture
-
-
-@dataclass
-class Capture:
-    """One run's residual stream: lists of [T, d] tensors (see module docstring)."""
-
-    residual: list[torch.Tensor]  # L + 1
-    attn: list[torch.Tensor]  # L
-    mlp: list[torch.Tensor]  # L
-    keys: list[torch.Tensor]  # L: k_proj outputs [T, kv_heads * hd], saves recomputing them per view
-    nbytes: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        tensors = (*self.residual, *self.attn, *self.mlp, *self.keys)
-        self.nbytes = sum(t.numel() * t.element_size() for t in tensors)
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def _first(x: Any) -> torch.Tensor:
-    """The hidden-states tensor of a module output (tensor or tuple whose first item it is)."""
-    return x[0] if isinstance(x, tuple | list) else x
-
-
-def _device_of(module: torch.nn.Module, default: torch.device) -> torch.device:
-    """Where `module` computes: its accelerate execution device (offloaded weights sit on
-    'meta' between calls), else the device of its first parameter/buffer."""
-    for m in (module, *module.children()):
-        hook_device = getattr(getattr(m, "_hf_hook", None), "execution_device", None)
-        if hook_device is not None:
-            return torch.device(hook_device)
-    for t in (*module.parameters(), *module.buffers()):
-        if t.device.type != "meta":
-            return t.device
-    return default
-
-
-def _dtype_of(module: torch.nn.Module, default: torch.dtype) -> torch.dtype:
-    """The dtype a module's weights compute in (known even for offloaded 'meta' weights)."""
-    for p in module.parameters():
-        return p.dtype
-    return default
-
-
-_SOFTCAP_PASSED: dict[type, bool] = {}
-
-
-def _query_projection(attn: Any, x: torch.Tensor) -> torch.Tensor:
-    """q_proj(x), or the query part of a fused projection (Phi-3's qkv_proj: q, then k, then v)."""
-    if hasattr(attn, "q_proj"):
-        return attn.q_proj(x)
-    return attn.qkv_proj(x)[..., : _query_width(attn)]
-
-
-def _key_projection(attn: Any) -> tuple[torch.nn.Module, slice]:
-    """The module whose output holds the keys, and where they sit in its last dimension."""
-    if hasattr(attn, "k_proj"):
-        return attn.k_proj, slice(None)
-    if hasattr(attn, "qkv_proj"):
-        start = _query_width(attn)
-        return attn.qkv_proj, slice(start, start + int(attn.num_key_value_heads) * int(attn.head_dim))
-    raise NotImplementedError(f"{type(attn).__name__} has neither k_proj nor a fused qkv_proj")
-
-
-def _query_width(attn: Any) -> int:
-    return int(attn.config.num_attention_heads) * int(attn.head_dim)
-
-
-def _passes_softcap(attn: torch.nn.Module) -> bool:
-    """Whether this attention class hands its soft-cap to the attention kernel.
-
-    Some classes keep `attn_logit_softcapping` without using it (Gemma3 in transformers 5),
-    others pass `softcap=` (Gemma2). We follow what the model's forward actually does.
-    """
-    cls = type(attn)
-    if cls not in _SOFTCAP_PASSED:
-        try:
-            source = inspect.getsource(cls.forward)
-        except (OSError, TypeError):
-            source = "softcap="
-        _SOFTCAP_PASSED[cls] = "softcap=" in source
-    return _SOFTCAP_PASSED[cls]
-
-
-def decoder(model: Any) -> Any:
-    """The decoder stack of a *ForCausalLM (the module that holds `layers`)."""
-    return getattr(model, model.base_model_prefix, None) or model.get_decoder()
-
-
-def decoder_layers(model: Any) -> list[torch.nn.Module]:
-    """The decoder layers, in order."""
-    return list(decoder(model).layers)
+from llmvis.models.loaded import LoadedModel
 
 
 def default_key(loaded: LoadedModel, ids: list[int]) -> str:
@@ -139,7 +34,28 @@ def default_key(loaded: LoadedModel, ids: list[int]) -> str:
     return h.hexdigest()
 
 
-# ----------------------------------------------------------------------------- internals
+@dataclass
+class NormLinearisation:
+    """The final norm y = g ⊙ (x − μ(x)) / s + b made linear by freezing s at the final residual's
+    value: each part c of the residual maps to g ⊙ (c − μ(c)) / s, and those sum to y − b.
+    μ is the mean for a LayerNorm, 0 for an RMSNorm. Measured on the model's own norm module
+    (no class or parametrisation assumed: Gemma's 1 + w, OLMo's weightless LayerNorm…)."""
+
+    gain: torch.Tensor  # [d] g
+    bias: torch.Tensor  # [d] b
+    centred: bool  # a LayerNorm (μ = mean) rather than an RMSNorm
+    scale: float  # s at the final residual
+
+    @property
+    def kind(self) -> str:
+        return "LayerNorm" if self.centred else "RMSNorm"
+
+    def apply(self, parts: torch.Tensor) -> torch.Tensor:
+        """[n, d] the linear image of each part (without the bias b)."""
+        parts = parts.float()
+        if self.centred:
+            parts = parts - parts.mean(-1, keepdim=True)
+        return parts * self.gain / self.scale
 
 
 class Internals:
@@ -158,14 +74,11 @@ class Internals:
         self.ids = [int(i) for i in ids]
         self.cache = cache if cache is not None else CaptureCache()
         self.key = key or default_key(loaded, self.ids)
-        model = loaded.model
-        self.model = model
-        self.config = text_config(model.config)
-        # transformers modules, typed Any: their attributes differ per architecture.
-        self.base: Any = decoder(model)
-        self.layers: Any = self.base.layers
-        self.final_norm: Any = self.base.norm
-        self.lm_head: Any = model.get_output_embeddings()
+        self.arch: Architecture = loaded.arch
+        self.model = loaded.model
+        self.layers: Any = self.arch.layers
+        self.final_norm: Any = self.arch.final_norm
+        self.lm_head: Any = self.arch.lm_head
 
     # ------------------------------------------------------------------ sizes
 
@@ -179,7 +92,7 @@ class Internals:
 
     @property
     def n_heads(self) -> int:
-        return int(self.config.num_attention_heads)
+        return self.arch.n_heads
 
     # ------------------------------------------------------------------ capture
 
@@ -197,55 +110,8 @@ class Internals:
             self.cache.put(self.key, entry, entry.nbytes)
             return entry
 
-    def _sandwich(self, layer: torch.nn.Module) -> bool:
-        """Gemma2/3-style layers normalise each block's output before adding it to the residual."""
-        return hasattr(layer, "post_feedforward_layernorm")
-
-    @torch.no_grad()
     def _run_capture(self) -> Capture:
-        n = self.n_layers
-        residual: list[Any] = [None] * (n + 1)
-        attn: list[Any] = [None] * n
-        mlp: list[Any] = [None] * n
-        keys: list[Any] = [None] * n
-        me = threading.get_ident()  # the model may be shared: ignore other threads' forwards
-
-        def layer_in(i: int):
-            def hook(_mod, args, kwargs):
-                if threading.get_ident() == me:
-                    h = args[0] if args else kwargs["hidden_states"]
-                    residual[i] = h[0].detach()
-
-            return hook
-
-        def store(target: list[Any], i: int, part: slice = slice(None)):
-            def hook(_mod, _args, output):
-                if threading.get_ident() == me:
-                    target[i] = _first(output)[0, :, part].detach()
-
-            return hook
-
-        handles = []
-        try:
-            for i, layer in enumerate(self.layers):
-                handles.append(layer.register_forward_pre_hook(layer_in(i), with_kwargs=True))
-                sandwich = self._sandwich(layer)
-                attn_mod = layer.post_attention_layernorm if sandwich else layer.self_attn
-                mlp_mod = layer.post_feedforward_layernorm if sandwich else layer.mlp
-                handles.append(attn_mod.register_forward_hook(store(attn, i)))
-                handles.append(mlp_mod.register_forward_hook(store(mlp, i)))
-                key_module, key_slice = _key_projection(layer.self_attn)
-                handles.append(key_module.register_forward_hook(store(keys, i, key_slice)))
-            handles.append(self.layers[-1].register_forward_hook(store(residual, n)))
-            x = torch.tensor([self.ids], device=self.loaded.device)
-            self.base(input_ids=x, use_cache=False)
-        finally:
-            for h in handles:
-                h.remove()
-        missing = [i for i, t in enumerate(residual) if t is None]
-        if missing or any(t is None for t in (*attn, *mlp, *keys)):
-            raise RuntimeError(f"capture hooks did not fire for this architecture (layers {missing})")
-        return Capture(residual, attn, mlp, keys)
+        return run_capture(self.arch, self.ids, self.loaded.device)
 
     # ------------------------------------------------------------------ residual stream
 
@@ -268,106 +134,41 @@ class Internals:
 
     # ------------------------------------------------------------------ attention
 
-    def window(self, layer: int) -> int | None:
-        """Sliding window of `layer` (None = full causal), as the model's own mask uses it."""
-        attn = self.layers[layer].self_attn
-        if hasattr(attn, "sliding_window"):  # per-layer value (Qwen2/3, Gemma3)
-            return attn.sliding_window
-        types = getattr(self.config, "layer_types", None)
-        window = getattr(self.config, "sliding_window", None)
-        if types is not None:
-            return window if types[layer] == "sliding_attention" else None
-        return window  # Mistral: one window for every layer
+    def record(self, layer: int) -> AttentionRecord:
+        """What `layer`'s attention computed with (NotAvailable for a layer without attention)."""
+        record = self.capture().attention[self._check_layer(layer, self.n_layers - 1)]
+        if record is None:
+            raise NotAvailable(f"layer {layer} has no softmax attention (its mixer is not attention)")
+        return record
 
-    def _rope(self, layer: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(cos, sin): [1, T, head_dim] for every position, from the model's rotary embedding.
+    def visible_keys(self, layer: int, positions: Sequence[int]) -> torch.Tensor:
+        """[len(positions)] how many keys each query can see in `layer` (causal, windows, chunks)."""
+        record = self.record(layer)
+        idx = torch.tensor(list(positions), dtype=torch.long)
+        return record.last_key[idx] - record.first_key[idx] + 1
 
-        Per layer type where the model has several (Gemma3: local and global rope). Cached.
-        """
-        attn = self.layers[layer].self_attn
-        types = getattr(self.config, "layer_types", None)
-        layer_type = types[layer] if types is not None else None
-        rotary = getattr(attn, "rotary_emb", None)
-        if rotary is None:
-            local = getattr(self.base, "rotary_emb_local", None)
-            rotary = local if (local is not None and layer_type == "sliding_attention") else self.base.rotary_emb
-        typed = layer_type is not None and "layer_type" in inspect.signature(rotary.forward).parameters
-        cache_key = (self.key, "rope", id(rotary), layer_type if typed else None, str(like.device))
-        hit = self.cache.peek(cache_key)
-        if hit is not None:
-            return hit
-        dev = _device_of(rotary, like.device)
-        pos = torch.arange(self.n_positions, device=dev)[None]
-        x = like.to(dev)
-        cos, sin = rotary(x, pos, layer_type) if typed else rotary(x, pos)
-        out = (cos.to(like.device), sin.to(like.device))
-        self.cache.put_if_room(cache_key, out, 2 * cos.numel() * cos.element_size())
-        return out
+    def _weights(self, record: AttentionRecord, queries: torch.Tensor, keys_end: int) -> torch.Tensor:
+        """softmax(soft-cap(q·kᵀ·scaling), masked to each query's band) in fp32: [H, n, keys_end].
 
-    def _project(self, layer: int, y: torch.Tensor, norm: str, rows: torch.Tensor) -> torch.Tensor:
-        """Rotated queries or keys from projections `y: [n, heads*hd]` at positions `rows`: [heads, n, hd]."""
-        attn = self.layers[layer].self_attn
-        hd = int(attn.head_dim)
-        y = y[None]  # [1, n, heads*hd]
-        qk_norm: Any = getattr(attn, norm, None)  # Qwen3/Gemma3 q_norm, k_norm
-        per_head = qk_norm is not None and qk_norm.weight.numel() == hd
-        if qk_norm is not None and not per_head:  # OLMo-style norm over all heads at once
-            y = qk_norm(y)
-        y = y.view(1, y.shape[1], -1, hd)
-        if qk_norm is not None and per_head:
-            y = qk_norm(y)
-        y = y.transpose(1, 2)  # [1, heads, n, hd]
-        cos, sin = self._rope(layer, y)
-        idx = rows.to(cos.device)
-        apply_rope = sys.modules[type(attn).__module__].apply_rotary_pos_emb
-        y, _ = apply_rope(y, y, cos[:, idx], sin[:, idx])
-        return y[0]
-
-    def _keys(self, layer: int) -> torch.Tensor:
-        """Rotated keys of every position: [kv_heads, T, hd] (model dtype). Cached when small."""
-        cache_key = (self.key, "keys", layer)
-        hit = self.cache.peek(cache_key)
-        if hit is not None:
-            return hit
-        # the key projection of input_layernorm(residual) as the forward computed it (captured).
-        raw = self.capture().keys[self._check_layer(layer, self.n_layers - 1)]
-        k = self._project(layer, raw, "k_norm", torch.arange(self.n_positions))
-        nbytes = k.numel() * k.element_size()
-        if nbytes <= self.cache.max_bytes // 64:
-            self.cache.put_if_room(cache_key, k, nbytes)
-        return k
-
-    def _qk(self, layer: int, queries: torch.Tensor, keys_end: int):
-        """Rotated q: [H, len(queries), hd] and k: [kv_heads, keys_end, hd], both fp32."""
-        mod = self.layers[layer]
-        dev = _device_of(mod.input_layernorm, self.loaded.device)
-        x = mod.input_layernorm(self.residual(layer)[queries.to(self.residual(layer).device)].to(dev))
-        q = self._project(layer, _query_projection(mod.self_attn, x), "q_norm", queries)
-        k = self._keys(layer)[:, :keys_end].to(q.device)
-        return q.float(), k.float()
-
-    def _weights(self, layer: int, q: torch.Tensor, k: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
-        """softmax(q·kᵀ·scaling, soft-capped, causal/window-masked) in fp32: [H, n, K].
-
-        GQA: head h reads kv head h // (H / kv_heads), done by broadcasting, not copying k.
-        """
-        attn = self.layers[layer].self_attn
+        GQA: head h reads kv head h // (H / kv_heads), done by broadcasting, not copying k."""
+        q = record.q[:, queries.to(record.q.device)].float()
+        k = record.k[:, :keys_end].float().to(q.device)
         heads, n, hd = q.shape
         kv = k.shape[0]
         grouped = q.reshape(kv, heads // kv, n, hd)  # [kv, groups, n, hd]
-        scores = torch.matmul(grouped, k[:, None].transpose(-1, -2)).reshape(heads, n, -1)
-        scores = scores * float(attn.scaling)
-        cap = getattr(attn, "attn_logit_softcapping", None)
-        if cap is not None and _passes_softcap(attn):
-            scores = torch.tanh(scores / cap) * cap
-        key_pos = torch.arange(k.shape[-2], device=scores.device)
-        qpos = queries.to(scores.device)[:, None]
-        allowed = key_pos[None, :] <= qpos
-        window = self.window(layer)
-        if window is not None:
-            allowed &= key_pos[None, :] > qpos - int(window)
-        scores = scores.masked_fill(~allowed, float("-inf"))
-        return torch.softmax(scores, dim=-1)
+        scores = torch.matmul(grouped, k[:, None].transpose(-1, -2)).reshape(heads, n, -1) * record.scaling
+        if record.softcap is not None:
+            scores = torch.tanh(scores / record.softcap) * record.softcap
+        if record.key_bias is not None:  # ALiBi: a bias per head and key position
+            scores = scores + record.key_bias[:, None, :keys_end].to(scores.device)
+        key_pos = torch.arange(keys_end, device=scores.device)[None, :]
+        first = record.first_key[queries].to(scores.device)[:, None]
+        last = record.last_key[queries].to(scores.device)[:, None]
+        scores = scores.masked_fill((key_pos < first) | (key_pos > last), float("-inf"))
+        if record.sinks is None:
+            return torch.softmax(scores, dim=-1)
+        sinks = record.sinks.to(scores.device)[:, None, None].expand(heads, n, 1)
+        return torch.softmax(torch.cat([scores, sinks], dim=-1), dim=-1)[..., :-1]
 
     @torch.no_grad()
     def attention(self, layer: int, queries: slice | Sequence[int] | None = None) -> torch.Tensor:
@@ -398,8 +199,7 @@ class Internals:
                 return hit[:, list(rows)]
         q_idx = torch.tensor(list(rows), dtype=torch.long)
         keys_end = t if len(rows) == 0 else max(rows) + 1
-        q, k = self._qk(layer, q_idx, keys_end)
-        w = self._weights(layer, q, k, q_idx)
+        w = self._weights(self.record(layer), q_idx, keys_end)
         if keys_end < t:
             w = torch.nn.functional.pad(w, (0, t - keys_end))
         if full:
@@ -419,57 +219,73 @@ class Internals:
         q_idx = torch.tensor([position])
         out = torch.zeros(self.n_layers, self.n_heads, self.n_positions)
         for layer in range(self.n_layers):
-            q, k = self._qk(layer, q_idx, position + 1)
-            out[layer, :, : position + 1] = self._weights(layer, q, k, q_idx)[:, 0].cpu()
+            out[layer, :, : position + 1] = self._weights(self.record(layer), q_idx, position + 1)[:, 0].cpu()
         return out
 
     # ------------------------------------------------------------------ MLP and unembedding
 
     @torch.no_grad()
     def mlp_input(self, layer: int) -> torch.Tensor:
-        """[T, d] what layer's MLP reads: its pre-MLP norm of the residual after attention."""
-        mod = self.layers[layer]
-        norm = getattr(mod, "pre_feedforward_layernorm", None) if self._sandwich(mod) else None
-        norm = norm if norm is not None else mod.post_attention_layernorm
-        dev = _device_of(norm, self.loaded.device)
-        mid = self.residual(layer).to(dev) + self.attn_out(layer).to(dev)
-        return norm(mid)
+        """[T, d] what layer's MLP reads (its norm of the residual after attention, or in a
+        parallel block of the layer's input)."""
+        residual, attn = self.residual(layer), self.attn_out(layer)
+        return self.arch.mlp_input(layer, residual, attn.to(residual.device))
 
     @torch.no_grad()
     def mlp_activations(self, layer: int) -> torch.Tensor:
-        """[T, intermediate] act_fn(gate_proj(x)) * up_proj(x): the input of down_proj.
-
-        Phi-3 style MLPs fuse the two projections (gate_up_proj, gate first) and name the
-        activation activation_fn; the product is the same."""
+        """[T, intermediate] the MLP's neuron activations: the input of its output projection, as
+        the layer's own MLP computes it (act(gate) * up for gated MLPs, act(fc1) for plain ones)."""
         self._check_layer(layer, self.n_layers - 1)
-        mlp = self.layers[layer].mlp
-        act = getattr(mlp, "act_fn", None) or getattr(mlp, "activation_fn", None)
-        fused = getattr(mlp, "gate_up_proj", None)
-        if act is None or not (fused is not None or all(hasattr(mlp, n) for n in ("gate_proj", "up_proj"))):
-            raise NotImplementedError(f"{type(mlp).__name__} is not a gated MLP (gate_proj/up_proj/act_fn)")
-        x = self.mlp_input(layer).to(_device_of(mlp, self.loaded.device))
-        if fused is not None:
-            gate, up = fused(x).chunk(2, dim=-1)
-            return act(gate) * up
-        return act(mlp.gate_proj(x)) * mlp.up_proj(x)
+        site = self.arch.mlp_out_projection(layer)
+        seen: list[torch.Tensor] = []
+        handle = site.register_forward_pre_hook(
+            lambda _m, args: seen.append(args[0][0] if args[0].dim() == 3 else args[0])
+        )
+        try:
+            x = self.mlp_input(layer)
+            self.arch.run_mlp(layer, x.to(device_of(self.arch.mlp(layer), x.device))[None])
+        finally:
+            handle.remove()
+        return seen[0]
 
     @torch.no_grad()
     def normed(self, hidden: torch.Tensor) -> torch.Tensor:
         """final norm of `hidden: [..., d]` (on the norm's device)."""
         norm = self.final_norm
-        return norm(hidden.to(_device_of(norm, hidden.device), _dtype_of(norm, hidden.dtype)))
+        return norm(hidden.to(device_of(norm, hidden.device), dtype_of(norm, hidden.dtype)))
 
     @torch.no_grad()
     def unembed(self, x: torch.Tensor) -> torch.Tensor:
-        """lm_head(x: [..., d]) -> [..., V] fp32: no norm, no soft-capping (for linear read-outs)."""
+        """The logits' affine read-out of `x: [..., d]` -> [..., V] fp32: lm_head and the model's
+        logit multiplier, no norm, no soft-capping (for linear read-outs)."""
         head = self.lm_head
-        return head(x.to(_device_of(head, x.device), _dtype_of(head, x.dtype))).float()
+        out = head(x.to(device_of(head, x.device), dtype_of(head, x.dtype))).float()
+        multiplier = self.arch.logit_multiplier
+        return out * multiplier if multiplier != 1.0 else out
 
     @torch.no_grad()
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """logits: [..., V] = lm_head(final_norm(hidden: [..., d])), soft-capped where configured."""
+        """logits: [..., V] of residual states `hidden: [..., d]`: final norm, read-out, soft-cap."""
         out = self.unembed(self.normed(hidden))
-        cap = getattr(self.config, "final_logit_softcapping", None)
-        if cap:
-            out = torch.tanh(out / cap) * cap
-        return out
+        cap = self.arch.final_softcap
+        return torch.tanh(out / cap) * cap if cap else out
+
+    @torch.no_grad()
+    def norm_linearisation(self, final: torch.Tensor) -> NormLinearisation:
+        """The final norm linearised at the final residual `final: [d]` (see NormLinearisation)."""
+        d = final.shape[-1]
+        if d % 2:
+            raise NotAvailable("the final norm's linearisation needs an even hidden size")
+        probe = torch.ones(d)
+        probe[1::2] = -1.0  # mean 0, mean square 1: norm(probe) = g ⊙ probe / s(probe) + b
+        big = 1000.0  # s(big · probe) = big to within eps / big²
+        out = self.normed(torch.stack([torch.zeros(d), big * probe, big * probe + 3.0 * big, final.float().cpu()]))
+        out = out.float().cpu()
+        bias = out[0]
+        gain = (out[1] - bias) * probe
+        centred = bool(torch.allclose(out[2], out[1], atol=1e-4 * float(out[1].abs().max()) + 1e-6))
+        x = final.float().cpu()
+        u = gain * (x - x.mean() if centred else x)
+        y = out[3] - bias
+        scale = float((u * u).sum() / (u * y).sum()) if float((u * y).sum()) else 1.0
+        return NormLinearisation(gain=gain, bias=bias, centred=centred, scale=scale)

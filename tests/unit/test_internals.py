@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from llmvis.capture_cache import CaptureCache
+from llmvis.arch import NotAvailable
 from llmvis.internals import Internals
 from tiny_models import tiny_loaded
 from trace_helpers import random_ids
@@ -20,6 +21,7 @@ TOL = 1e-5
 
 
 def eager_reference(arch: str, ids: list[int], layers: int = 2):
+    """The unmodified HF model (same weights) with the eager kernel: the numbers to equal."""
     model = tiny_loaded(arch, layers, attn="eager").model
     with torch.no_grad():
         return model(torch.tensor([ids]), output_attentions=True, output_hidden_states=True)
@@ -43,29 +45,33 @@ def test_attention_equals_eager(arch):
 def test_gemma3_global_and_local_layers_equal_eager():
     """Six layers: five sliding (local rope) and one full-attention layer (global rope)."""
     _, ids, internals = run("gemma3_text", layers=6)
-    assert internals.window(0) == 8 and internals.window(5) is None
+    assert internals.visible_keys(0, [T - 1]).item() == 8 and internals.visible_keys(5, [T - 1]).item() == T
     ref = eager_reference("gemma3_text", ids, layers=6)
     for layer in range(6):
         assert (internals.attention(layer) - ref.attentions[layer][0]).abs().max().item() <= TOL
 
 
 def test_attention_rows_sum_to_one_and_are_causal(arch):
+    """Each query spreads its weight over the keys it may see, and nothing beyond them; a model
+    with attention sinks (gpt-oss) gives the rest to its sink."""
     _, _, internals = run(arch)
+    q, k = torch.meshgrid(torch.arange(T), torch.arange(T), indexing="ij")
     for layer in range(internals.n_layers):
         w = internals.attention(layer)
-        assert torch.allclose(w.sum(-1), torch.ones(internals.n_heads, T), atol=1e-5)
-        assert w.triu(diagonal=1).abs().max().item() == 0.0
-        window = internals.window(layer)
-        if window is not None:  # keys older than the window get nothing
-            q, k = torch.meshgrid(torch.arange(T), torch.arange(T), indexing="ij")
-            assert w[:, q - k >= window].abs().max().item() == 0.0
-            assert w[:, (q - k < window) & (k <= q)].min().item() > 0.0
+        sums = w.sum(-1)
+        if internals.record(layer).sinks is None:
+            assert torch.allclose(sums, torch.ones(internals.n_heads, T), atol=1e-5)
+        else:
+            assert (sums < 1).all() and (sums > 0).all()
+        seen = internals.visible_keys(layer, range(T))
+        inside = (k <= q) & (q - k < seen[:, None])  # keys older than the window get nothing
+        assert w[:, ~inside].abs().max().item() == 0.0 and w[:, inside].min().item() > 0.0
 
 
 def test_sliding_window_matters():
     """Guard that the window test above is not vacuous: mistral's window of 8 bites at T=24."""
     _, _, internals = run("mistral")
-    assert internals.window(0) == 8
+    assert internals.visible_keys(0, [20]).item() == 8
     w = internals.attention(0)
     assert w[:, 20, :13].abs().max().item() == 0.0 and w[:, 20, 13:21].min().item() > 0
 
@@ -99,9 +105,8 @@ def test_hidden_states_and_contributions(arch):
         assert torch.allclose(total, internals.residual(layer + 1), atol=1e-5)
     # HF's last hidden state is after the final norm: ours is before it.
     assert torch.allclose(internals.normed(internals.residual(n)), ref.hidden_states[n][0], atol=1e-5)
-    # Layer 0's input is the embedding module's output (Gemma's module scales by sqrt(d) itself).
-    embeds = loaded.model.get_input_embeddings()(torch.tensor(ids))
-    assert torch.allclose(internals.residual(0), embeds, atol=1e-6)
+    # (Layer 0's input is whatever the decoder feeds it: token embeddings, plus GPT-2's position
+    # embeddings, times Gemma's sqrt(d) or Granite's embedding multiplier: hidden_states[0].)
 
 
 def test_logits_equal_model_logits(arch):
@@ -115,15 +120,18 @@ def test_logits_equal_model_logits(arch):
 
 
 def test_mlp_activations_reproduce_mlp_output(arch):
+    """The neuron activations, through the MLP's own output projection (and post-norm), give
+    what the MLP added; a mixture of experts says why it has no single set of neurons."""
     loaded, _, internals = run(arch)
     for layer in range(internals.n_layers):
-        mod = internals.layers[layer]
+        if internals.arch.mlp_kind(layer) == "experts":
+            with pytest.raises(NotAvailable, match="mixture of experts"):
+                internals.mlp_activations(layer)
+            continue
         acts = internals.mlp_activations(layer)
-        assert acts.shape == (T, loaded.info.intermediate_size)
+        assert acts.shape[0] == T and acts.shape[1] > loaded.info.hidden_size  # the MLP's hidden width
         with torch.no_grad():
-            out = mod.mlp.down_proj(acts)
-            if hasattr(mod, "post_feedforward_layernorm"):
-                out = mod.post_feedforward_layernorm(out)
+            out = internals.arch.mlp_contribution(layer, acts)
         assert torch.allclose(out, internals.mlp_out(layer), atol=1e-5)
 
 
@@ -144,8 +152,9 @@ def test_cache_hits_misses_and_eviction():
     a, b = random_ids(loaded, T, seed=1), random_ids(loaded, T, seed=2)
     probe = Internals(loaded, a).capture()
     one = probe.nbytes
-    # (L+1) residuals + L attn + L mlp: [T, 64] fp32; L keys: [T, 2 kv heads × 16] fp32
-    assert one == (2 * 3 + 1) * T * 64 * 4 + 2 * T * 32 * 4
+    # (L+1) residuals + L attn + L mlp: [T, 64] fp32; per layer queries [4 heads, T, 16] and keys
+    # [2 kv heads, T, 16] fp32, and each query's first and last key (int64)
+    assert one == (2 * 3 + 1) * T * 64 * 4 + 2 * (T * 64 * 4 + T * 32 * 4) + 2 * 2 * T * 8
     cache = CaptureCache(max_bytes=int(one * 1.5))  # room for one capture only
     ia, ib = Internals(loaded, a, cache=cache), Internals(loaded, b, cache=cache)
     ia.residual(0)
@@ -221,8 +230,10 @@ def test_capture_ignores_forwards_in_other_threads():
 
 
 def test_offloaded_layer_under_a_device_map(tmp_path):
-    """A layer whose weights sit on 'meta' between calls (accelerate disk offload) still gives
-    exactly the same internals: modules run on their execution device through their own hooks."""
+    """A layer whose weights sit on 'meta' between calls (accelerate disk offload) still gives the
+    same internals: modules run on their execution device through their own hooks. (Equal to
+    fp32 rounding, not bit for bit: reloaded weights may sit at another alignment, and CPU
+    kernels may then sum in another order.)"""
     from llmvis.models import load_model
     from tiny_models import save_tiny_model
 
@@ -239,8 +250,9 @@ def test_offloaded_layer_under_a_device_map(tmp_path):
     assert mapped.model.model.layers[1].input_layernorm.weight.device.type == "meta"
     ids = random_ids(plain, T)
     a, b = Internals(plain, ids), Internals(mapped, ids)
+    same = {"rtol": 1e-5, "atol": 1e-6}
     for layer in range(2):
-        assert torch.equal(a.attention(layer), b.attention(layer))
-        assert torch.equal(a.mlp_activations(layer), b.mlp_activations(layer))
-    assert torch.equal(a.attention_row(T - 1), b.attention_row(T - 1))
-    assert torch.equal(a.logits(a.residual(2)), b.logits(b.residual(2)))
+        torch.testing.assert_close(a.attention(layer), b.attention(layer), **same)
+        torch.testing.assert_close(a.mlp_activations(layer), b.mlp_activations(layer), **same)
+    torch.testing.assert_close(a.attention_row(T - 1), b.attention_row(T - 1), **same)
+    torch.testing.assert_close(a.logits(a.residual(2)), b.logits(b.residual(2)), **same)

@@ -71,7 +71,8 @@ def test_attention_row_mode(arch):
     rows = torch.tensor(view.rows)
     assert rows.shape == (2, 4, 18)
     assert close(view.rows, ctx.internals.attention_row(17)[:, :, :18])
-    assert torch.allclose(rows.sum(-1), torch.ones(2, 4), atol=1e-3)
+    if ctx.internals.record(0).sinks is None:  # with attention sinks (gpt-oss) rows sum to less
+        assert torch.allclose(rows.sum(-1), torch.ones(2, 4), atol=1e-3)
 
 
 @pytest.mark.parametrize(

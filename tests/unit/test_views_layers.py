@@ -19,13 +19,17 @@ def context(arch: str = "llama", n: int = T) -> ViewContext:
 
 
 def final_logits(ctx: ViewContext, pos: int, capped: bool = True) -> torch.Tensor:
-    """The model's own logits at `pos` from a plain forward (lm_head before/after soft-capping)."""
+    """The model's own logits at `pos` from its plain forward; `capped=False`: the same forward
+    with the final soft-cap switched off in its config (which the forward reads at each call)."""
     model = ctx.loaded.model
-    with torch.no_grad():
-        hidden = model.model(torch.tensor([ctx.trace.ids])).last_hidden_state[0, pos]
-        logits = model.lm_head(hidden)
     cap = getattr(model.config, "final_logit_softcapping", None)
-    return torch.tanh(logits / cap) * cap if (capped and cap) else logits
+    try:
+        if not capped:
+            model.config.final_logit_softcapping = None
+        with torch.no_grad():
+            return model(torch.tensor([ctx.trace.ids])).logits[0, pos].float()
+    finally:
+        model.config.final_logit_softcapping = cap
 
 
 # ----------------------------------------------------------------------------- logit_lens

@@ -61,9 +61,7 @@ def normalised_entropy(w: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
 
 def visible_keys(internals: Internals, layer: int, positions: list[int]) -> torch.Tensor:
     """[len(positions)] how many keys each query can see in `layer` (causal, sliding window)."""
-    n = torch.tensor(positions, dtype=torch.long) + 1
-    window = internals.window(layer)
-    return n.clamp_max(int(window)) if window is not None else n
+    return internals.visible_keys(layer, positions)
 
 
 # ----------------------------------------------------------------------------- multi_head

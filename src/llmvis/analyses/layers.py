@@ -13,17 +13,17 @@ Index convention: hidden state `l` (0..L) is the residual stream *entering* deco
 *predicted* (as in the `tokens` view): the model chose it reading the residual stream at
 position − 1, so position 0 (never predicted) is not allowed.
 
-Direct logit effect (linearisation): the final RMSNorm is y = g ⊙ x / rms(x). Freezing rms(x)
-at its value for the final residual x_L makes it linear, so each contribution c (embedding,
-every attention and MLP output, which sum to x_L) gets effect  (g ⊙ c / rms(x_L)) · W_U[token].
-These effects sum exactly to the token's logit (before any final soft-capping; plus the
-lm_head bias, if any). The gain g is read off the model's own norm (norm applied to a vector of
-ones), so parametrisations like Gemma's (1 + w) are handled.
+Direct logit effect (linearisation): the final norm is y = g ⊙ (x − μ(x)) / s(x) + b (μ the
+mean for a LayerNorm, 0 for an RMSNorm; s the std or rms). Freezing s at its value for the
+final residual x_L makes it linear, so each contribution c (embedding, every attention and MLP
+output, which sum to x_L) gets effect  W_U[token] · (g ⊙ (c − μ(c)) / s(x_L)). These effects
+plus the constant W_U[token] · b (and the read-out's bias) sum exactly to the token's logit,
+before any final soft-capping. g, b, μ and s are measured on the model's own norm module
+(internals.norm_linearisation), so Gemma's (1 + w), OLMo's weightless LayerNorm and Cohere's
+biasless one are all handled.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 from pydantic import BaseModel, Field
@@ -142,26 +142,27 @@ class ResidualStreamView(BaseModel):
     linearisation: str
 
 
-LINEARISATION = (
-    "final RMSNorm linearised at the final residual: effect(c) = (g * c / rms(h_L)) · W_U[token]; "
-    "effects of embedding + all attention + all MLP outputs sum to the logit (before soft-capping)"
-)
+def direct_effects(
+    internals: Internals, parts: torch.Tensor, final: torch.Tensor, token_id: int
+) -> tuple[torch.Tensor, float, str]:
+    """(effect of each row of `parts: [n, d]` on `token_id`'s logit, the constant part of the
+    logit, how the final norm was linearised), the norm linearised at `final: [d]`.
 
-
-def direct_effects(internals: Internals, parts: torch.Tensor, final: torch.Tensor, token_id: int) -> torch.Tensor:
-    """[n] effect of each row of `parts: [n, d]` on `token_id`'s logit, linearised at `final: [d]`.
-
-    effect(c) = lm_head(g ⊙ c / rms(final))[token] − bias[token]; the model's own modules are
-    called (no weight is read directly), so offloaded or sharded weights work.
-    """
-    norm = internals.final_norm
+    effect(c) = W(g ⊙ (c − μ(c)) / s)[token] with W the logits' linear read-out; the model's own
+    modules are called (no weight is read directly), so offloaded or sharded weights work."""
+    lin = internals.norm_linearisation(final)
     d = final.shape[-1]
-    eps = float(getattr(norm, "variance_epsilon", getattr(norm, "eps", 1e-6)))
-    gain = internals.normed(torch.ones(1, d))[0].float().cpu() * math.sqrt(1.0 + eps)  # g, whatever its form
-    rms = torch.sqrt(final.float().pow(2).mean() + eps)
-    scaled = torch.cat([parts.float() * gain / rms, torch.zeros(1, d)])  # last row: the bias alone
-    out = internals.unembed(scaled)[:, token_id].cpu()
-    return out[:-1] - out[-1]
+    rows = torch.cat([lin.apply(parts), torch.zeros(1, d), lin.bias[None]])  # then: no part, the norm's bias
+    out = internals.unembed(rows)[:, token_id].cpu()
+    base = out[-2]  # the read-out's own bias, if any
+    how = (
+        f"final {lin.kind} linearised at the final residual: effect(c) = W_U[token] · (g ⊙ "
+        f"{'(c − mean(c))' if lin.centred else 'c'} / s(h_L)); the effects of the embedding, every "
+        "attention and MLP output sum to the logit"
+        + (" less the norm's and the read-out's bias" if float((out[-1] - base).abs()) or float(base.abs()) else "")
+        + " (before any soft-capping)"
+    )
+    return out[:-2] - base, float(out[-1]), how
 
 
 @register("residual_stream", "Residual stream", ResidualStreamParams, ResidualStreamView, needs_internals=True)
@@ -178,9 +179,9 @@ def residual_stream(ctx: ViewContext, p: ResidualStreamParams) -> ResidualStream
     emb = internals.residual(0)[src].float().cpu()
     attn = torch.stack([internals.attn_out(i)[src].float().cpu() for i in range(n)])  # [L, d]
     mlp = torch.stack([internals.mlp_out(i)[src].float().cpu() for i in range(n)])  # [L, d]
-    effects = direct_effects(internals, torch.cat([emb[None], attn, mlp, final[None]]), final, token_id)
+    effects, constant, how = direct_effects(internals, torch.cat([emb[None], attn, mlp, final[None]]), final, token_id)
     emb_effect, attn_effect, mlp_effect = effects[0], effects[1 : n + 1], effects[n + 1 : 2 * n + 1]
-    logit = float(effects[-1]) + float(internals.unembed(torch.zeros(1, final.shape[-1]))[0, token_id])
+    logit = float(effects[-1]) + constant
     layers = [
         ResidualLayer(
             layer=i,
@@ -202,7 +203,7 @@ def residual_stream(ctx: ViewContext, p: ResidualStreamParams) -> ResidualStream
         final_norm=round4(float(final.norm())),
         logit=round4(logit),
         layers=layers,
-        linearisation=LINEARISATION,
+        linearisation=how,
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from llmvis.arch import Architecture, architecture_of, text_config
 from llmvis.models.info import ModelInfo
 from llmvis.tokens import Labeler
 
@@ -33,6 +34,11 @@ class LoadedModel:
         return self.model.config
 
     @cached_property
+    def arch(self) -> Architecture:
+        """Where this model's parts are and how its blocks are wired (the architecture seam)."""
+        return architecture_of(self.model)
+
+    @cached_property
     def labeler(self) -> Labeler:
         """Readable token labels, cached for the model's lifetime (and gone with it)."""
         return Labeler(self.tokenizer)
@@ -45,12 +51,6 @@ class LoadedModel:
 def cache_keyword(model: Any) -> str:
     params = inspect.signature(model.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
-
-
-def text_config(config: Any) -> Any:
-    """The decoder's config (multimodal configs nest it as text_config)."""
-    getter = getattr(config, "get_text_config", None)
-    return getter() if getter is not None else config
 
 
 def describe(model: Any, tokenizer: Any, *, name: str, source: str, path: str) -> ModelInfo:

@@ -7,10 +7,11 @@ from pathlib import PurePath
 from typing import Any
 from urllib.parse import urlsplit
 
+from llmvis.arch import text_config
 from llmvis.models.errors import ModelLoadError
 from llmvis.models.info import ModelInfo
 from llmvis.models.load import load_tokenizer
-from llmvis.models.loaded import eos_ids, text_config, tokenizer_hash
+from llmvis.models.loaded import eos_ids, tokenizer_hash
 from llmvis.remote.client import EngineClient, EngineError
 from llmvis.remote.tokens import TokenMap
 

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from llmvis.internals import Internals, decoder_layers
+from llmvis.internals import Internals
 from llmvis.models.loaded import LoadedModel
 from llmvis.server.slot import ModelSlot
 
@@ -63,7 +63,7 @@ class BackgroundCapture:
             if not idle() or loaded is not self.slot.loaded:
                 return
             internals = Internals(loaded, ids, cache=self.slot.cache)
-            with self.slot.lock, interruptible(loaded.model, self.cancel):
+            with self.slot.lock, interruptible(loaded.arch.layers, self.cancel):
                 internals.capture()
             self.captures += 1
         except _Superseded:
@@ -76,7 +76,7 @@ class BackgroundCapture:
 
 
 @contextlib.contextmanager
-def interruptible(model: Any, cancel: threading.Event) -> Iterator[None]:
+def interruptible(layers: list[Any], cancel: threading.Event) -> Iterator[None]:
     """Raise `_Superseded` at the next decoder layer once `cancel` is set (in this thread only:
     the model may be running elsewhere too)."""
     me = threading.get_ident()
@@ -85,7 +85,7 @@ def interruptible(model: Any, cancel: threading.Event) -> Iterator[None]:
         if cancel.is_set() and threading.get_ident() == me:
             raise _Superseded
 
-    handles = [layer.register_forward_pre_hook(check) for layer in decoder_layers(model)]
+    handles = [layer.register_forward_pre_hook(check) for layer in layers]
     try:
         yield
     finally:

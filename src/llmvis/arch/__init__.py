@@ -1,0 +1,21 @@
+"""The architecture seam (see base.py): `architecture_of(model)` picks the family's adapter by
+`model_type`, else the structural default. Adding a family: a file here with a subclass of
+`Architecture` registered with `@family(...)`, imported below, and an entry in the tiny-model
+list of the tests (docs/ARCHITECTURE.md, "add an architecture")."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from llmvis.arch import bloom, falcon, gemma, gpt2, gpt_neo, granite, olmo2, opt, parallel  # noqa: F401  (they register)
+from llmvis.arch.base import Architecture, NotAvailable, device_of, dtype_of, text_config
+from llmvis.arch.registry import FAMILIES
+
+
+def architecture_of(model: nn.Module) -> Architecture:
+    """The adapter for this model (raises NotAvailable when its decoder cannot be found)."""
+    model_type = str(getattr(text_config(model.config), "model_type", ""))
+    return FAMILIES.get(model_type, Architecture)(model)
+
+
+__all__ = ["Architecture", "NotAvailable", "architecture_of", "device_of", "dtype_of", "text_config"]

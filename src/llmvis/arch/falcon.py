@@ -1,0 +1,62 @@
+"""Falcon, both decoder layouts: the new one (Falcon-40B/180B: grouped key/value heads, two
+norms feeding attention and the MLP in parallel) and the old one (Falcon-7B: multi-query, one
+shared norm, parallel or sequential). Its attention calls SDPA itself, not through the
+AttentionInterface: the fused projection's output is split with the module's own `_split_heads`,
+shaped as its forward shapes it and rotated with its own `apply_rotary_pos_emb`, then reported."""
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from llmvis.arch.base import Architecture, NotAvailable
+from llmvis.arch.registry import family
+
+
+@family("falcon")
+class Falcon(Architecture):
+    family = "Falcon"
+
+    def __init__(self, model: Any) -> None:
+        config = model.config
+        if getattr(config, "alibi", False):
+            raise NotAvailable("Falcon with ALiBi (falcon-rw) is not supported: its attention bias is not recorded")
+        super().__init__(model)
+        two_norms = config.new_decoder_architecture and (config.num_ln_in_parallel_attn or 2) == 2
+        if config.new_decoder_architecture or config.parallel_attn:
+            self.wiring = "parallel"
+            self.mlp_reads = "input"
+            self.mlp_norm = "ln_mlp" if two_norms else "input_layernorm"
+
+    def contribution(self, args: tuple[Any, ...], output: Any) -> torch.Tensor:
+        return super().contribution(args, output).clone()  # the layer adds to the MLP's output in place
+
+    def record_attention(self, layer: int, report: Callable[..., None]) -> Callable[[], None]:
+        attn = self.layers[layer].self_attention
+        rotate = sys.modules[type(attn).__module__].apply_rotary_pos_emb
+        call: dict[str, Any] = {}
+
+        def before(_module: Any, _args: Any, kwargs: dict[str, Any]) -> None:
+            call.update(rope=kwargs.get("position_embeddings"), mask=kwargs.get("attention_mask"))
+
+        def fused(_module: Any, _args: Any, qkv: torch.Tensor) -> None:
+            query, key, _ = attn._split_heads(qkv)  # [batch, T, heads, hd]
+            batch, t = query.shape[:2]
+            kv = attn.num_heads if attn.new_decoder_architecture else attn.num_kv_heads
+            query = query.transpose(1, 2).reshape(batch, attn.num_heads, t, attn.head_dim)
+            key = key.transpose(1, 2).reshape(batch, kv, t, attn.head_dim)
+            cos, sin = call["rope"]
+            query, key = rotate(query, key, cos, sin)
+            report(query, key, call["mask"], scaling=attn.inv_norm_factor)
+
+        handles = [
+            attn.register_forward_pre_hook(before, with_kwargs=True),
+            attn.query_key_value.register_forward_hook(fused),
+        ]
+
+        def undo() -> None:
+            for handle in handles:
+                handle.remove()
+
+        return undo
