@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llmvis.capture_cache import CaptureCache
 from llmvis.arch import NotAvailable
+from llmvis.capture_cache import CaptureCache
 from llmvis.internals import Internals
 from tiny_models import tiny_loaded
 from trace_helpers import random_ids
@@ -96,7 +96,7 @@ def test_attention_query_subsets_match_full():
 
 
 def test_hidden_states_and_contributions(arch):
-    loaded, ids, internals = run(arch)
+    _, ids, internals = run(arch)
     ref = eager_reference(arch, ids)
     n = internals.n_layers
     for layer in range(n):  # layer inputs equal HF's hidden_states
