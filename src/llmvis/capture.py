@@ -193,24 +193,33 @@ for _base in ("sdpa", "eager"):
 
 
 @contextmanager
-def _recording_attention(model: nn.Module, session: _Session) -> Iterator[None]:
-    """Swap every config's attention implementation for the recorder (the caller holds the model
-    lock, so no other forward runs meanwhile), and put the originals back."""
+def attention_implementation(model: nn.Module, name: str) -> Iterator[None]:
+    """Run the model with another attention implementation (on every config its modules read;
+    the caller holds the model lock, so no other forward runs meanwhile), then put it back."""
     configs: dict[int, Any] = {
         id(m.config): m.config for m in model.modules() if getattr(m, "config", None) is not None
     }
     configs[id(model.config)] = model.config
     originals = {key: getattr(c, "_attn_implementation_internal", None) for key, c in configs.items()}
-    base = "eager" if originals[id(model.config)] == "eager" else "sdpa"
-    me = threading.get_ident()
-    _SESSIONS[me] = session
     try:
         for c in configs.values():
-            c._attn_implementation_internal = f"llmvis_{base}"
+            c._attn_implementation_internal = name
         yield
     finally:
         for key, c in configs.items():
             c._attn_implementation_internal = originals[key]
+
+
+@contextmanager
+def _recording_attention(model: nn.Module, session: _Session) -> Iterator[None]:
+    """The recorder in place of the model's attention kernel, for this thread's forward."""
+    base = "eager" if getattr(model.config, "_attn_implementation_internal", None) == "eager" else "sdpa"
+    me = threading.get_ident()
+    _SESSIONS[me] = session
+    try:
+        with attention_implementation(model, f"llmvis_{base}"):
+            yield
+    finally:
         _SESSIONS.pop(me, None)
 
 

@@ -163,6 +163,8 @@ def test_page_opens_with_the_model(page: Page):
     wait_model(page)
     assert page.page.title() == "llmvis"
     assert "tiny-llama" in page.page.locator("[data-testid=model-info]").text_content()
+    # the load-time self-check of the internals (the server loaded the model from its folder)
+    assert page.page.locator("[data-testid=model-internals]").text_content() == "internals verified (Llama-shaped)"
     assert page.page.locator("[data-testid=tabs] button").count() == len(TABS)
     assert page.page.locator("[data-testid=generate]").is_enabled()
     assert not page.errors, page.errors
@@ -430,6 +432,35 @@ def test_long_run_stays_responsive(page: Page):
     # timings are printed, not asserted: they belong to the machine (bench/ holds the targets)
     print(f"1,600 tokens: render {took:.0f} ms, re-colour {t_colour:.0f} ms, 50 selections {t_sel:.0f} ms")
     assert page.page.locator(".tok.sel").get_attribute("data-p") == "1049"
+
+
+def test_a_view_the_model_cannot_give_says_why_in_its_tab(browser, tmp_path):
+    """Mamba generates, but has no attention or layers the internals read: the model panel and the
+    tab say so (422 with the reason), and nothing breaks."""
+    import sys
+
+    from e2e_helpers import ROOT
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tiny_models import save_tiny_model
+
+    save_tiny_model(tmp_path / "mamba", "mamba")
+    server = Server(str(tmp_path / "mamba"), tmp_path / "data", tmp_path / "serve.log", timeout=120)
+    p = Page(browser, server.base)
+    try:
+        wait_model(p)
+        assert "not available here" in p.page.locator("[data-testid=model-internals]").text_content()
+        generate(p, "Hello", max_tokens=4)
+        p.page.locator(".tok.generated").first.click()
+        p.page.click("[data-testid=tab-attention]")
+        placeholder = p.page.locator("[data-tab=attention] .placeholder")
+        placeholder.wait_for(timeout=30_000)
+        assert "cannot give the Attention heatmap view" in placeholder.text_content()
+        shot(p, "view-unavailable")
+        assert not [e for e in p.errors if "pageerror" in e], p.errors
+    finally:
+        p.close()
+        server.stop()
 
 
 def test_bad_model_path_shows_its_error(page: Page):

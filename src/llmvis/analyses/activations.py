@@ -196,7 +196,9 @@ def _distributions(
     return Distributions(kind=kind, what=what, edges=edges.tolist(), layers=out)
 
 
-@register("activations", "Activation distributions", ActivationsParams, ActivationsView, needs_internals=True)
+@register(
+    "activations", "Activation distributions", ActivationsParams, ActivationsView, needs_internals=True, uses=("mlp",)
+)
 def activations_view(ctx: ViewContext, p: ActivationsParams) -> ActivationsView:
     """Per layer: histogram and moments of MLP activations and of attention outputs."""
     internals = ctx.require_internals()

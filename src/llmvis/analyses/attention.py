@@ -164,7 +164,7 @@ def row_mode(ctx: ViewContext, internals: Internals, position: int, max_cells: i
     )
 
 
-@register("attention", "Attention heatmap", AttentionParams, AttentionView, needs_internals=True)
+@register("attention", "Attention heatmap", AttentionParams, AttentionView, needs_internals=True, uses=("attention",))
 def attention_view(ctx: ViewContext, p: AttentionParams) -> AttentionView:
     """One layer's attention (a head, or mean/max over heads), or one query row everywhere."""
     internals = ctx.require_internals()

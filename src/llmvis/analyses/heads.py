@@ -89,7 +89,9 @@ class MultiHeadView(BaseModel):
     rows: list[list[float]] = Field(description="[head][key bin] attention of `position` (max-pooled)")
 
 
-@register("multi_head", "All heads of a layer", MultiHeadParams, MultiHeadView, needs_internals=True)
+@register(
+    "multi_head", "All heads of a layer", MultiHeadParams, MultiHeadView, needs_internals=True, uses=("attention",)
+)
 def multi_head(ctx: ViewContext, p: MultiHeadParams) -> MultiHeadView:
     """Every head of one layer side by side, and each head's row for the selected position."""
     internals = ctx.require_internals()
@@ -140,7 +142,7 @@ class HeadEntropyView(BaseModel):
     )
 
 
-@register("head_entropy", "Head entropy", HeadEntropyParams, HeadEntropyView, needs_internals=True)
+@register("head_entropy", "Head entropy", HeadEntropyParams, HeadEntropyView, needs_internals=True, uses=("attention",))
 def head_entropy(ctx: ViewContext, p: HeadEntropyParams) -> HeadEntropyView:
     """L×H normalised attention entropy, for one query or averaged over (sampled) queries."""
     internals = ctx.require_internals()
@@ -265,7 +267,7 @@ def head_scores(internals: Internals, ids: list[int], positions: list[int]) -> t
     return out, n_ind
 
 
-@register("head_health", "Head health", HeadHealthParams, HeadHealthView, needs_internals=True)
+@register("head_health", "Head health", HeadHealthParams, HeadHealthView, needs_internals=True, uses=("attention",))
 def head_health(ctx: ViewContext, p: HeadHealthParams) -> HeadHealthView:
     """Sink / previous-token / induction scores and a label for every head."""
     internals = ctx.require_internals()

@@ -52,18 +52,19 @@ class View:
     result: type[BaseModel]
     fn: Callable[[ViewContext, Any], BaseModel]
     needs_internals: bool
+    uses: tuple[str, ...] = ()  # parts of the internals beyond the residual stream: "attention", "mlp"
 
 
 VIEWS: dict[str, View] = {}
 
 
 def register(
-    name: str, title: str, params: type[P], result: type[R], *, needs_internals: bool
+    name: str, title: str, params: type[P], result: type[R], *, needs_internals: bool, uses: tuple[str, ...] = ()
 ) -> Callable[[Callable[[ViewContext, P], R]], Callable[[ViewContext, P], R]]:
     def decorate(fn: Callable[[ViewContext, P], R]) -> Callable[[ViewContext, P], R]:
         if name in VIEWS:
             raise ValueError(f"view {name!r} registered twice")
-        VIEWS[name] = View(name, title, params, result, fn, needs_internals)
+        VIEWS[name] = View(name, title, params, result, fn, needs_internals, uses)
         return fn
 
     return decorate

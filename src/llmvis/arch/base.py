@@ -125,7 +125,7 @@ class Architecture:
         """The MLP's output projection: its input are the neuron activations."""
         if self.mlp_kind(layer) == "experts":
             raise NotAvailable(
-                "this layer's MLP is a mixture of experts: its neurons belong to the experts (see the Experts view)"
+                "this layer's MLP is a mixture of experts: its neurons belong to the experts, not to one MLP"
             )
         return child(self.mlp(layer), _OUT_PROJECTIONS, "MLP output projection")
 

@@ -9,6 +9,18 @@ from pydantic import BaseModel, Field
 Source = Literal["bundled", "hf_dir", "gguf", "hf_cache", "remote"]
 
 
+class InternalsReport(BaseModel):
+    """The load-time self-check of the internals: the capture and recomputed attention against
+    the model's own eager forward on a few tokens (llmvis/selfcheck.py)."""
+
+    family: str = Field(description="the architecture adapter that reads this model")
+    verified: bool = Field(description="every checked number matched the model's own")
+    max_error: float | None = Field(default=None, description="largest relative difference seen")
+    unavailable: dict[str, str] = Field(
+        default_factory=dict, description="view name → why this model cannot give it (such views answer 422)"
+    )
+
+
 class ModelInfo(BaseModel):
     name: str
     source: Source
@@ -30,3 +42,4 @@ class ModelInfo(BaseModel):
     tokenizer_hash: str | None = Field(
         default=None, description="identifies the vocabulary: runs of a remote engine and a local copy match on it"
     )
+    internals: InternalsReport | None = Field(default=None, description="None: not checked (a remote engine)")

@@ -106,8 +106,20 @@ def load_model(
     except Exception as exc:
         raise ModelLoadError(f"could not load {source.name}: {_one_line(exc)}") from exc
     info = describe(model, tokenizer, name=source.name, source=source.kind, path=str(source.path))
+    loaded = LoadedModel(model, tokenizer, info, stop_token_ids(model, tokenizer))
+    report("checking internals", 0.97)
+    checked(loaded)
     report("ready", 1.0)
-    return LoadedModel(model, tokenizer, info, stop_token_ids(model, tokenizer))
+    return loaded
+
+
+def checked(loaded: LoadedModel) -> LoadedModel:
+    """The model with its internals self-checked (ModelInfo.internals: what its views can show)."""
+    # The check runs the internals, which sit above this package: imported here, not at the top.
+    from llmvis.selfcheck import check_internals
+
+    loaded.info = loaded.info.model_copy(update={"internals": check_internals(loaded)})
+    return loaded
 
 
 def load_tokenizer(spec: str, *, trust_remote_code: bool = False) -> tuple[Any, Any | None, str]:

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 import llmvis.analyses  # noqa: F401  (importing registers the views)
 from llmvis.analyses.registry import VIEWS, View, ViewParamError
+from llmvis.arch import NotAvailable
 from llmvis.server import deps
 from llmvis.server.engine import Engine
 from llmvis.server.schemas import RunId, ViewInfo, ViewList
@@ -31,7 +32,7 @@ def _view_route(view: View) -> Any:
     async def endpoint(run_id: str, params: BaseModel, engine: Engine, store: Store) -> Any:
         try:  # reading the trace, computing and recording all happen off the event loop
             return await run_in_threadpool(compute, run_id, params, engine, store)
-        except ViewParamError as exc:
+        except (ViewParamError, NotAvailable) as exc:
             raise deps.unprocessable(str(exc), ("query",)) from exc
         except NeedsModel as exc:
             raise HTTPException(409, str(exc)) from exc

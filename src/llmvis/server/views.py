@@ -1,6 +1,8 @@
 """Computing a view of a run: internals come from the loaded model only when its weights are the
 run's (the same model, or for a remote engine's run a local copy with the same vocabulary);
-otherwise a view that needs them is refused with a reason (409)."""
+otherwise a view that needs them is refused with a reason (409). A view this model cannot give
+(the load-time self-check says which, or its architecture lacks a part) raises NotAvailable
+with the reason (422)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from llmvis.analyses.registry import VIEWS, ViewContext, compute
+from llmvis.arch import NotAvailable
 from llmvis.internals import Internals
 from llmvis.models.info import ModelInfo
 from llmvis.server.slot import ModelSlot
@@ -30,6 +33,9 @@ def compute_view(slot: ModelSlot, trace: Trace, name: str, params: Any) -> BaseM
         unknown = sum(1 for i in trace.ids if i < 0)
         if unknown:
             raise NeedsModel(f"{unknown} tokens of this run have no id in the local vocabulary")
+        report = loaded.info.internals
+        if report is not None and name in report.unavailable:
+            raise NotAvailable(f"{loaded.info.name} cannot give the {view.title} view: {report.unavailable[name]}")
         internals = Internals(loaded, trace.ids, cache=slot.cache)
     ctx = ViewContext(trace=trace, loaded=loaded, internals=internals)
     if loaded is None:

@@ -52,6 +52,26 @@ export function leftPanel(): HTMLElement {
   const info = h("div", { class: "model-info", "data-testid": "model-info" });
   const copyHint = h("div", { class: "muted small", "data-testid": "local-copy-hint", hidden: true });
 
+  /** What the load-time self-check found: "internals verified", or which views are missing and why. */
+  const internalsLine = (m: NonNullable<typeof app.model>): HTMLElement => {
+    const report = m.internals;
+    const missing = Object.entries(report?.unavailable ?? {});
+    const text = !report
+      ? ""
+      : missing.length === 0
+        ? t("model.verified", { family: report.family })
+        : t("model.unavailable", { views: missing.map(([v]) => v).join(", ") });
+    return h(
+      "div",
+      {
+        class: `small ${report?.verified && missing.length === 0 ? "ok" : "muted"}`,
+        "data-testid": "model-internals",
+        title: missing.map(([v, why]) => `${v}: ${why}`).join("\n"),
+      },
+      text,
+    );
+  };
+
   const showModel = () => {
     const m = app.model;
     info.textContent = "";
@@ -96,6 +116,7 @@ export function leftPanel(): HTMLElement {
           m.device,
         ].join(" · "),
       ),
+      internalsLine(m),
     );
     status.textContent = t("model.loaded");
     status.className = "model-status ok";

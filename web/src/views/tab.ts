@@ -55,6 +55,11 @@ export abstract class Tab {
     Promise.resolve(this.refresh(ctrl.signal)).catch((e: unknown) => {
       if ((e as Error).name === "AbortError" || ctrl.signal.aborted) return;
       const msg = e instanceof ApiError ? e.message : String(e);
+      // 422 from a view that needs internals: this model cannot give it; say why where its chart would be.
+      if (e instanceof ApiError && e.status === 422 && msg.includes("cannot give")) {
+        this.reset(msg.replace(/^query: /, ""));
+        return;
+      }
       this.setStatus(`${t("err.view")}: ${msg}`, true);
       // 409: the view needs weights that are not loaded here (a remote run's, or another model's).
       if (e instanceof ApiError && e.status === 409) {

@@ -1,0 +1,110 @@
+"""Every family, through the server: a run streams, every view answers, none with a 5xx; what a
+model cannot show is refused with its reason, and the load-time self-check says so first."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from llmvis.analyses.registry import VIEWS
+from llmvis.internals import Internals
+from llmvis.models.load import checked
+from llmvis.models.loaded import LoadedModel, describe, stop_token_ids
+from server_helpers import client, make_app, parse_sse
+from tiny_models import make_model, tiny_loaded
+
+# every view, with the params that reach its heavier paths
+VIEW_PARAMS = {
+    "tokens": [{}],
+    "uncertainty": [{}],
+    "attention": [{"layer": 1}, {"position": 3}],
+    "multi_head": [{"layer": 0}],
+    "head_entropy": [{}, {"position": 3}],
+    "head_health": [{}],
+    "layer_similarity": [{}],
+    "residual_stream": [{}],
+    "logit_lens": [{}],
+    "activations": [{}],
+    "embedding": [{"method": "pca"}],
+    "attribution": [{"method": "rollout"}, {"method": "grad_x_input"}],
+}
+
+
+def fresh(loaded: LoadedModel) -> LoadedModel:
+    """A copy of a (cached) tiny model's LoadedModel, self-checked as `load_model` does."""
+    return checked(dataclasses.replace(loaded, info=loaded.info.model_copy()))
+
+
+def views_of(loaded: LoadedModel, tmp_path) -> dict[str, list]:
+    body = {
+        "mode": "completion",
+        "prompt": "The capital of France is Paris. The capital of Italy is",
+        "params": {"temperature": 0, "max_new_tokens": 6},
+    }
+    with client(make_app(tmp_path, loaded)) as c:
+        events = parse_sse(c.post("/api/runs", json=body).content)
+        assert events[-1].event == "done", events[-1].data
+        run_id = events[-1].json()["run_id"]
+        return {
+            name: [c.get(f"/api/runs/{run_id}/views/{name}", params=p) for p in VIEW_PARAMS[name]] for name in VIEWS
+        }
+
+
+def test_every_view_of_every_family_answers_without_a_server_error(arch, tmp_path):
+    loaded = fresh(tiny_loaded(arch))
+    assert set(VIEW_PARAMS) == set(VIEWS)  # a new view joins this list
+    report = loaded.info.internals
+    assert report is not None and report.verified, report
+    for name, answers in views_of(loaded, tmp_path).items():
+        for r in answers:
+            if name in report.unavailable:  # told, with the reason the self-check found
+                assert r.status_code == 422 and report.unavailable[name] in r.json()["detail"][0]["msg"], r.text
+            else:
+                assert r.status_code == 200, (name, r.status_code, r.text[:300])
+
+
+def test_mixtures_of_experts_say_why_they_have_no_activations():
+    report = fresh(tiny_loaded("mixtral")).info.internals
+    assert report is not None and set(report.unavailable) == {"activations"}
+    assert "mixture of experts" in report.unavailable["activations"]
+
+
+def test_a_model_without_attention_layers_streams_and_is_told_why_views_are_missing(tmp_path):
+    """Mamba has no attention and no layers the seam knows: it generates, its trace-only views
+    work, and every internals view answers 422 with the reason."""
+    model, tok = make_model("mamba")
+    info = describe(model, tok, name="tiny-mamba", source="hf_dir", path="<tiny-mamba>")
+    loaded = checked(LoadedModel(model, tok, info, stop_token_ids(model, tok)))
+    report = loaded.info.internals
+    assert report is not None and not report.verified
+    assert set(report.unavailable) == {v.name for v in VIEWS.values() if v.needs_internals}
+    for name, answers in views_of(loaded, tmp_path).items():
+        for r in answers:
+            assert r.status_code == (422 if VIEWS[name].needs_internals else 200), (name, r.text[:300])
+
+
+def test_the_self_check_catches_recomputed_attention_that_is_off(monkeypatch):
+    real = Internals._weights
+
+    def off(self, record, queries, keys_end):
+        return real(self, record, queries, keys_end) * 1.01
+
+    monkeypatch.setattr(Internals, "_weights", off)
+    report = fresh(tiny_loaded("llama")).info.internals
+    assert report is not None and not report.verified
+    assert {"attention", "multi_head", "head_entropy", "head_health"} <= set(report.unavailable)
+    assert "differs from the model's own" in report.unavailable["attention"]
+    assert "residual_stream" not in report.unavailable  # what still matched stays available
+
+
+def test_the_self_check_measures_fp32_rounding_on_an_exact_model():
+    report = fresh(tiny_loaded("qwen3")).info.internals
+    assert report is not None and report.max_error is not None and 0 <= report.max_error < 1e-5
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "bloom", "falcon"])
+def test_families_without_rotary_or_with_their_own_attention_are_exact(arch):
+    """GPT-2 (learned positions), BLOOM (ALiBi), Falcon (its own SDPA call) are read exactly."""
+    report = fresh(tiny_loaded(arch)).info.internals
+    assert report is not None and report.verified and report.unavailable == {}
