@@ -13,7 +13,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
 
-from llmvis.models.loaded import LoadedModel, describe, stop_token_ids
+from llmvis.models.loaded import LoadedModel, config_value, describe, stop_token_ids
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -33,8 +33,13 @@ ARCHITECTURES = [
     "llama", "qwen2", "qwen3", "gemma3_text", "mistral", "phi3",
     "gemma", "gemma2", "olmo", "olmo2", "cohere", "granite", "smollm3", "starcoder2", "stablelm",
     "gpt2", "gpt_neox", "gptj", "opt", "phi", "gpt_neo", "bloom", "falcon", "falcon_7b",
-    "mixtral", "qwen2_moe", "qwen3_moe", "gpt_oss",
+    "mixtral", "qwen2_moe", "qwen3_moe", "gpt_oss", "llama4_text",
 ]  # fmt: skip
+# families read in part (tests/unit/test_families.py): hybrids, whose other layers mix tokens
+# without softmax attention (linear attention, Mamba), and Gemma 4, whose layers add per-layer
+# inputs to the residual stream; the self-check names what they cannot show
+HYBRIDS = ["qwen3_next", "qwen3_5_text", "jamba"]
+PARTIAL = [*HYBRIDS, "gemma4_text"]
 
 # what each family's tiny config sets beyond the common shape (its quirk, where it has one)
 _EXTRA: dict[str, dict] = {
@@ -67,6 +72,24 @@ _EXTRA: dict[str, dict] = {
         "shared_expert_intermediate_size": 64,
     },
     "qwen3_moe": {"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32},
+    "llama4_text": {  # chunked attention, NoPE layers, experts on every other layer
+        "intermediate_size_mlp": 128, "num_local_experts": 2, "interleave_moe_layer_step": 2,
+        "attention_chunk_size": 8, "no_rope_layers": [1, 0],
+    },
+    "qwen3_next": {  # gated delta-net layers, then full attention; experts
+        "layer_types": ["linear_attention", "full_attention"], "num_experts": 4, "num_experts_per_tok": 2,
+        "moe_intermediate_size": 32, "shared_expert_intermediate_size": 32, "linear_num_value_heads": 4,
+        "linear_num_key_heads": 2, "linear_key_head_dim": 16, "linear_value_head_dim": 16,
+    },
+    "qwen3_5_text": {
+        "layer_types": ["linear_attention", "full_attention"], "linear_num_value_heads": 4,
+        "linear_num_key_heads": 2, "linear_key_head_dim": 16, "linear_value_head_dim": 16,
+    },
+    "jamba": {  # Mamba, then attention; experts on every other layer
+        "attn_layer_period": 2, "attn_layer_offset": 1, "expert_layer_period": 2, "num_experts": 2,
+        "mamba_d_state": 8, "mamba_expand": 2, "use_mamba_kernels": False,
+    },
+    "gemma4_text": {"sliding_window": 8},  # per-layer inputs: its residual stream is told, not shown
     "gpt_oss": {  # attention sinks, alternating sliding and full layers
         "num_local_experts": 4, "num_experts_per_tok": 2, "sliding_window": 8,
         "layer_types": ["sliding_attention", "full_attention"],
@@ -121,7 +144,7 @@ def make_config(arch: str, vocab_size: int, layers: int = 2):
     )
     defaults = AutoConfig.for_model(_MODEL_TYPE.get(arch, arch))
     for name in ("num_key_value_heads", "head_dim"):  # only where the family sets them (no GQA in GPT-2)
-        if not hasattr(defaults, name) or isinstance(getattr(type(defaults), name, None), property):
+        if config_value(defaults, name) is None or isinstance(getattr(type(defaults), name, None), property):
             common.pop(name)
     extra = dict(_EXTRA.get(arch, {}))
     if arch == "gpt_neo":

@@ -76,31 +76,52 @@ def _compare_stream(internals: Internals, ref: Any, tol: float, failed: dict[str
     errors.append(_error(internals.logits(internals.residual(n)), ref.logits[0]))
     if max(errors) > tol:
         failed["capture"] = f"the captured residual stream differs from the model's own by {max(errors):.2g}"
-    return max(errors)
+        return max(errors)
+    # what attention and the MLP add must be all that each layer adds (Gemma 4 adds per-layer inputs)
+    parts = max(
+        _error(internals.residual(i) + internals.attn_out(i) + internals.mlp_out(i), internals.residual(i + 1))
+        for i in range(n)
+    )
+    if parts > tol:
+        failed["contributions"] = (
+            f"its layers add more to the residual stream than attention and MLP outputs (off by {parts:.2g})"
+        )
+    return max(*errors, parts)
 
 
 def _compare_attention(internals: Internals, ref: Any, tol: float, failed: dict[str, str]) -> float:
-    attentions = getattr(ref, "attentions", None) or ()
-    checked = [layer for layer in (0, internals.n_layers - 1) if internals.capture().attention[layer] is not None]
-    if not checked:
+    attentions = list(getattr(ref, "attentions", None) or ())
+    layers = [i for i, r in enumerate(internals.capture().attention) if r is not None]
+    if not layers:
         failed["attention"] = "no layer of this model has softmax attention that llmvis can record"
         return 0.0
-    if len(attentions) != internals.n_layers:
-        failed["attention"] = "the model's own forward does not return every layer's attention to check against"
+    if len(attentions) not in (internals.n_layers, len(layers)):
+        failed["attention"] = "the model's own forward does not return its layers' attention to check against"
         return 0.0
-    errors = [_error(internals.attention(layer), attentions[layer][0]) for layer in checked]
+    # a hybrid model returns the attention of its attention layers only, in order
+    theirs = dict(enumerate(attentions)) if len(attentions) == internals.n_layers else dict(zip(layers, attentions))
+    checked = [layers[0], layers[-1]]
+    errors = [_error(internals.attention(layer), theirs[layer][0]) for layer in checked]
     if max(errors) > tol:
         failed["attention"] = f"recomputed attention differs from the model's own by {max(errors):.2g}"
     return max(errors)
 
 
 def _compare_mlp(internals: Internals, tol: float, failed: dict[str, str]) -> float:
+    arch = internals.arch
+    experts = [i for i in range(internals.n_layers) if arch.mlp_kind(i) == "experts"]
+    if experts:  # the activations view shows every layer's neurons
+        which = "every layer's MLP is" if len(experts) == internals.n_layers else f"the MLP of layers {experts} is"
+        failed["mlp"] = f"{which} a mixture of experts: its neurons belong to the experts, not to one MLP"
+    dense = next((i for i in range(internals.n_layers) if i not in experts), None)
+    if dense is None:
+        return 0.0
     try:
-        acts = internals.mlp_activations(0)
+        acts = internals.mlp_activations(dense)
     except NotAvailable as exc:
         failed["mlp"] = str(exc)
         return 0.0
-    error = _error(internals.arch.mlp_contribution(0, acts), internals.mlp_out(0))
+    error = _error(arch.mlp_contribution(dense, acts), internals.mlp_out(dense))
     if error > tol:
         failed["mlp"] = f"MLP activations do not reproduce the MLP's output (off by {error:.2g})"
     return error

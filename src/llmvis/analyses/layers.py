@@ -165,7 +165,14 @@ def direct_effects(
     return out[:-2] - base, float(out[-1]), how
 
 
-@register("residual_stream", "Residual stream", ResidualStreamParams, ResidualStreamView, needs_internals=True)
+@register(
+    "residual_stream",
+    "Residual stream",
+    ResidualStreamParams,
+    ResidualStreamView,
+    needs_internals=True,
+    uses=("contributions",),
+)
 def residual_stream(ctx: ViewContext, p: ResidualStreamParams) -> ResidualStreamView:
     """Norms per layer and each block's direct effect on the predicted token's logit."""
     internals = ctx.require_internals()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from llmvis.arch import bloom, falcon, gemma, gpt2, gpt_neo, granite, olmo2, opt, parallel  # noqa: F401  (they register)
+from llmvis.arch import bloom, falcon, gemma, gpt2, gpt_neo, granite, jamba, olmo2, opt, parallel  # noqa: F401
 from llmvis.arch.base import Architecture, NotAvailable, device_of, dtype_of, text_config
 from llmvis.arch.registry import FAMILIES
 

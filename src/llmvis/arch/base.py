@@ -28,6 +28,7 @@ _DECODERS = ("model", "transformer", "gpt_neox", "language_model", "decoder")
 _LAYERS = ("layers", "h", "blocks")
 _FINAL_NORMS = ("norm", "ln_f", "final_layer_norm", "norm_f", "final_layernorm")
 _ATTENTIONS = ("self_attn", "attn", "attention", "self_attention")
+_MIXERS = ("linear_attn", "mamba", "mixer")  # the token mixers of hybrid layers that are not attention
 _MLPS = ("mlp", "feed_forward", "block_sparse_moe", "ffn")
 _OUT_PROJECTIONS = ("down_proj", "c_proj", "fc2", "dense_4h_to_h", "fc_out", "w2", "wo")
 _EXPERT_PARTS = ("experts", "router", "gate")
@@ -92,11 +93,19 @@ class Architecture:
     def mlp(self, layer: int) -> Any:
         return child(self.layers[layer], _MLPS, "MLP")
 
+    def mixer(self, layer: int) -> Any:
+        """The layer's token mixer: its softmax attention, or in a hybrid model's other layers a
+        linear attention or state-space block."""
+        try:
+            return self.attention(layer)
+        except NotAvailable:
+            return child(self.layers[layer], _MIXERS, "attention or other token mixer")
+
     def attn_added(self, layer: int) -> Any:
-        """The module whose output is what attention adds to the residual stream."""
+        """The module whose output is what attention (the token mixer) adds to the residual stream."""
         if self.attn_output_norm:
             return getattr(self.layers[layer], self.attn_output_norm)
-        return self.attention(layer)
+        return self.mixer(layer)
 
     def mlp_added(self, layer: int) -> Any:
         """The module whose output is what the MLP adds to the residual stream."""

@@ -53,11 +53,19 @@ def cache_keyword(model: Any) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
+def config_value(cfg: Any, name: str) -> Any:
+    """A config attribute, or None: missing, or per layer (Gemma 4's head_dim raises on a global read)."""
+    try:
+        return getattr(cfg, name, None)
+    except Exception:
+        return None
+
+
 def describe(model: Any, tokenizer: Any, *, name: str, source: str, path: str) -> ModelInfo:
     cfg = text_config(model.config)
     heads = int(cfg.num_attention_heads)
     hidden = int(cfg.hidden_size)
-    head_dim = int(getattr(cfg, "head_dim", None) or hidden // heads)
+    head_dim = int(config_value(cfg, "head_dim") or hidden // heads)
     param = next(model.parameters())
     context = getattr(cfg, "max_position_embeddings", None) or getattr(tokenizer, "model_max_length", None) or 2048
     return ModelInfo(
@@ -68,10 +76,12 @@ def describe(model: Any, tokenizer: Any, *, name: str, source: str, path: str) -
         model_type=str(cfg.model_type),
         layers=int(cfg.num_hidden_layers),
         heads=heads,
-        kv_heads=int(getattr(cfg, "num_key_value_heads", None) or heads),
+        kv_heads=int(config_value(cfg, "num_key_value_heads") or heads),
         head_dim=head_dim,
         hidden_size=hidden,
-        intermediate_size=getattr(cfg, "intermediate_size", None),
+        intermediate_size=intermediate
+        if isinstance(intermediate := config_value(cfg, "intermediate_size"), int)
+        else None,
         vocab_size=int(model.get_output_embeddings().weight.shape[0]),
         context_length=int(min(context, 1_000_000)),
         dtype=str(param.dtype).removeprefix("torch."),
