@@ -99,7 +99,11 @@ def _compare_attention(internals: Internals, ref: Any, tol: float, failed: dict[
         failed["attention"] = "the model's own forward does not return its layers' attention to check against"
         return 0.0
     # a hybrid model returns the attention of its attention layers only, in order
-    theirs = dict(enumerate(attentions)) if len(attentions) == internals.n_layers else dict(zip(layers, attentions))
+    theirs = (
+        dict(enumerate(attentions))
+        if len(attentions) == internals.n_layers
+        else dict(zip(layers, attentions, strict=True))
+    )
     checked = [layers[0], layers[-1]]
     errors = [_error(internals.attention(layer), theirs[layer][0]) for layer in checked]
     if max(errors) > tol:
