@@ -81,6 +81,15 @@ class Server:
         self._out.close()
 
 
+def tiny_model_server(tmp_path: Path, arch: str) -> Server:
+    """`llmvis serve` of its own on a tiny random model of `arch`, saved under `tmp_path`."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tiny_models import save_tiny_model
+
+    save_tiny_model(tmp_path / arch, arch)
+    return Server(str(tmp_path / arch), tmp_path / "data", tmp_path / "serve.log", timeout=120)
+
+
 class Page:
     """A page on the app plus the errors it logged (CSP violations and uncaught errors included)."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from e2e_helpers import ARTIFACTS, SCREENSHOTS, Page, Server, click_candidate
+from e2e_helpers import ARTIFACTS, SCREENSHOTS, Page, Server, click_candidate, tiny_model_server
 
 pytestmark = pytest.mark.e2e
 
@@ -437,15 +437,7 @@ def test_long_run_stays_responsive(page: Page):
 def test_a_view_the_model_cannot_give_says_why_in_its_tab(browser, tmp_path):
     """Mamba generates, but has no attention or layers the internals read: the model panel and the
     tab say so (422 with the reason), and nothing breaks."""
-    import sys
-
-    from e2e_helpers import ROOT
-
-    sys.path.insert(0, str(ROOT / "tests"))
-    from tiny_models import save_tiny_model
-
-    save_tiny_model(tmp_path / "mamba", "mamba")
-    server = Server(str(tmp_path / "mamba"), tmp_path / "data", tmp_path / "serve.log", timeout=120)
+    server = tiny_model_server(tmp_path, "mamba")
     p = Page(browser, server.base)
     try:
         wait_model(p)
@@ -564,15 +556,7 @@ def test_a_chinese_prompt_is_drawn_in_a_cjk_font(browser, bundled_server: Server
 
 def test_lost_server_is_shown_and_the_input_kept(browser, tmp_path):
     """A server that goes away: a banner says so, and what the user typed stays in the box."""
-    import sys
-
-    from e2e_helpers import ROOT
-
-    sys.path.insert(0, str(ROOT / "tests"))
-    from tiny_models import save_tiny_model
-
-    save_tiny_model(tmp_path / "m", "llama")
-    server = Server(str(tmp_path / "m"), tmp_path / "data", tmp_path / "serve.log", timeout=120)
+    server = tiny_model_server(tmp_path, "llama")
     p = Page(browser, server.base)
     try:
         wait_model(p)

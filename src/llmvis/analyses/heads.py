@@ -59,11 +59,6 @@ def normalised_entropy(w: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
     return torch.where(denom > 0, ent / denom.clamp_min(1e-30), torch.zeros_like(ent))
 
 
-def visible_keys(internals: Internals, layer: int, positions: list[int]) -> torch.Tensor:
-    """[len(positions)] how many keys each query can see in `layer` (causal, sliding window)."""
-    return internals.visible_keys(layer, positions)
-
-
 # ----------------------------------------------------------------------------- multi_head
 
 
@@ -150,7 +145,7 @@ def head_entropy(ctx: ViewContext, p: HeadEntropyParams) -> HeadEntropyView:
     if p.position is not None:
         pos = default_position(ctx, p.position)
         rows = internals.attention_row(pos)[:, :, : pos + 1]  # [L, H, keys]
-        vis = torch.stack([visible_keys(internals, layer, [pos]) for layer in range(n_l)])  # [L, 1]
+        vis = torch.stack([internals.visible_keys(layer, [pos]) for layer in range(n_l)])  # [L, 1]
         ent = normalised_entropy(rows, vis)
         return HeadEntropyView(
             mode="position", position=pos, layers=n_l, heads=n_h, positions_used=1, entropy=round4(ent)
@@ -160,7 +155,7 @@ def head_entropy(ctx: ViewContext, p: HeadEntropyParams) -> HeadEntropyView:
     for layer in range(n_l):
         total = torch.zeros(n_h)
         for part, w in attention_rows(internals, layer, positions):
-            vis = visible_keys(internals, layer, part)
+            vis = internals.visible_keys(layer, part)
             total += normalised_entropy(w.cpu(), vis[None, :]).sum(-1)
         out[layer] = total / max(1, len(positions))
     return HeadEntropyView(
@@ -259,7 +254,7 @@ def head_scores(internals: Internals, ids: list[int], positions: list[int]) -> t
             for i, q in enumerate(part):
                 marks[i, targets[q]] = 1.0
             acc[:, 2] += (w * marks).sum(dim=(-1, -2))
-            acc[:, 3] += normalised_entropy(w, visible_keys(internals, layer, part)[None, :]).sum(-1)
+            acc[:, 3] += normalised_entropy(w, internals.visible_keys(layer, part)[None, :]).sum(-1)
         out[layer, :, 0] = acc[:, 0] / len(positions)
         out[layer, :, 1] = acc[:, 1] / len(positions)
         out[layer, :, 2] = acc[:, 2] / n_ind if n_ind else float("nan")

@@ -191,6 +191,16 @@ class Architecture:
         return {"family": self.family, "wiring": self.wiring, "mlp": self.mlp_kind(0), "layers": len(self.layers)}
 
 
+def removing(handles: list[Any]) -> Callable[[], None]:
+    """What undoes a family's `record_attention` hooks."""
+
+    def undo() -> None:
+        for handle in handles:
+            handle.remove()
+
+    return undo
+
+
 def device_of(module: nn.Module, default: torch.device) -> torch.device:
     """Where `module` computes: its accelerate execution device (offloaded weights sit on
     'meta' between calls), else the device of its first parameter/buffer."""

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from llmvis.arch.base import Architecture, NotAvailable
+from llmvis.arch.base import Architecture, NotAvailable, removing
 from llmvis.arch.registry import family
 
 
@@ -44,9 +44,4 @@ class Bloom(Architecture):
             attn.register_forward_pre_hook(before, with_kwargs=True),
             attn.query_key_value.register_forward_hook(fused),
         ]
-
-        def undo() -> None:
-            for handle in handles:
-                handle.remove()
-
-        return undo
+        return removing(handles)

@@ -25,7 +25,7 @@ from llmvis.server.loading import ModelLoader
 from llmvis.server.remote_runs import RemoteRuns
 from llmvis.server.runs import LocalRuns
 from llmvis.server.schemas import LoadingState, LoadModelRequest
-from llmvis.server.slot import FairLock, ModelSlot
+from llmvis.server.slot import ModelSlot
 from llmvis.server.tickets import LoadTicket, RunTicket
 from llmvis.server.views import compute_view
 from llmvis.store import Store
@@ -66,10 +66,6 @@ class Engine:
     @property
     def cache(self) -> CaptureCache:
         return self.slot.cache
-
-    @property
-    def model_lock(self) -> FairLock:
-        return self.slot.lock
 
     @property
     def running(self) -> bool:
