@@ -63,6 +63,7 @@ class Capture:
     attn: list[torch.Tensor]  # L
     mlp: list[torch.Tensor]  # L
     attention: list[AttentionRecord | None]  # L; None: a layer without softmax attention
+    unrecorded: dict[int, str] = field(default_factory=dict)  # layer → why its attention was not kept
     nbytes: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -90,8 +91,9 @@ class _Session:
             with suppress(NotAvailable):
                 self.layer_of[id(arch.attention(i))] = i
         self.records: list[AttentionRecord | None] = [None] * len(arch.layers)
-        self._bands: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.problem: str | None = None
+        # mask id → (the mask, its band); the mask is held so that its id is not reused meanwhile
+        self._bands: dict[int, tuple[Any, tuple[torch.Tensor, torch.Tensor]]] = {}
+        self.problems: dict[int, str] = {}
 
     def from_interface(self, module: nn.Module, query: torch.Tensor, key: torch.Tensor, mask: Any, kwargs: Any) -> None:
         """A call of the AttentionInterface: the keywords every attention class passes."""
@@ -119,7 +121,7 @@ class _Session:
         try:
             first, last = self._band(mask, query.shape[-2], key.shape[-2], window)
         except NotAvailable as exc:
-            self.problem = str(exc)
+            self.problems[layer] = str(exc)
             return
         self.records[layer] = AttentionRecord(
             q=query[0].detach(),
@@ -143,7 +145,7 @@ class _Session:
             raise NotAvailable(f"this model's attention mask is a {type(mask).__name__}, not a tensor")
         hit = self._bands.get(id(mask))
         if hit is not None:
-            return hit
+            return hit[1]
         m = mask.reshape(-1, *mask.shape[-2:])[0].to("cpu")  # [T, K]: every head and batch row alike
         if m.dtype == torch.bool:
             allowed = m
@@ -157,7 +159,7 @@ class _Session:
         if bool((allowed.sum(-1) != last - first + 1).any()):
             raise NotAvailable("this model's attention mask is not a band of consecutive keys")
         band = (first.long(), last.long())
-        self._bands[id(mask)] = band
+        self._bands[id(mask)] = (mask, band)
         return band
 
 
@@ -283,6 +285,4 @@ def run_capture(arch: Architecture, ids: list[int], device: torch.device) -> Cap
     missing = [i for i, t in enumerate(residual) if t is None]
     if missing or any(t is None for t in (*attn, *mlp)):
         raise NotAvailable(f"the capture's hooks did not fire for this architecture (layers {missing})")
-    if session.problem and all(r is None for r in session.records):
-        raise NotAvailable(session.problem)
-    return Capture(residual, attn, mlp, session.records)
+    return Capture(residual, attn, mlp, session.records, session.problems)

@@ -136,9 +136,11 @@ class Internals:
 
     def record(self, layer: int) -> AttentionRecord:
         """What `layer`'s attention computed with (NotAvailable for a layer without attention)."""
-        record = self.capture().attention[self._check_layer(layer, self.n_layers - 1)]
+        capture = self.capture()
+        record = capture.attention[self._check_layer(layer, self.n_layers - 1)]
         if record is None:
-            raise NotAvailable(f"layer {layer} has no softmax attention (its mixer is not attention)")
+            why = capture.unrecorded.get(layer, "its mixer is not attention")
+            raise NotAvailable(f"layer {layer} has no softmax attention llmvis can show ({why})")
         return record
 
     def visible_keys(self, layer: int, positions: Sequence[int]) -> torch.Tensor:

@@ -33,9 +33,9 @@ CHECK_TOKENS = 8
 def check_internals(loaded: LoadedModel) -> InternalsReport:
     """What this model's internals views can show, checked against its own eager forward."""
     failed: dict[str, str] = {}  # part ("capture", "attention", "mlp") → why it is unavailable
-    family, worst, tol = "unknown", 0.0, 1e-3
+    family, wiring, worst, tol = "unknown", "", 0.0, 1e-3
     try:
-        family = loaded.arch.family
+        family, wiring = loaded.arch.family, loaded.arch.wiring
         internals = Internals(loaded, _probe_ids(loaded), cache=CaptureCache(1 << 30))
         internals.capture()
         with _eager(loaded.model):
@@ -52,7 +52,9 @@ def check_internals(loaded: LoadedModel) -> InternalsReport:
         log.warning("internals self-check failed", exc_info=True)
         failed["capture"] = f"the internals could not be read from this model ({type(exc).__name__}: {exc})"[:300]
     verified = "capture" not in failed and worst <= tol  # what could be checked matched
-    return InternalsReport(family=family, verified=verified, max_error=worst, unavailable=_views_without(failed))
+    return InternalsReport(
+        family=family, wiring=wiring, verified=verified, max_error=worst, unavailable=_views_without(failed)
+    )
 
 
 def _probe_ids(loaded: LoadedModel) -> list[int]:

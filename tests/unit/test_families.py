@@ -65,7 +65,9 @@ def test_every_view_of_every_family_answers_without_a_server_error(arch, tmp_pat
     assert TOLD.get(arch, set()) <= set(report.unavailable)
     for name, answers in views_of(loaded, tmp_path).items():
         for r in answers:
-            if name in report.unavailable:  # told, with the reason the self-check found
+            if r.status_code == 422:  # told: the web app shows the reason where the chart would be
+                assert r.json()["detail"][0]["type"] == "not_available", r.text
+            if name in report.unavailable:  # with the reason the self-check found
                 assert r.status_code == 422 and report.unavailable[name] in r.json()["detail"][0]["msg"], r.text
             elif r.status_code == 422 and arch in HYBRIDS:  # a layer of a hybrid that is not attention
                 assert "has no softmax attention" in r.json()["detail"][0]["msg"], r.text
@@ -137,3 +139,9 @@ def test_the_attention_layers_of_partly_read_families_equal_eager(arch):
     for layer in set(range(internals.n_layers)) - set(layers):
         with pytest.raises(NotAvailable, match=f"layer {layer} has no softmax attention"):
             internals.attention(layer)
+
+
+@pytest.mark.parametrize(("arch", "wiring"), [("llama", "sequential"), ("gptj", "parallel"), ("falcon", "parallel")])
+def test_the_report_says_how_blocks_are_wired(arch, wiring):
+    report = fresh(tiny_loaded(arch)).info.internals
+    assert report is not None and report.wiring == wiring

@@ -186,10 +186,6 @@ class Architecture:
     def n_heads(self) -> int:
         return int(self.config.num_attention_heads)
 
-    def describe(self) -> dict[str, Any]:
-        """What the seam found, for ModelInfo and the docs' coverage table."""
-        return {"family": self.family, "wiring": self.wiring, "mlp": self.mlp_kind(0), "layers": len(self.layers)}
-
 
 def removing(handles: list[Any]) -> Callable[[], None]:
     """What undoes a family's `record_attention` hooks."""

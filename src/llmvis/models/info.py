@@ -14,6 +14,7 @@ class InternalsReport(BaseModel):
     the model's own eager forward on a few tokens (llmvis/selfcheck.py)."""
 
     family: str = Field(description="the architecture adapter that reads this model")
+    wiring: str = Field(default="", description="sequential or parallel blocks (attention and MLP read the same input)")
     verified: bool = Field(description="every checked number matched the model's own")
     max_error: float | None = Field(default=None, description="largest relative difference seen")
     unavailable: dict[str, str] = Field(

@@ -30,8 +30,11 @@ EngineDep = Annotated[Engine, Depends(engine)]
 StoreDep = Annotated[Store, Depends(store)]
 
 
-def unprocessable(message: str, loc: tuple[str | int, ...] = ("body",)) -> RequestValidationError:
-    return RequestValidationError([{"loc": list(loc), "msg": message, "type": "value_error"}])
+def unprocessable(
+    message: str, loc: tuple[str | int, ...] = ("body",), kind: str = "value_error"
+) -> RequestValidationError:
+    """`kind` "not_available": a view this model cannot give (the web app shows the reason in its place)."""
+    return RequestValidationError([{"loc": list(loc), "msg": message, "type": kind}])
 
 
 def get_trace(s: Store, run_id: str) -> Trace:

@@ -32,8 +32,10 @@ def _view_route(view: View) -> Any:
     async def endpoint(run_id: str, params: BaseModel, engine: Engine, store: Store) -> Any:
         try:  # reading the trace, computing and recording all happen off the event loop
             return await run_in_threadpool(compute, run_id, params, engine, store)
-        except (ViewParamError, NotAvailable) as exc:
+        except ViewParamError as exc:
             raise deps.unprocessable(str(exc), ("query",)) from exc
+        except NotAvailable as exc:
+            raise deps.unprocessable(str(exc), ("query",), kind="not_available") from exc
         except NeedsModel as exc:
             raise HTTPException(409, str(exc)) from exc
 

@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from "vitest";
-import { ApiError, SseParser, postSse } from "./sse";
+import { ApiError, SseParser, errorFromResponse, postSse } from "./sse";
 
 describe("SseParser", () => {
   it("parses the server's framing", () => {
@@ -91,5 +91,14 @@ describe("postSse", () => {
       });
     const err = await postSse("/x", {}, () => {}, undefined, fetchMock as typeof fetch).catch((e) => e);
     expect(err.message).toBe("params.temperature: too big");
+    expect(err.kind).toBeNull();
+  });
+
+  it("keeps the error type, so a view a model cannot give is told apart", async () => {
+    const body = { detail: [{ loc: ["query"], msg: "layer 0 has no softmax attention", type: "not_available" }] };
+    const fetchMock = async () => new Response(JSON.stringify(body), { status: 422 });
+    const err = await errorFromResponse(await fetchMock());
+    expect(err.kind).toBe("not_available");
+    expect(err.message).toBe("query: layer 0 has no softmax attention");
   });
 });

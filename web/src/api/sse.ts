@@ -68,6 +68,8 @@ export class ApiError extends Error {
     message: string,
     readonly status: number,
     readonly retryAfter: number | null = null,
+    /** the server's error type (the first detail's `type`): "not_available" for a view a model cannot give */
+    readonly kind: string | null = null,
   ) {
     super(message);
     this.name = "ApiError";
@@ -77,6 +79,7 @@ export class ApiError extends Error {
 /** Read the best message out of an error response body. */
 export async function errorFromResponse(res: Response): Promise<ApiError> {
   let message = `${res.status} ${res.statusText}`.trim();
+  let kind: string | null = null;
   try {
     const text = await res.text();
     try {
@@ -84,6 +87,7 @@ export async function errorFromResponse(res: Response): Promise<ApiError> {
       const detail = body.detail ?? body.message;
       if (typeof detail === "string") message = detail;
       else if (Array.isArray(detail) && detail.length > 0) {
+        kind = typeof detail[0]?.type === "string" ? detail[0].type : null;
         message = detail
           .map((d: { loc?: unknown[]; msg?: string }) =>
             [d.loc?.filter((p) => p !== "body").join("."), d.msg].filter(Boolean).join(": "),
@@ -97,7 +101,7 @@ export async function errorFromResponse(res: Response): Promise<ApiError> {
     /* body unreadable: keep the status line */
   }
   const ra = res.headers.get("Retry-After");
-  return new ApiError(message, res.status, ra ? Number(ra) : null);
+  return new ApiError(message, res.status, ra ? Number(ra) : null, kind);
 }
 
 /**

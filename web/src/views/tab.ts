@@ -56,7 +56,7 @@ export abstract class Tab {
       if ((e as Error).name === "AbortError" || ctrl.signal.aborted) return;
       const msg = e instanceof ApiError ? e.message : String(e);
       // 422 from a view that needs internals: this model cannot give it; say why where its chart would be.
-      if (e instanceof ApiError && e.status === 422 && msg.includes("cannot give")) {
+      if (e instanceof ApiError && e.kind === "not_available") {
         this.reset(msg.replace(/^query: /, ""));
         return;
       }
