@@ -8,8 +8,12 @@ On the bundled model (CPU, fp32), for each run length T (default 512 and 1536), 
   visualizer that keeps everything pays), its time and peak RSS growth.
 Each side runs in its own subprocess so that peak memory is measured in isolation.
 
-    .venv/bin/python bench/views.py [--tokens 512 1536] [--threads 2]
+    .venv/bin/python bench/views.py [--tokens 512 1536] [--threads 2] [--shapes bundled gpt2 neox]
     .venv/bin/python bench/views.py --large 4096 8192 32768     # on a CUDA machine
+
+`--shapes gpt2 neox`: the same on random GPT-2- and GPT-NeoX-shaped models of the bundled
+model's size (30 layers, d = 576, 9 heads, the bundled tokenizer): fused Conv1D q/k/v with
+learned positions, and fused per-head q/k/v with partial rotary and parallel blocks.
 """
 
 from __future__ import annotations
@@ -132,20 +136,55 @@ def view_cases(t: int) -> list[tuple[str, dict[str, Any]]]:
     return mine + others
 
 
-def child_llmvis(t: int) -> dict[str, Any]:
+BUNDLED_SIZE = dict(n_layers=30, hidden=576, heads=9, intermediate=1536, positions=8192)
+
+
+def load_shape(shape: str, attn: str = "sdpa") -> Any:
+    """The bundled model, or a random model of its size in another family's layout."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from llmvis.models import load_model
+    from llmvis.models.loaded import LoadedModel, describe, stop_token_ids
+
+    bundled = load_model("smollm2")
+    if shape == "bundled":
+        if attn == "eager":
+            bundled.model.set_attn_implementation("eager")
+        return bundled
+    s, tok = BUNDLED_SIZE, bundled.tokenizer
+    if shape == "gpt2":
+        config = AutoConfig.for_model(
+            "gpt2", vocab_size=len(tok), n_layer=s["n_layers"], n_embd=s["hidden"], n_head=s["heads"],
+            n_inner=s["intermediate"], n_positions=s["positions"],
+        )  # fmt: skip
+    else:
+        config = AutoConfig.for_model(
+            "gpt_neox", vocab_size=len(tok), num_hidden_layers=s["n_layers"], hidden_size=s["hidden"],
+            num_attention_heads=s["heads"], intermediate_size=s["intermediate"],
+            max_position_embeddings=s["positions"], rotary_pct=0.25, use_parallel_residual=True,
+        )  # fmt: skip
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation=attn).eval()
+    info = describe(model, tok, name=f"random-{shape}", source="hf_dir", path=f"<random-{shape}>")
+    return LoadedModel(model, tok, info, stop_token_ids(model, tok))
+
+
+def child_llmvis(t: int, shape: str = "bundled") -> dict[str, Any]:
     import torch
 
     from llmvis.analyses import ViewContext, compute
+    from llmvis.arch import NotAvailable
     from llmvis.internals import Internals
-    from llmvis.models import load_model
 
-    loaded = load_model("smollm2")
+    loaded = load_shape(shape)
     ids = token_ids(loaded, t)
     trace = make_trace(loaded, ids)
     x = torch.tensor([ids])
     with torch.no_grad():
-        loaded.model.model(input_ids=x, use_cache=False)  # warm-up (allocator, kernels)
-        plain, _ = best_of(2, lambda: loaded.model.model(input_ids=x, use_cache=False))
+        decoder = loaded.arch.decoder
+        decoder(input_ids=x, use_cache=False)  # warm-up (allocator, kernels)
+        plain, _ = best_of(2, lambda: decoder(input_ids=x, use_cache=False))
     out: dict[str, Any] = {"plain_forward_s": plain}
     internals = Internals(loaded, ids)
     ctx = ViewContext(trace, loaded, internals)
@@ -172,6 +211,8 @@ def child_llmvis(t: int) -> dict[str, Any]:
                         "json_kb": len(result.model_dump_json()) / 1e3,
                     }
                 )
+            except NotAvailable as exc:  # a view this model cannot give (the experts of a dense model)
+                views.append({"view": name, "params": params, "unavailable": str(exc)})
             except Exception as exc:  # report, keep benchmarking the rest
                 views.append({"view": name, "params": params, "error": f"{type(exc).__name__}: {exc}"})
         out["views"] = views
@@ -180,13 +221,10 @@ def child_llmvis(t: int) -> dict[str, Any]:
     return out
 
 
-def child_eager(t: int) -> dict[str, Any]:
+def child_eager(t: int, shape: str = "bundled") -> dict[str, Any]:
     import torch
 
-    from llmvis.models import load_model
-
-    loaded = load_model("smollm2")
-    loaded.model.set_attn_implementation("eager")
+    loaded = load_shape(shape, attn="eager")
     x = torch.tensor([token_ids(loaded, t)])
     with PeakRSS() as mem, torch.no_grad():
         seconds, res = timed(lambda: loaded.model(x, output_attentions=True, output_hidden_states=True))
@@ -305,8 +343,9 @@ def report_large(rows: list[dict[str, Any]], device: str) -> None:
         )
 
 
-def run_child(mode: str, t: int, threads: int) -> dict[str, Any]:
+def run_child(mode: str, t: int, threads: int, shape: str) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", mode, "--tokens", str(t), "--threads", str(threads)]
+    cmd += ["--shapes", shape]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -314,8 +353,9 @@ def run_child(mode: str, t: int, threads: int) -> dict[str, Any]:
     return json.loads(lines[-1])
 
 
-def report(t: int, ours: dict[str, Any], eager: dict[str, Any]) -> None:
-    print(f"\n== T = {t} tokens (bundled SmolLM2-135M, CPU fp32) ==")
+def report(t: int, shape: str, ours: dict[str, Any], eager: dict[str, Any]) -> None:
+    model = "bundled SmolLM2-135M" if shape == "bundled" else f"random {shape}-shaped, the bundled size"
+    print(f"\n== T = {t} tokens ({model}, CPU fp32) ==")
     print(f"{'what':44} {'llmvis':>12} {'eager-all':>12} {'ratio':>8}")
     rows = [
         ("first click: capture vs eager forward (s)", ours["capture_s"], eager["eager_s"]),
@@ -341,6 +381,9 @@ def report(t: int, ours: dict[str, Any], eager: dict[str, Any]) -> None:
         if "error" in v:
             print(f"{name:34} ERROR {v['error'][:80]}")
             continue
+        if "unavailable" in v:
+            print(f"{name:34} n/a: {v['unavailable'][:80]}")
+            continue
         print(f"{name:34} {v['first_s'] * 1e3:10.1f} {v['warm_s'] * 1e3:10.1f} {v['json_kb']:9.1f}")
     print(f"cache: {ours['cache']}")
     warm_view = next(v for v in ours["views"] if v["view"] == "attention" and "layer" in v["params"])
@@ -357,6 +400,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokens", type=int, nargs="+", default=[512, 1536])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--shapes", nargs="+", choices=["bundled", "gpt2", "neox"], default=["bundled"])
     ap.add_argument(
         "--large",
         type=int,
@@ -377,13 +421,14 @@ def main() -> None:
         return
     if args.child:
         fn = child_llmvis if args.child == "llmvis" else child_eager
-        print(json.dumps(fn(args.tokens[0])))
+        print(json.dumps(fn(args.tokens[0], args.shapes[0])))
         return
     t0 = time.perf_counter()
-    for t in args.tokens:
-        ours = run_child("llmvis", t, args.threads)
-        eager = run_child("eager", t, args.threads)
-        report(t, ours, eager)
+    for shape in args.shapes:
+        for t in args.tokens:
+            ours = run_child("llmvis", t, args.threads, shape)
+            eager = run_child("eager", t, args.threads, shape)
+            report(t, shape, ours, eager)
     print(f"\nbench wall time {time.perf_counter() - t0:.0f} s, torch threads {args.threads}")
 
 

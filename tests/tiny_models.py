@@ -29,17 +29,16 @@ _CORPUS = [
 ] * 20
 
 # every family the internals support (docs/ARCHITECTURE.md has the coverage table)
-ARCHITECTURES = [
+ATTENTION_ONLY = [
     "llama", "qwen2", "qwen3", "gemma3_text", "mistral", "phi3",
     "gemma", "gemma2", "olmo", "olmo2", "cohere", "granite", "smollm3", "starcoder2", "stablelm",
     "gpt2", "gpt_neox", "gptj", "opt", "phi", "gpt_neo", "bloom", "falcon", "falcon_7b",
-    "mixtral", "qwen2_moe", "qwen3_moe", "gpt_oss", "llama4_text",
+    "mixtral", "qwen2_moe", "qwen3_moe", "gpt_oss", "llama4_text", "gemma4_text", "falcon_h1",
 ]  # fmt: skip
-# families read in part (tests/unit/test_families.py): hybrids, whose other layers mix tokens
-# without softmax attention (linear attention, Mamba), and Gemma 4, whose layers add per-layer
-# inputs to the residual stream; the self-check names what they cannot show
+# hybrids: some layers mix tokens without softmax attention (linear attention, Mamba); their
+# attention views cover the attention layers and name the others
 HYBRIDS = ["qwen3_next", "qwen3_5_text", "jamba"]
-PARTIAL = [*HYBRIDS, "gemma4_text"]
+ARCHITECTURES = ATTENTION_ONLY + HYBRIDS
 
 # what each family's tiny config sets beyond the common shape (its quirk, where it has one)
 _EXTRA: dict[str, dict] = {
@@ -89,7 +88,12 @@ _EXTRA: dict[str, dict] = {
         "attn_layer_period": 2, "attn_layer_offset": 1, "expert_layer_period": 2, "num_experts": 2,
         "mamba_d_state": 8, "mamba_expand": 2, "use_mamba_kernels": False,
     },
-    "gemma4_text": {"sliding_window": 8},  # per-layer inputs: its residual stream is told, not shown
+    "falcon_h1": {  # Mamba-2 beside attention in every layer, muP multipliers
+        "mamba_d_ssm": 64, "mamba_n_heads": 8, "mamba_d_head": 8, "mamba_d_state": 8, "mamba_chunk_size": 8,
+        "attention_out_multiplier": 0.5, "ssm_out_multiplier": 0.7, "mlp_multipliers": [1.5, 0.5],
+        "lm_head_multiplier": 0.9, "key_multiplier": 1.2,
+    },
+    "gemma4_text": {"sliding_window": 8},  # per-layer inputs and a layer scale: a third part per layer
     "gpt_oss": {  # attention sinks, alternating sliding and full layers
         "num_local_experts": 4, "num_experts_per_tok": 2, "sliding_window": 8,
         "layer_types": ["sliding_attention", "full_attention"],
@@ -166,6 +170,9 @@ def make_model(arch: str = "llama", layers: int = 2, seed: int = 0, attn: str = 
     # Random init is near-uniform; sharpen it so greedy choices and entropies are meaningful.
     with torch.no_grad():
         model.get_output_embeddings().weight.mul_(8.0)
+        for name, buffer in model.named_buffers():  # Gemma 4's layer scale: not the identity
+            if name.endswith("layer_scalar"):
+                buffer.fill_(0.8)
     model.eval()
     return model, tok
 

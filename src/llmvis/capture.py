@@ -4,6 +4,7 @@ needs, O(L·T·d):
     residual(l):  [T, d]  input of decoder layer l (residual(L) = last layer's output)
     attn(l):      [T, d]  what layer l's attention adds to the residual stream
     mlp(l):       [T, d]  what layer l's MLP adds   (residual(l+1) = residual(l) + attn + mlp)
+    extra(l):     [T, d]  only where a family's layers add more (arch.extra_part): the rest
     attention(l): the rotated queries [H, T, hd] and keys [kv, T, hd] that layer l's attention
                   computed with, its scaling, soft-cap and sinks, and which keys each query saw
 
@@ -64,10 +65,11 @@ class Capture:
     mlp: list[torch.Tensor]  # L
     attention: list[AttentionRecord | None]  # L; None: a layer without softmax attention
     unrecorded: dict[int, str] = field(default_factory=dict)  # layer → why its attention was not kept
+    extra: list[torch.Tensor] | None = None  # L: what a layer adds beyond attention and MLP (arch.extra_part)
     nbytes: int = field(init=False)
 
     def __post_init__(self) -> None:
-        tensors = (*self.residual, *self.attn, *self.mlp)
+        tensors = (*self.residual, *self.attn, *self.mlp, *(self.extra or ()))
         records = sum(r.nbytes for r in self.attention if r is not None)
         self.nbytes = sum(t.numel() * t.element_size() for t in tensors) + records
 
@@ -266,7 +268,7 @@ def run_capture(arch: Architecture, ids: list[int], device: torch.device) -> Cap
     try:
         for i, layer in enumerate(arch.layers):
             handles.append(layer.register_forward_pre_hook(layer_in(i), with_kwargs=True))
-            handles.append(arch.attn_added(i).register_forward_hook(store(attn, i, scale), with_kwargs=True))
+            handles.append(arch.attn_added(i).register_forward_hook(store(attn, i, arch.attn_scale), with_kwargs=True))
             handles.append(arch.mlp_added(i).register_forward_hook(store(mlp, i, scale), with_kwargs=True))
             undo.append(arch.record_attention(i, reporter(i)))
         handles.append(arch.layers[-1].register_forward_hook(last_out))
@@ -285,4 +287,10 @@ def run_capture(arch: Architecture, ids: list[int], device: torch.device) -> Cap
     missing = [i for i, t in enumerate(residual) if t is None]
     if missing or any(t is None for t in (*attn, *mlp)):
         raise NotAvailable(f"the capture's hooks did not fire for this architecture (layers {missing})")
-    return Capture(residual, attn, mlp, session.records, session.problems)
+    extra = None
+    if arch.extra_part:  # the rest of what each layer added (Gemma 4: its per-layer input and layer scale)
+        extra = [
+            residual[i + 1] - residual[i] - attn[i].to(residual[i].device) - mlp[i].to(residual[i].device)
+            for i in range(n)
+        ]
+    return Capture(residual, attn, mlp, session.records, session.problems, extra)

@@ -21,10 +21,13 @@ from typing import Any
 
 import torch
 
-from llmvis.arch import Architecture, NotAvailable, device_of, dtype_of
+from llmvis.arch import Architecture, NotAvailable, Routing, device_of, dtype_of
 from llmvis.capture import AttentionRecord, Capture, run_capture
 from llmvis.capture_cache import CaptureCache
 from llmvis.models.loaded import LoadedModel
+
+
+NO_ATTENTION = "its token mixer is not softmax attention"
 
 
 def default_key(loaded: LoadedModel, ids: list[int]) -> str:
@@ -132,6 +135,11 @@ class Internals:
         """[T, d] MLP block's contribution added to the residual stream by `layer`."""
         return self.capture().mlp[self._check_layer(layer, self.n_layers - 1)]
 
+    def extra_out(self, layer: int) -> torch.Tensor | None:
+        """[T, d] what `layer` adds beyond attention and MLP (`arch.extra_part` names it), or None."""
+        extra = self.capture().extra
+        return None if extra is None else extra[self._check_layer(layer, self.n_layers - 1)]
+
     # ------------------------------------------------------------------ attention
 
     def record(self, layer: int) -> AttentionRecord:
@@ -139,9 +147,22 @@ class Internals:
         capture = self.capture()
         record = capture.attention[self._check_layer(layer, self.n_layers - 1)]
         if record is None:
-            why = capture.unrecorded.get(layer, "its mixer is not attention")
+            why = capture.unrecorded.get(layer, NO_ATTENTION)
             raise NotAvailable(f"layer {layer} has no softmax attention llmvis can show ({why})")
         return record
+
+    def attention_layers(self) -> list[int]:
+        """The layers whose attention views can show (all of them, except a hybrid's other mixers)."""
+        return [i for i, r in enumerate(self.capture().attention) if r is not None]
+
+    def missing_attention(self) -> dict[int, str]:
+        """Layer → why it has no attention to show (empty for an attention-only model)."""
+        capture = self.capture()
+        return {
+            i: capture.unrecorded.get(i, NO_ATTENTION)
+            for i, r in enumerate(capture.attention)
+            if r is None
+        }
 
     def visible_keys(self, layer: int, positions: Sequence[int]) -> torch.Tensor:
         """[len(positions)] how many keys each query can see in `layer` (causal, windows, chunks)."""
@@ -214,13 +235,18 @@ class Internals:
     def attention_row(self, position: int) -> torch.Tensor:
         """attention_row: [layers, heads, key] — how `position` attends, every layer and head.
 
-        Keys after `position` are zero. Costs O(L·T·d): no T×T matrix is built. On CPU.
+        Keys after `position` are zero; a layer without attention (a hybrid's) is NaN.
+        Costs O(L·T·d): no T×T matrix is built. On CPU.
         """
         if not 0 <= position < self.n_positions:
             raise IndexError(f"position {position} out of range 0..{self.n_positions - 1}")
+        layers = self.attention_layers()
+        if not layers:
+            self.record(0)  # NotAvailable, with the reason
         q_idx = torch.tensor([position])
-        out = torch.zeros(self.n_layers, self.n_heads, self.n_positions)
-        for layer in range(self.n_layers):
+        out = torch.full((self.n_layers, self.n_heads, self.n_positions), float("nan"))
+        out[layers] = 0.0
+        for layer in layers:
             out[layer, :, : position + 1] = self._weights(self.record(layer), q_idx, position + 1)[:, 0].cpu()
         return out
 
@@ -230,8 +256,11 @@ class Internals:
     def mlp_input(self, layer: int) -> torch.Tensor:
         """[T, d] what layer's MLP reads (its norm of the residual after attention, or in a
         parallel block of the layer's input)."""
-        residual, attn = self.residual(layer), self.attn_out(layer)
-        return self.arch.mlp_input(layer, residual, attn.to(residual.device))
+        residual, attn = self.residual(layer), self.attn_out(layer).to(self.residual(layer).device)
+        extra = self.extra_out(layer)
+        if extra is not None and self.arch.extra_before_mlp:  # Falcon-H1's Mamba mixer, beside attention
+            attn = attn + extra
+        return self.arch.mlp_input(layer, residual, attn)
 
     @torch.no_grad()
     def mlp_activations(self, layer: int) -> torch.Tensor:
@@ -249,6 +278,39 @@ class Internals:
         finally:
             handle.remove()
         return seen[0]
+
+    # ------------------------------------------------------------------ mixtures of experts
+
+    @torch.no_grad()
+    def routing(self, layer: int) -> Routing:
+        """What `layer`'s router decided for every token: its own router on what the MLP read
+        (NotAvailable where the layer's MLP is not a mixture). Cached with the run."""
+        self._check_layer(layer, self.n_layers - 1)
+        self.arch.router(layer)  # NotAvailable before any work
+        cache_key = (self.key, "routing", layer)
+        hit = self.cache.get(cache_key)
+        if hit is not None:
+            return hit
+        x = self.mlp_input(layer)
+        r = self.arch.route(layer, x.to(device_of(self.arch.mlp(layer), x.device)))
+        routing = Routing(r.probs.cpu(), r.chosen.cpu(), r.weights.cpu())
+        self.cache.put_if_room(cache_key, routing, sum(t.numel() * t.element_size() for t in vars(routing).values()))
+        return routing
+
+    @torch.no_grad()
+    def expert_parts(self, layer: int, position: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What each chosen expert ([k, d], in routing order) and the shared expert ([d] or None)
+        added to the residual at `position` in `layer`: they sum to the MLP's output there."""
+        routing = self.routing(layer)
+        x = self.mlp_input(layer)[position : position + 1]
+        x = x.to(device_of(self.arch.mlp(layer), x.device))
+        parts = [
+            self.arch.expert_part(layer, x, int(e), routing.weights[position, i : i + 1])[0]
+            for i, e in enumerate(routing.chosen[position])
+        ]
+        shared = self.arch.shared_part(layer, x)
+        scale = self.arch.contribution_scale
+        return torch.stack(parts) * scale, None if shared is None else shared[0] * scale
 
     @torch.no_grad()
     def normed(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -34,10 +34,13 @@ def check_internals(loaded: LoadedModel) -> InternalsReport:
     """What this model's internals views can show, checked against its own eager forward."""
     failed: dict[str, str] = {}  # part ("capture", "attention", "mlp") → why it is unavailable
     family, wiring, worst, tol = "unknown", "", 0.0, 1e-3
+    moe: list[int] = []
+    attention_layers: list[int] | None = None
     try:
         family, wiring = loaded.arch.family, loaded.arch.wiring
         internals = Internals(loaded, _probe_ids(loaded), cache=CaptureCache(1 << 30))
         internals.capture()
+        attention_layers = internals.attention_layers()
         with _eager(loaded.model):
             ref = loaded.model(
                 torch.tensor([internals.ids], device=loaded.device), output_attentions=True, output_hidden_states=True
@@ -46,6 +49,8 @@ def check_internals(loaded: LoadedModel) -> InternalsReport:
         worst = max(worst, _compare_stream(internals, ref, tol, failed))
         worst = max(worst, _compare_attention(internals, ref, tol, failed))
         worst = max(worst, _compare_mlp(internals, tol, failed))
+        moe = [i for i in range(internals.n_layers) if loaded.arch.mlp_kind(i) == "experts"]
+        worst = max(worst, _compare_experts(internals, moe, tol, failed))
     except NotAvailable as exc:
         failed["capture"] = str(exc)
     except Exception as exc:  # an architecture the seam does not know: say so, do not crash the load
@@ -53,7 +58,13 @@ def check_internals(loaded: LoadedModel) -> InternalsReport:
         failed["capture"] = f"the internals could not be read from this model ({type(exc).__name__}: {exc})"[:300]
     verified = "capture" not in failed and worst <= tol  # what could be checked matched
     return InternalsReport(
-        family=family, wiring=wiring, verified=verified, max_error=worst, unavailable=_views_without(failed)
+        family=family,
+        wiring=wiring,
+        verified=verified,
+        max_error=worst,
+        unavailable=_views_without(failed),
+        attention_layers=attention_layers,
+        moe_layers=moe,
     )
 
 
@@ -80,15 +91,19 @@ def _compare_stream(internals: Internals, ref: Any, tol: float, failed: dict[str
         failed["capture"] = f"the captured residual stream differs from the model's own by {max(errors):.2g}"
         return max(errors)
     # what attention and the MLP add must be all that each layer adds (Gemma 4 adds per-layer inputs)
-    parts = max(
-        _error(internals.residual(i) + internals.attn_out(i) + internals.mlp_out(i), internals.residual(i + 1))
-        for i in range(n)
-    )
+    parts = max(_error(_sum_of_parts(internals, i), internals.residual(i + 1)) for i in range(n))
     if parts > tol:
         failed["contributions"] = (
             f"its layers add more to the residual stream than attention and MLP outputs (off by {parts:.2g})"
         )
     return max(*errors, parts)
+
+
+def _sum_of_parts(internals: Internals, layer: int) -> torch.Tensor:
+    """The layer's input plus what attention, the MLP (and a named extra part) added."""
+    extra = internals.extra_out(layer)
+    total = internals.residual(layer) + internals.attn_out(layer) + internals.mlp_out(layer)
+    return total if extra is None else total + extra
 
 
 def _compare_attention(internals: Internals, ref: Any, tol: float, failed: dict[str, str]) -> float:
@@ -130,6 +145,26 @@ def _compare_mlp(internals: Internals, tol: float, failed: dict[str, str]) -> fl
     error = _error(arch.mlp_contribution(dense, acts), internals.mlp_out(dense))
     if error > tol:
         failed["mlp"] = f"MLP activations do not reproduce the MLP's output (off by {error:.2g})"
+    return error
+
+
+def _compare_experts(internals: Internals, moe: list[int], tol: float, failed: dict[str, str]) -> float:
+    """The routed experts' parts (and the shared expert's) at each probe token of the first
+    mixture layer must sum to that layer's MLP output."""
+    if not moe:
+        return 0.0
+    layer = moe[0]
+    try:
+        sums = []
+        for pos in range(internals.n_positions):
+            routed, shared = internals.expert_parts(layer, pos)
+            sums.append(routed.sum(0) + (shared if shared is not None else 0))
+    except NotAvailable as exc:
+        failed["experts"] = str(exc)
+        return 0.0
+    error = _error(torch.stack(sums), internals.mlp_out(layer))
+    if error > tol:
+        failed["experts"] = f"the routed experts do not add up to the layer's MLP output (off by {error:.2g})"
     return error
 
 

@@ -165,7 +165,8 @@ def test_page_opens_with_the_model(page: Page):
     assert "tiny-llama" in page.page.locator("[data-testid=model-info]").text_content()
     # the load-time self-check of the internals (the server loaded the model from its folder)
     assert page.page.locator("[data-testid=model-internals]").text_content() == "internals verified (Llama-shaped)"
-    assert page.page.locator("[data-testid=tabs] button").count() == len(TABS)
+    assert page.page.locator("[data-testid=tabs] button:visible").count() == len(TABS)
+    assert page.page.locator("[data-testid=tab-experts]").is_hidden()  # a dense model has no experts
     assert page.page.locator("[data-testid=generate]").is_enabled()
     assert not page.errors, page.errors
 
@@ -449,6 +450,53 @@ def test_a_view_the_model_cannot_give_says_why_in_its_tab(browser, tmp_path):
         placeholder.wait_for(timeout=30_000)
         assert "cannot give the Attention heatmap view" in placeholder.text_content()
         shot(p, "view-unavailable")
+        assert not [e for e in p.errors if "pageerror" in e], p.errors
+    finally:
+        p.close()
+        server.stop()
+
+
+def test_a_mixture_of_experts_model_shows_its_routing_in_the_experts_tab(browser, tmp_path):
+    """Qwen2-MoE (experts on every layer, a shared expert): the Experts tab appears and draws the
+    router's probabilities, the experts' load, the selected token's routing and expert parts."""
+    server = tiny_model_server(tmp_path, "qwen2_moe")
+    p = Page(browser, server.base)
+    try:
+        wait_model(p)
+        set_number(p, "temperature-box", "0")
+        generate(p, "The capital of France is", max_tokens=12)
+        p.page.locator(".tok.generated").nth(2).click()
+        p.page.click("[data-testid=tab-experts]")
+        charts = wait_charts(p, "experts", ["grid", "load", "token", "parts"])
+        tokens = p.js("() => window.__llmvis.app.run.tokens.length")
+        assert charts["experts.grid"]["series"][0]["length"] == tokens * 4  # every token × 4 experts
+        assert p.page.locator("[data-testid=experts-layer] option").count() == 2  # both layers are MoE
+        p.page.wait_for_timeout(300)
+        shot(p, "experts", docs=True)
+        assert not [e for e in p.errors if "pageerror" in e], p.errors
+    finally:
+        p.close()
+        server.stop()
+
+
+def test_a_hybrid_models_heads_tab_draws_its_attention_layers(browser, tmp_path):
+    """Jamba (Mamba, then attention): the Heads tab opens on the attention layer, its entropy and
+    health maps leave the Mamba layer out, and the attention row names it."""
+    server = tiny_model_server(tmp_path, "jamba")
+    p = Page(browser, server.base)
+    try:
+        wait_model(p)
+        set_number(p, "temperature-box", "0")
+        generate(p, "Once upon a time", max_tokens=10)
+        p.page.locator(".tok.generated").nth(3).click()
+        p.page.click("[data-testid=tab-heads]")
+        wait_charts(p, "heads", ["grid", "entropy", "health"])
+        assert p.page.locator("[data-testid=heads-layer] option").all_text_contents() == ["1"]
+        p.page.click("[data-testid=tab-attention]")
+        charts = wait_charts(p, "attention", ["matrix", "row"])
+        selected = p.js("() => window.__llmvis.app.selected")
+        assert charts["attention.row"]["series"][0]["length"] == 4 * (selected + 1)  # layer 1's 4 heads only
+        shot(p, "hybrid-attention")
         assert not [e for e in p.errors if "pageerror" in e], p.errors
     finally:
         p.close()

@@ -14,10 +14,7 @@ from llmvis.internals import Internals
 from llmvis.models.load import checked
 from llmvis.models.loaded import LoadedModel, describe, stop_token_ids
 from server_helpers import client, make_app, parse_sse
-from tiny_models import ARCHITECTURES, HYBRIDS, PARTIAL, make_model, tiny_loaded
-
-# families whose residual stream is more than attention + MLP: the self-check says so
-TOLD = {"gemma4_text": {"residual_stream"}}
+from tiny_models import ARCHITECTURES, HYBRIDS, make_model, tiny_loaded
 
 # every view, with the params that reach its heavier paths
 VIEW_PARAMS = {
@@ -33,6 +30,7 @@ VIEW_PARAMS = {
     "activations": [{}],
     "embedding": [{"method": "pca"}],
     "attribution": [{"method": "rollout"}, {"method": "grad_x_input"}],
+    "experts": [{}, {"position": 2}],
 }
 
 
@@ -56,21 +54,22 @@ def views_of(loaded: LoadedModel, tmp_path) -> dict[str, list]:
         }
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES + PARTIAL)
+@pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_every_view_of_every_family_answers_without_a_server_error(arch, tmp_path):
     loaded = fresh(tiny_loaded(arch))
     assert set(VIEW_PARAMS) == set(VIEWS)  # a new view joins this list
     report = loaded.info.internals
-    assert report is not None and report.verified == (arch not in TOLD), report
-    assert TOLD.get(arch, set()) <= set(report.unavailable)
+    assert report is not None and report.verified, report
     for name, answers in views_of(loaded, tmp_path).items():
         for r in answers:
             if r.status_code == 422:  # told: the web app shows the reason where the chart would be
                 assert r.json()["detail"][0]["type"] == "not_available", r.text
             if name in report.unavailable:  # with the reason the self-check found
                 assert r.status_code == 422 and report.unavailable[name] in r.json()["detail"][0]["msg"], r.text
-            elif r.status_code == 422 and arch in HYBRIDS:  # a layer of a hybrid that is not attention
+            elif r.status_code == 422 and arch in HYBRIDS and name == "multi_head":  # a hybrid layer without attention
                 assert "has no softmax attention" in r.json()["detail"][0]["msg"], r.text
+            elif name == "experts" and not report.moe_layers:  # a dense model has no experts to show
+                assert r.status_code == 422 and "no layer of this model is a mixture" in r.text, r.text
             else:
                 assert r.status_code == 200, (name, r.status_code, r.text[:300])
 
@@ -123,22 +122,26 @@ def test_families_without_rotary_or_with_their_own_attention_are_exact(arch):
     assert report is not None and report.verified and report.unavailable == {}
 
 
-@pytest.mark.parametrize("arch", PARTIAL)
-def test_the_attention_layers_of_partly_read_families_equal_eager(arch):
-    """A hybrid's attention layers (and all of Gemma 4's) equal the eager model's attention; its
-    other layers are named, not drawn."""
-    loaded = tiny_loaded(arch)
-    ids = [(i * 7 + 3) % loaded.info.vocab_size for i in range(20)]
-    internals = Internals(loaded, ids)
-    layers = [i for i, r in enumerate(internals.capture().attention) if r is not None]
-    with torch.no_grad():
-        ref = tiny_loaded(arch, attn="eager").model(torch.tensor([ids]), output_attentions=True)
-    assert len(ref.attentions) == len(layers) and layers
-    for layer, theirs in zip(layers, ref.attentions, strict=True):
-        assert (internals.attention(layer) - theirs[0]).abs().max().item() <= 1e-5
-    for layer in set(range(internals.n_layers)) - set(layers):
-        with pytest.raises(NotAvailable, match=f"layer {layer} has no softmax attention"):
-            internals.attention(layer)
+@pytest.mark.parametrize("arch", HYBRIDS)
+def test_a_hybrids_all_layer_views_cover_its_attention_layers_and_name_the_others(arch, tmp_path):
+    """Head entropy, head health, the attention row and rollout run over the attention layers
+    (equal to eager: test_internals.py); the layers that mix tokens otherwise are named."""
+    loaded = fresh(tiny_loaded(arch))
+    report = loaded.info.internals
+    assert report is not None and report.attention_layers
+    others = sorted(set(range(loaded.info.layers)) - set(report.attention_layers))
+    assert others  # the tiny hybrids alternate: other mixer, then attention
+    views = {k: [r.json() for r in v] for k, v in views_of(loaded, tmp_path).items()}
+    row, entropy, health = views["attention"][1], views["head_entropy"][0], views["head_health"][0]
+    for view in (row, entropy, health):
+        assert sorted(int(k) for k in view["missing_layers"]) == others, view["missing_layers"]
+        assert all("not softmax attention" in why for why in view["missing_layers"].values())
+    assert [i for i, r in enumerate(row["rows"]) if r is None] == others
+    assert [i for i, r in enumerate(entropy["entropy"]) if r is None] == others
+    assert {s["layer"] for s in health["scores"]} == set(report.attention_layers)
+    rollout = views["attribution"][0]
+    assert f"not {others}" in rollout["objective"] and sum(rollout["share"]) == pytest.approx(1.0, abs=1e-3)
+    assert views["attention"][0]["layer"] == report.attention_layers[0]  # the default layer has attention
 
 
 @pytest.mark.parametrize(("arch", "wiring"), [("llama", "sequential"), ("gptj", "parallel"), ("falcon", "parallel")])

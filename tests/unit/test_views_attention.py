@@ -68,11 +68,13 @@ def test_attention_row_mode(arch):
     ctx = context(arch)
     view = compute("attention", ctx, {"position": 17})
     assert view.mode == "row" and view.end == 18
-    rows = torch.tensor(view.rows)
-    assert rows.shape == (2, 4, 18)
-    assert close(view.rows, ctx.internals.attention_row(17)[:, :, :18])
-    if ctx.internals.record(0).sinks is None:  # with attention sinks (gpt-oss) rows sum to less
-        assert torch.allclose(rows.sum(-1), torch.ones(2, 4), atol=1e-3)
+    layers = ctx.internals.attention_layers()  # a hybrid's other layers: None, and named
+    assert [i for i, r in enumerate(view.rows) if r is None] == sorted(view.missing_layers) and len(view.rows) == 2
+    rows = torch.tensor([view.rows[i] for i in layers])
+    assert rows.shape == (len(layers), 4, 18)
+    assert close(rows.tolist(), ctx.internals.attention_row(17)[layers, :, :18])
+    if ctx.internals.record(layers[0]).sinks is None:  # with attention sinks (gpt-oss) rows sum to less
+        assert torch.allclose(rows.sum(-1), torch.ones(len(layers), 4), atol=1e-3)
 
 
 @pytest.mark.parametrize(
@@ -127,8 +129,10 @@ def test_head_entropy_average_and_bounds(arch):
     ctx = context(arch)
     view = compute("head_entropy", ctx, {})
     assert view.mode == "average" and view.positions_used == T - 1
-    ent = torch.tensor(view.entropy)
-    assert ent.shape == (2, 4) and (ent > 0).all() and (ent <= 1.0001).all()
+    layers = ctx.internals.attention_layers()
+    assert [i for i, r in enumerate(view.entropy) if r is None] == sorted(view.missing_layers)
+    ent = torch.tensor([view.entropy[i] for i in layers])
+    assert ent.shape == (len(layers), 4) and (ent > 0).all() and (ent <= 1.0001).all()
     sampled = compute("head_entropy", ctx, {"max_queries": 8})
     assert sampled.positions_used == 8
 

@@ -36,6 +36,12 @@ class _FakeAttention:
     def attention(self, layer: int, queries: slice | None = None) -> torch.Tensor:
         return self.w[:, queries or slice(None)]
 
+    def attention_layers(self) -> list[int]:
+        return list(range(self.n_layers))
+
+    def missing_attention(self) -> dict[int, str]:
+        return {}
+
 
 def _uniform_causal(n: int) -> torch.Tensor:
     a = torch.tril(torch.ones(n, n, dtype=torch.float64))
@@ -57,7 +63,7 @@ def _naive_rollout(attentions: list[torch.Tensor]) -> torch.Tensor:
 
 def test_rollout_of_identity_attention_is_identity():
     eye = torch.eye(9).expand(3, 9, 9)
-    r = attr.rollout(lambda layer, a, b: eye[:, a:b], 4, 9, chunk=4)
+    r = attr.rollout(lambda layer, a, b: eye[:, a:b], range(4), 9, chunk=4)
     assert torch.equal(r, torch.eye(9, dtype=torch.float64))
 
 
@@ -67,7 +73,7 @@ def test_rollout_equals_textbook_product():
     for _ in range(3):
         a = torch.rand(2, 11, 11, generator=g, dtype=torch.float64).tril()
         atts.append(a / a.sum(-1, keepdim=True))
-    fast = attr.rollout(lambda layer, a, b: atts[layer][:, a:b], 3, 11, chunk=4)
+    fast = attr.rollout(lambda layer, a, b: atts[layer][:, a:b], range(3), 11, chunk=4)
     assert torch.allclose(fast, _naive_rollout(atts), atol=1e-12)
 
 
@@ -78,7 +84,7 @@ def test_rollout_rows_sum_to_one_on_a_model(arch):
     def att(layer, a, b):
         return internals.attention(layer)[:, a:b]
 
-    full = attr.rollout(att, internals.n_layers, T, chunk=6)
+    full = attr.rollout(att, range(internals.n_layers), T, chunk=6)
     assert torch.allclose(full.sum(-1), torch.ones(T, dtype=torch.float64), atol=1e-6)
     assert (full >= 0).all() and torch.equal(full, full.tril())  # causal
     view = compute("attribution", ctx, {"position": T - 1})

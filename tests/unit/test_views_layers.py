@@ -71,8 +71,8 @@ def test_logit_lens_bad_params(params):
 def test_residual_contributions_sum_to_final_residual(arch):
     ctx = context(arch)
     it = ctx.internals
-    total = it.residual(0) + sum(it.attn_out(i) + it.mlp_out(i) for i in range(it.n_layers))
-    assert torch.allclose(total, it.residual(it.n_layers), atol=1e-5)
+    parts = [it.attn_out(i) + it.mlp_out(i) + (it.extra_out(i) if it.arch.extra_part else 0) for i in range(it.n_layers)]
+    assert torch.allclose(it.residual(0) + sum(parts), it.residual(it.n_layers), atol=1e-5)
 
 
 def test_residual_stream_effects_sum_to_the_logit(arch):
@@ -80,7 +80,8 @@ def test_residual_stream_effects_sum_to_the_logit(arch):
     view = compute("residual_stream", ctx, {"position": 20})
     token = ctx.trace.tokens[20].id
     logit = float(final_logits(ctx, 19, capped=False)[token])
-    effects = view.embedding_logit + sum(x.attn_logit + x.mlp_logit for x in view.layers)
+    effects = view.embedding_logit + sum(x.attn_logit + x.mlp_logit + (x.extra_logit or 0.0) for x in view.layers)
+    assert (view.extra_part is None) == all(x.extra_logit is None for x in view.layers)
     assert view.logit == pytest.approx(logit, rel=1e-3, abs=1e-3)
     assert effects == pytest.approx(logit, rel=1e-2, abs=1e-2)  # each term rounded to 4 digits
 

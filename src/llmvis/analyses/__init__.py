@@ -8,6 +8,7 @@ from llmvis.analyses import (  # noqa: F401  (imported for their @register side 
     attention,
     attribution,
     embedding,
+    experts,
     heads,
     layers,
     tokens,

@@ -41,7 +41,9 @@ Reduce = Callable[[torch.Tensor], torch.Tensor]
 
 
 class AttentionParams(BaseModel):
-    layer: int = Field(default=0, ge=0, description="decoder layer 0..L-1 (matrix mode)")
+    layer: int | None = Field(
+        default=None, ge=0, description="decoder layer 0..L-1 (matrix mode; default: the first with attention)"
+    )
     head: HeadSelector = Field(default="mean", description="head index, or 'mean' / 'max' over all heads (matrix mode)")
     start: int | None = Field(default=None, ge=0, description="first position of the window (default 0)")
     end: int | None = Field(default=None, ge=1, description="end of the window, exclusive (default: the run's length)")
@@ -77,8 +79,11 @@ class AttentionView(BaseModel):
         default=None, description="matrix mode: [query bin][key bin] attention weights"
     )
     position: int | None = Field(default=None, description="row mode: the query position")
-    rows: list[list[list[float]]] | None = Field(
-        default=None, description="row mode: [layer][head][key bin] attention of `position`"
+    rows: list[list[list[float]] | None] | None = Field(
+        default=None, description="row mode: [layer][head][key bin] attention of `position` (None: no attention)"
+    )
+    missing_layers: dict[int, str] = Field(
+        default_factory=dict, description="layers without attention to show (a hybrid's other mixers), and why"
     )
 
 
@@ -140,11 +145,20 @@ def sample_positions(first: int, t: int, max_queries: int) -> list[int]:
     return list(range(first, t, step))
 
 
+def first_attention_layer(internals: Internals) -> int:
+    """The default layer of a one-layer view: 0, or a hybrid's first attention layer."""
+    layers = internals.attention_layers()
+    if not layers:
+        internals.record(0)  # NotAvailable, with the reason
+    return layers[0]
+
+
 def row_mode(ctx: ViewContext, internals: Internals, position: int, max_cells: int) -> AttentionView:
     rows = internals.attention_row(position)[:, :, : position + 1]  # [L, H, keys]
     budget = max(8, ROW_MODE_CELLS // (rows.shape[0] * rows.shape[1]))
     size, cidx = bin_starts(position + 1, min(max_cells, budget))
     pooled = pool_bins(rows[:, :, None, :], 1, size)[:, :, 0]
+    missing = internals.missing_attention()
     return AttentionView(
         mode="row",
         n_positions=internals.n_positions,
@@ -160,7 +174,8 @@ def row_mode(ctx: ViewContext, internals: Internals, position: int, max_cells: i
         row_labels=token_labels(ctx, [position]),
         col_labels=token_labels(ctx, cidx),
         position=position,
-        rows=round4(pooled),
+        rows=[None if layer in missing else round4(r) for layer, r in enumerate(pooled)],
+        missing_layers=missing,
     )
 
 
@@ -170,7 +185,7 @@ def attention_view(ctx: ViewContext, p: AttentionParams) -> AttentionView:
     internals = ctx.require_internals()
     if p.position is not None:
         return row_mode(ctx, internals, check_position(ctx, p.position), p.max_cells)
-    layer = check_layer(ctx, p.layer)
+    layer = first_attention_layer(internals) if p.layer is None else check_layer(ctx, p.layer)
     if isinstance(p.head, int):
         check_head(ctx, p.head)
     start, end = check_window(ctx, p.start, p.end)

@@ -27,7 +27,7 @@ stays in eval mode.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
@@ -82,7 +82,7 @@ class AttributionView(BaseModel):
 
 def rollout(
     attention: Callable[[int, int, int], torch.Tensor],
-    layers: int,
+    layers: Sequence[int],
     n: int,
     start: torch.Tensor | None = None,
     chunk: int = 512,
@@ -96,7 +96,7 @@ def rollout(
     chunk holding the target row), so memory stays O(heads · chunk · n).
     """
     r = torch.eye(n, dtype=torch.float64) if start is None else start.to(torch.float64)
-    for layer in reversed(range(layers)):
+    for layer in reversed(layers):
         out = torch.zeros_like(r)
         for a in range(0, n, chunk):
             b = min(n, a + chunk)
@@ -205,8 +205,12 @@ def attribution_view(ctx: ViewContext, p: AttributionParams) -> AttributionView:
         internals = ctx.require_internals()
         start = torch.zeros(1, pos, dtype=torch.float64)
         start[0, pos - 1] = 1.0
-        scores = rollout(lambda layer, a, b: internals.attention(layer, slice(a, b)), internals.n_layers, pos, start)[0]
-        objective = "attention flow"
+        layers = internals.attention_layers()
+        if not layers:
+            internals.record(0)  # NotAvailable, with the reason
+        scores = rollout(lambda layer, a, b: internals.attention(layer, slice(a, b)), layers, pos, start)[0]
+        missing = sorted(internals.missing_attention())
+        objective = "attention flow" + (f" through the attention layers (not {missing})" if missing else "")
     else:
         loaded = _model_of(ctx)
         ids = ctx.trace.ids[:pos]

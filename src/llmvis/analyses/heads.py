@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 
 from llmvis.analyses.attention import (
     attention_rows,
+    first_attention_layer,
     pooled_attention,
     sample_positions,
 )
@@ -63,7 +64,9 @@ def normalised_entropy(w: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
 
 
 class MultiHeadParams(BaseModel):
-    layer: int = Field(default=0, ge=0, description="decoder layer 0..L-1")
+    layer: int | None = Field(
+        default=None, ge=0, description="decoder layer 0..L-1 (default: the first with attention)"
+    )
     position: int | None = Field(
         default=None, ge=0, description="query position whose rows are returned (default: last)"
     )
@@ -90,7 +93,7 @@ class MultiHeadView(BaseModel):
 def multi_head(ctx: ViewContext, p: MultiHeadParams) -> MultiHeadView:
     """Every head of one layer side by side, and each head's row for the selected position."""
     internals = ctx.require_internals()
-    layer = check_layer(ctx, p.layer)
+    layer = first_attention_layer(internals) if p.layer is None else check_layer(ctx, p.layer)
     pos = default_position(ctx, p.position)
     heads, t = internals.n_heads, internals.n_positions
     cells = max(4, min(p.max_cells, math.isqrt(MULTI_HEAD_CELLS // heads)))
@@ -132,8 +135,12 @@ class HeadEntropyView(BaseModel):
     layers: int
     heads: int
     positions_used: int = Field(description="query positions averaged (1 in position mode)")
-    entropy: list[list[float]] = Field(
-        description="[layer][head] attention entropy / log(visible keys): 0 = one key, 1 = uniform"
+    entropy: list[list[float] | None] = Field(
+        description="[layer][head] attention entropy / log(visible keys): 0 = one key, 1 = uniform; "
+        "None for a layer without attention"
+    )
+    missing_layers: dict[int, str] = Field(
+        default_factory=dict, description="layers without attention to show (a hybrid's other mixers), and why"
     )
 
 
@@ -142,25 +149,35 @@ def head_entropy(ctx: ViewContext, p: HeadEntropyParams) -> HeadEntropyView:
     """L×H normalised attention entropy, for one query or averaged over (sampled) queries."""
     internals = ctx.require_internals()
     n_l, n_h = internals.n_layers, internals.n_heads
+    missing = internals.missing_attention()
     if p.position is not None:
         pos = default_position(ctx, p.position)
         rows = internals.attention_row(pos)[:, :, : pos + 1]  # [L, H, keys]
-        vis = torch.stack([internals.visible_keys(layer, [pos]) for layer in range(n_l)])  # [L, 1]
+        vis = torch.stack(
+            [internals.visible_keys(layer, [pos]) if layer not in missing else torch.ones(1) for layer in range(n_l)]
+        )  # [L, 1]
         ent = normalised_entropy(rows, vis)
         return HeadEntropyView(
-            mode="position", position=pos, layers=n_l, heads=n_h, positions_used=1, entropy=round4(ent)
-        )
+            mode="position", position=pos, layers=n_l, heads=n_h, positions_used=1,
+            entropy=_rows_of(ent, missing), missing_layers=missing,
+        )  # fmt: skip
     positions = sample_positions(1, internals.n_positions, p.max_queries)
     out = torch.zeros(n_l, n_h)
-    for layer in range(n_l):
+    for layer in internals.attention_layers():
         total = torch.zeros(n_h)
         for part, w in attention_rows(internals, layer, positions):
             vis = internals.visible_keys(layer, part)
             total += normalised_entropy(w.cpu(), vis[None, :]).sum(-1)
         out[layer] = total / max(1, len(positions))
     return HeadEntropyView(
-        mode="average", position=None, layers=n_l, heads=n_h, positions_used=len(positions), entropy=round4(out)
-    )
+        mode="average", position=None, layers=n_l, heads=n_h, positions_used=len(positions),
+        entropy=_rows_of(out, missing), missing_layers=missing,
+    )  # fmt: skip
+
+
+def _rows_of(values: torch.Tensor, missing: dict[int, str]) -> list[list[float] | None]:
+    """[L][H] rounded, None for the layers without attention."""
+    return [None if layer in missing else round4(row) for layer, row in enumerate(values)]
 
 
 # ----------------------------------------------------------------------------- head_health
@@ -200,7 +217,10 @@ class HeadHealthView(BaseModel):
         description="label rule: the passing score furthest above its threshold; else focused "
         "(entropy below focused_max_entropy) or diffuse"
     )
-    scores: list[HeadScore] = Field(description="one per (layer, head), layer-major")
+    scores: list[HeadScore] = Field(description="one per (layer, head) of the layers with attention, layer-major")
+    missing_layers: dict[int, str] = Field(
+        default_factory=dict, description="layers without attention to show (a hybrid's other mixers), and why"
+    )
 
 
 def label_head(sink: float, previous: float, induction: float | None, entropy: float) -> HeadLabel:
@@ -242,7 +262,7 @@ def head_scores(internals: Internals, ids: list[int], positions: list[int]) -> t
     out = torch.zeros(n_l, n_h, 4)
     targets = induction_targets(ids, positions)
     n_ind = sum(1 for q in positions if targets[q])
-    for layer in range(n_l):
+    for layer in internals.attention_layers():
         acc = torch.zeros(n_h, 4)
         for part, w in attention_rows(internals, layer, positions):
             w = w.cpu()  # [H, n, T]
@@ -281,7 +301,7 @@ def head_health(ctx: ViewContext, p: HeadHealthParams) -> HeadHealthView:
     else:
         scores, n_ind = head_scores(target, ids, positions)
     items = []
-    for layer in range(target.n_layers):
+    for layer in target.attention_layers():
         for head in range(target.n_heads):
             sink, prev, ind, ent = (float(v) for v in scores[layer, head])
             induction = None if math.isnan(ind) else ind
@@ -310,4 +330,5 @@ def head_health(ctx: ViewContext, p: HeadHealthParams) -> HeadHealthView:
             "focused_max_entropy": FOCUSED_MAX_ENTROPY,
         },
         scores=items,
+        missing_layers=target.missing_attention(),
     )

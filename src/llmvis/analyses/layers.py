@@ -127,6 +127,8 @@ class ResidualLayer(BaseModel):
     mlp_norm: float = Field(description="‖MLP output added by this layer‖")
     attn_logit: float = Field(description="direct effect of the attention output on the token's logit")
     mlp_logit: float = Field(description="direct effect of the MLP output on the token's logit")
+    extra_norm: float | None = Field(default=None, description="‖the layer's extra part‖ (see `extra_part`)")
+    extra_logit: float | None = Field(default=None, description="direct effect of the layer's extra part")
 
 
 class ResidualStreamView(BaseModel):
@@ -140,6 +142,9 @@ class ResidualStreamView(BaseModel):
     logit: float = Field(description="the token's logit before final soft-capping (= sum of all effects)")
     layers: list[ResidualLayer]
     linearisation: str
+    extra_part: str | None = Field(
+        default=None, description="what a layer adds beyond attention and MLP, where the family has more (Gemma 4)"
+    )
 
 
 def direct_effects(
@@ -150,6 +155,7 @@ def direct_effects(
 
     effect(c) = W(g ⊙ (c − μ(c)) / s)[token] with W the logits' linear read-out; the model's own
     modules are called (no weight is read directly), so offloaded or sharded weights work."""
+    extra = internals.arch.extra_part
     lin = internals.norm_linearisation(final)
     d = final.shape[-1]
     rows = torch.cat([lin.apply(parts), torch.zeros(1, d), lin.bias[None]])  # then: no part, the norm's bias
@@ -158,7 +164,7 @@ def direct_effects(
     how = (
         f"final {lin.kind} linearised at the final residual: effect(c) = W_U[token] · (g ⊙ "
         f"{'(c − mean(c))' if lin.centred else 'c'} / s(h_L)); the effects of the embedding, every "
-        "attention and MLP output sum to the logit"
+        f"attention and MLP output{' and ' + extra if extra else ''} sum to the logit"
         + (" less the norm's and the read-out's bias" if float((out[-1] - base).abs()) or float(base.abs()) else "")
         + " (before any soft-capping)"
     )
@@ -186,8 +192,12 @@ def residual_stream(ctx: ViewContext, p: ResidualStreamParams) -> ResidualStream
     emb = internals.residual(0)[src].float().cpu()
     attn = torch.stack([internals.attn_out(i)[src].float().cpu() for i in range(n)])  # [L, d]
     mlp = torch.stack([internals.mlp_out(i)[src].float().cpu() for i in range(n)])  # [L, d]
-    effects, constant, how = direct_effects(internals, torch.cat([emb[None], attn, mlp, final[None]]), final, token_id)
+    extra = [internals.extra_out(i) for i in range(n)]
+    more = torch.stack([e[src].float().cpu() for e in extra]) if extra[0] is not None else torch.zeros(0, emb.shape[0])
+    parts = torch.cat([emb[None], attn, mlp, more, final[None]])
+    effects, constant, how = direct_effects(internals, parts, final, token_id)
     emb_effect, attn_effect, mlp_effect = effects[0], effects[1 : n + 1], effects[n + 1 : 2 * n + 1]
+    extra_effect = effects[2 * n + 1 : -1]
     logit = float(effects[-1]) + constant
     layers = [
         ResidualLayer(
@@ -197,6 +207,8 @@ def residual_stream(ctx: ViewContext, p: ResidualStreamParams) -> ResidualStream
             mlp_norm=round4(float(mlp[i].norm())),
             attn_logit=round4(float(attn_effect[i])),
             mlp_logit=round4(float(mlp_effect[i])),
+            extra_norm=round4(float(more[i].norm())) if len(more) else None,
+            extra_logit=round4(float(extra_effect[i])) if len(more) else None,
         )
         for i in range(n)
     ]
@@ -211,6 +223,7 @@ def residual_stream(ctx: ViewContext, p: ResidualStreamParams) -> ResidualStream
         logit=round4(logit),
         layers=layers,
         linearisation=how,
+        extra_part=internals.arch.extra_part,
     )
 
 

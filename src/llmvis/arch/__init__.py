@@ -7,8 +7,21 @@ from __future__ import annotations
 
 from torch import nn
 
-from llmvis.arch import bloom, falcon, gemma, gpt2, gpt_neo, granite, jamba, olmo2, opt, parallel  # noqa: F401
-from llmvis.arch.base import Architecture, NotAvailable, device_of, dtype_of, text_config
+from llmvis.arch import (  # noqa: F401
+    bloom,
+    falcon,
+    falcon_h1,
+    gemma,
+    gpt2,
+    gpt_neo,
+    granite,
+    jamba,
+    llama4,
+    olmo2,
+    opt,
+    parallel,
+)
+from llmvis.arch.base import Architecture, NotAvailable, Routing, device_of, dtype_of, text_config
 from llmvis.arch.registry import FAMILIES
 
 
@@ -18,4 +31,4 @@ def architecture_of(model: nn.Module) -> Architecture:
     return FAMILIES.get(model_type, Architecture)(model)
 
 
-__all__ = ["Architecture", "NotAvailable", "architecture_of", "device_of", "dtype_of", "text_config"]
+__all__ = ["Architecture", "NotAvailable", "Routing", "architecture_of", "device_of", "dtype_of", "text_config"]

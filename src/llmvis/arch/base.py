@@ -16,6 +16,7 @@ sinks and mask that the module hands to it (capture.py).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -32,6 +33,16 @@ _MIXERS = ("linear_attn", "mamba", "mixer")  # the token mixers of hybrid layers
 _MLPS = ("mlp", "feed_forward", "block_sparse_moe", "ffn")
 _OUT_PROJECTIONS = ("down_proj", "c_proj", "fc2", "dense_4h_to_h", "fc_out", "w2", "wo")
 _EXPERT_PARTS = ("experts", "router", "gate")
+_ROUTERS = ("router", "gate")
+
+
+@dataclass
+class Routing:
+    """What a mixture-of-experts layer's router decided for each token."""
+
+    probs: torch.Tensor  # [T, E] fp32: the router's probability of each expert (router_kind says how)
+    chosen: torch.Tensor  # [T, k] long: the experts each token was sent to, most likely first
+    weights: torch.Tensor  # [T, k] fp32: what the layer weighs each chosen expert by
 
 
 def text_config(config: Any) -> Any:
@@ -66,6 +77,12 @@ class Architecture:
     # modules whose output is what each block adds to the residual (None: the block itself)
     attn_output_norm: str | None = None
     mlp_output_norm: str | None = None
+    # what a layer adds beyond attention and the MLP, if anything (the capture keeps it as a third part),
+    # and whether it joins the residual before the MLP reads it (a second mixer beside attention)
+    extra_part: str | None = None
+    extra_before_mlp: bool = False
+    # how a mixture's router turns its logits into each expert's probability
+    router_kind: Literal["softmax", "sigmoid"] = "softmax"
 
     def __init__(self, model: Any) -> None:
         self.model = model
@@ -155,6 +172,37 @@ class Architecture:
         out = self.mlp(layer)(x)
         return out[0] if isinstance(out, tuple) else out
 
+    # ------------------------------------------------------------------ mixtures of experts
+
+    def router(self, layer: int) -> Any:
+        if self.mlp_kind(layer) != "experts":
+            raise NotAvailable(f"layer {layer}'s MLP is not a mixture of experts")
+        return child(self.mlp(layer), _ROUTERS, "router")
+
+    def route(self, layer: int, x: torch.Tensor) -> Routing:
+        """The layer's own router on what its MLP reads, `x: [T, d]`. Routers of transformers'
+        mixtures return (logits, the chosen experts' weights, the chosen experts)."""
+        logits, weights, chosen = self.router(layer)(x)
+        return Routing(torch.softmax(logits.float(), -1), chosen.long(), weights.float())
+
+    def expert_part(self, layer: int, x: torch.Tensor, expert: int, weight: torch.Tensor) -> torch.Tensor:
+        """[T, d] what `expert` adds for each token of `x: [T, d]` at routing weight `weight: [T]`:
+        the layer's own experts module, routed to that one expert."""
+        experts = child(self.mlp(layer), ("experts",), "experts")
+        index = torch.full((x.shape[0], 1), expert, dtype=torch.long, device=x.device)
+        return experts(x, index, weight[:, None].to(x.device, x.dtype))
+
+    def shared_part(self, layer: int, x: torch.Tensor) -> torch.Tensor | None:
+        """[T, d] what the layer's shared expert adds (through its sigmoid gate where it has
+        one), or None without a shared expert."""
+        mlp = self.mlp(layer)
+        shared = getattr(mlp, "shared_expert", None)
+        if shared is None:
+            return None
+        out = shared(x)
+        gate = getattr(mlp, "shared_expert_gate", None)
+        return out * torch.sigmoid(gate(x)) if gate is not None else out
+
     def mlp_contribution(self, layer: int, activations: torch.Tensor) -> torch.Tensor:
         """What the MLP adds to the residual, from its neuron activations: its output projection,
         its output norm if any, the block's scale."""
@@ -169,6 +217,11 @@ class Architecture:
     def contribution_scale(self) -> float:
         """What a block adds = this × its output (Granite's residual multiplier)."""
         return 1.0
+
+    @property
+    def attn_scale(self) -> float:
+        """What attention adds = this × its module's output (Falcon-H1's attention multiplier)."""
+        return self.contribution_scale
 
     @property
     def logit_multiplier(self) -> float:

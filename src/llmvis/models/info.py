@@ -20,6 +20,12 @@ class InternalsReport(BaseModel):
     unavailable: dict[str, str] = Field(
         default_factory=dict, description="view name → why this model cannot give it (such views answer 422)"
     )
+    attention_layers: list[int] | None = Field(
+        default=None, description="layers with softmax attention to show (None: not known; a hybrid's are fewer)"
+    )
+    moe_layers: list[int] = Field(
+        default_factory=list, description="layers whose MLP is a mixture of experts (the experts view shows them)"
+    )
 
 
 class ModelInfo(BaseModel):

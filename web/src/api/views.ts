@@ -18,6 +18,10 @@ export type AttributionView = S["AttributionView"];
 export type LayerSimilarityView = S["LayerSimilarityView"];
 export type ResidualStreamView = S["ResidualStreamView"];
 export type LogitLensView = S["LogitLensView"];
+export type ExpertsView = S["ExpertsView"];
+export type TokenRouting = S["TokenRouting"];
+export type LayerLoad = S["LayerLoad"];
+export type ExpertPart = S["ExpertPart"];
 
 /** A view's query parameters ({} when it takes none) and its 200 response's model. */
 type ViewOf<Op> = Op extends {

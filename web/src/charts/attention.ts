@@ -52,8 +52,9 @@ export function attentionRowOption(view: AttentionView, theme: Theme, title: str
   const rows = view.rows ?? [];
   const matrix: number[][] = [];
   const yl: string[] = [];
+  // a hybrid model's layers without attention (null) have no rows
   rows.forEach((layer, l) =>
-    layer.forEach((head, h) => {
+    layer?.forEach((head, h) => {
       matrix.push(head);
       yl.push(`L${l} H${h}`);
     }),

@@ -8,6 +8,14 @@ import { attentionOption, attentionRowOption, binRange } from "./attention";
 import { attributionOption } from "./attribution";
 import { fmt, type Option, posLabel, short } from "./common";
 import { embeddingOption } from "./embedding";
+import {
+  expertPartsOption,
+  expertsGridOption,
+  expertsLoadOption,
+  expertsReport,
+  expertsTokenOption,
+  loadShares,
+} from "./experts";
 import * as fx from "./fixtures";
 import { headEntropyOption } from "./headEntropy";
 import { headHealthOption } from "./headHealth";
@@ -17,6 +25,7 @@ import { logitLensOption } from "./logitLens";
 import { gridShape, multiHeadOption } from "./multiHead";
 import { residualStreamOption } from "./residualStream";
 import { DARK, LIGHT } from "./theme";
+import { savedViewOption } from "../views/savedViews";
 import { topCandidatesOption } from "./topCandidates";
 import { entropyCurveOption } from "./uncertainty";
 
@@ -106,6 +115,12 @@ describe("attention", () => {
     expect(axisData(o, "yAxis")).toEqual(["L0 H0", "L0 H1", "L1 H0", "L1 H1"]);
     expect(series(o)[0].data).toHaveLength(16);
   });
+  it("row mode of a hybrid: a layer without attention has no rows", () => {
+    const hybrid = { ...fx.attentionRow, rows: [null, fx.attentionRow.rows![1]], missing_layers: { 0: "Mamba" } };
+    const o = attentionRowOption(hybrid, DARK, "row");
+    expect(axisData(o, "yAxis")).toEqual(["L1 H0", "L1 H1"]);
+    expect(series(o)[0].data).toHaveLength(8);
+  });
 });
 
 describe("heads", () => {
@@ -127,6 +142,12 @@ describe("heads", () => {
     expect(axisData(o, "xAxis")).toEqual(["H0", "H1", "H2"]);
     expect(axisData(o, "yAxis")).toEqual(["L0", "L1"]);
     expect(tooltip(o, { value: [2, 0, 0.9] })).toContain("layer 0, head 2");
+  });
+  it("head entropy of a hybrid: the layer without attention is empty and named", () => {
+    const hybrid = { ...fx.headEntropy, entropy: [null, [0.2, 0.3, 0.4]], missing_layers: { 0: "Mamba" } };
+    const o = headEntropyOption(hybrid, DARK, "entropy");
+    expect(series(o)[0].data).toHaveLength(3);
+    expect(axisData(o, "yAxis")).toEqual(["L0 (no attention)", "L1"]);
   });
   it("head health: one cell per head, categorised", () => {
     const o = headHealthOption(fx.headHealth, DARK, "health");
@@ -150,6 +171,13 @@ describe("layers", () => {
     const o = residualStreamOption(fx.residual, DARK, "resid");
     expect(series(o).map((s) => s.data.length)).toEqual([2, 2, 2, 2, 2]);
     expect(series(o)[4].data).toEqual([0.4, 1.3]);
+  });
+  it("residual stream with a third part per layer: its norm and effects are drawn, named", () => {
+    const layers = fx.residual.layers.map((l, i) => ({ ...l, extra_norm: 0.2 + i, extra_logit: -0.5 * i }));
+    const o = residualStreamOption({ ...fx.residual, layers, extra_part: "per-layer input" }, DARK, "resid");
+    expect(series(o).map((s) => s.name)).toContain("per-layer input → logit");
+    expect(series(o)[6].data).toEqual([-0, -0.5]);
+    expect(series(o)[5].data).toEqual([0.2, 1.2]);
   });
   it("logit lens: top-k per layer plus the chosen token's probability", () => {
     const o = logitLensOption(fx.logitLens, DARK, "lens");
@@ -263,5 +291,112 @@ describe("compare curves", () => {
     expect(series(o)[3].data[2]).toBe(0.7);
     expect(tooltip(o, [{ dataIndex: 2 }])).toContain("A: –");
     hasPng(o);
+  });
+});
+
+describe("experts", () => {
+  const labels = ["a", "b", "c", "d", "e"];
+  const heat = (o: Option) => series(o)[0].data as [number, number, number][];
+  const markers = (o: Option) => series(o)[1].data as [number, number, number][];
+  /** "expert:row" of every routed cell. */
+  const routed = (routes: { experts: number[] }[]) => routes.flatMap((r, row) => r.experts.map((e) => `${e}:${row}`));
+
+  it("token grid: one cell per token and expert holding the router probability", () => {
+    const o = expertsGridOption(fx.experts, labels, DARK, "grid", 3);
+    expect(axisData(o, "xAxis")).toEqual(["E0", "E1", "E2", "E3"]);
+    expect(axisData(o, "yAxis")).toEqual(["0 a", "1 b", "2 c", "3 d", "4 e"]);
+    expect(heat(o)).toHaveLength(20);
+    for (const [c, r, v] of heat(o)) expect(v).toBe(fx.experts.probs[r][c]);
+    hasPng(o);
+  });
+  it("token grid: the markers are exactly the routed cells, weights in the tooltip", () => {
+    const o = expertsGridOption(fx.experts, labels, DARK, "grid", 3);
+    expect(series(o)[1].type).toBe("scatter");
+    expect(
+      markers(o)
+        .map(([c, r]) => `${c}:${r}`)
+        .sort(),
+    ).toEqual(routed(fx.experts.routing).sort());
+    expect((o.visualMap as { seriesIndex: number }).seriesIndex).toBe(0);
+    const text = tooltip(o, { value: [2, 1, 0.2] });
+    expect(text).toContain("1 b → E2");
+    expect(text).toContain("probability <b>0.2</b>");
+    expect(text).toContain("chosen #2 · weight <b>0.25</b>");
+    expect(tooltip(o, { value: [3, 1, 0.1] })).not.toContain("chosen");
+  });
+  it("token grid: the selected row is marked", () => {
+    const o = expertsGridOption(fx.experts, labels, DARK, "grid", 3);
+    const line = (series(o)[0] as unknown as { markLine: { data: { yAxis: string }[] } }).markLine;
+    expect(line.data).toEqual([{ yAxis: "3 d" }]);
+    const fmtLabel = (o.yAxis as { axisLabel: { formatter: (v: string, i: number) => string } }).axisLabel.formatter;
+    expect(fmtLabel("3 d", 3)).toContain("▶");
+    expect(fmtLabel("2 c", 2)).toBe("2 c");
+  });
+  it("token grid: pooled rows have no markers and say what they pool", () => {
+    const pooled = {
+      ...fx.experts,
+      bin_size: 2,
+      bin_starts: [0, 2, 4],
+      probs: [
+        [0.5, 0.6, 0.2, 0.1],
+        [0.25, 0.25, 0.4, 0.5],
+        [0.7, 0.1, 0.1, 0.1],
+      ],
+    };
+    const o = expertsGridOption(pooled, labels, DARK, "grid", 3);
+    expect(heat(o)).toHaveLength(12);
+    expect(markers(o)).toEqual([]);
+    expect(axisData(o, "yAxis")).toEqual(["0 a", "2 c", "4 e"]);
+    expect(tooltip(o, { value: [0, 1, 0.25] })).toContain("2–3 (max of 2)");
+  });
+  it("load: token shares per MoE layer sum to 1, counts and balance in the tooltip", () => {
+    expect(loadShares([3, 1])).toEqual([0.75, 0.25]);
+    expect(loadShares([0, 0])).toEqual([0, 0]);
+    const o = expertsLoadOption(fx.experts, DARK, "load");
+    expect(heat(o)).toHaveLength(8);
+    expect(axisData(o, "yAxis")).toEqual(["L1 · 0.94", "L3 · 0.88"]);
+    for (const row of [0, 1]) {
+      const sum = heat(o)
+        .filter(([, r]) => r === row)
+        .reduce((a, [, , v]) => a + v, 0);
+      expect(sum).toBeCloseTo(1, 10);
+    }
+    expect(heat(o).find(([c, r]) => c === 0 && r === 1)![2]).toBe(0.5);
+    const text = tooltip(o, { value: [0, 1, 0.5] });
+    expect(text).toContain("layer 3, E0");
+    expect(text).toContain("5 of 5 tokens");
+    expect(text).toContain("summed weight 3");
+    expect(text).toContain("balance 0.8805");
+  });
+  it("token routing: MoE layers × experts, chosen experts marked with their weights", () => {
+    const o = expertsTokenOption(fx.experts, DARK, "token");
+    expect(axisData(o, "yAxis")).toEqual(["L1", "L3"]);
+    for (const [c, r, v] of heat(o)) expect(v).toBe(fx.experts.position_probs[r][c]);
+    expect(heat(o)).toHaveLength(8);
+    expect(
+      markers(o)
+        .map(([c, r]) => `${c}:${r}`)
+        .sort(),
+    ).toEqual(routed(fx.experts.position_routing).sort());
+    const text = tooltip(o, { value: [0, 1, 0.6] });
+    expect(text).toContain("layer 3, E0");
+    expect(text).toContain("chosen #1 · weight <b>0.75</b>");
+  });
+  it("parts: a bar per chosen expert and the shared one", () => {
+    const o = expertPartsOption(fx.experts, DARK, "parts");
+    expect(axisData(o, "xAxis")).toEqual(["E3", "E2", "shared"]);
+    expect((series(o)[0].data as { value: number }[]).map((d) => d.value)).toEqual([1.5, 0.8, 2.1]);
+    expect(tooltip(o, [{ dataIndex: 0 }])).toContain("weight 0.625");
+    expect(tooltip(o, [{ dataIndex: 2 }])).toContain("shared");
+    expect(axisData(expertPartsOption(fx.experts, DARK, "parts", "共享"), "xAxis")[2]).toBe("共享");
+    hasPng(o);
+  });
+  it("the offline report draws a saved experts view", () => {
+    expect(expertsReport.view).toBe("experts");
+    const tokens = labels.map((label, position) => ({ ...fx.token, position, label }));
+    const o = savedViewOption({ view: "experts", params: { layer: 1 }, result: fx.experts }, tokens, DARK);
+    expect(o).not.toBeNull();
+    expect((o!.title as { text: string }).text).toBe("experts (layer=1)");
+    expect(axisData(o!, "yAxis")).toEqual(["0 a", "1 b", "2 c", "3 d", "4 e"]);
   });
 });

@@ -5,6 +5,7 @@ import type {
   AttentionView,
   AttributionView,
   EmbeddingView,
+  ExpertsView,
   HeadEntropyView,
   HeadHealthView,
   LayerSimilarityView,
@@ -270,4 +271,47 @@ export const logitLens: LogitLensView = {
       { id: 5, label: "d", prob: 0.1 + layer * 0.3 },
     ],
   })),
+};
+
+export const experts: ExpertsView = {
+  n_experts: 4,
+  top_k: 2,
+  router: "softmax over the experts",
+  moe_layers: [1, 3],
+  dense_layers: [0, 2],
+  layer: 1,
+  bin_size: 1,
+  bin_starts: [0, 1, 2, 3, 4],
+  probs: [
+    [0.5, 0.3, 0.1, 0.1],
+    [0.1, 0.6, 0.2, 0.1],
+    [0.25, 0.25, 0.4, 0.1],
+    [0.05, 0.15, 0.3, 0.5],
+    [0.7, 0.1, 0.1, 0.1],
+  ],
+  routing: [
+    { experts: [0, 1], weights: [0.625, 0.375] },
+    { experts: [1, 2], weights: [0.75, 0.25] },
+    { experts: [2, 0], weights: [0.6154, 0.3846] },
+    { experts: [3, 2], weights: [0.625, 0.375] },
+    { experts: [0, 1], weights: [0.875, 0.125] },
+  ],
+  loads: [
+    { layer: 1, tokens: [3, 3, 3, 1], weight: [1.8846, 1.25, 1.2404, 0.625], balance: 0.9406 },
+    { layer: 3, tokens: [5, 2, 2, 1], weight: [3, 0.8, 0.9, 0.3], balance: 0.8805 },
+  ],
+  position: 3,
+  position_probs: [
+    [0.05, 0.15, 0.3, 0.5],
+    [0.6, 0.1, 0.2, 0.1],
+  ],
+  position_routing: [
+    { experts: [3, 2], weights: [0.625, 0.375] },
+    { experts: [0, 2], weights: [0.75, 0.25] },
+  ],
+  parts: [
+    { expert: 3, weight: 0.625, norm: 1.5 },
+    { expert: 2, weight: 0.375, norm: 0.8 },
+    { expert: null, weight: null, norm: 2.1 },
+  ],
 };

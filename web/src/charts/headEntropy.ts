@@ -6,12 +6,15 @@ import type { Theme } from "./theme";
 
 export function headEntropyOption(view: HeadEntropyView, theme: Theme, title: string): Option {
   const xl = Array.from({ length: view.heads }, (_, h) => `H${h}`);
-  const yl = Array.from({ length: view.layers }, (_, l) => `L${l}`);
+  // a hybrid model's layers without attention (null rows) stay empty, labelled as such
+  const missing = view.missing_layers ?? {};
+  const yl = Array.from({ length: view.layers }, (_, l) => (l in missing ? `L${l} (no attention)` : `L${l}`));
+  const matrix = view.entropy.map((row) => row ?? xl.map(() => null));
   return heatmapOption(
     {
       title,
       file: "llmvis-head-entropy",
-      matrix: view.entropy,
+      matrix,
       xLabels: xl,
       yLabels: yl,
       min: 0,

@@ -1,7 +1,8 @@
 /**
  * Layers tab: the residual stream at one position, layer by layer: its norm and the norms of
  * what attention and the MLP add (lines), and each part's direct effect on the chosen token's
- * logit (bars), which sum to the logit.
+ * logit (bars), which sum to the logit. A family whose layers add a third part (Gemma 4's
+ * per-layer input and scale, Falcon-H1's Mamba mixer) gets its norm and bars too, named.
  */
 import type { ResidualStreamView } from "../api/views";
 import { axisStyle, base, fmt, type Option, type ReportRenderer } from "./common";
@@ -9,6 +10,27 @@ import type { Theme } from "./theme";
 
 export function residualStreamOption(view: ResidualStreamView, theme: Theme, title: string): Option {
   const xl = view.layers.map((l) => `L${l.layer}`);
+  const extra = view.extra_part
+    ? [
+        {
+          name: `‖${view.extra_part}‖`,
+          type: "line",
+          data: view.layers.map((l) => l.extra_norm ?? null),
+          color: theme.muted,
+          showSymbol: false,
+          lineStyle: { type: "dotted" },
+        },
+        {
+          name: `${view.extra_part} → logit`,
+          type: "bar",
+          yAxisIndex: 1,
+          stack: "logit",
+          data: view.layers.map((l) => l.extra_logit ?? null),
+          color: theme.muted,
+          itemStyle: { opacity: 0.55 },
+        },
+      ]
+    : [];
   const b = base(theme, title, `llmvis-residual-${view.position}`);
   return {
     ...b,
@@ -62,6 +84,7 @@ export function residualStreamOption(view: ResidualStreamView, theme: Theme, tit
         color: theme.accent2,
         itemStyle: { opacity: 0.55 },
       },
+      ...extra,
     ],
   };
 }

@@ -41,6 +41,9 @@ export function rightPanel(tabs: Tab[]): HTMLElement {
     });
   };
 
+  /** Hide the buttons of tabs the loaded model cannot show (e.g. Experts without MoE layers). */
+  const hideUnavailable = () => tabs.forEach((tab, i) => (buttons[i].hidden = !tab.available()));
+
   const relabel = () => {
     buttons.forEach((b, i) => (b.textContent = t(tabs[i].label)));
     for (const tab of tabs) tab.buildControls();
@@ -56,7 +59,9 @@ export function rightPanel(tabs: Tab[]): HTMLElement {
   // A new model (or a remote run's local copy) can compute views that failed before.
   on("model", () => {
     for (const tab of tabs) tab.buildControls();
+    hideUnavailable();
     invalidate();
+    if (!active.available()) show(tabs[0]);
   });
   // While streaming, tabs that show the whole run refresh when the run ends.
   on("status", invalidate);
@@ -64,6 +69,7 @@ export function rightPanel(tabs: Tab[]): HTMLElement {
 
   for (const tab of tabs) tab.buildControls();
   buttons.forEach((b, i) => (b.textContent = t(tabs[i].label)));
-  queueMicrotask(() => show(active));
+  hideUnavailable();
+  queueMicrotask(() => show(active.available() ? active : tabs[0]));
   return h("section", { class: "right", "data-testid": "right-panel" }, bar, panels);
 }

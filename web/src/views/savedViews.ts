@@ -9,6 +9,7 @@ import { attentionReport } from "../charts/attention";
 import { attributionReport } from "../charts/attribution";
 import type { Option, ReportRenderer } from "../charts/common";
 import { embeddingReport } from "../charts/embedding";
+import { expertsReport } from "../charts/experts";
 import { headEntropyReport } from "../charts/headEntropy";
 import { headHealthReport } from "../charts/headHealth";
 import { layerSimilarityReport } from "../charts/layerSimilarity";
@@ -32,6 +33,7 @@ const renderers = new Map<string, ReportRenderer<ViewName>>(
     activationsReport,
     embeddingReport,
     attributionReport,
+    expertsReport,
   ].map((r) => [r.view, r]),
 );
 

@@ -46,6 +46,11 @@ export abstract class Tab {
   /** Rebuild the controls (after a language change or a new model). */
   buildControls(): void {}
 
+  /** Whether the loaded model can show this tab at all; the right panel hides its button when not. */
+  available(): boolean {
+    return true;
+  }
+
   run(): void {
     this.dirty = false;
     this.ctrl?.abort();

@@ -9,6 +9,7 @@ import type { AttentionView } from "../../api/views";
 import { t } from "../../i18n";
 import { app, select } from "../../state";
 import { h, selectBox } from "../dom";
+import { attentionLayers } from "../modelLayers";
 import { Tab } from "../tab";
 
 export class AttentionTab extends Tab {
@@ -24,11 +25,11 @@ export class AttentionTab extends Tab {
 
   buildControls(): void {
     const m = app.run?.model ?? app.model;
-    const layers = m?.layers ?? 1;
+    const layers = attentionLayers();
     const heads = m?.heads ?? 1;
-    if (this.layer >= layers) this.layer = 0;
+    if (!layers.includes(this.layer)) this.layer = layers[0] ?? 0;
     const layerSel = selectBox(
-      Array.from({ length: layers }, (_, i) => [String(i), String(i)]),
+      layers.map((i) => [String(i), String(i)]),
       String(this.layer),
       (v) => {
         this.layer = Number(v);

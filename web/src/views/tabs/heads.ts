@@ -5,6 +5,7 @@ import { multiHeadOption } from "../../charts/multiHead";
 import { t } from "../../i18n";
 import { app } from "../../state";
 import { h, selectBox } from "../dom";
+import { attentionLayers } from "../modelLayers";
 import { Tab } from "../tab";
 
 export class HeadsTab extends Tab {
@@ -15,15 +16,15 @@ export class HeadsTab extends Tab {
   }
 
   buildControls(): void {
-    const layers = (app.run?.model ?? app.model)?.layers ?? 1;
-    if (this.layer >= layers) this.layer = 0;
+    const layers = attentionLayers();
+    if (!layers.includes(this.layer)) this.layer = layers[0] ?? 0;
     this.controls.replaceChildren(
       h(
         "label",
         {},
         t("ctl.layer"),
         selectBox(
-          Array.from({ length: layers }, (_, i) => [String(i), String(i)]),
+          layers.map((i) => [String(i), String(i)]),
           String(this.layer),
           (v) => {
             this.layer = Number(v);

@@ -4,6 +4,7 @@ import { ActivationsTab } from "./activations";
 import { AttentionTab } from "./attention";
 import { AttributionTab } from "./attribution";
 import { EmbeddingTab } from "./embedding";
+import { ExpertsTab } from "./experts";
 import { HeadsTab } from "./heads";
 import { LayersTab } from "./layers";
 import { TokensTab } from "./tokens";
@@ -16,6 +17,7 @@ export function allTabs(): Tab[] {
     new HeadsTab(),
     new LayersTab(),
     new ActivationsTab(),
+    new ExpertsTab(),
     new EmbeddingTab(),
     new UncertaintyTab(),
     new AttributionTab(),
