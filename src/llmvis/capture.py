@@ -125,9 +125,9 @@ class _Session:
         except NotAvailable as exc:
             self.problems[layer] = str(exc)
             return
-        self.records[layer] = AttentionRecord(
-            q=query[0].detach(),
-            k=key[0].detach(),
+        self.records[layer] = AttentionRecord(  # contiguous: a view into a fused q/k/v would keep v alive
+            q=query[0].detach().contiguous(),
+            k=key[0].detach().contiguous(),
             scaling=float(query.shape[-1]) ** -0.5 if scaling is None else float(scaling),
             softcap=float(softcap) if softcap else None,
             sinks=sinks.detach().float().clone() if isinstance(sinks, torch.Tensor) else None,

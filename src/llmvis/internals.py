@@ -26,7 +26,6 @@ from llmvis.capture import AttentionRecord, Capture, run_capture
 from llmvis.capture_cache import CaptureCache
 from llmvis.models.loaded import LoadedModel
 
-
 NO_ATTENTION = "its token mixer is not softmax attention"
 
 
@@ -158,11 +157,7 @@ class Internals:
     def missing_attention(self) -> dict[int, str]:
         """Layer → why it has no attention to show (empty for an attention-only model)."""
         capture = self.capture()
-        return {
-            i: capture.unrecorded.get(i, NO_ATTENTION)
-            for i, r in enumerate(capture.attention)
-            if r is None
-        }
+        return {i: capture.unrecorded.get(i, NO_ATTENTION) for i, r in enumerate(capture.attention) if r is None}
 
     def visible_keys(self, layer: int, positions: Sequence[int]) -> torch.Tensor:
         """[len(positions)] how many keys each query can see in `layer` (causal, windows, chunks)."""

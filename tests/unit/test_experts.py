@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_families import fresh, views_of
 
 from llmvis.analyses import compute
 from llmvis.arch import NotAvailable
 from llmvis.internals import Internals
-from test_families import fresh, views_of
 from tiny_models import tiny_loaded
 from trace_helpers import view_context
 

@@ -6,10 +6,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-import torch
 
 from llmvis.analyses.registry import VIEWS
-from llmvis.arch import NotAvailable
 from llmvis.internals import Internals
 from llmvis.models.load import checked
 from llmvis.models.loaded import LoadedModel, describe, stop_token_ids

@@ -23,7 +23,7 @@ from llmvis.generation import stats as stats_module
 from llmvis.generation.head import defers_prompt_logits, supports_deferred_head
 from llmvis.generation.sampling import build_processors
 from llmvis.trace import ChatMessage, GenerationRequest, SamplingParams, Trace
-from tiny_models import tiny_loaded
+from tiny_models import HYBRIDS, tiny_loaded
 from trace_helpers import cancel_after
 
 generate_module = sys.modules["llmvis.generation.generate"]
@@ -248,6 +248,9 @@ def test_a_failing_prompt_stats_worker_fails_the_run_and_gives_the_threads_back(
 
 
 def _assert_prompt_stats_match_forward(loaded, trace):
+    # a recurrent layer's scan (Mamba, delta-net) carried over prefill chunks rounds differently
+    # from one scan over the whole prompt: 1e-5-level differences in fp32
+    tol = 5e-5 if loaded.info.model_type in HYBRIDS else 1e-5
     ids = torch.tensor([trace.ids[: trace.prompt_len]])
     with torch.no_grad():
         logits = loaded.model(ids).logits[0].float()
@@ -255,13 +258,15 @@ def _assert_prompt_stats_match_forward(loaded, trace):
     for pos in range(1, trace.prompt_len):
         probs = torch.softmax(logits[pos - 1], -1)
         stats = trace.tokens[pos].stats
-        assert abs(stats.raw_prob - probs[trace.ids[pos]].item()) <= 1e-5
+        assert abs(stats.raw_prob - probs[trace.ids[pos]].item()) <= tol
         assert stats.rank == int((logits[pos - 1] > logits[pos - 1, trace.ids[pos]]).sum())
         entropy = -(probs * probs.clamp_min(1e-30).log()).sum().item()
         assert abs(stats.raw_entropy - entropy) <= 1e-4
         best = probs.topk(len(stats.top)).values  # compared by value: capped logits tie
         assert torch.allclose(probs[[c.id for c in stats.top]], best, atol=1e-6)
-        assert all(abs(c.raw_prob - probs[c.id].item()) <= 1e-5 for c in stats.top)
+        assert max(abs(c.raw_prob - probs[c.id].item()) for c in stats.top) <= tol, [
+            (c.raw_prob, probs[c.id].item()) for c in stats.top
+        ]
         assert stats.sampled_prob is None
 
 

@@ -84,7 +84,7 @@ def test_rollout_rows_sum_to_one_on_a_model(arch):
     def att(layer, a, b):
         return internals.attention(layer)[:, a:b]
 
-    full = attr.rollout(att, range(internals.n_layers), T, chunk=6)
+    full = attr.rollout(att, internals.attention_layers(), T, chunk=6)
     assert torch.allclose(full.sum(-1), torch.ones(T, dtype=torch.float64), atol=1e-6)
     assert (full >= 0).all() and torch.equal(full, full.tril())  # causal
     view = compute("attribution", ctx, {"position": T - 1})

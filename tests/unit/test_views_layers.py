@@ -71,7 +71,9 @@ def test_logit_lens_bad_params(params):
 def test_residual_contributions_sum_to_final_residual(arch):
     ctx = context(arch)
     it = ctx.internals
-    parts = [it.attn_out(i) + it.mlp_out(i) + (it.extra_out(i) if it.arch.extra_part else 0) for i in range(it.n_layers)]
+    parts = [
+        it.attn_out(i) + it.mlp_out(i) + (it.extra_out(i) if it.arch.extra_part else 0) for i in range(it.n_layers)
+    ]
     assert torch.allclose(it.residual(0) + sum(parts), it.residual(it.n_layers), atol=1e-5)
 
 

@@ -192,8 +192,8 @@ def residual_stream(ctx: ViewContext, p: ResidualStreamParams) -> ResidualStream
     emb = internals.residual(0)[src].float().cpu()
     attn = torch.stack([internals.attn_out(i)[src].float().cpu() for i in range(n)])  # [L, d]
     mlp = torch.stack([internals.mlp_out(i)[src].float().cpu() for i in range(n)])  # [L, d]
-    extra = [internals.extra_out(i) for i in range(n)]
-    more = torch.stack([e[src].float().cpu() for e in extra]) if extra[0] is not None else torch.zeros(0, emb.shape[0])
+    extra = [e for e in (internals.extra_out(i) for i in range(n)) if e is not None]  # Gemma 4, Falcon-H1
+    more = torch.stack([e[src].float().cpu() for e in extra]) if extra else torch.zeros(0, emb.shape[0])
     parts = torch.cat([emb[None], attn, mlp, more, final[None]])
     effects, constant, how = direct_effects(internals, parts, final, token_id)
     emb_effect, attn_effect, mlp_effect = effects[0], effects[1 : n + 1], effects[n + 1 : 2 * n + 1]
