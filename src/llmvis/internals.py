@@ -150,9 +150,13 @@ class Internals:
             raise NotAvailable(f"layer {layer} has no softmax attention llmvis can show ({why})")
         return record
 
-    def attention_layers(self) -> list[int]:
-        """The layers whose attention views can show (all of them, except a hybrid's other mixers)."""
-        return [i for i, r in enumerate(self.capture().attention) if r is not None]
+    def attention_layers(self, required: bool = False) -> list[int]:
+        """The layers whose attention views can show (all of them, except a hybrid's other mixers);
+        `required`: NotAvailable, with the reason, when there is none."""
+        layers = [i for i, r in enumerate(self.capture().attention) if r is not None]
+        if required and not layers:
+            self.record(0)  # raises, saying why layer 0 has no attention
+        return layers
 
     def missing_attention(self) -> dict[int, str]:
         """Layer → why it has no attention to show (empty for an attention-only model)."""
@@ -235,9 +239,7 @@ class Internals:
         """
         if not 0 <= position < self.n_positions:
             raise IndexError(f"position {position} out of range 0..{self.n_positions - 1}")
-        layers = self.attention_layers()
-        if not layers:
-            self.record(0)  # NotAvailable, with the reason
+        layers = self.attention_layers(required=True)
         q_idx = torch.tensor([position])
         out = torch.full((self.n_layers, self.n_heads, self.n_positions), float("nan"))
         out[layers] = 0.0

@@ -9,6 +9,8 @@ docs/screenshots/.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from e2e_helpers import ARTIFACTS, SCREENSHOTS, Page, Server, click_candidate, tiny_model_server
@@ -55,6 +57,21 @@ def small_png(src, dst) -> None:
 
 def wait_model(p: Page) -> None:
     p.page.wait_for_selector("[data-testid=model-info] .model-name", timeout=30_000)
+
+
+@contextmanager
+def tiny_model_page(browser, tmp_path, arch: str) -> Iterator[Page]:
+    """A page on a `llmvis serve` of its own, on a tiny random model of `arch`, once it is loaded;
+    the page must not have raised an uncaught error by the end."""
+    server = tiny_model_server(tmp_path, arch)
+    p = Page(browser, server.base)
+    try:
+        wait_model(p)
+        yield p
+        assert not [e for e in p.errors if "pageerror" in e], p.errors
+    finally:
+        p.close()
+        server.stop()
 
 
 def set_number(p: Page, testid: str, value: str) -> None:
@@ -438,10 +455,7 @@ def test_long_run_stays_responsive(page: Page):
 def test_a_view_the_model_cannot_give_says_why_in_its_tab(browser, tmp_path):
     """Mamba generates, but has no attention or layers the internals read: the model panel and the
     tab say so (422 with the reason), and nothing breaks."""
-    server = tiny_model_server(tmp_path, "mamba")
-    p = Page(browser, server.base)
-    try:
-        wait_model(p)
+    with tiny_model_page(browser, tmp_path, "mamba") as p:
         assert "not available here" in p.page.locator("[data-testid=model-internals]").text_content()
         generate(p, "Hello", max_tokens=4)
         p.page.locator(".tok.generated").first.click()
@@ -450,19 +464,12 @@ def test_a_view_the_model_cannot_give_says_why_in_its_tab(browser, tmp_path):
         placeholder.wait_for(timeout=30_000)
         assert "cannot give the Attention heatmap view" in placeholder.text_content()
         shot(p, "view-unavailable")
-        assert not [e for e in p.errors if "pageerror" in e], p.errors
-    finally:
-        p.close()
-        server.stop()
 
 
 def test_a_mixture_of_experts_model_shows_its_routing_in_the_experts_tab(browser, tmp_path):
     """Qwen2-MoE (experts on every layer, a shared expert): the Experts tab appears and draws the
     router's probabilities, the experts' load, the selected token's routing and expert parts."""
-    server = tiny_model_server(tmp_path, "qwen2_moe")
-    p = Page(browser, server.base)
-    try:
-        wait_model(p)
+    with tiny_model_page(browser, tmp_path, "qwen2_moe") as p:
         set_number(p, "temperature-box", "0")
         generate(p, "The capital of France is", max_tokens=12)
         p.page.locator(".tok.generated").nth(2).click()
@@ -473,19 +480,12 @@ def test_a_mixture_of_experts_model_shows_its_routing_in_the_experts_tab(browser
         assert p.page.locator("[data-testid=experts-layer] option").count() == 2  # both layers are MoE
         p.page.wait_for_timeout(300)
         shot(p, "experts", docs=True)
-        assert not [e for e in p.errors if "pageerror" in e], p.errors
-    finally:
-        p.close()
-        server.stop()
 
 
 def test_a_hybrid_models_heads_tab_draws_its_attention_layers(browser, tmp_path):
     """Jamba (Mamba, then attention): the Heads tab opens on the attention layer, its entropy and
     health maps leave the Mamba layer out, and the attention row names it."""
-    server = tiny_model_server(tmp_path, "jamba")
-    p = Page(browser, server.base)
-    try:
-        wait_model(p)
+    with tiny_model_page(browser, tmp_path, "jamba") as p:
         set_number(p, "temperature-box", "0")
         generate(p, "Once upon a time", max_tokens=10)
         p.page.locator(".tok.generated").nth(3).click()
@@ -497,10 +497,6 @@ def test_a_hybrid_models_heads_tab_draws_its_attention_layers(browser, tmp_path)
         selected = p.js("() => window.__llmvis.app.selected")
         assert charts["attention.row"]["series"][0]["length"] == 4 * (selected + 1)  # layer 1's 4 heads only
         shot(p, "hybrid-attention")
-        assert not [e for e in p.errors if "pageerror" in e], p.errors
-    finally:
-        p.close()
-        server.stop()
 
 
 def test_bad_model_path_shows_its_error(page: Page):

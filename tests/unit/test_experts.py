@@ -8,7 +8,7 @@ import torch
 from test_families import fresh, views_of
 
 from llmvis.analyses import compute
-from llmvis.arch import NotAvailable
+from llmvis.arch import Architecture, NotAvailable
 from llmvis.internals import Internals
 from tiny_models import tiny_loaded
 from trace_helpers import view_context
@@ -93,3 +93,13 @@ def test_a_dense_model_is_told_it_has_no_experts():
         compute("experts", ctx, {})
     with pytest.raises(NotAvailable, match="is not a mixture of experts"):
         ctx.require_internals().routing(0)
+
+
+def test_a_mixture_whose_experts_cannot_be_called_is_told_and_keeps_its_other_views(monkeypatch):
+    def odd(*_args):
+        raise TypeError("experts called another way")
+
+    monkeypatch.setattr(Architecture, "expert_part", odd)
+    report = fresh(tiny_loaded("mixtral")).info.internals
+    assert report is not None and "experts called another way" in report.unavailable["experts"]
+    assert set(report.unavailable) == {"experts", "activations"}  # attention, residual stream… stay

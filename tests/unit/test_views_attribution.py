@@ -36,7 +36,7 @@ class _FakeAttention:
     def attention(self, layer: int, queries: slice | None = None) -> torch.Tensor:
         return self.w[:, queries or slice(None)]
 
-    def attention_layers(self) -> list[int]:
+    def attention_layers(self, required: bool = False) -> list[int]:
         return list(range(self.n_layers))
 
     def missing_attention(self) -> dict[int, str]:

@@ -147,10 +147,7 @@ def sample_positions(first: int, t: int, max_queries: int) -> list[int]:
 
 def first_attention_layer(internals: Internals) -> int:
     """The default layer of a one-layer view: 0, or a hybrid's first attention layer."""
-    layers = internals.attention_layers()
-    if not layers:
-        internals.record(0)  # NotAvailable, with the reason
-    return layers[0]
+    return internals.attention_layers(required=True)[0]
 
 
 def row_mode(ctx: ViewContext, internals: Internals, position: int, max_cells: int) -> AttentionView:

@@ -205,9 +205,7 @@ def attribution_view(ctx: ViewContext, p: AttributionParams) -> AttributionView:
         internals = ctx.require_internals()
         start = torch.zeros(1, pos, dtype=torch.float64)
         start[0, pos - 1] = 1.0
-        layers = internals.attention_layers()
-        if not layers:
-            internals.record(0)  # NotAvailable, with the reason
+        layers = internals.attention_layers(required=True)
         scores = rollout(lambda layer, a, b: internals.attention(layer, slice(a, b)), layers, pos, start)[0]
         missing = sorted(internals.missing_attention())
         objective = "attention flow" + (f" through the attention layers (not {missing})" if missing else "")

@@ -182,7 +182,10 @@ class Architecture:
     def route(self, layer: int, x: torch.Tensor) -> Routing:
         """The layer's own router on what its MLP reads, `x: [T, d]`. Routers of transformers'
         mixtures return (logits, the chosen experts' weights, the chosen experts)."""
-        logits, weights, chosen = self.router(layer)(x)
+        out = self.router(layer)(x)
+        if not (isinstance(out, tuple) and len(out) == 3):
+            raise NotAvailable(f"layer {layer}'s router does not return (logits, weights, experts)")
+        logits, weights, chosen = out
         return Routing(torch.softmax(logits.float(), -1), chosen.long(), weights.float())
 
     def expert_part(self, layer: int, x: torch.Tensor, expert: int, weight: torch.Tensor) -> torch.Tensor:

@@ -60,9 +60,10 @@ export function attentionRowOption(view: AttentionView, theme: Theme, title: str
     }),
   );
   const xl = view.col_indices.map((p, i) => posLabel(p, view.col_labels[i] ?? ""));
+  const missing = Object.keys(view.missing_layers ?? {});
   return heatmapOption(
     {
-      title,
+      title: missing.length ? `${title} · no attention in ${missing.map((l) => `L${l}`).join(", ")}` : title,
       file: `llmvis-attention-row-${view.position}`,
       matrix,
       xLabels: xl,

@@ -120,6 +120,7 @@ describe("attention", () => {
     const o = attentionRowOption(hybrid, DARK, "row");
     expect(axisData(o, "yAxis")).toEqual(["L1 H0", "L1 H1"]);
     expect(series(o)[0].data).toHaveLength(8);
+    expect((o.title as { text: string }).text).toBe("row · no attention in L0");
   });
 });
 

@@ -8,10 +8,13 @@ export function computingModel(): ModelInfo | null {
   return isRemote(app.model) ? app.localModel : app.model;
 }
 
-/** Layers with softmax attention: all of them unless the report names fewer (a hybrid model's). */
+/** Layers with softmax attention: all of them unless a report (the run's model's, else the
+ * computing model's) names fewer, as a hybrid model's does. */
 export function attentionLayers(): number[] {
-  const m = app.run?.model ?? computingModel();
-  const known = computingModel()?.internals?.attention_layers;
-  if (known?.length) return known;
-  return Array.from({ length: m?.layers ?? 1 }, (_, i) => i);
+  for (const m of [app.run?.model, computingModel()]) {
+    const known = m?.internals?.attention_layers;
+    if (known?.length) return known;
+  }
+  const layers = (app.run?.model ?? computingModel())?.layers ?? 1;
+  return Array.from({ length: layers }, (_, i) => i);
 }
