@@ -3,7 +3,9 @@
 Prints, for prompt lengths 128/512/1536 and 64 new tokens on the bundled model, the median
 tokens/s of (a) `model.generate` greedy, (b) the original prototype's per-step capture (eager
 attention, output_attentions + output_hidden_states every step, copied to Python lists),
-(c) llmvis generation with all statistics; then c/a and c/b. Configurations are interleaved
+(c) llmvis generation with all statistics, keeping the run's capture as the server does (so a
+view clicked at the end finds it), (d) the same without keeping the capture; then c/a, c/b and
+d/a. Configurations are interleaved
 (a and c swapping places each repeat) so that machine noise hits all of them alike. c counts until the trace is complete,
 deferred prompt statistics included; "c stream" counts until the last generated token reached
 the caller (what a user watching the stream waits for).
@@ -21,10 +23,13 @@ import time
 import torch
 from transformers import AutoModelForCausalLM, DynamicCache
 
+from llmvis.capture_cache import DEFAULT_CACHE_BYTES
 from llmvis.generation import SamplingParams, TokenEvent, start_generation
 from llmvis.models import load_model
 from llmvis.models.convert import converted_dir
 from llmvis.models.sources import bundled_gguf
+from llmvis.server.background import KeepCapture
+from llmvis.server.slot import ModelSlot
 from llmvis.trace import GenerationRequest
 
 TEXT = (
@@ -66,19 +71,25 @@ def naive_capture(model, ids, new):
     return kept
 
 
-def llmvis_generate(loaded, prompt, new) -> float:
-    """Returns the seconds until the last generated token was yielded."""
+def llmvis_generate(loaded, prompt, new, slot: ModelSlot | None = None) -> float:
+    """Returns the seconds until the last generated token was yielded. With a slot, the run's
+    capture is kept in its cache as the server keeps it."""
     request = GenerationRequest(
         mode="completion", prompt=prompt, params=SamplingParams(temperature=0, max_new_tokens=new)
     )
+    keep = None
+    if slot is not None:
+        slot.cache.clear()
+        keep = KeepCapture(slot, loaded)
     t0 = time.perf_counter()
-    generation = start_generation(loaded, request)
+    generation = start_generation(loaded, request, keep_capture=keep)
     last = 0.0
     for event in generation:
         if isinstance(event, TokenEvent):
             last = time.perf_counter() - t0
     assert len(generation.trace.generated) == new, (len(generation.trace.generated), generation.trace.finish_reason)
     assert all(t.stats for t in generation.trace.tokens[1:]), "every token has its statistics"
+    assert slot is None or len(slot.cache) == 1, "the run's capture was kept"
     return last
 
 
@@ -97,10 +108,13 @@ def main() -> None:
     tok = loaded.tokenizer
     print(f"warm load of the bundled model: {warm_load:.2f} s; torch threads: {torch.get_num_threads()}")
 
+    slot = ModelSlot(loaded, DEFAULT_CACHE_BYTES)
+    assert loaded.info.internals is not None and loaded.info.internals.live_capture
     configs = {
         "a generate": lambda p, ids: plain_generate(loaded.model, ids, args.new),
         "b naive": lambda p, ids: naive_capture(eager, ids, args.new),
-        "c llmvis": lambda p, ids: llmvis_generate(loaded, p, args.new),
+        "c llmvis": lambda p, ids: llmvis_generate(loaded, p, args.new, slot),
+        "d no capture": lambda p, ids: llmvis_generate(loaded, p, args.new),
     }
     prompts = {n: prompt_of(tok, n) for n in args.lengths}
     llmvis_generate(loaded, prompts[args.lengths[0]], 4)  # warm-up
@@ -109,7 +123,7 @@ def main() -> None:
         # a and c swap places every repeat, so that each follows the naive loop equally often:
         # b keeps both cores busy for long and churns gigabytes, which slows whatever runs next
         pair = ["a generate", "c llmvis"] if repeat % 2 == 0 else ["c llmvis", "a generate"]
-        order = ["b naive", *pair]
+        order = ["b naive", *pair, "d no capture"]
         for n in args.lengths:
             ids = torch.tensor([tok(prompts[n]).input_ids])
             for name in order:
@@ -117,18 +131,21 @@ def main() -> None:
                 t = time.perf_counter()
                 streamed = fn(prompts[n], ids)
                 times.setdefault((n, name), []).append(time.perf_counter() - t)
-                if isinstance(streamed, float):
+                if isinstance(streamed, float) and name == "c llmvis":
                     times.setdefault((n, "c stream"), []).append(streamed)
 
     print(f"\n{args.new} new tokens, median of {args.repeats} (tokens/s, prefill included)")
     print(
         f"{'prompt':>7} | {'a generate':>10} | {'b naive':>8} | {'c llmvis':>8} | {'c/a':>5} | {'c/b':>5}"
-        f" | {'c stream/a':>10}"
+        f" | {'c stream/a':>10} | {'d/a':>5}"
     )
     for n in args.lengths:
         rate = {name: args.new / statistics.median(times[(n, name)]) for name in [*configs, "c stream"]}
-        a, b, c, s = rate["a generate"], rate["b naive"], rate["c llmvis"], rate["c stream"]
-        print(f"{n:>7} | {a:>10.2f} | {b:>8.2f} | {c:>8.2f} | {c / a:>5.2f} | {c / b:>5.2f} | {s / a:>10.2f}")
+        a, b, c, s, d = (rate[k] for k in ("a generate", "b naive", "c llmvis", "c stream", "d no capture"))
+        print(
+            f"{n:>7} | {a:>10.2f} | {b:>8.2f} | {c:>8.2f} | {c / a:>5.2f} | {c / b:>5.2f} | {s / a:>10.2f}"
+            f" | {d / a:>5.2f}"
+        )
 
 
 if __name__ == "__main__":

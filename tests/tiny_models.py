@@ -39,6 +39,8 @@ ATTENTION_ONLY = [
 # attention views cover the attention layers and name the others
 HYBRIDS = ["qwen3_next", "qwen3_5_text", "jamba"]
 ARCHITECTURES = ATTENTION_ONLY + HYBRIDS
+# token mixers with a recurrent state: runs are captured after generation, not while it runs
+RECURRENT = ["falcon_h1", *HYBRIDS]
 
 # what each family's tiny config sets beyond the common shape (its quirk, where it has one)
 _EXTRA: dict[str, dict] = {

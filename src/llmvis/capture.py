@@ -84,18 +84,37 @@ def _rows(x: Any) -> torch.Tensor:
 # ----------------------------------------------------------------------------- the recorder
 
 
+@dataclass
+class _Piece:
+    """One forward's share of a layer's attention record: its queries and new keys."""
+
+    q: torch.Tensor  # [H, n, hd]
+    k: torch.Tensor  # [kv, n, hd]
+    first: torch.Tensor  # [n] absolute position of the first key each query saw
+    last: torch.Tensor  # [n]
+    key_bias: torch.Tensor | None  # [H, n] the new keys' bias
+
+
 class _Session:
-    """One capture's recording: attention modules → layer, records, mask bands seen so far."""
+    """A capture's attention recording over one or more forwards: attention modules → layer,
+    each layer's pieces, the mask bands seen in the current forward."""
 
     def __init__(self, arch: Architecture) -> None:
         self.layer_of: dict[int, int] = {}
         for i in range(len(arch.layers)):
             with suppress(NotAvailable):
                 self.layer_of[id(arch.attention(i))] = i
-        self.records: list[AttentionRecord | None] = [None] * len(arch.layers)
+        self.pieces: list[list[_Piece]] = [[] for _ in arch.layers]
+        self.meta: list[tuple[float, float | None, torch.Tensor | None] | None] = [None] * len(arch.layers)
+        self.offset = 0  # absolute position of the current forward's first query
         # mask id → (the mask, its band); the mask is held so that its id is not reused meanwhile
         self._bands: dict[int, tuple[Any, tuple[torch.Tensor, torch.Tensor]]] = {}
         self.problems: dict[int, str] = {}
+
+    def begin(self, offset: int) -> None:
+        """A forward over the positions from `offset` on starts (its masks are new objects)."""
+        self.offset = offset
+        self._bands.clear()
 
     def from_interface(self, module: nn.Module, query: torch.Tensor, key: torch.Tensor, mask: Any, kwargs: Any) -> None:
         """A call of the AttentionInterface: the keywords every attention class passes."""
@@ -119,36 +138,47 @@ class _Session:
         window: int | None = None,
         key_bias: torch.Tensor | None = None,
     ) -> None:
-        """Keep what `layer`'s attention computed with: query [1, H, T, hd], key [1, kv, T, hd]."""
+        """Keep what `layer`'s attention computed with: query [1, H, n, hd] for this forward's n
+        positions, key [1, kv, K, hd] whose last n are theirs (before them, where the family
+        hands them over: the KV cache's), the mask over every key the queries chose among."""
+        if layer in self.problems:
+            return
+        n, keys = query.shape[-2], key.shape[-2]
         try:
-            first, last = self._band(mask, query.shape[-2], key.shape[-2], window)
+            first, last = self._band(mask, n, window)
         except NotAvailable as exc:
             self.problems[layer] = str(exc)
             return
-        self.records[layer] = AttentionRecord(  # contiguous: a view into a fused q/k/v would keep v alive
-            q=query[0].detach().contiguous(),
-            k=key[0].detach().contiguous(),
-            scaling=float(query.shape[-1]) ** -0.5 if scaling is None else float(scaling),
-            softcap=float(softcap) if softcap else None,
-            sinks=sinks.detach().float().clone() if isinstance(sinks, torch.Tensor) else None,
-            first_key=first,
-            last_key=last,
-            key_bias=key_bias.detach().float() if key_bias is not None else None,
+        if self.meta[layer] is None:
+            self.meta[layer] = (
+                float(query.shape[-1]) ** -0.5 if scaling is None else float(scaling),
+                float(softcap) if softcap else None,
+                sinks.detach().float().clone() if isinstance(sinks, torch.Tensor) else None,
+            )
+        self.pieces[layer].append(  # contiguous: a view into a fused q/k/v would keep v alive
+            _Piece(
+                q=query[0].detach().contiguous(),
+                k=key[0, :, keys - n :].detach().contiguous(),
+                first=first,
+                last=last,
+                key_bias=None if key_bias is None else key_bias[:, -n:].detach().float().clone(),
+            )
         )
 
-    def _band(self, mask: Any, t: int, keys: int, window: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Which keys each query may see, as a band [first, last] per query: the model's own mask
-        (shared by the layers of one type, so reduced once), or causal (and the kernel's window)."""
+    def _band(self, mask: Any, n: int, window: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Which keys each of this forward's `n` queries may see, as absolute positions
+        [first, last]: from the model's own mask (shared by the layers of one type, so reduced
+        once per forward; its last column is the newest key), or causal (and the kernel's window)."""
         if mask is None:
-            pos = torch.arange(t)
-            first = (pos - int(window) + 1).clamp_min(0) if window else torch.zeros(t, dtype=torch.long)
-            return first, pos
+            last = torch.arange(self.offset, self.offset + n)
+            first = (last - int(window) + 1).clamp_min(0) if window else torch.zeros(n, dtype=torch.long)
+            return first, last
         if not isinstance(mask, torch.Tensor):
             raise NotAvailable(f"this model's attention mask is a {type(mask).__name__}, not a tensor")
         hit = self._bands.get(id(mask))
         if hit is not None:
             return hit[1]
-        m = mask.reshape(-1, *mask.shape[-2:])[0].to("cpu")  # [T, K]: every head and batch row alike
+        m = mask.reshape(-1, *mask.shape[-2:])[0, -n:].to("cpu")  # [n, K]: every head and batch row alike
         if m.dtype == torch.bool:
             allowed = m
         else:
@@ -156,13 +186,49 @@ class _Session:
             if not bool(((m == 0) | masked).all()):
                 raise NotAvailable("this model's attention mask adds a bias (not only hides keys)")
             allowed = ~masked
-        last = keys - 1 - allowed.flip(-1).int().argmax(-1)
+        width = allowed.shape[-1]
+        last = width - 1 - allowed.flip(-1).int().argmax(-1)
         first = allowed.int().argmax(-1)
         if bool((allowed.sum(-1) != last - first + 1).any()):
             raise NotAvailable("this model's attention mask is not a band of consecutive keys")
-        band = (first.long(), last.long())
+        shift = self.offset + n - width  # absolute position of the mask's first key
+        band = (first.long() + shift, last.long() + shift)
         self._bands[id(mask)] = (mask, band)
         return band
+
+    def records(self, forwards: int) -> list[AttentionRecord | None]:
+        """Each layer's record over every forward (None where it has no attention, or was not
+        recorded in each of the `forwards`); the pieces are freed as they are joined."""
+        out: list[AttentionRecord | None] = []
+        for layer, pieces in enumerate(self.pieces):
+            meta = self.meta[layer]
+            if meta is None or layer in self.problems or len(pieces) != forwards:
+                if pieces and layer not in self.problems:
+                    self.problems[layer] = "its attention was not recorded in every forward"
+                out.append(None)
+                continue
+            bias = [p.key_bias for p in pieces]
+            out.append(
+                AttentionRecord(
+                    q=_join([p.q for p in pieces], 1),
+                    k=_join([p.k for p in pieces], 1),
+                    scaling=meta[0],
+                    softcap=meta[1],
+                    sinks=meta[2],
+                    key_bias=None if any(b is None for b in bias) else _join(bias, 1),  # type: ignore[arg-type]
+                    first_key=_join([p.first for p in pieces], 0),
+                    last_key=_join([p.last for p in pieces], 0),
+                )
+            )
+            pieces.clear()
+        return out
+
+
+def _join(pieces: list[torch.Tensor], dim: int) -> torch.Tensor:
+    """The pieces as one tensor (an ordinary one: inference-mode tensors are copied)."""
+    if len(pieces) == 1:
+        return pieces[0].clone() if pieces[0].is_inference() else pieces[0]
+    return torch.cat(pieces, dim)
 
 
 _SESSIONS: dict[int, _Session] = {}
@@ -182,7 +248,11 @@ def _recording(base: str):
     ) -> Any:
         session = _SESSIONS.get(threading.get_ident())
         if session is not None:
-            session.from_interface(module, query, key, mask, kwargs)
+            try:
+                session.from_interface(module, query, key, mask, kwargs)
+            except Exception as exc:  # never break the model's forward: the capture says what failed
+                layer = session.layer_of.get(id(module), -1)
+                session.problems[layer] = f"recording its attention failed ({exc})"
         real = ALL_ATTENTION_FUNCTIONS["sdpa"]
         if base == "eager":  # the family's own eager function (sinks, soft-cap…)
             real = getattr(sys.modules[type(module).__module__], "eager_attention_forward", real)
@@ -196,101 +266,194 @@ for _base in ("sdpa", "eager"):
     AttentionMaskInterface.register(f"llmvis_{_base}", ALL_MASK_ATTENTION_FUNCTIONS[_base])
 
 
-@contextmanager
-def attention_implementation(model: nn.Module, name: str) -> Iterator[None]:
-    """Run the model with another attention implementation (on every config its modules read;
-    the caller holds the model lock, so no other forward runs meanwhile), then put it back."""
+def _configs(model: nn.Module) -> list[Any]:
+    """Every config the model's modules read (a multimodal model's text config is another one)."""
     configs: dict[int, Any] = {
         id(m.config): m.config for m in model.modules() if getattr(m, "config", None) is not None
     }
     configs[id(model.config)] = model.config
-    originals = {key: getattr(c, "_attn_implementation_internal", None) for key, c in configs.items()}
-    try:
-        for c in configs.values():
-            c._attn_implementation_internal = name
-        yield
-    finally:
-        for key, c in configs.items():
-            c._attn_implementation_internal = originals[key]
+    return list(configs.values())
 
 
 @contextmanager
-def _recording_attention(model: nn.Module, session: _Session) -> Iterator[None]:
-    """The recorder in place of the model's attention kernel, for this thread's forward."""
-    base = "eager" if getattr(model.config, "_attn_implementation_internal", None) == "eager" else "sdpa"
-    me = threading.get_ident()
-    _SESSIONS[me] = session
+def attention_implementation(model: nn.Module, name: str, configs: list[Any] | None = None) -> Iterator[None]:
+    """Run the model with another attention implementation (on every config its modules read;
+    the caller holds the model lock, so no other forward runs meanwhile), then put it back."""
+    configs = _configs(model) if configs is None else configs
+    originals = [getattr(c, "_attn_implementation_internal", None) for c in configs]
     try:
-        with attention_implementation(model, f"llmvis_{base}"):
-            yield
+        for c in configs:
+            c._attn_implementation_internal = name
+        yield
     finally:
-        _SESSIONS.pop(me, None)
+        for c, original in zip(configs, originals, strict=True):
+            c._attn_implementation_internal = original
 
 
 # ----------------------------------------------------------------------------- the capture
 
 
+class Recorder:
+    """Keeps the capture of the forwards run inside `forward(n)`: one teacher-forced forward,
+    or a generation's prefill chunks and decode steps (each forward's n new positions; the
+    keys before them come from the KV cache and were kept by earlier forwards).
+
+    Hooks stay on the model from `open()` to `close()` but keep only what a forward inside
+    `forward()` computes, in the thread that runs it: between a generation's steps the model
+    may run a view's forward. A hook that fails never breaks the model's forward; the capture
+    then says it is unusable (`capture()` raises NotAvailable).
+    """
+
+    def __init__(self, arch: Architecture) -> None:
+        self.arch = arch
+        n = len(arch.layers)
+        self.residual: list[list[torch.Tensor]] = [[] for _ in range(n + 1)]
+        self.attn: list[list[torch.Tensor]] = [[] for _ in range(n)]
+        self.mlp: list[list[torch.Tensor]] = [[] for _ in range(n)]
+        self.session = _Session(arch)
+        self.positions = 0  # positions recorded so far
+        self.forwards = 0
+        self.failure: str | None = None
+        self._thread: int | None = None  # the thread running a forward() now
+        self._handles: list[Any] = []
+        self._undo: list[Any] = []
+        self._configs: list[Any] | None = None
+
+    # hooks ---------------------------------------------------------------------------------
+
+    def _mine(self) -> bool:
+        return self._thread == threading.get_ident()
+
+    def _keep(self, target: list[torch.Tensor], get: Any) -> None:
+        try:
+            target.append(get())
+        except Exception as exc:  # never break the model's forward
+            self.failure = self.failure or f"a capture hook failed ({exc})"
+
+    def open(self) -> Recorder:
+        arch = self.arch
+        scale = arch.contribution_scale
+
+        def layer_in(i: int):
+            def hook(_mod: nn.Module, args: Any, kwargs: Any) -> None:
+                if self._mine():
+                    self._keep(self.residual[i], lambda: _rows(args[0] if args else kwargs["hidden_states"]).detach())
+
+            return hook
+
+        def store(target: list[list[torch.Tensor]], i: int, factor: float = 1.0):
+            def get(args: Any, output: Any) -> torch.Tensor:
+                out = arch.contribution(args, output).detach()
+                return out * factor if factor != 1.0 else out
+
+            def hook(_mod: nn.Module, args: Any, _kwargs: Any, output: Any) -> None:
+                if self._mine():
+                    self._keep(target[i], lambda: get(args, output))
+
+            return hook
+
+        def last_out(_mod: nn.Module, _args: Any, output: Any) -> None:
+            if self._mine():
+                self._keep(self.residual[len(arch.layers)], lambda: _rows(output).detach())
+
+        def reporter(i: int) -> Any:
+            def report(*args: Any, **kwargs: Any) -> None:
+                if self._mine():
+                    try:
+                        self.session.report(i, *args, **kwargs)
+                    except Exception as exc:
+                        self.session.problems[i] = f"recording its attention failed ({exc})"
+
+            return report
+
+        try:
+            for i, layer in enumerate(arch.layers):
+                self._handles.append(layer.register_forward_pre_hook(layer_in(i), with_kwargs=True))
+                self._handles.append(
+                    arch.attn_added(i).register_forward_hook(store(self.attn, i, arch.attn_scale), with_kwargs=True)
+                )
+                self._handles.append(
+                    arch.mlp_added(i).register_forward_hook(store(self.mlp, i, scale), with_kwargs=True)
+                )
+                self._undo.append(arch.record_attention(i, reporter(i)))
+            self._handles.append(arch.layers[-1].register_forward_hook(last_out))
+            if all(u is None for u in self._undo):  # the AttentionInterface records attention
+                self._configs = _configs(arch.model)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        for h in self._handles:
+            h.remove()
+        for u in self._undo:
+            if u is not None:
+                u()
+        self._handles, self._undo = [], []
+
+    def __enter__(self) -> Recorder:
+        return self.open()
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @contextmanager
+    def forward(self, n: int) -> Iterator[None]:
+        """Record the forward run inside, over the next `n` positions, in this thread."""
+        me = threading.get_ident()
+        self.session.begin(self.positions)
+        self._thread = me
+        try:
+            if self._configs is None:
+                yield
+            else:
+                _SESSIONS[me] = self.session
+                base = (
+                    "eager"
+                    if getattr(self.arch.model.config, "_attn_implementation_internal", None) == "eager"
+                    else "sdpa"
+                )
+                with attention_implementation(self.arch.model, f"llmvis_{base}", self._configs):
+                    yield
+        finally:
+            self._thread = None
+            _SESSIONS.pop(me, None)
+        self.positions += n
+        self.forwards += 1
+
+    # the result ----------------------------------------------------------------------------
+
+    def capture(self) -> Capture:
+        """The capture of every position recorded (NotAvailable when hooks did not fire)."""
+        if self.failure:
+            raise NotAvailable(self.failure)
+        n, forwards = len(self.arch.layers), self.forwards
+        missing = [i for i, t in enumerate(self.residual) if len(t) != forwards]
+        if missing or any(len(t) != forwards for t in (*self.attn, *self.mlp)):
+            raise NotAvailable(f"the capture's hooks did not fire for this architecture (layers {missing})")
+        records = self.session.records(forwards)
+        residual = [_join(self._take(t), 0) for t in self.residual]
+        attn = [_join(self._take(t), 0) for t in self.attn]
+        mlp = [_join(self._take(t), 0) for t in self.mlp]
+        extra = None
+        if self.arch.extra_part:  # the rest of what each layer added (Gemma 4: its per-layer input and layer scale)
+            extra = [
+                residual[i + 1] - residual[i] - attn[i].to(residual[i].device) - mlp[i].to(residual[i].device)
+                for i in range(n)
+            ]
+        return Capture(residual, attn, mlp, records, self.session.problems, extra)
+
+    @staticmethod
+    def _take(pieces: list[torch.Tensor]) -> list[torch.Tensor]:
+        taken = list(pieces)
+        pieces.clear()
+        return taken
+
+
 @torch.no_grad()
 def run_capture(arch: Architecture, ids: list[int], device: torch.device) -> Capture:
     """One teacher-forced forward of the decoder over `ids`, keeping the capture."""
-    n = len(arch.layers)
-    residual: list[Any] = [None] * (n + 1)
-    attn: list[Any] = [None] * n
-    mlp: list[Any] = [None] * n
-    me = threading.get_ident()
-    scale = arch.contribution_scale
-
-    def layer_in(i: int):
-        def hook(_mod: nn.Module, args: Any, kwargs: Any) -> None:
-            if threading.get_ident() == me:
-                residual[i] = _rows(args[0] if args else kwargs["hidden_states"]).detach()
-
-        return hook
-
-    def store(target: list[Any], i: int, factor: float = 1.0):
-        def hook(_mod: nn.Module, args: Any, _kwargs: Any, output: Any) -> None:
-            if threading.get_ident() == me:
-                out = arch.contribution(args, output).detach()
-                target[i] = out * factor if factor != 1.0 else out
-
-        return hook
-
-    def last_out(_mod: nn.Module, _args: Any, output: Any) -> None:
-        if threading.get_ident() == me:
-            residual[n] = _rows(output).detach()
-
-    def reporter(i: int) -> Any:
-        return lambda *args, **kwargs: session.report(i, *args, **kwargs) if threading.get_ident() == me else None
-
-    session = _Session(arch)
-    handles: list[Any] = []
-    undo: list[Any] = []
-    try:
-        for i, layer in enumerate(arch.layers):
-            handles.append(layer.register_forward_pre_hook(layer_in(i), with_kwargs=True))
-            handles.append(arch.attn_added(i).register_forward_hook(store(attn, i, arch.attn_scale), with_kwargs=True))
-            handles.append(arch.mlp_added(i).register_forward_hook(store(mlp, i, scale), with_kwargs=True))
-            undo.append(arch.record_attention(i, reporter(i)))
-        handles.append(arch.layers[-1].register_forward_hook(last_out))
-        x = torch.tensor([ids], device=device)
-        if any(u is not None for u in undo):  # the family's attention reports itself
-            arch.decoder(input_ids=x, use_cache=False)
-        else:
-            with _recording_attention(arch.model, session):
-                arch.decoder(input_ids=x, use_cache=False)
-    finally:
-        for h in handles:
-            h.remove()
-        for u in undo:
-            if u is not None:
-                u()
-    missing = [i for i, t in enumerate(residual) if t is None]
-    if missing or any(t is None for t in (*attn, *mlp)):
-        raise NotAvailable(f"the capture's hooks did not fire for this architecture (layers {missing})")
-    extra = None
-    if arch.extra_part:  # the rest of what each layer added (Gemma 4: its per-layer input and layer scale)
-        extra = [
-            residual[i + 1] - residual[i] - attn[i].to(residual[i].device) - mlp[i].to(residual[i].device)
-            for i in range(n)
-        ]
-    return Capture(residual, attn, mlp, session.records, session.problems, extra)
+    with Recorder(arch) as recorder, recorder.forward(len(ids)):
+        arch.decoder(input_ids=torch.tensor([ids], device=device), use_cache=False)
+    return recorder.capture()

@@ -15,10 +15,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
+from transformers import DynamicCache
 
 from llmvis.analyses.registry import VIEWS
 from llmvis.arch import NotAvailable
-from llmvis.capture import attention_implementation
+from llmvis.capture import Capture, Recorder, attention_implementation
 from llmvis.capture_cache import CaptureCache
 from llmvis.internals import Internals
 from llmvis.models.info import InternalsReport
@@ -36,10 +37,12 @@ def check_internals(loaded: LoadedModel) -> InternalsReport:
     family, wiring, worst, tol = "unknown", "", 0.0, 1e-3
     moe: list[int] = []
     attention_layers: list[int] | None = None
+    per_token: int | None = None
+    live = False
     try:
         family, wiring = loaded.arch.family, loaded.arch.wiring
         internals = Internals(loaded, _probe_ids(loaded), cache=CaptureCache(1 << 30))
-        internals.capture()
+        per_token = internals.capture().nbytes // CHECK_TOKENS
         attention_layers = internals.attention_layers()
         with _eager(loaded.model):
             ref = loaded.model(
@@ -51,6 +54,7 @@ def check_internals(loaded: LoadedModel) -> InternalsReport:
         worst = max(worst, _compare_mlp(internals, tol, failed))
         moe = [i for i in range(internals.n_layers) if loaded.arch.mlp_kind(i) == "experts"]
         worst = max(worst, _compare_experts(internals, moe, tol, failed))
+        live = "capture" not in failed and _live_capture_matches(loaded, internals, tol)
     except NotAvailable as exc:
         failed["capture"] = str(exc)
     except Exception as exc:  # an architecture the seam does not know: say so, do not crash the load
@@ -65,6 +69,8 @@ def check_internals(loaded: LoadedModel) -> InternalsReport:
         unavailable=_views_without(failed),
         attention_layers=attention_layers,
         moe_layers=moe,
+        capture_bytes_per_token=per_token,
+        live_capture=live,
     )
 
 
@@ -126,6 +132,45 @@ def _compare_attention(internals: Internals, ref: Any, tol: float, failed: dict[
     if max(errors) > tol:
         failed["attention"] = f"recomputed attention differs from the model's own by {max(errors):.2g}"
     return max(errors)
+
+
+def _live_capture_matches(loaded: LoadedModel, internals: Internals, tol: float) -> bool:
+    """Whether the capture kept while generating — a prefill chunk, then decode steps over the
+    KV cache, as generation runs them — equals the teacher-forced one. Not for recurrent token
+    mixers (Mamba, linear attention): their steps and a whole-run scan round differently."""
+    if loaded.arch.recurrent_mixer or internals.missing_attention():
+        return False
+    ids = internals.ids
+    cache = DynamicCache(config=loaded.model.config)
+    chunks = [ids[:5], *([i] for i in ids[5:])]
+    try:
+        with torch.inference_mode(), Recorder(loaded.arch) as recorder:
+            for chunk in chunks:
+                with recorder.forward(len(chunk)):
+                    x = torch.tensor([chunk], device=loaded.device)
+                    loaded.model(input_ids=x, logits_to_keep=1, **loaded.cache_kwargs(cache))
+        live = recorder.capture()
+    except Exception:
+        log.info("no capture while generating for this model", exc_info=True)
+        return False
+    return _same_capture(live, internals.capture(), tol)
+
+
+def _same_capture(a: Capture, b: Capture, tol: float) -> bool:
+    tensors = zip((*a.residual, *a.attn, *a.mlp), (*b.residual, *b.attn, *b.mlp), strict=True)
+    if any(x.shape != y.shape or _error(x, y) > tol for x, y in tensors):
+        return False
+    for ra, rb in zip(a.attention, b.attention, strict=True):
+        if (ra is None) != (rb is None):
+            return False
+        if ra is None or rb is None:
+            continue
+        same_band = torch.equal(ra.first_key, rb.first_key) and torch.equal(ra.last_key, rb.last_key)
+        if not same_band or ra.q.shape != rb.q.shape or ra.k.shape != rb.k.shape:
+            return False
+        if max(_error(ra.q, rb.q), _error(ra.k, rb.k)) > tol:
+            return False
+    return True
 
 
 def _compare_mlp(internals: Internals, tol: float, failed: dict[str, str]) -> float:

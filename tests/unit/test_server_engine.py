@@ -147,6 +147,34 @@ def test_background_capture_makes_the_first_click_a_cache_hit(tmp_path, monkeypa
         assert c.get(f"/api/runs/{run_id}/views/attention", params={"layer": 0}).status_code == 200
 
 
+def test_a_run_keeps_its_capture_as_it_generates_so_the_first_click_is_a_cache_hit(tmp_path, monkeypatch):
+    """With a self-checked model the capture is in the cache when `done` arrives: no
+    background capture runs, and no view runs the model's forward again."""
+    from test_families import fresh
+
+    from llmvis import internals
+
+    loaded = fresh(tiny_loaded("llama"))
+    assert loaded.info.internals is not None and loaded.info.internals.live_capture
+    app = make_app(tmp_path, loaded)
+    engine = app.state.engine
+
+    def no_capture(self):
+        raise AssertionError("the capture ran after the run")
+
+    monkeypatch.setattr(internals.Internals, "_run_capture", no_capture)
+    with client(app) as c:
+        events = parse_sse(c.post("/api/runs", json=body()).content)
+        assert events[-1].event == "done"
+        run_id = events[-1].json()["run_id"]
+        ids = [t["id"] for t in c.get(f"/api/runs/{run_id}").json()["tokens"]]
+        assert internals.default_key(loaded, ids) in engine.cache
+        for view, params in (("attention", {"layer": 1}), ("residual_stream", {}), ("logit_lens", {})):
+            assert c.get(f"/api/runs/{run_id}/views/{view}", params=params).status_code == 200
+        time.sleep(0.2)
+        assert engine.captures == 0 and not engine.capturing
+
+
 def test_a_new_run_interrupts_the_background_capture(tmp_path, monkeypatch):
     from llmvis import internals
 

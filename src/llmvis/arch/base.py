@@ -81,6 +81,11 @@ class Architecture:
     # and whether it joins the residual before the MLP reads it (a second mixer beside attention)
     extra_part: str | None = None
     extra_before_mlp: bool = False
+    # a token mixer with a recurrent state (Mamba beside attention): its decode steps compute by
+    # recurrence what a forward over the whole run computes by a scan, so a capture kept while
+    # generating would differ from the teacher-forced one in rounding (hybrids are found by the
+    # capture: their layers without attention records)
+    recurrent_mixer: bool = False
     # how a mixture's router turns its logits into each expert's probability
     router_kind: Literal["softmax", "sigmoid"] = "softmax"
 

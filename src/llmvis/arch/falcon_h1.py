@@ -19,6 +19,7 @@ class FalconH1(Architecture):
     mlp_norm = "pre_ff_layernorm"
     extra_part = "Mamba mixer (beside attention)"
     extra_before_mlp = True
+    recurrent_mixer = True
 
     @property
     def attn_scale(self) -> float:

@@ -9,13 +9,18 @@ seeded generator, so the same seed and params give the same tokens.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 import time
 from collections.abc import Generator, Iterator
+from typing import Protocol
 
 import torch
 from transformers import DynamicCache, LogitsProcessorList
 
+from llmvis.arch import NotAvailable
+from llmvis.capture import Capture, Recorder
 from llmvis.generation.events import GenerationEvent, PromptStatsEvent, TokenEvent
 from llmvis.generation.head import DeferredHead, defers_prompt_logits
 from llmvis.generation.overlap import PromptStatsJob, can_overlap, prompt_row_pieces
@@ -32,16 +37,42 @@ from llmvis.generation.stats import (
 from llmvis.models.loaded import LoadedModel
 from llmvis.trace import FinishReason, GenerationRequest, Token, TokenStats, Trace
 
+log = logging.getLogger("llmvis")
+
+
+class CaptureSink(Protocol):
+    """Where a run's capture goes (the server's cache), and whether one of n positions fits."""
+
+    def fits(self, positions: int) -> bool: ...
+
+    def __call__(self, ids: list[int], capture: Capture) -> None: ...
+
+
 PREFILL_CHUNK = 512  # prompt positions per forward when their full logits are held at once
 DEFERRED_CHUNK = 4096  # per forward when only hidden states are kept: bounds activation memory
 
 
 class Generation:
-    """An iterator of events for one run; `trace` holds everything produced so far."""
+    """An iterator of events for one run; `trace` holds everything produced so far.
 
-    def __init__(self, loaded: LoadedModel, request: GenerationRequest, cancel: threading.Event | None = None) -> None:
+    With `keep_capture`, the run's capture (capture.py) is kept as its forwards compute it:
+    prefill and decode steps already run every layer over every position, so the views'
+    residual stream, block outputs, queries and keys are recorded then, plus one step for the
+    last token, and handed to `keep_capture(ids, capture)` before the done event, so a click
+    on a view finds it ready. A recording that fails leaves the run as it is (no capture).
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        request: GenerationRequest,
+        cancel: threading.Event | None = None,
+        keep_capture: CaptureSink | None = None,
+    ) -> None:
         self.loaded = loaded
         self.cancel = cancel or threading.Event()
+        self.keep_capture = keep_capture
+        self._recorder: Recorder | None = None
         self.recorder = RunRecorder(loaded.tokenizer, loaded.labeler, loaded.info, request)
         self.params = self.recorder.params
         self.trace = self.recorder.trace
@@ -57,11 +88,20 @@ class Generation:
 
     def _run(self) -> Iterator[GenerationEvent]:
         """Prefill, start event, decode steps (with the prompt's statistics among them), done."""
-        rec, top_n = self.recorder, self.params.top_n
-        rec.start()
+        self.recorder.start()
         model = self.loaded.model
         self._head = DeferredHead(model) if defers_prompt_logits(self.loaded) else None
         cache = DynamicCache(config=model.config)
+        self._open_recorder()
+        try:
+            yield from self._steps(cache)
+        finally:
+            if self._recorder is not None:
+                self._recorder.close()
+                self._recorder = None
+
+    def _steps(self, cache: DynamicCache) -> Iterator[GenerationEvent]:
+        rec, top_n = self.recorder, self.params.top_n
         rows, last_logits = self._prefill(rec.known, cache)
         known_stats: list[TokenStats | None] = (
             [None] * len(rec.known)
@@ -80,9 +120,46 @@ class Generation:
                 self._job.close()
             rec.fail(exc, prefill_s)
             raise
+        self._keep_capture(cache)
         if self._head is not None:  # the prompt's statistics are not sent yet
             yield self._prompt_stats()
         yield rec.finish(finish, prefill_s)
+
+    # ------------------------------------------------------------------ the kept capture
+
+    def _open_recorder(self) -> None:
+        keep = self.keep_capture
+        if keep is None or not keep.fits(len(self.recorder.known) + self.params.max_new_tokens):
+            return
+        try:
+            self._recorder = Recorder(self.loaded.arch).open()
+        except Exception:  # an architecture the seam cannot read: the run goes on without
+            log.debug("no capture during generation", exc_info=True)
+
+    def _recording(self, n: int) -> contextlib.AbstractContextManager[None]:
+        """Record the forward inside (n new positions) when the capture is kept."""
+        return contextlib.nullcontext() if self._recorder is None else self._recorder.forward(n)
+
+    def _keep_capture(self, cache: DynamicCache) -> None:
+        """Run the last token through the model (its states are the views' too), then hand the
+        capture over; the recorder is closed either way."""
+        recorder, self._recorder = self._recorder, None
+        if recorder is None or self.keep_capture is None:
+            return
+        try:
+            ids = self.trace.ids
+            if recorder.positions == len(ids) - 1:
+                with torch.inference_mode(), recorder.forward(1):
+                    last = torch.tensor([[ids[-1]]], device=self.loaded.device)
+                    self.loaded.model(input_ids=last, logits_to_keep=1, **self.loaded.cache_kwargs(cache))
+            recorder.close()
+            if recorder.positions == len(ids):
+                with torch.no_grad():
+                    self.keep_capture(ids, recorder.capture())
+        except NotAvailable as exc:
+            log.debug("the capture kept during generation is unusable: %s", exc)
+        finally:
+            recorder.close()
 
     def _prefill(self, known: list[int], cache: DynamicCache) -> tuple[list[list[float]], torch.Tensor]:
         """Run the prompt through the model in chunks; returns the logits after the last position
@@ -97,11 +174,12 @@ class Generation:
             for start in range(0, len(known), step):
                 chunk = ids[start : start + step]
                 if head is not None:
-                    with head.capture():
+                    with head.capture(), self._recording(len(chunk)):
                         out = model(input_ids=chunk[None], logits_to_keep=1, **self.loaded.cache_kwargs(cache))
                     last = out.logits[0, -1].float()
                     continue
-                out = model(input_ids=chunk[None], **self.loaded.cache_kwargs(cache))
+                with self._recording(len(chunk)):
+                    out = model(input_ids=chunk[None], **self.loaded.cache_kwargs(cache))
                 logits = out.logits[0].float()
                 rows.extend(known_rows(logits, ids, start, top_n).tolist())
                 last = logits[-1]
@@ -139,7 +217,8 @@ class Generation:
                 if not done:
                     next_ids = chosen.view(1, 1)
                     input_ids = torch.cat([input_ids, next_ids], dim=1)
-                    logits = model(input_ids=next_ids.to(device), **cache_kw).logits[0, -1]
+                    with self._recording(1):
+                        logits = model(input_ids=next_ids.to(device), **cache_kw).logits[0, -1]
             if self._job is not None and self._job.ready and not done:
                 yield self._prompt_stats()
             if len(pending) >= fetch_every or done or self.cancel.is_set():
@@ -212,10 +291,13 @@ class _StopStrings:
 
 
 def start_generation(
-    loaded: LoadedModel, request: GenerationRequest, cancel: threading.Event | None = None
+    loaded: LoadedModel,
+    request: GenerationRequest,
+    cancel: threading.Event | None = None,
+    keep_capture: CaptureSink | None = None,
 ) -> Generation:
     """Validate the request (raising GenerationError) and return its event iterator."""
-    return Generation(loaded, request, cancel)
+    return Generation(loaded, request, cancel, keep_capture)
 
 
 def generate(loaded: LoadedModel, request: GenerationRequest) -> Trace:

@@ -26,6 +26,14 @@ class InternalsReport(BaseModel):
     moe_layers: list[int] = Field(
         default_factory=list, description="layers whose MLP is a mixture of experts (the experts view shows them)"
     )
+    capture_bytes_per_token: int | None = Field(
+        default=None, description="memory a run's capture takes per token (residual stream, block outputs, q and k)"
+    )
+    live_capture: bool = Field(
+        default=False,
+        description="the capture kept while generating (prefill chunks and decode steps) equals the "
+        "teacher-forced one, so runs keep it as they stream",
+    )
 
 
 class ModelInfo(BaseModel):

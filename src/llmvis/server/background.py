@@ -1,5 +1,6 @@
-"""The background capture: after a run, while nothing waits, its teacher-forced internals
-capture runs on the worker, so that the first click on a view finds it in the cache.
+"""A run's capture in the cache before its first click: kept while it generates
+(`KeepCapture`), or else, after the run, while nothing waits, its teacher-forced capture runs
+on the worker (`BackgroundCapture`).
 
 A new run or load supersedes it: the capture's forward raises at its next decoder layer and
 is tried again once the worker is idle, unless a newer run replaced it.
@@ -13,11 +14,32 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from llmvis.internals import Internals
+from llmvis.capture import Capture
+from llmvis.internals import Internals, default_key
 from llmvis.models.loaded import LoadedModel
 from llmvis.server.slot import ModelSlot
 
 log = logging.getLogger("llmvis.server")
+
+
+class KeepCapture:
+    """Where a local run's capture, recorded as it generated, goes: the cache, under the key its
+    views look for. Only for a model whose load-time check verified that capture, and a run
+    whose capture fits the cache's budget (longer ones are captured after the run, if at all)."""
+
+    def __init__(self, slot: ModelSlot, loaded: LoadedModel) -> None:
+        self.slot = slot
+        self.loaded = loaded
+
+    def fits(self, positions: int) -> bool:
+        report = self.loaded.info.internals
+        if report is None or not report.live_capture or not report.capture_bytes_per_token:
+            return False
+        return report.capture_bytes_per_token * positions <= self.slot.cache.max_bytes
+
+    def __call__(self, ids: list[int], capture: Capture) -> None:
+        if self.loaded is self.slot.loaded:
+            self.slot.cache.put(default_key(self.loaded, ids), capture, capture.nbytes)
 
 
 class _Superseded(Exception):
@@ -60,7 +82,7 @@ class BackgroundCapture:
                 return
             loaded, ids = pending
             self.cancel.clear()
-            if not idle() or loaded is not self.slot.loaded:
+            if not idle() or loaded is not self.slot.loaded or default_key(loaded, ids) in self.slot.cache:
                 return
             internals = Internals(loaded, ids, cache=self.slot.cache)
             with self.slot.lock, interruptible(loaded.arch.layers, self.cancel):

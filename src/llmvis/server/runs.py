@@ -26,6 +26,7 @@ import torch
 from llmvis.generation import start_generation
 from llmvis.generation.errors import GenerationError
 from llmvis.generation.events import DoneEvent, GenerationEvent, RunProducer
+from llmvis.server.background import KeepCapture
 from llmvis.server.schemas import ErrorEvent
 from llmvis.server.slot import FairLock, ModelSlot
 from llmvis.server.tickets import END, NoModel, QueueFull, RunTicket, error_message, is_oom
@@ -71,7 +72,7 @@ class LocalRuns:
         ticket = RunTicket(loop=loop, request=request, loaded=loaded, parent_id=parent_id, fork_position=fork_position)
         try:
             with self.slot.lock:
-                ticket.generation = start_generation(loaded, request, ticket.cancel)
+                ticket.generation = start_generation(loaded, request, ticket.cancel, KeepCapture(self.slot, loaded))
         except BaseException:
             with self._state:
                 self.waiting -= 1
@@ -124,7 +125,8 @@ class LocalRuns:
             return False
         with self.slot.lock:
             try:
-                ticket.generation = start_generation(loaded, ticket.request, ticket.cancel)
+                keep = KeepCapture(self.slot, loaded)
+                ticket.generation = start_generation(loaded, ticket.request, ticket.cancel, keep)
             except Exception as exc:
                 fail(ticket, exc, self.store)
                 return False

@@ -36,6 +36,8 @@ echarts.use([
 ]);
 
 const live = new Map<string, Chart>();
+/** Charts drawn so far, page-wide: each draw stamps its element's `data-drawn` (bench/browser.py). */
+let draws = 0;
 
 export class Chart {
   readonly inst: echarts.ECharts;
@@ -57,6 +59,7 @@ export class Chart {
 
   set(option: Option): void {
     this.inst.setOption(option as echarts.EChartsCoreOption, { notMerge: true, lazyUpdate: false });
+    this.el.dataset.drawn = String(++draws);
   }
 
   dispose(): void {

@@ -1,0 +1,143 @@
+"""The capture kept while generating: recorded from the prefill chunks and the decode steps over
+the KV cache, it must equal what the unmodified model computes over the whole run (eager
+`output_hidden_states` / `output_attentions`), on every family, and leave generation unchanged.
+
+The prefill is cut into chunks of 7 positions and the prompt is longer than the tiny models'
+sliding windows (8), so chunk offsets, cached keys and windows all take part. The tolerance is
+looser than the teacher-forced capture's (1e-5): decode steps take other kernel paths than one
+forward over the whole run (a single query; Mamba's recurrent step instead of its chunked scan),
+which moves fp32 rounding by up to ~4e-5 on these sharp random models.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import torch
+from test_families import fresh
+from test_internals import eager_reference
+
+from llmvis.capture import Capture
+from llmvis.capture_cache import CaptureCache
+from llmvis.generation import start_generation
+from llmvis.internals import Internals
+from llmvis.trace import GenerationRequest, SamplingParams
+from tiny_models import ARCHITECTURES, RECURRENT, tiny_loaded
+
+generate_module = importlib.import_module(
+    "llmvis.generation.generate"
+)  # the package re-exports a function of that name
+PROMPT = "the quick brown fox jumps over the lazy dog, then the dog sleeps all day"
+NEW = 6
+TOL = 1e-4
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.kept: list[tuple[list[int], Capture]] = []
+        self.asked: list[int] = []
+
+    def fits(self, positions: int) -> bool:
+        self.asked.append(positions)
+        return True
+
+    def __call__(self, ids: list[int], capture: Capture) -> None:
+        self.kept.append((ids, capture))
+
+
+def _request(**params) -> GenerationRequest:
+    params = {"temperature": 0, "max_new_tokens": NEW, **params}
+    return GenerationRequest(mode="completion", prompt=PROMPT, params=SamplingParams(**params))
+
+
+def _generate(loaded, sink=None, **params):
+    generation = start_generation(loaded, _request(**params), keep_capture=sink)
+    events = list(generation)
+    return generation.trace, events
+
+
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch):
+    monkeypatch.setattr(generate_module, "PREFILL_CHUNK", 7)
+    monkeypatch.setattr(generate_module, "DEFERRED_CHUNK", 7)
+
+
+@pytest.mark.parametrize("arch", [a for a in ARCHITECTURES if a not in RECURRENT])
+def test_the_capture_kept_while_generating_equals_the_models_own(arch):
+    loaded = tiny_loaded(arch)
+    sink = Sink()
+    trace, _ = _generate(loaded, sink)
+    assert len(sink.kept) == 1
+    ids, capture = sink.kept[0]
+    assert ids == trace.ids and len(ids) > 8 + 7  # beyond a window and a chunk
+    assert sink.asked == [trace.prompt_len + NEW]
+    ref = eager_reference(arch, ids)
+    t = len(ids)
+    for layer, theirs in enumerate(ref.hidden_states[:-1]):  # HF's last one is after the final norm
+        assert capture.residual[layer].shape == (t, theirs.shape[-1])
+        assert (capture.residual[layer] - theirs[0]).abs().max().item() <= TOL * max(1.0, theirs.abs().max().item())
+    cache = CaptureCache()
+    internals = Internals(loaded, ids, cache=cache)
+    cache.put(internals.key, capture, capture.nbytes)
+    logits = internals.logits(internals.residual(internals.n_layers))
+    assert (logits - ref.logits[0]).abs().max().item() <= TOL * max(1.0, ref.logits.abs().max().item())
+    layers = internals.attention_layers()
+    assert len(layers) == len(ref.attentions) > 0
+    for layer, theirs in zip(layers, ref.attentions, strict=True):
+        assert (internals.attention(layer) - theirs[0]).abs().max().item() <= TOL
+    for layer in range(internals.n_layers):  # what the blocks add is the next residual
+        total = capture.residual[layer] + capture.attn[layer] + capture.mlp[layer]
+        if capture.extra is not None:
+            total = total + capture.extra[layer]
+        assert torch.allclose(total, capture.residual[layer + 1], atol=1e-5)
+
+
+def test_keeping_the_capture_leaves_generation_unchanged():
+    loaded = tiny_loaded("llama")
+    plain, _ = _generate(loaded, temperature=0.9, seed=3)
+    kept, _ = _generate(loaded, Sink(), temperature=0.9, seed=3)
+    assert kept.ids == plain.ids
+    for a, b in zip(kept.tokens, plain.tokens, strict=True):
+        assert (a.stats is None) == (b.stats is None)
+        if a.stats is not None and b.stats is not None:
+            assert a.stats.raw_prob == pytest.approx(b.stats.raw_prob, abs=1e-6)
+    assert not loaded.model._forward_hooks and not loaded.model._forward_pre_hooks
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in loaded.model.modules())
+
+
+def test_a_run_too_long_for_the_budget_keeps_nothing_and_a_cancelled_one_keeps_its_tokens():
+    loaded = tiny_loaded("llama")
+
+    class Full(Sink):
+        def fits(self, positions: int) -> bool:
+            return False
+
+    full = Full()
+    _generate(loaded, full)
+    assert full.kept == []
+    sink = Sink()
+    generation = start_generation(loaded, _request(max_new_tokens=50), keep_capture=sink)
+    for event in generation:
+        if event.type == "token" and len(generation.trace.generated) == 3:
+            generation.cancel.set()
+    assert generation.trace.finish_reason == "cancelled"
+    ids, capture = sink.kept[0]
+    assert ids == generation.trace.ids and capture.residual[0].shape[0] == len(ids)
+
+
+def test_the_self_check_verifies_the_capture_kept_while_generating(arch):
+    """Every attention-only family keeps it; recurrent mixers (Mamba, linear attention) do not."""
+    report = fresh(tiny_loaded(arch)).info.internals
+    assert report is not None and report.live_capture == (arch not in RECURRENT), report
+    assert report.capture_bytes_per_token and report.capture_bytes_per_token > 0
+
+
+def test_the_self_check_refuses_a_kept_capture_that_is_off(monkeypatch):
+    """A recorder that ignored each forward's offset would place decode steps' keys wrong."""
+    from llmvis.capture import _Session
+
+    real = _Session.begin
+    monkeypatch.setattr(_Session, "begin", lambda self, offset: real(self, 0))
+    report = fresh(tiny_loaded("llama")).info.internals
+    assert report is not None and report.verified and not report.live_capture
