@@ -27,6 +27,7 @@ from llmvis.capture_cache import CaptureCache
 from llmvis.models.loaded import LoadedModel
 
 NO_ATTENTION = "its token mixer is not softmax attention"
+ALL = slice(None)
 
 
 def default_key(loaded: LoadedModel, ids: list[int]) -> str:
@@ -178,15 +179,16 @@ class Internals:
         heads, n, hd = q.shape
         kv = k.shape[0]
         grouped = q.reshape(kv, heads // kv, n, hd)  # [kv, groups, n, hd]
-        scores = torch.matmul(grouped, k[:, None].transpose(-1, -2)).reshape(heads, n, -1) * record.scaling
+        scores = torch.matmul(grouped, k[:, None].transpose(-1, -2)).reshape(heads, n, -1)
+        scores.mul_(record.scaling)  # in place: [H, n, keys] is the big tensor here
         if record.softcap is not None:
             scores = torch.tanh(scores / record.softcap) * record.softcap
         if record.key_bias is not None:  # ALiBi: a bias per head and key position
-            scores = scores + record.key_bias[:, None, :keys_end].to(scores.device)
+            scores.add_(record.key_bias[:, None, :keys_end].to(scores.device))
         key_pos = torch.arange(keys_end, device=scores.device)[None, :]
         first = record.first_key[queries].to(scores.device)[:, None]
         last = record.last_key[queries].to(scores.device)[:, None]
-        scores = scores.masked_fill((key_pos < first) | (key_pos > last), float("-inf"))
+        scores.masked_fill_((key_pos < first) | (key_pos > last), float("-inf"))  # [n, keys], for every head
         if record.sinks is None:
             return torch.softmax(scores, dim=-1)
         sinks = record.sinks.to(scores.device)[:, None, None].expand(heads, n, 1)
@@ -231,6 +233,19 @@ class Internals:
         return w
 
     @torch.no_grad()
+    def mean_attention(self, layer: int, rows: Sequence[int]) -> torch.Tensor:
+        """[len(rows), max(rows) + 1] head-averaged attention of query `rows` over the keys up to
+        the last of them (later keys get nothing: causal). fp32, on the record's device."""
+        rows = [int(q) for q in rows]
+        if not rows or any(not 0 <= q < self.n_positions for q in rows):
+            raise IndexError(f"query positions must be in 0..{self.n_positions - 1}")
+        end = max(rows) + 1
+        hit = self.cache.peek((self.key, "attention", layer))
+        if hit is not None:
+            return hit[:, rows, :end].mean(0)
+        return self._weights(self.record(layer), torch.tensor(rows), end).mean(0)
+
+    @torch.no_grad()
     def attention_row(self, position: int) -> torch.Tensor:
         """attention_row: [layers, heads, key] — how `position` attends, every layer and head.
 
@@ -250,19 +265,21 @@ class Internals:
     # ------------------------------------------------------------------ MLP and unembedding
 
     @torch.no_grad()
-    def mlp_input(self, layer: int) -> torch.Tensor:
+    def mlp_input(self, layer: int, rows: slice = ALL) -> torch.Tensor:
         """[T, d] what layer's MLP reads (its norm of the residual after attention, or in a
-        parallel block of the layer's input)."""
-        residual, attn = self.residual(layer), self.attn_out(layer).to(self.residual(layer).device)
+        parallel block of the layer's input), at positions `rows` (default all)."""
+        residual = self.residual(layer)[rows]
+        attn = self.attn_out(layer)[rows].to(residual.device)
         extra = self.extra_out(layer)
         if extra is not None and self.arch.extra_before_mlp:  # Falcon-H1's Mamba mixer, beside attention
-            attn = attn + extra
+            attn = attn + extra[rows]
         return self.arch.mlp_input(layer, residual, attn)
 
     @torch.no_grad()
-    def mlp_activations(self, layer: int) -> torch.Tensor:
+    def mlp_activations(self, layer: int, rows: slice = ALL) -> torch.Tensor:
         """[T, intermediate] the MLP's neuron activations: the input of its output projection, as
-        the layer's own MLP computes it (act(gate) * up for gated MLPs, act(fc1) for plain ones)."""
+        the layer's own MLP computes it (act(gate) * up for gated MLPs, act(fc1) for plain ones),
+        at positions `rows` (default all; the MLP runs on those only)."""
         self._check_layer(layer, self.n_layers - 1)
         site = self.arch.mlp_out_projection(layer)
         seen: list[torch.Tensor] = []
@@ -270,7 +287,7 @@ class Internals:
             lambda _m, args: seen.append(args[0][0] if args[0].dim() == 3 else args[0])
         )
         try:
-            x = self.mlp_input(layer)
+            x = self.mlp_input(layer, rows)
             self.arch.run_mlp(layer, x.to(device_of(self.arch.mlp(layer), x.device))[None])
         finally:
             handle.remove()
@@ -299,7 +316,7 @@ class Internals:
         """What each chosen expert ([k, d], in routing order) and the shared expert ([d] or None)
         added to the residual at `position` in `layer`: they sum to the MLP's output there."""
         routing = self.routing(layer)
-        x = self.mlp_input(layer)[position : position + 1]
+        x = self.mlp_input(layer, slice(position, position + 1))
         x = x.to(device_of(self.arch.mlp(layer), x.device))
         parts = [
             self.arch.expert_part(layer, x, int(e), routing.weights[position, i : i + 1])[0]

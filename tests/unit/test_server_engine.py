@@ -149,7 +149,8 @@ def test_background_capture_makes_the_first_click_a_cache_hit(tmp_path, monkeypa
 
 def test_a_run_keeps_its_capture_as_it_generates_so_the_first_click_is_a_cache_hit(tmp_path, monkeypatch):
     """With a self-checked model the capture is in the cache when `done` arrives: no
-    background capture runs, and no view runs the model's forward again."""
+    background capture runs, no view runs the model's forward again, and the run's heavy
+    summaries are computed ahead while the server is idle."""
     from test_families import fresh
 
     from llmvis import internals
@@ -171,8 +172,14 @@ def test_a_run_keeps_its_capture_as_it_generates_so_the_first_click_is_a_cache_h
         assert internals.default_key(loaded, ids) in engine.cache
         for view, params in (("attention", {"layer": 1}), ("residual_stream", {}), ("logit_lens", {})):
             assert c.get(f"/api/runs/{run_id}/views/{view}", params=params).status_code == 200
-        time.sleep(0.2)
-        assert engine.captures == 0 and not engine.capturing
+        wait_for(lambda: engine.background.warmed >= 1)
+        assert engine.captures == 0
+        key = internals.default_key(loaded, ids)
+        assert (key, "rollout") in engine.cache
+        assert any(isinstance(k, tuple) and k[:2] == (key, "head_scores") for k in engine.cache._entries)
+        rollout = engine.cache.peek((key, "rollout"))
+        view = c.get(f"/api/runs/{run_id}/views/attribution", params={"position": len(ids) - 1}).json()
+        assert view["scores"] == pytest.approx(rollout[len(ids) - 2, : len(ids) - 1].tolist(), rel=1e-3, abs=1e-4)
 
 
 def test_a_new_run_interrupts_the_background_capture(tmp_path, monkeypatch):
@@ -335,3 +342,23 @@ def test_runs_queued_across_a_model_load_run_on_the_new_model(tmp_path, monkeypa
         assert results["run"][-1].event == "done"
         run = c.get(f"/api/runs/{results['run'][-1].json()['run_id']}").json()
         assert run["model"]["name"] == "tiny-qwen2"
+
+
+def test_the_summaries_ahead_let_a_waiting_view_in_and_stop_for_a_new_job():
+    from llmvis.server import background
+    from llmvis.server.slot import ModelSlot
+
+    slot = ModelSlot(tiny_loaded("llama"), 1 << 20)
+    job = background.BackgroundCapture(slot)
+    order: list[str] = []
+    with slot.lock:
+        waiter = threading.Thread(target=lambda: (slot.lock.__enter__(), order.append("view"), slot.lock.__exit__()))
+        waiter.start()
+        time.sleep(0.1)  # the view now waits for the lock
+        job._pause()  # between two layers: the view goes first
+        order.append("summary")
+    waiter.join(5)
+    assert order == ["view", "summary"]
+    job.cancel.set()
+    with pytest.raises(background._Superseded):
+        job._pause()

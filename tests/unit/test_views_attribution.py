@@ -10,6 +10,7 @@ import torch
 
 from llmvis.analyses import attribution as attr
 from llmvis.analyses.registry import ViewContext, ViewParamError, compute
+from llmvis.capture_cache import CaptureCache
 from llmvis.internals import Internals
 from llmvis.models.loaded import LoadedModel
 from tiny_models import tiny_loaded
@@ -32,9 +33,10 @@ class _FakeAttention:
     def __init__(self, matrix: torch.Tensor, layers: int = 1, heads: int = 2):
         self.w = matrix.float().expand(heads, -1, -1)
         self.n_layers, self.n_positions = layers, matrix.shape[0]
+        self.cache, self.key = CaptureCache(), "fake"  # nothing computed ahead
 
-    def attention(self, layer: int, queries: slice | None = None) -> torch.Tensor:
-        return self.w[:, queries or slice(None)]
+    def mean_attention(self, layer: int, rows: list[int]) -> torch.Tensor:
+        return self.w[:, rows].mean(0)
 
     def attention_layers(self, required: bool = False) -> list[int]:
         return list(range(self.n_layers))
@@ -63,7 +65,7 @@ def _naive_rollout(attentions: list[torch.Tensor]) -> torch.Tensor:
 
 def test_rollout_of_identity_attention_is_identity():
     eye = torch.eye(9).expand(3, 9, 9)
-    r = attr.rollout(lambda layer, a, b: eye[:, a:b], range(4), 9, chunk=4)
+    r = attr.rollout(lambda layer, rows: eye[:, rows].mean(0), range(4), 9, chunk=4)
     assert torch.equal(r, torch.eye(9, dtype=torch.float64))
 
 
@@ -73,7 +75,7 @@ def test_rollout_equals_textbook_product():
     for _ in range(3):
         a = torch.rand(2, 11, 11, generator=g, dtype=torch.float64).tril()
         atts.append(a / a.sum(-1, keepdim=True))
-    fast = attr.rollout(lambda layer, a, b: atts[layer][:, a:b], range(3), 11, chunk=4)
+    fast = attr.rollout(lambda layer, rows: atts[layer][:, rows].mean(0), range(3), 11, chunk=4)
     assert torch.allclose(fast, _naive_rollout(atts), atol=1e-12)
 
 
@@ -81,10 +83,16 @@ def test_rollout_rows_sum_to_one_on_a_model(arch):
     ctx = _ctx(arch)
     internals = ctx.internals
 
-    def att(layer, a, b):
-        return internals.attention(layer)[:, a:b]
+    def att(layer, rows):
+        return internals.attention(layer)[:, rows].mean(0)
 
     full = attr.rollout(att, internals.attention_layers(), T, chunk=6)
+    for layer in internals.attention_layers():  # the causal head mean the view's rollout reads
+        rows = [3, 7, T - 1]
+        theirs = internals.attention(layer)[:, rows].mean(0)
+        assert torch.allclose(internals.mean_attention(layer, rows), theirs, atol=1e-6)
+        short = internals.attention(layer)[:, [2, 5], :6].mean(0)  # keys up to the last row's
+        assert torch.allclose(internals.mean_attention(layer, [2, 5]), short, atol=1e-6)
     assert torch.allclose(full.sum(-1), torch.ones(T, dtype=torch.float64), atol=1e-6)
     assert (full >= 0).all() and torch.equal(full, full.tril())  # causal
     view = compute("attribution", ctx, {"position": T - 1})
@@ -291,3 +299,16 @@ def test_json_size_at_4096():
         view = compute("attribution", ctx, params)
         assert len(view.scores) == 4095
         assert len(view.model_dump_json()) <= 1_000_000, params
+
+
+def test_the_rollout_computed_ahead_gives_every_targets_row(arch):
+    """The background summary (every position's rollout at once) equals each target's own."""
+    ctx = _ctx(arch)
+    internals = ctx.internals
+    targets = [1, 5, T // 2, T - 1]
+    own = [compute("attribution", ctx, {"position": t}).scores for t in targets]
+    paused = []
+    attr.warm_rollout(internals, lambda: paused.append(1))
+    assert (internals.key, "rollout") in internals.cache and len(paused) == len(internals.attention_layers())
+    for t, scores in zip(targets, own, strict=True):
+        assert compute("attribution", ctx, {"position": t}).scores == pytest.approx(scores, rel=1e-6, abs=1e-9)

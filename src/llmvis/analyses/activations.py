@@ -210,7 +210,7 @@ def activations_view(ctx: ViewContext, p: ActivationsParams) -> ActivationsView:
 
     def mlp(layer: int) -> torch.Tensor:
         try:
-            return internals.mlp_activations(layer)[rows].float()
+            return internals.mlp_activations(layer, rows).float()
         except NotImplementedError as exc:  # e.g. a non-gated MLP
             raise ViewParamError(f"MLP activations are not available for this model: {exc}") from exc
 

@@ -35,11 +35,13 @@ from pydantic import BaseModel, Field
 
 from llmvis.analyses.common import check_position, round4
 from llmvis.analyses.registry import ViewContext, ViewParamError, register
+from llmvis.internals import Internals
 from llmvis.models.loaded import LoadedModel
 
 Method = Literal["rollout", "grad_x_input", "integrated_gradients"]
 Objective = Literal["logit", "log_prob"]
-IG_TOKENS_PER_BATCH = 2048  # bounds captum's internal batch: steps × tokens per forward
+IG_TOKENS_PER_BATCH = 2048
+ROLLOUT_MATRIX_MAX = 2048  # positions up to which every target's rollout is computed ahead  # bounds captum's internal batch: steps × tokens per forward
 
 
 class AttributionParams(BaseModel):
@@ -81,34 +83,54 @@ class AttributionView(BaseModel):
 
 
 def rollout(
-    attention: Callable[[int, int, int], torch.Tensor],
+    mean_attention: Callable[[int, list[int]], torch.Tensor],
     layers: Sequence[int],
     n: int,
     start: torch.Tensor | None = None,
     chunk: int = 512,
+    pause: Callable[[], None] = lambda: None,
 ) -> torch.Tensor:
     """`start @ Â_{L−1} @ … @ Â_0` over `n` positions; `[k, n]` (`[n, n]` when start is None).
 
-    `attention(layer, a, b) -> [heads, b − a, ≥ n]` gives query rows a..b−1 of a layer;
-    `Â = diag(1/s)(½Ā + ½I)` with Ā the head mean and s its row sums, applied as
-    `r Â = ½(r/s)Ā + ½(r/s)` so the identity is never built. Rows are fetched `chunk` at a
-    time, last layer first, and skipped where `r` has no weight (the top layer needs only the
-    chunk holding the target row), so memory stays O(heads · chunk · n).
+    `mean_attention(layer, rows) -> [len(rows), ≥ max(rows) + 1]` gives a layer's head-mean
+    attention Ā of those query rows (keys after a row are 0: causal); `Â = diag(1/s)(½Ā + ½I)`
+    with s its row sums, applied as `r Â = ½(r/s)Ā + ½(r/s)` so the identity is never built.
+    Only the rows where `r` has weight are fetched, `chunk` at a time, last layer first (the
+    top layer needs the target row alone), so memory stays O(heads · chunk · n); and only the
+    rows of `r` with weight there are multiplied (the whole lower-triangular product: a sixth
+    of a dense one). `pause()` runs between layers.
     """
     r = torch.eye(n, dtype=torch.float64) if start is None else start.to(torch.float64)
     for layer in reversed(layers):
         out = torch.zeros_like(r)
-        for a in range(0, n, chunk):
-            b = min(n, a + chunk)
-            w = r[:, a:b]
-            if not torch.any(w):
-                continue
-            mean = attention(layer, a, b)[..., :n].float().mean(dim=0).to("cpu", torch.float64)
-            ws = w / (0.5 * mean.sum(dim=-1) + 0.5)
-            out += 0.5 * (ws @ mean)
-            out[:, a:b] += 0.5 * ws
+        needed = torch.nonzero(r.any(0)).flatten().tolist()
+        for i in range(0, len(needed), chunk):
+            rows = needed[i : i + chunk]
+            mean = mean_attention(layer, rows).to("cpu", torch.float64)
+            width = min(n, mean.shape[-1])
+            ws = r[:, rows] / (0.5 * mean.sum(dim=-1) + 0.5)
+            live = torch.nonzero(ws.any(1)).flatten()
+            if len(live) < len(ws):
+                out[live, :width] += 0.5 * (ws[live] @ mean[:, :width])
+            else:
+                out[:, :width] += 0.5 * (ws @ mean[:, :width])
+            out[:, rows] += 0.5 * ws
         r = out
+        pause()
     return r
+
+
+def warm_rollout(internals: Internals, pause: Callable[[], None]) -> None:
+    """The rollout of every position at once (row t − 1 is the target t's), computed before the
+    Attribution tab asks, so any token's rollout is a row away: O(L·T³/6) work and T² numbers,
+    so for runs up to ROLLOUT_MATRIX_MAX tokens only."""
+    t = internals.n_positions
+    key = (internals.key, "rollout")
+    if t > ROLLOUT_MATRIX_MAX or key in internals.cache:
+        return
+    layers = internals.attention_layers(required=True)
+    matrix = rollout(internals.mean_attention, layers, t, pause=pause)
+    internals.cache.put_if_room(key, matrix, matrix.numel() * matrix.element_size())
 
 
 def _model_of(ctx: ViewContext) -> LoadedModel:
@@ -206,7 +228,11 @@ def attribution_view(ctx: ViewContext, p: AttributionParams) -> AttributionView:
         start = torch.zeros(1, pos, dtype=torch.float64)
         start[0, pos - 1] = 1.0
         layers = internals.attention_layers(required=True)
-        scores = rollout(lambda layer, a, b: internals.attention(layer, slice(a, b)), layers, pos, start)[0]
+        matrix = internals.cache.get((internals.key, "rollout"))  # every position's, when warmed up
+        if matrix is not None:
+            scores = matrix[pos - 1, :pos]
+        else:
+            scores = rollout(internals.mean_attention, layers, pos, start)[0]
         missing = sorted(internals.missing_attention())
         objective = "attention flow" + (f" through the attention layers (not {missing})" if missing else "")
     else:

@@ -16,7 +16,9 @@ threshold (score / threshold); if none passes, "focused" when its normalised ent
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -46,6 +48,7 @@ SINK_MIN = 0.5
 PREVIOUS_MIN = 0.4
 INDUCTION_MIN = 0.3
 FOCUSED_MAX_ENTROPY = 0.5
+DEFAULT_QUERIES = 256  # query positions the averaged head views sample by default
 
 HeadLabel = Literal["sink", "previous-token", "induction", "diffuse", "focused"]
 
@@ -122,7 +125,7 @@ def multi_head(ctx: ViewContext, p: MultiHeadParams) -> MultiHeadView:
 class HeadEntropyParams(BaseModel):
     position: int | None = Field(default=None, ge=0, description="one query position; None = averaged over positions")
     max_queries: int = Field(
-        default=256,
+        default=DEFAULT_QUERIES,
         ge=8,
         le=2048,
         description="averaged mode: at most this many query positions, evenly spaced (position 0 skipped)",
@@ -163,12 +166,8 @@ def head_entropy(ctx: ViewContext, p: HeadEntropyParams) -> HeadEntropyView:
         )  # fmt: skip
     positions = sample_positions(1, internals.n_positions, p.max_queries)
     out = torch.zeros(n_l, n_h)
-    for layer in internals.attention_layers():
-        total = torch.zeros(n_h)
-        for part, w in attention_rows(internals, layer, positions):
-            vis = internals.visible_keys(layer, part)
-            total += normalised_entropy(w.cpu(), vis[None, :]).sum(-1)
-        out[layer] = total / max(1, len(positions))
+    if positions:  # the same pass as head health's scores (shared through the cache)
+        out = head_scores(internals, internals.ids, positions)[0][:, :, 3]
     return HeadEntropyView(
         mode="average", position=None, layers=n_l, heads=n_h, positions_used=len(positions),
         entropy=_rows_of(out, missing), missing_layers=missing,
@@ -190,7 +189,9 @@ class HeadHealthParams(BaseModel):
     )
     probe_len: int = Field(default=32, ge=4, le=256, description="N, the random half of the probe")
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="seed of the probe's random tokens")
-    max_queries: int = Field(default=256, ge=8, le=2048, description="query positions used, evenly spaced (run mode)")
+    max_queries: int = Field(
+        default=DEFAULT_QUERIES, ge=8, le=2048, description="query positions used, evenly spaced (run mode)"
+    )
 
 
 class HeadScore(BaseModel):
@@ -256,8 +257,30 @@ def probe_ids(internals: Internals, n: int, seed: int) -> list[int]:
     return ([bos] if bos is not None else []) + half + half
 
 
-def head_scores(internals: Internals, ids: list[int], positions: list[int]) -> tuple[torch.Tensor, int]:
-    """[L, H, 4] (sink, previous, induction or nan, entropy) averaged over query `positions`."""
+def head_scores(
+    internals: Internals, ids: list[int], positions: list[int], pause: Callable[[], None] = lambda: None
+) -> tuple[torch.Tensor, int]:
+    """[L, H, 4] (sink, previous, induction or nan, entropy) averaged over query `positions`, and
+    how many queries had an earlier occurrence of their token. One pass over each layer's rows
+    serves head entropy and head health alike: kept with the run. `pause()` runs between layers."""
+    key = (internals.key, "head_scores", hashlib.sha1(repr(positions).encode()).hexdigest())
+    hit = internals.cache.get(key)
+    if hit is None:
+        hit = _head_scores(internals, ids, positions, pause)
+        internals.cache.put_if_room(key, hit, hit[0].numel() * 4)
+    return hit
+
+
+def warm_head_scores(internals: Internals, pause: Callable[[], None]) -> None:
+    """Head entropy's and head health's default pass, computed before the Heads tab asks."""
+    positions = sample_positions(1, internals.n_positions, DEFAULT_QUERIES)
+    if positions:
+        head_scores(internals, internals.ids, positions, pause)
+
+
+def _head_scores(
+    internals: Internals, ids: list[int], positions: list[int], pause: Callable[[], None]
+) -> tuple[torch.Tensor, int]:
     n_l, n_h = internals.n_layers, internals.n_heads
     out = torch.zeros(n_l, n_h, 4)
     targets = induction_targets(ids, positions)
@@ -279,6 +302,7 @@ def head_scores(internals: Internals, ids: list[int], positions: list[int]) -> t
         out[layer, :, 1] = acc[:, 1] / len(positions)
         out[layer, :, 2] = acc[:, 2] / n_ind if n_ind else float("nan")
         out[layer, :, 3] = acc[:, 3] / len(positions)
+        pause()
     return out, n_ind
 
 

@@ -1,6 +1,7 @@
 """A run's capture in the cache before its first click: kept while it generates
 (`KeepCapture`), or else, after the run, while nothing waits, its teacher-forced capture runs
-on the worker (`BackgroundCapture`).
+on the worker (`BackgroundCapture`), which then computes the run's heavy summaries ahead
+(analyses/warm.py), giving a waiting request the model lock between layers.
 
 A new run or load supersedes it: the capture's forward raises at its next decoder layer and
 is tried again once the worker is idle, unless a newer run replaced it.
@@ -14,6 +15,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from llmvis.analyses.warm import warm_up
 from llmvis.capture import Capture
 from llmvis.internals import Internals, default_key
 from llmvis.models.loaded import LoadedModel
@@ -51,6 +53,7 @@ class BackgroundCapture:
         self.slot = slot
         self.cancel = threading.Event()  # set: the running capture stops at its next layer
         self.captures = 0  # finished captures (for tests and the bench)
+        self.warmed = 0  # runs whose summaries were all computed ahead
         self._pending: tuple[LoadedModel, list[int]] | None = None
         self._running = False
 
@@ -82,12 +85,16 @@ class BackgroundCapture:
                 return
             loaded, ids = pending
             self.cancel.clear()
-            if not idle() or loaded is not self.slot.loaded or default_key(loaded, ids) in self.slot.cache:
+            if not idle() or loaded is not self.slot.loaded:
                 return
             internals = Internals(loaded, ids, cache=self.slot.cache)
             with self.slot.lock, interruptible(loaded.arch.layers, self.cancel):
-                internals.capture()
-            self.captures += 1
+                if internals.key not in self.slot.cache:
+                    internals.capture()
+                    self.captures += 1
+                report = loaded.info.internals
+                warm_up(internals, self._pause, report.unavailable if report is not None else None)
+            self.warmed += 1
         except _Superseded:
             if self._pending is None:  # nothing newer: try again once the queue is idle
                 self._pending = pending
@@ -95,6 +102,16 @@ class BackgroundCapture:
             log.warning("background capture failed", exc_info=True)
         finally:
             self._running = False
+
+
+    def _pause(self) -> None:
+        """Between two layers of a summary: stop for a new job, else let a waiting view in."""
+        if self.cancel.is_set():
+            raise _Superseded
+        self.slot.lock.__exit__()
+        self.slot.lock.__enter__()
+        if self.cancel.is_set():
+            raise _Superseded
 
 
 @contextlib.contextmanager

@@ -1,7 +1,7 @@
 """The engine: what the routes ask of the model, done by one worker thread that owns it.
 
 The worker takes jobs in order (local runs: runs.py; model loads: loading.py) and, while none
-waits, the background capture of the last run (background.py). Runs on a remote engine stream in
+waits, the background capture and summaries of the last run (background.py). Runs on a remote engine stream in
 threads of their own (remote_runs.py). Views are computed in the request's thread under the model
 lock (views.py), which generation takes per step (slot.py), so a click waits for one step.
 """
@@ -132,7 +132,8 @@ class Engine:
     # the worker --------------------------------------------------------------------------------
 
     def _after_run(self, ticket: RunTicket) -> None:
-        """A local run finished: capture its internals when the worker is idle."""
+        """A local run finished: when the worker is idle, capture its internals (unless it kept
+        them as it generated) and compute its heavy summaries ahead."""
         generation = ticket.generation
         if ticket.loaded is not None and generation is not None and generation.trace.finish_reason != "error":
             self.background.schedule(ticket.loaded, generation.trace.ids)

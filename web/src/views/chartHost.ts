@@ -36,12 +36,28 @@ echarts.use([
 ]);
 
 const live = new Map<string, Chart>();
-/** Charts drawn so far, page-wide: each draw stamps its element's `data-drawn` (bench/browser.py). */
+/**
+ * Charts drawn so far, page-wide: each draw stamps its element's `data-drawn` (bench/browser.py),
+ * and so does a refresh that keeps a chart as drawn because its inputs did not change (`keep`).
+ */
 let draws = 0;
+
+/** An element's box as "width×height" in whole pixels. */
+const boxOf = (el: HTMLElement) => `${el.clientWidth}×${el.clientHeight}`;
+
+/** Whether two lists of a chart's inputs hold the same values (===), in order; null: none known. */
+export function sameInputs(a: readonly unknown[] | null, b: readonly unknown[]): boolean {
+  return a !== null && a.length === b.length && a.every((v, i) => v === b[i]);
+}
 
 export class Chart {
   readonly inst: echarts.ECharts;
   private ro: ResizeObserver;
+  /** The box the chart was last laid out in. */
+  private box: string;
+  /** What the current option was built from (Tab.drawMemo); null when set without. */
+  inputs: readonly unknown[] | null = null;
+
   constructor(
     readonly id: string,
     readonly el: HTMLElement,
@@ -49,16 +65,29 @@ export class Chart {
     el.classList.add("chart");
     el.dataset.chart = id;
     this.inst = echarts.init(el, undefined, { renderer: "canvas" });
+    this.box = boxOf(el);
+    // A resize re-renders every element of the chart (all cells of a heatmap), so only when
+    // the box really changed: not for the observer's first call, nor for a hidden tab (0×0)
+    // shown again at the size it had.
     this.ro = new ResizeObserver(() => {
-      if (el.clientWidth > 0 && el.clientHeight > 0) this.inst.resize();
+      const box = boxOf(el);
+      if (el.clientWidth === 0 || el.clientHeight === 0 || box === this.box) return;
+      this.box = box;
+      this.inst.resize();
     });
     this.ro.observe(el);
     live.get(id)?.dispose();
     live.set(id, this);
   }
 
-  set(option: Option): void {
+  set(option: Option, inputs: readonly unknown[] | null = null): void {
     this.inst.setOption(option as echarts.EChartsCoreOption, { notMerge: true, lazyUpdate: false });
+    this.inputs = inputs;
+    this.keep();
+  }
+
+  /** The chart as drawn is current for this refresh (its inputs did not change). */
+  keep(): void {
     this.el.dataset.drawn = String(++draws);
   }
 

@@ -10,7 +10,7 @@ import { themeByName, type Theme } from "../charts/theme";
 import { type Key, t } from "../i18n";
 import { isRemote } from "../remote";
 import { app, emit, type Run } from "../state";
-import { Chart } from "./chartHost";
+import { Chart, sameInputs } from "./chartHost";
 import { clear, h } from "./dom";
 
 /** View results already fetched (a view is a pure function of the run and its params). */
@@ -94,6 +94,24 @@ export abstract class Tab {
 
   /** A chart slot `name` (created on first use) set to `option`. */
   draw(name: string, option: Option, cls = ""): Chart {
+    const c = this.slot(name, cls);
+    c.set(option);
+    return c;
+  }
+
+  /**
+   * Like draw(), for a chart costly to build and render (a big heatmap) that a refresh often
+   * leaves unchanged (e.g. one that does not show the selected token): when `inputs`, all
+   * that `build` reads, are the same values (===) as at its last draw, the chart is kept.
+   */
+  drawMemo(name: string, inputs: readonly unknown[], build: () => Option, cls = ""): Chart {
+    const c = this.slot(name, cls);
+    if (sameInputs(c.inputs, inputs)) c.keep();
+    else c.set(build(), inputs);
+    return c;
+  }
+
+  private slot(name: string, cls: string): Chart {
     let c = this.charts.get(name);
     if (!c) {
       const el = h("div", { class: `chart-box ${cls}` });
@@ -101,7 +119,6 @@ export abstract class Tab {
       c = new Chart(`${this.id}.${name}`, el);
       this.charts.set(name, c);
     }
-    c.set(option);
     return c;
   }
 

@@ -82,11 +82,10 @@ export class AttentionTab extends Tab {
       typeof this.head === "number" ? `${t("ctl.head")} ${this.head}` : t(this.head === "max" ? "ctl.max" : "ctl.mean");
     const win =
       view.start > 0 || view.end < view.n_positions ? ` · ${t("ctl.window")} ${view.start}–${view.end - 1}` : "";
-    const chart = this.draw(
-      "matrix",
-      attentionOption(view, this.theme, t("chart.attention", { layer: this.layer, head: headName }) + win),
-      "tall",
-    );
+    const title = t("chart.attention", { layer: this.layer, head: headName }) + win;
+    // The matrix does not depend on the selected token: an arrow key keeps it as drawn.
+    const theme = this.theme;
+    const chart = this.drawMemo("matrix", [view, theme, title], () => attentionOption(view, theme, title), "tall");
     chart.inst.off("datazoom");
     chart.inst.on("datazoom", () => this.onZoom());
     chart.inst.off("click");

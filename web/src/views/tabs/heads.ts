@@ -51,7 +51,10 @@ export class HeadsTab extends Tab {
       multiHeadOption(mh, this.theme, t("chart.multi_head", { layer: this.layer, pos: mh.position })),
       "tall",
     );
-    this.draw("entropy", headEntropyOption(ent, this.theme, t("chart.head_entropy")));
-    this.draw("health", headHealthOption(health, this.theme, t("chart.head_health")));
+    // These two show the whole run, not the selected token: kept as drawn while only that changes.
+    const theme = this.theme;
+    const [entTitle, healthTitle] = [t("chart.head_entropy"), t("chart.head_health")];
+    this.drawMemo("entropy", [ent, theme, entTitle], () => headEntropyOption(ent, theme, entTitle));
+    this.drawMemo("health", [health, theme, healthTitle], () => headHealthOption(health, theme, healthTitle));
   }
 }

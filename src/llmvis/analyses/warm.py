@@ -1,0 +1,35 @@
+"""Per-run summaries computed before anyone asks: the heavy passes behind a tab (every head's
+scores over sampled queries, every position's attention rollout) take seconds on a long run on
+a CPU, so the server runs them while it is idle after a run, in the order of the tabs, into the
+cache the views read. `pause()` runs between layers: it lets a waiting request in, or raises to
+stop when a new run or load arrives.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from llmvis.analyses.attribution import warm_rollout
+from llmvis.analyses.heads import warm_head_scores
+from llmvis.arch import NotAvailable
+from llmvis.internals import Internals
+
+log = logging.getLogger("llmvis")
+
+# (the view that reads it, what computes it), in the order of the tabs
+WARMERS: list[tuple[str, Callable[[Internals, Callable[[], None]], None]]] = [
+    ("head_health", warm_head_scores),
+    ("attribution", warm_rollout),
+]
+
+
+def warm_up(internals: Internals, pause: Callable[[], None], unavailable: dict[str, str] | None = None) -> None:
+    """Each summary in turn, skipping those of views this model cannot give."""
+    for view, warm in WARMERS:
+        if unavailable and view in unavailable:
+            continue
+        try:
+            warm(internals, pause)
+        except NotAvailable as exc:  # the view says why when it is asked
+            log.debug("no %s summary ahead: %s", view, exc)
