@@ -103,7 +103,6 @@ class BackgroundCapture:
         finally:
             self._running = False
 
-
     def _pause(self) -> None:
         """Between two layers of a summary: stop for a new job, else let a waiting view in."""
         if self.cancel.is_set():
