@@ -11,6 +11,10 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from llmvis.config import Settings
 
 DEMO_PROMPT = "What is the capital of France?"
 
@@ -178,8 +182,15 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from llmvis.config import Settings
     from llmvis.server.run import serve
+
+    serve(serve_settings(args))
+    return 0
+
+
+def serve_settings(args: argparse.Namespace) -> Settings:
+    """The server's settings from `llmvis serve`'s flags."""
+    from llmvis.config import Settings
 
     extra_body = _extra_body(args)
     settings = Settings(
@@ -202,8 +213,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     if args.data_dir:
         settings = settings.model_copy(update={"data_dir": Path(args.data_dir)})
-    serve(settings)
-    return 0
+    if args.cache_gb is not None:
+        settings = settings.model_copy(update={"cache_bytes": int(args.cache_gb * (1 << 30))})
+    return settings
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -226,6 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-browser", dest="open", action="store_false", help="do not open a browser")
     serve.add_argument("--data-dir", default=None, help="where runs are saved")
     serve.add_argument("--token", default=None, help="access token (required off loopback; random if omitted)")
+    serve.add_argument(
+        "--cache-gb",
+        type=float,
+        default=None,
+        help="memory for runs' captures, in GiB (default: a quarter of RAM, at most 4)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     trace = sub.add_parser("trace", help="generate in the terminal, tokens coloured by probability")

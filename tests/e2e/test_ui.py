@@ -575,6 +575,46 @@ def test_bundled_model_every_view(browser, bundled_server: Server):
         p.close()
 
 
+LONG_TEXT = (
+    "The river bends twice before it reaches the old mill, where the water slows and turns green. "
+    "In 1887 the mill burned down, and the village rebuilt it with stone from the quarry on the hill. "
+    "Photosynthesis turns light, water and carbon dioxide into sugar and oxygen. "
+    "She asked whether the train to Lyon would leave on time; nobody knew. "
+    "Prime numbers: 2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47. "
+)
+
+
+def test_a_long_run_draws_every_tab(browser, bundled_server: Server):
+    """A run of 1,536+ prompt tokens and 128 new ones on the real model: every tab draws (how fast
+    is bench/browser.py's business, not a test's), and the selected token's views follow the
+    arrow keys."""
+    p = Page(browser, bundled_server.base)
+    try:
+        wait_model(p)
+        p.page.click("[data-testid=mode] button[data-value=completion]")
+        set_number(p, "temperature-box", "0")
+        generate(p, LONG_TEXT * 22, max_tokens=128)
+        assert p.js("() => window.__llmvis.app.run.promptLen") >= 1536
+        assert p.js(GENERATED) > 0
+        p.page.locator("[data-testid=conversation] .tok.generated").first.click()
+        failed = {}
+        for tab, names in TABS.items():
+            p.page.click(f"[data-testid=tab-{tab}]")
+            try:
+                wait_charts(p, tab, names, timeout=180)
+            except AssertionError as e:
+                failed[tab] = str(e)
+        assert not failed, failed
+        p.page.click("[data-testid=tab-attention]")
+        before = p.js("() => window.__llmvis.app.selected")
+        p.page.keyboard.press("ArrowRight")
+        p.until("(b) => window.__llmvis.app.selected === b + 1", 10, arg=before, what="the selection to move right")
+        wait_charts(p, "attention", TABS["attention"], timeout=180)
+        assert not [e for e in p.errors if "pageerror" in e], p.errors
+    finally:
+        p.close()
+
+
 # A CJK glyph has an advance of one em; a missing one is the fallback font's narrower .notdef box.
 GLYPH_ADVANCES = """(chars) => { const g = document.createElement('canvas').getContext('2d');
     g.font = '40px ' + getComputedStyle(document.querySelector('[data-testid=conversation] .tok')).fontFamily;

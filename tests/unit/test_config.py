@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,9 @@ from llmvis.config import Settings
 
 def test_defaults():
     s = Settings()
-    assert (s.host, s.port, s.model, s.queue_size, s.cache_bytes) == ("127.0.0.1", None, "smollm2", 4, 1 << 30)
+    assert (s.host, s.port, s.model, s.queue_size) == ("127.0.0.1", None, "smollm2", 4)
+    ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert s.cache_bytes == min(4 << 30, max(1 << 30, ram // 4))  # a quarter of RAM, 1–4 GiB
     assert s.token is None and not s.trust_remote_code and s.db_path == s.data_dir / "runs.sqlite3"
 
 
@@ -29,3 +32,12 @@ def test_environment_and_overrides(monkeypatch, tmp_path):
 def test_bounds(bad):
     with pytest.raises(ValidationError):
         Settings(**bad)
+
+
+def test_serve_flags_set_the_cache_budget():
+    from llmvis.cli import build_parser, serve_settings
+
+    args = build_parser().parse_args(["serve", "--cache-gb", "2.5", "--port", "6100"])
+    settings = serve_settings(args)
+    assert settings.cache_bytes == int(2.5 * (1 << 30)) and settings.port == 6100
+    assert serve_settings(build_parser().parse_args(["serve"])).cache_bytes == Settings().cache_bytes
