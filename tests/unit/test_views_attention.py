@@ -133,6 +133,15 @@ def test_head_entropy_average_and_bounds(arch):
     assert [i for i, r in enumerate(view.entropy) if r is None] == sorted(view.missing_layers)
     ent = torch.tensor([view.entropy[i] for i in layers])
     assert ent.shape == (len(layers), 4) and (ent > 0).all() and (ent <= 1.0001).all()
+    from llmvis.analyses.heads import normalised_entropy
+
+    health = compute("head_health", ctx, {})  # the same pass, shared through the cache
+    for row, layer in zip(ent, layers, strict=True):
+        w = ctx.internals.attention(layer)[:, 1:]  # every query but position 0
+        expected = normalised_entropy(w, ctx.internals.visible_keys(layer, range(1, T))[None, :]).mean(-1)
+        assert torch.allclose(row, expected, atol=2e-4)
+        theirs = [s.entropy for s in health.scores if s.layer == layer]
+        assert theirs == pytest.approx(row.tolist(), abs=1e-4)
     sampled = compute("head_entropy", ctx, {"max_queries": 8})
     assert sampled.positions_used == 8
 

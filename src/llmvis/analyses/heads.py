@@ -262,13 +262,26 @@ def head_scores(
 ) -> tuple[torch.Tensor, int]:
     """[L, H, 4] (sink, previous, induction or nan, entropy) averaged over query `positions`, and
     how many queries had an earlier occurrence of their token. One pass over each layer's rows
-    serves head entropy and head health alike: kept with the run. `pause()` runs between layers."""
-    key = (internals.key, "head_scores", hashlib.sha1(repr(positions).encode()).hexdigest())
-    hit = internals.cache.get(key)
-    if hit is None:
-        hit = _head_scores(internals, ids, positions, pause)
-        internals.cache.put_if_room(key, hit, hit[0].numel() * 4)
-    return hit
+    serves head entropy and head health alike; each layer's scores are kept with the run, so a
+    view asked while the pass runs ahead (analyses/warm.py) reuses the layers done. `pause()`
+    runs between layers."""
+    n_l, n_h = internals.n_layers, internals.n_heads
+    out = torch.zeros(n_l, n_h, 4)
+    targets = induction_targets(ids, positions)
+    n_ind = sum(1 for q in positions if targets[q])
+    which = hashlib.sha1(repr(positions).encode()).hexdigest()
+    for layer in internals.attention_layers():
+        key = (internals.key, "head_scores", which, layer)
+        sums = internals.cache.get(key)
+        if sums is None:
+            sums = _layer_sums(internals, layer, positions, targets)
+            internals.cache.put_if_room(key, sums, sums.numel() * 4)
+        out[layer, :, 0] = sums[:, 0] / len(positions)
+        out[layer, :, 1] = sums[:, 1] / len(positions)
+        out[layer, :, 2] = sums[:, 2] / n_ind if n_ind else float("nan")
+        out[layer, :, 3] = sums[:, 3] / len(positions)
+        pause()
+    return out, n_ind
 
 
 def warm_head_scores(internals: Internals, pause: Callable[[], None]) -> None:
@@ -278,32 +291,22 @@ def warm_head_scores(internals: Internals, pause: Callable[[], None]) -> None:
         head_scores(internals, internals.ids, positions, pause)
 
 
-def _head_scores(
-    internals: Internals, ids: list[int], positions: list[int], pause: Callable[[], None]
-) -> tuple[torch.Tensor, int]:
-    n_l, n_h = internals.n_layers, internals.n_heads
-    out = torch.zeros(n_l, n_h, 4)
-    targets = induction_targets(ids, positions)
-    n_ind = sum(1 for q in positions if targets[q])
-    for layer in internals.attention_layers():
-        acc = torch.zeros(n_h, 4)
-        for part, w in attention_rows(internals, layer, positions):
-            w = w.cpu()  # [H, n, T]
-            idx = torch.arange(len(part))
-            qs = torch.tensor(part)
-            acc[:, 0] += w[:, :, 0].sum(-1)
-            acc[:, 1] += w[:, idx, qs - 1].sum(-1)
-            marks = torch.zeros(len(part), w.shape[-1])  # [n, T]: 1 on each query's induction keys
-            for i, q in enumerate(part):
-                marks[i, targets[q]] = 1.0
-            acc[:, 2] += (w * marks).sum(dim=(-1, -2))
-            acc[:, 3] += normalised_entropy(w, internals.visible_keys(layer, part)[None, :]).sum(-1)
-        out[layer, :, 0] = acc[:, 0] / len(positions)
-        out[layer, :, 1] = acc[:, 1] / len(positions)
-        out[layer, :, 2] = acc[:, 2] / n_ind if n_ind else float("nan")
-        out[layer, :, 3] = acc[:, 3] / len(positions)
-        pause()
-    return out, n_ind
+def _layer_sums(internals: Internals, layer: int, positions: list[int], targets: dict[int, list[int]]) -> torch.Tensor:
+    """[H, 4] one layer's sums over the query positions: weight on the first key, on the
+    previous one, on the induction keys, and the normalised entropy."""
+    acc = torch.zeros(internals.n_heads, 4)
+    for part, w in attention_rows(internals, layer, positions):
+        w = w.cpu()  # [H, n, T]
+        idx = torch.arange(len(part))
+        qs = torch.tensor(part)
+        acc[:, 0] += w[:, :, 0].sum(-1)
+        acc[:, 1] += w[:, idx, qs - 1].sum(-1)
+        marks = torch.zeros(len(part), w.shape[-1])  # [n, T]: 1 on each query's induction keys
+        for i, q in enumerate(part):
+            marks[i, targets[q]] = 1.0
+        acc[:, 2] += (w * marks).sum(dim=(-1, -2))
+        acc[:, 3] += normalised_entropy(w, internals.visible_keys(layer, part)[None, :]).sum(-1)
+    return acc
 
 
 @register("head_health", "Head health", HeadHealthParams, HeadHealthView, needs_internals=True, uses=("attention",))
