@@ -235,15 +235,36 @@ class Internals:
     @torch.no_grad()
     def mean_attention(self, layer: int, rows: Sequence[int]) -> torch.Tensor:
         """[len(rows), max(rows) + 1] head-averaged attention of query `rows` over the keys up to
-        the last of them (later keys get nothing: causal). fp32, on the record's device."""
+        the last of them (later keys get nothing: causal). fp32; from the layer's whole matrix
+        when `keep_mean_attention` kept it."""
         rows = [int(q) for q in rows]
         if not rows or any(not 0 <= q < self.n_positions for q in rows):
             raise IndexError(f"query positions must be in 0..{self.n_positions - 1}")
         end = max(rows) + 1
+        kept = self.cache.peek((self.key, "mean_attention", layer))
+        if kept is not None:
+            return kept[rows, :end]
         hit = self.cache.peek((self.key, "attention", layer))
         if hit is not None:
             return hit[:, rows, :end].mean(0)
         return self._weights(self.record(layer), torch.tensor(rows), end).mean(0)
+
+    @torch.no_grad()
+    def keep_mean_attention(self, layer: int, chunk: int = 512) -> bool:
+        """Compute and keep the layer's whole head-mean attention [T, T] (fp32, on CPU: H times
+        smaller than its heads') while it fits the cache without evicting anything; whether it is kept."""
+        key, t = (self.key, "mean_attention", layer), self.n_positions
+        if key in self.cache:
+            return True
+        nbytes = t * t * 4
+        if self.cache.bytes + nbytes > self.cache.max_bytes:
+            return False
+        record = self.record(layer)
+        out = torch.zeros(t, t)
+        for a in range(0, t, chunk):
+            b = min(t, a + chunk)
+            out[a:b, :b] = self._weights(record, torch.arange(a, b), b).mean(0).cpu()
+        return self.cache.put_if_room(key, out, nbytes)
 
     @torch.no_grad()
     def attention_row(self, position: int) -> torch.Tensor:

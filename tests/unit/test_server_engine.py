@@ -175,11 +175,8 @@ def test_a_run_keeps_its_capture_as_it_generates_so_the_first_click_is_a_cache_h
         wait_for(lambda: engine.background.warmed >= 1)
         assert engine.captures == 0
         key = internals.default_key(loaded, ids)
-        assert (key, "rollout") in engine.cache
-        assert any(isinstance(k, tuple) and k[:2] == (key, "head_scores") for k in engine.cache._entries)
-        rollout = engine.cache.peek((key, "rollout"))
-        view = c.get(f"/api/runs/{run_id}/views/attribution", params={"position": len(ids) - 1}).json()
-        assert view["scores"] == pytest.approx(rollout[len(ids) - 2, : len(ids) - 1].tolist(), rel=1e-3, abs=1e-4)
+        kept = {k[1] for k in engine.cache._entries if isinstance(k, tuple) and k[0] == key}
+        assert {"head_scores", "mean_attention"} <= kept
 
 
 def test_a_new_run_interrupts_the_background_capture(tmp_path, monkeypatch):

@@ -302,13 +302,17 @@ def test_json_size_at_4096():
 
 
 def test_the_rollout_computed_ahead_gives_every_targets_row(arch):
-    """The background summary (every position's rollout at once) equals each target's own."""
+    """With every layer's head-mean attention kept ahead, each target's rollout is the same."""
     ctx = _ctx(arch)
     internals = ctx.internals
     targets = [1, 5, T // 2, T - 1]
     own = [compute("attribution", ctx, {"position": t}).scores for t in targets]
     paused = []
     attr.warm_rollout(internals, lambda: paused.append(1))
-    assert (internals.key, "rollout") in internals.cache and len(paused) == len(internals.attention_layers())
+    layers = internals.attention_layers()
+    assert len(paused) == len(layers)
+    for layer in layers:
+        kept = internals.cache.peek((internals.key, "mean_attention", layer))
+        assert kept is not None and torch.allclose(kept, internals.attention(layer).mean(0), atol=1e-6)
     for t, scores in zip(targets, own, strict=True):
         assert compute("attribution", ctx, {"position": t}).scores == pytest.approx(scores, rel=1e-6, abs=1e-9)

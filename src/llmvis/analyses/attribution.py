@@ -40,8 +40,7 @@ from llmvis.models.loaded import LoadedModel
 
 Method = Literal["rollout", "grad_x_input", "integrated_gradients"]
 Objective = Literal["logit", "log_prob"]
-IG_TOKENS_PER_BATCH = 2048
-ROLLOUT_MATRIX_MAX = 2048  # positions up to which every target's rollout is computed ahead  # bounds captum's internal batch: steps × tokens per forward
+IG_TOKENS_PER_BATCH = 2048  # bounds captum's internal batch: steps × tokens per forward
 
 
 class AttributionParams(BaseModel):
@@ -121,16 +120,13 @@ def rollout(
 
 
 def warm_rollout(internals: Internals, pause: Callable[[], None]) -> None:
-    """The rollout of every position at once (row t − 1 is the target t's), computed before the
-    Attribution tab asks, so any token's rollout is a row away: O(L·T³/6) work and T² numbers,
-    so for runs up to ROLLOUT_MATRIX_MAX tokens only."""
-    t = internals.n_positions
-    key = (internals.key, "rollout")
-    if t > ROLLOUT_MATRIX_MAX or key in internals.cache:
-        return
-    layers = internals.attention_layers(required=True)
-    matrix = rollout(internals.mean_attention, layers, t, pause=pause)
-    internals.cache.put_if_room(key, matrix, matrix.numel() * matrix.element_size())
+    """Every attention layer's head-mean attention, computed before the Attribution tab asks and
+    kept while the cache has room (L·T² floats: 0.33 GB at T = 1,664 on the bundled model), so
+    the rollout of any target is L vector–matrix products instead of L layers' attention."""
+    for layer in internals.attention_layers(required=True):
+        if not internals.keep_mean_attention(layer):
+            return
+        pause()
 
 
 def _model_of(ctx: ViewContext) -> LoadedModel:
@@ -228,11 +224,7 @@ def attribution_view(ctx: ViewContext, p: AttributionParams) -> AttributionView:
         start = torch.zeros(1, pos, dtype=torch.float64)
         start[0, pos - 1] = 1.0
         layers = internals.attention_layers(required=True)
-        matrix = internals.cache.get((internals.key, "rollout"))  # every position's, when warmed up
-        if matrix is not None:
-            scores = matrix[pos - 1, :pos]
-        else:
-            scores = rollout(internals.mean_attention, layers, pos, start)[0]
+        scores = rollout(internals.mean_attention, layers, pos, start)[0]
         missing = sorted(internals.missing_attention())
         objective = "attention flow" + (f" through the attention layers (not {missing})" if missing else "")
     else:
