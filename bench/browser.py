@@ -53,7 +53,6 @@ import gc
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -224,48 +223,22 @@ def plain_first_token(lengths: list[int], repeats: int = 2) -> tuple[dict[int, f
 # --- the server ----------------------------------------------------------------------------------
 
 
-class BenchServer:
+def start_server(data_dir: Path, log: Path, timeout: float = 600):
     """`llmvis serve` on the bundled model, threads not limited (both cores, as a user's)."""
+    from e2e_helpers import Server
 
-    def __init__(self, data_dir: Path, log: Path, timeout: float = 600) -> None:
-        from e2e_helpers import wait_ready
+    return Server(None, data_dir, log, timeout, one_thread=False)
 
-        from processes import free_port
 
-        env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-        env["TOKENIZERS_PARALLELISM"] = "false"
-        self.log = log
-        for attempt in range(3):  # another process may take the free port before the server binds it
-            self.port = free_port()
-            self.base = f"http://127.0.0.1:{self.port}"
-            cmd = [sys.executable, "-m", "llmvis.cli", "serve", "--port", str(self.port), "--no-browser"]
-            cmd += ["--data-dir", str(data_dir)]
-            self._out = open(log, "w")  # noqa: SIM115
-            self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
-            try:
-                wait_ready(self.base, self.proc, timeout)
-                return
-            except Exception:
-                self.stop()
-                if attempt < 2 and "in use" in log.read_text():
-                    continue
-                raise RuntimeError(f"server failed to start; log:\n{log.read_text()[-3000:]}") from None
-
-    def peak_rss_mb(self) -> str:
-        """Peak (VmHWM) and current resident memory of the server process."""
-        try:
-            fields = dict(line.split(":", 1) for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines())
-            hwm = int(fields["VmHWM"].split()[0]) / 1024
-            rss = int(fields["VmRSS"].split()[0]) / 1024
-            return f"peak {hwm:.0f} MB, now {rss:.0f} MB"
-        except (OSError, KeyError, ValueError):
-            return "n/a"
-
-    def stop(self) -> None:
-        from processes import stop
-
-        stop(self.proc)
-        self._out.close()
+def peak_rss_mb(server) -> str:
+    """Peak (VmHWM) and current resident memory of the server process."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines())
+        hwm = int(fields["VmHWM"].split()[0]) / 1024
+        rss = int(fields["VmRSS"].split()[0]) / 1024
+        return f"peak {hwm:.0f} MB, now {rss:.0f} MB"
+    except (OSError, KeyError, ValueError):
+        return "n/a"
 
 
 # --- the page ------------------------------------------------------------------------------------
@@ -508,8 +481,8 @@ def main() -> None:
     server = None
     try:
         t0 = time.perf_counter()
-        server = BenchServer(tmp / "data", log)
-        print(f"server ready in {time.perf_counter() - t0:.1f} s at {server.base}; {server.peak_rss_mb()}", flush=True)
+        server = start_server(tmp / "data", log)
+        print(f"server ready in {time.perf_counter() - t0:.1f} s at {server.base}; {peak_rss_mb(server)}", flush=True)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(
                 executable_path=CHROMIUM,
@@ -524,7 +497,7 @@ def main() -> None:
                         bench_length(browser, server.base, n, prompts[n], args, charts, res)
                     except Exception as exc:  # report what was measured, go on with the next length
                         res["exception"] = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
-                    report(n, plain.get(n), res, server.peak_rss_mb(), args.new)
+                    report(n, plain.get(n), res, peak_rss_mb(server), args.new)
             finally:
                 browser.close()
     finally:

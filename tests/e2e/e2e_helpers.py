@@ -56,10 +56,21 @@ def wait_ready(base: str, proc: subprocess.Popen, timeout: float) -> None:
 
 class Server:
     def __init__(
-        self, model: str | None, data_dir: Path, log: Path, timeout: float, extra_args: list[str] | None = None
+        self,
+        model: str | None,
+        data_dir: Path,
+        log: Path,
+        timeout: float,
+        extra_args: list[str] | None = None,
+        one_thread: bool = True,
     ) -> None:
+        """`one_thread`: torch on one thread (tests beside each other); off for a bench, which
+        measures what a user's server does with every core."""
         self.log = log
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+        env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+        env["TOKENIZERS_PARALLELISM"] = "false"
+        if one_thread:
+            env["OMP_NUM_THREADS"] = "1"
         for attempt in range(3):  # another process may take the free port before the server binds it
             self.port = free_port()
             self.base = f"http://127.0.0.1:{self.port}"

@@ -144,6 +144,22 @@ def wait_charts(p: Page, tab: str, names: list[str], timeout: float = 60) -> dic
         p.page.wait_for_timeout(150)
 
 
+def draw_every_tab(p: Page, timeout: float, shoot=None) -> dict[str, str]:
+    """Open each tab in turn until its charts are drawn (then `shoot(tab)`); the tabs that did not."""
+    failed = {}
+    for tab, names in TABS.items():
+        p.page.click(f"[data-testid=tab-{tab}]")
+        try:
+            wait_charts(p, tab, names, timeout=timeout)
+        except AssertionError as e:  # check every tab, then report all that failed
+            failed[tab] = str(e)
+            continue
+        if shoot is not None:
+            p.page.wait_for_timeout(400)  # let the canvas paint before the screenshot
+            shoot(tab)
+    return failed
+
+
 def open_fork_position(p: Page) -> tuple[int, int, list[dict]]:
     """Select the open run's third generated token and show its candidates in the Tokens tab;
     returns (position, the token's id, its candidates)."""
@@ -534,16 +550,7 @@ def test_bundled_model_every_view(browser, bundled_server: Server):
         )
         p.page.locator(f".tok[data-p='{pos}']").click()
         shot(p, "overview", docs=True)
-        failed = {}
-        for tab, names in TABS.items():
-            p.page.click(f"[data-testid=tab-{tab}]")
-            try:
-                wait_charts(p, tab, names, timeout=180)
-            except AssertionError as e:
-                failed[tab] = str(e)
-                continue
-            p.page.wait_for_timeout(400)
-            shot(p, f"tab-{tab}", docs=True)
+        failed = draw_every_tab(p, timeout=180, shoot=lambda tab: shot(p, f"tab-{tab}", docs=True))
         p.page.click("[data-testid=color-mode] button[data-value=entropy]")
         p.page.click("[data-testid=tab-uncertainty]")
         p.page.wait_for_timeout(300)
@@ -597,13 +604,7 @@ def test_a_long_run_draws_every_tab(browser, bundled_server: Server):
         assert p.js("() => window.__llmvis.app.run.promptLen") >= 1536
         assert p.js(GENERATED) > 0
         p.page.locator("[data-testid=conversation] .tok.generated").first.click()
-        failed = {}
-        for tab, names in TABS.items():
-            p.page.click(f"[data-testid=tab-{tab}]")
-            try:
-                wait_charts(p, tab, names, timeout=180)
-            except AssertionError as e:
-                failed[tab] = str(e)
+        failed = draw_every_tab(p, timeout=180)
         assert not failed, failed
         p.page.click("[data-testid=tab-attention]")
         before = p.js("() => window.__llmvis.app.selected")

@@ -38,6 +38,9 @@ class _FakeAttention:
     def mean_attention(self, layer: int, rows: list[int]) -> torch.Tensor:
         return self.w[:, rows].mean(0)
 
+    def keep_mean_attention(self, layer: int) -> bool:
+        return False
+
     def attention_layers(self, required: bool = False) -> list[int]:
         return list(range(self.n_layers))
 

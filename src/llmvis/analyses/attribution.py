@@ -224,7 +224,15 @@ def attribution_view(ctx: ViewContext, p: AttributionParams) -> AttributionView:
         start = torch.zeros(1, pos, dtype=torch.float64)
         start[0, pos - 1] = 1.0
         layers = internals.attention_layers(required=True)
-        scores = rollout(internals.mean_attention, layers, pos, start)[0]
+
+        def mean_attention(layer: int, rows: list[int]) -> torch.Tensor:
+            # a late target reads most of each layer's Ā anyway: compute it whole and keep it (shared
+            # with the summaries ahead) while there is room; an early one reads its few rows only
+            if 2 * pos >= internals.n_positions:
+                internals.keep_mean_attention(layer)
+            return internals.mean_attention(layer, rows)
+
+        scores = rollout(mean_attention, layers, pos, start)[0]
         missing = sorted(internals.missing_attention())
         objective = "attention flow" + (f" through the attention layers (not {missing})" if missing else "")
     else:

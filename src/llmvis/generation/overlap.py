@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 
 import torch
@@ -58,6 +59,23 @@ def _restore_default(n: int) -> None:
     helper = threading.Thread(target=torch.set_num_threads, args=(n,), name="llmvis-threads")
     helper.start()
     helper.join()
+
+
+@contextmanager
+def fewer_threads(n: int) -> Iterator[None]:
+    """This thread computes on at most `n` threads inside, leaving the other cores to the rest of
+    the process (a server's requests, a browser on the same machine); where thread counts are
+    not per thread (not OpenMP), nothing changes."""
+    total = torch.get_num_threads()
+    if not _openmp() or n >= total:
+        yield
+        return
+    _set_own_threads(n)
+    _restore_default(total)
+    try:
+        yield
+    finally:
+        _set_own_threads(total)
 
 
 class PromptStatsJob:

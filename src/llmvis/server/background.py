@@ -17,6 +17,7 @@ from typing import Any
 
 from llmvis.analyses.warm import warm_up
 from llmvis.capture import Capture
+from llmvis.generation.overlap import fewer_threads
 from llmvis.internals import Internals, default_key
 from llmvis.models.loaded import LoadedModel
 from llmvis.server.slot import ModelSlot
@@ -93,7 +94,8 @@ class BackgroundCapture:
                     internals.capture()
                     self.captures += 1
                 report = loaded.info.internals
-                warm_up(internals, self._pause, report.unavailable if report is not None else None)
+                with fewer_threads(1):  # a core stays free for the clicks it is ahead of
+                    warm_up(internals, self._pause, report.unavailable if report is not None else None)
             self.warmed += 1
         except _Superseded:
             if self._pending is None:  # nothing newer: try again once the queue is idle

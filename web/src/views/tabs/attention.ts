@@ -71,6 +71,12 @@ export class AttentionTab extends Tab {
     if (!run) return;
     if (run.tokens.length < 2) return;
     const [start, end] = this.window ?? [0, run.tokens.length];
+    // The row is asked for at once, so the server computes it while the matrix is drawn; its
+    // failure is seen where it is awaited (the no-op catch only keeps it from going unhandled
+    // when the matrix fails first).
+    const pos = app.selected;
+    const rowReq = pos !== null && pos > 0 ? this.view("attention", { position: pos, max_cells: 128 }, signal) : null;
+    rowReq?.catch(() => {});
     const view = await this.view(
       "attention",
       { layer: this.layer, head: this.head, start, end, max_cells: 256 },
@@ -96,9 +102,8 @@ export class AttentionTab extends Tab {
       }
     });
 
-    const pos = app.selected;
-    if (pos !== null && pos > 0) {
-      const row = await this.view("attention", { position: pos, max_cells: 128 }, signal);
+    if (rowReq) {
+      const row = await rowReq;
       this.draw(
         "row",
         attentionRowOption(row, this.theme, `${t("tab.attention")} · ${t("tip.position")} ${pos} · L×H`),
