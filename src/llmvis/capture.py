@@ -84,27 +84,69 @@ def _rows(x: Any) -> torch.Tensor:
 # ----------------------------------------------------------------------------- the recorder
 
 
-@dataclass
-class _Piece:
-    """One forward's share of a layer's attention record: its queries and new keys."""
+class _Rows:
+    """One recorded quantity over the forwards, its positions along axis `dim`: multi-position
+    forwards (prefill chunks) kept as they came, single positions (decode steps) copied into a
+    buffer of `capacity` rows reserved at the first one. A small tensor kept per step would
+    pin the heap between the KV cache's copies that each step frees, and that memory could not
+    be given back (a 1,536-token run with 128 steps held 7 GB instead of 2)."""
 
-    q: torch.Tensor  # [H, n, hd]
-    k: torch.Tensor  # [kv, n, hd]
-    first: torch.Tensor  # [n] absolute position of the first key each query saw
-    last: torch.Tensor  # [n]
-    key_bias: torch.Tensor | None  # [H, n] the new keys' bias
+    def __init__(self, dim: int, capacity: int = 0) -> None:
+        self.dim, self.capacity = dim, capacity
+        self.chunks: list[torch.Tensor] = []
+        self.buffer: torch.Tensor | None = None
+        self.used = 0
+        self.added = 0  # forwards that added to it
+
+    def __len__(self) -> int:
+        return self.added
+
+    def append(self, t: torch.Tensor) -> None:
+        self.added += 1
+        if t.shape[self.dim] == 1 and self.capacity:
+            if self.buffer is None:
+                shape = list(t.shape)
+                shape[self.dim] = self.capacity
+                self.buffer = t.new_empty(shape)
+            if self.used < self.capacity:
+                self.buffer.narrow(self.dim, self.used, 1).copy_(t)
+                self.used += 1
+                return
+        self._flush()
+        self.chunks.append(t)
+
+    def _flush(self) -> None:
+        """The buffered rows join the chunks (a multi-position forward comes after them)."""
+        if self.buffer is not None and self.used:
+            self.chunks.append(self.buffer.narrow(self.dim, 0, self.used).clone())
+            self.used = 0
+
+    def join(self) -> torch.Tensor:
+        """Every position's rows as one ordinary tensor (inference-mode tensors are copied); frees
+        what it held."""
+        self._flush()
+        pieces, self.chunks, self.buffer = self.chunks, [], None
+        if len(pieces) == 1:
+            return pieces[0].clone() if pieces[0].is_inference() else pieces[0]
+        return torch.cat(pieces, self.dim)
 
 
 class _Session:
     """A capture's attention recording over one or more forwards: attention modules → layer,
     each layer's pieces, the mask bands seen in the current forward."""
 
-    def __init__(self, arch: Architecture) -> None:
+    def __init__(self, arch: Architecture, capacity: int = 0) -> None:
         self.layer_of: dict[int, int] = {}
         for i in range(len(arch.layers)):
             with suppress(NotAvailable):
                 self.layer_of[id(arch.attention(i))] = i
-        self.pieces: list[list[_Piece]] = [[] for _ in arch.layers]
+        n = len(arch.layers)
+        # per layer: queries [H, n, hd], new keys [kv, n, hd], key bias [H, n], each query's band [n]
+        self.q = [_Rows(1, capacity) for _ in range(n)]
+        self.k = [_Rows(1, capacity) for _ in range(n)]
+        self.bias = [_Rows(1, capacity) for _ in range(n)]
+        self.first = [_Rows(0, capacity) for _ in range(n)]
+        self.last = [_Rows(0, capacity) for _ in range(n)]
         self.meta: list[tuple[float, float | None, torch.Tensor | None] | None] = [None] * len(arch.layers)
         self.offset = 0  # absolute position of the current forward's first query
         # mask id → (the mask, its band); the mask is held so that its id is not reused meanwhile
@@ -155,15 +197,13 @@ class _Session:
                 float(softcap) if softcap else None,
                 sinks.detach().float().clone() if isinstance(sinks, torch.Tensor) else None,
             )
-        self.pieces[layer].append(  # contiguous: a view into a fused q/k/v would keep v alive
-            _Piece(
-                q=query[0].detach().contiguous(),
-                k=key[0, :, keys - n :].detach().contiguous(),
-                first=first,
-                last=last,
-                key_bias=None if key_bias is None else key_bias[:, -n:].detach().float().clone(),
-            )
-        )
+        # contiguous: a view into a fused q/k/v would keep v alive, one into the KV cache the cache
+        self.q[layer].append(query[0].detach().contiguous())
+        self.k[layer].append(key[0, :, keys - n :].detach().contiguous())
+        self.first[layer].append(first)
+        self.last[layer].append(last)
+        if key_bias is not None:
+            self.bias[layer].append(key_bias[:, -n:].detach().float().clone())
 
     def _band(self, mask: Any, n: int, window: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Which keys each of this forward's `n` queries may see, as absolute positions
@@ -198,37 +238,29 @@ class _Session:
 
     def records(self, forwards: int) -> list[AttentionRecord | None]:
         """Each layer's record over every forward (None where it has no attention, or was not
-        recorded in each of the `forwards`); the pieces are freed as they are joined."""
+        recorded in each of the `forwards`); what was kept is freed as it is joined."""
         out: list[AttentionRecord | None] = []
-        for layer, pieces in enumerate(self.pieces):
-            meta = self.meta[layer]
-            if meta is None or layer in self.problems or len(pieces) != forwards:
-                if pieces and layer not in self.problems:
+        for layer, meta in enumerate(self.meta):
+            seen = len(self.q[layer])
+            if meta is None or layer in self.problems or seen != forwards:
+                if seen and layer not in self.problems:
                     self.problems[layer] = "its attention was not recorded in every forward"
                 out.append(None)
                 continue
-            bias = [p.key_bias for p in pieces]
+            bias = self.bias[layer]
             out.append(
                 AttentionRecord(
-                    q=_join([p.q for p in pieces], 1),
-                    k=_join([p.k for p in pieces], 1),
+                    q=self.q[layer].join(),
+                    k=self.k[layer].join(),
                     scaling=meta[0],
                     softcap=meta[1],
                     sinks=meta[2],
-                    key_bias=None if any(b is None for b in bias) else _join(bias, 1),  # type: ignore[arg-type]
-                    first_key=_join([p.first for p in pieces], 0),
-                    last_key=_join([p.last for p in pieces], 0),
+                    key_bias=bias.join() if len(bias) == forwards else None,
+                    first_key=self.first[layer].join(),
+                    last_key=self.last[layer].join(),
                 )
             )
-            pieces.clear()
         return out
-
-
-def _join(pieces: list[torch.Tensor], dim: int) -> torch.Tensor:
-    """The pieces as one tensor (an ordinary one: inference-mode tensors are copied)."""
-    if len(pieces) == 1:
-        return pieces[0].clone() if pieces[0].is_inference() else pieces[0]
-    return torch.cat(pieces, dim)
 
 
 _SESSIONS: dict[int, _Session] = {}
@@ -304,13 +336,14 @@ class Recorder:
     then says it is unusable (`capture()` raises NotAvailable).
     """
 
-    def __init__(self, arch: Architecture) -> None:
+    def __init__(self, arch: Architecture, steps: int = 0) -> None:
+        """`steps`: single-position forwards to reserve room for (a generation's decode steps)."""
         self.arch = arch
         n = len(arch.layers)
-        self.residual: list[list[torch.Tensor]] = [[] for _ in range(n + 1)]
-        self.attn: list[list[torch.Tensor]] = [[] for _ in range(n)]
-        self.mlp: list[list[torch.Tensor]] = [[] for _ in range(n)]
-        self.session = _Session(arch)
+        self.residual = [_Rows(0, steps) for _ in range(n + 1)]
+        self.attn = [_Rows(0, steps) for _ in range(n)]
+        self.mlp = [_Rows(0, steps) for _ in range(n)]
+        self.session = _Session(arch, steps)
         self.positions = 0  # positions recorded so far
         self.forwards = 0
         self.failure: str | None = None
@@ -324,7 +357,7 @@ class Recorder:
     def _mine(self) -> bool:
         return self._thread == threading.get_ident()
 
-    def _keep(self, target: list[torch.Tensor], get: Any) -> None:
+    def _keep(self, target: _Rows, get: Any) -> None:
         try:
             target.append(get())
         except Exception as exc:  # never break the model's forward
@@ -341,7 +374,7 @@ class Recorder:
 
             return hook
 
-        def store(target: list[list[torch.Tensor]], i: int, factor: float = 1.0):
+        def store(target: list[_Rows], i: int, factor: float = 1.0):
             def get(args: Any, output: Any) -> torch.Tensor:
                 out = arch.contribution(args, output).detach()
                 return out * factor if factor != 1.0 else out
@@ -433,9 +466,9 @@ class Recorder:
         if missing or any(len(t) != forwards for t in (*self.attn, *self.mlp)):
             raise NotAvailable(f"the capture's hooks did not fire for this architecture (layers {missing})")
         records = self.session.records(forwards)
-        residual = [_join(self._take(t), 0) for t in self.residual]
-        attn = [_join(self._take(t), 0) for t in self.attn]
-        mlp = [_join(self._take(t), 0) for t in self.mlp]
+        residual = [t.join() for t in self.residual]
+        attn = [t.join() for t in self.attn]
+        mlp = [t.join() for t in self.mlp]
         extra = None
         if self.arch.extra_part:  # the rest of what each layer added (Gemma 4: its per-layer input and layer scale)
             extra = [
@@ -443,12 +476,6 @@ class Recorder:
                 for i in range(n)
             ]
         return Capture(residual, attn, mlp, records, self.session.problems, extra)
-
-    @staticmethod
-    def _take(pieces: list[torch.Tensor]) -> list[torch.Tensor]:
-        taken = list(pieces)
-        pieces.clear()
-        return taken
 
 
 @torch.no_grad()

@@ -146,3 +146,25 @@ def test_the_self_check_refuses_a_kept_capture_that_is_off(monkeypatch):
     monkeypatch.setattr(_Session, "begin", lambda self, offset: real(self, 0))
     report = fresh(tiny_loaded("llama")).info.internals
     assert report is not None and report.verified and not report.live_capture
+
+
+@pytest.mark.parametrize("dim", [0, 1])
+def test_decode_rows_go_into_one_reserved_buffer_in_order(dim):
+    """Single positions are copied into a buffer reserved once (no tensor kept per step);
+    chunks before, between and after them keep their places, and overflow still joins."""
+    from llmvis.capture import _Rows
+
+    g = torch.Generator().manual_seed(0)
+
+    def piece(n: int) -> torch.Tensor:
+        shape = [n, 4] if dim == 0 else [3, n, 4]
+        return torch.randn(shape, generator=g)
+
+    pieces = [piece(5), piece(1), piece(1), piece(3), *[piece(1) for _ in range(4)]]
+    rows = _Rows(dim, capacity=4)
+    for p in pieces:
+        rows.append(p)
+    assert len(rows) == len(pieces) and rows.buffer is not None
+    assert rows.buffer.shape[dim] == 4 and len(rows.chunks) == 3  # 5 | the two singles | 3; then buffered
+    assert torch.equal(rows.join(), torch.cat(pieces, dim))
+    assert rows.chunks == [] and rows.buffer is None

@@ -132,7 +132,7 @@ class Generation:
         if keep is None or not keep.fits(len(self.recorder.known) + self.params.max_new_tokens):
             return
         try:
-            self._recorder = Recorder(self.loaded.arch).open()
+            self._recorder = Recorder(self.loaded.arch, steps=self.params.max_new_tokens).open()
         except Exception:  # an architecture the seam cannot read: the run goes on without
             log.debug("no capture during generation", exc_info=True)
 
