@@ -150,7 +150,7 @@ class _Session:
         self.meta: list[tuple[float, float | None, torch.Tensor | None] | None] = [None] * len(arch.layers)
         self.offset = 0  # absolute position of the current forward's first query
         # mask id → (the mask, its band); the mask is held so that its id is not reused meanwhile
-        self._bands: dict[int, tuple[Any, tuple[torch.Tensor, torch.Tensor]]] = {}
+        self._bands: dict[Any, tuple[Any, tuple[torch.Tensor, torch.Tensor]]] = {}
         self.problems: dict[int, str] = {}
 
     def begin(self, offset: int) -> None:
@@ -209,15 +209,17 @@ class _Session:
         """Which keys each of this forward's `n` queries may see, as absolute positions
         [first, last]: from the model's own mask (shared by the layers of one type, so reduced
         once per forward; its last column is the newest key), or causal (and the kernel's window)."""
+        key = id(mask) if mask is not None else ("causal", window)  # every layer of a type shares it
+        hit = self._bands.get(key)
+        if hit is not None:
+            return hit[1]
         if mask is None:
             last = torch.arange(self.offset, self.offset + n)
             first = (last - int(window) + 1).clamp_min(0) if window else torch.zeros(n, dtype=torch.long)
+            self._bands[key] = (None, (first, last))
             return first, last
         if not isinstance(mask, torch.Tensor):
             raise NotAvailable(f"this model's attention mask is a {type(mask).__name__}, not a tensor")
-        hit = self._bands.get(id(mask))
-        if hit is not None:
-            return hit[1]
         m = mask.reshape(-1, *mask.shape[-2:])[0, -n:].to("cpu")  # [n, K]: every head and batch row alike
         if m.dtype == torch.bool:
             allowed = m

@@ -351,7 +351,7 @@ def test_the_summaries_ahead_let_a_waiting_view_in_and_stop_for_a_new_job():
     with slot.lock:
         waiter = threading.Thread(target=lambda: (slot.lock.__enter__(), order.append("view"), slot.lock.__exit__()))
         waiter.start()
-        time.sleep(0.1)  # the view now waits for the lock
+        wait_for(lambda: slot.lock._next == 2)  # the view now waits for the lock
         job._pause()  # between two layers: the view goes first
         order.append("summary")
     waiter.join(5)

@@ -318,4 +318,6 @@ def test_the_rollout_computed_ahead_gives_every_targets_row(arch):
         kept = internals.cache.peek((internals.key, "mean_attention", layer))
         assert kept is not None and torch.allclose(kept, internals.attention(layer).mean(0), atol=1e-6)
     for t, scores in zip(targets, own, strict=True):
-        assert compute("attribution", ctx, {"position": t}).scores == pytest.approx(scores, rel=1e-6, abs=1e-9)
+        assert compute("attribution", ctx, {"position": t}).scores == pytest.approx(
+            scores, rel=1e-5, abs=1e-7
+        )  # Ā whole vs by rows: other matmul shapes

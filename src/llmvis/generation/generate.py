@@ -152,7 +152,6 @@ class Generation:
                 with torch.inference_mode(), recorder.forward(1):
                     last = torch.tensor([[ids[-1]]], device=self.loaded.device)
                     self.loaded.model(input_ids=last, logits_to_keep=1, **self.loaded.cache_kwargs(cache))
-            recorder.close()
             if recorder.positions == len(ids):
                 with torch.no_grad():
                     self.keep_capture(ids, recorder.capture())
