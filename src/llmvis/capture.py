@@ -5,8 +5,9 @@ needs, O(L·T·d):
     attn(l):      [T, d]  what layer l's attention adds to the residual stream
     mlp(l):       [T, d]  what layer l's MLP adds   (residual(l+1) = residual(l) + attn + mlp)
     extra(l):     [T, d]  only where a family's layers add more (arch.extra_part): the rest
-    attention(l): the rotated queries [H, T, hd] and keys [kv, T, hd] that layer l's attention
-                  computed with, its scaling, soft-cap and sinks, and which keys each query saw
+    attention(l): the rotated queries [H, T, hd], keys and values [kv, T, hd] that layer l's
+                  attention computed with, its scaling, soft-cap and sinks, and which keys each
+                  query saw
 
 Blocks are found through the architecture seam (arch/). Attention is recorded where every
 modern transformers attention class hands its inputs to the attention kernel: the
@@ -48,10 +49,11 @@ class AttentionRecord:
     key_bias: torch.Tensor | None  # [H, T]: added to every query's scores for each key (ALiBi)
     first_key: torch.Tensor  # [T] long: the first key each query may see (sliding windows, chunks)
     last_key: torch.Tensor  # [T] long: the last one (the query itself: causal)
+    v: torch.Tensor | None = None  # [kv_heads, T, hd]: what each head mixes (None: not handed over)
 
     @property
     def nbytes(self) -> int:
-        extra = [t for t in (self.sinks, self.key_bias) if t is not None]
+        extra = [t for t in (self.sinks, self.key_bias, self.v) if t is not None]
         tensors = [self.q, self.k, self.first_key, self.last_key, *extra]
         return sum(t.numel() * t.element_size() for t in tensors)
 
@@ -141,9 +143,10 @@ class _Session:
             with suppress(NotAvailable):
                 self.layer_of[id(arch.attention(i))] = i
         n = len(arch.layers)
-        # per layer: queries [H, n, hd], new keys [kv, n, hd], key bias [H, n], each query's band [n]
+        # per layer: queries [H, n, hd], new keys and values [kv, n, hd], key bias [H, n], each query's band [n]
         self.q = [_Rows(1, capacity) for _ in range(n)]
         self.k = [_Rows(1, capacity) for _ in range(n)]
+        self.v = [_Rows(1, capacity) for _ in range(n)]
         self.bias = [_Rows(1, capacity) for _ in range(n)]
         self.first = [_Rows(0, capacity) for _ in range(n)]
         self.last = [_Rows(0, capacity) for _ in range(n)]
@@ -158,13 +161,15 @@ class _Session:
         self.offset = offset
         self._bands.clear()
 
-    def from_interface(self, module: nn.Module, query: torch.Tensor, key: torch.Tensor, mask: Any, kwargs: Any) -> None:
+    def from_interface(
+        self, module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Any, kwargs: Any
+    ) -> None:
         """A call of the AttentionInterface: the keywords every attention class passes."""
         layer = self.layer_of.get(id(module))
         if layer is not None:
             self.report(
                 layer, query, key, mask, scaling=kwargs.get("scaling"), softcap=kwargs.get("softcap"),
-                sinks=kwargs.get("s_aux"), window=kwargs.get("sliding_window"),
+                sinks=kwargs.get("s_aux"), window=kwargs.get("sliding_window"), value=value,
             )  # fmt: skip
 
     def report(
@@ -179,10 +184,11 @@ class _Session:
         sinks: torch.Tensor | None = None,
         window: int | None = None,
         key_bias: torch.Tensor | None = None,
+        value: torch.Tensor | None = None,
     ) -> None:
         """Keep what `layer`'s attention computed with: query [1, H, n, hd] for this forward's n
-        positions, key [1, kv, K, hd] whose last n are theirs (before them, where the family
-        hands them over: the KV cache's), the mask over every key the queries chose among."""
+        positions, key and value [1, kv, K, hd] whose last n are theirs (before them, where the
+        family hands them over: the KV cache's), the mask over every key the queries chose among."""
         if layer in self.problems:
             return
         n, keys = query.shape[-2], key.shape[-2]
@@ -200,6 +206,8 @@ class _Session:
         # contiguous: a view into a fused q/k/v would keep v alive, one into the KV cache the cache
         self.q[layer].append(query[0].detach().contiguous())
         self.k[layer].append(key[0, :, keys - n :].detach().contiguous())
+        if value is not None:
+            self.v[layer].append(value[0, :, value.shape[-2] - n :].detach().contiguous())
         self.first[layer].append(first)
         self.last[layer].append(last)
         if key_bias is not None:
@@ -249,7 +257,7 @@ class _Session:
                     self.problems[layer] = "its attention was not recorded in every forward"
                 out.append(None)
                 continue
-            bias = self.bias[layer]
+            bias, values = self.bias[layer], self.v[layer]
             out.append(
                 AttentionRecord(
                     q=self.q[layer].join(),
@@ -260,6 +268,7 @@ class _Session:
                     key_bias=bias.join() if len(bias) == forwards else None,
                     first_key=self.first[layer].join(),
                     last_key=self.last[layer].join(),
+                    v=values.join() if len(values) == forwards else None,
                 )
             )
         return out
@@ -283,7 +292,7 @@ def _recording(base: str):
         session = _SESSIONS.get(threading.get_ident())
         if session is not None:
             try:
-                session.from_interface(module, query, key, mask, kwargs)
+                session.from_interface(module, query, key, value, mask, kwargs)
             except Exception as exc:  # never break the model's forward: the capture says what failed
                 layer = session.layer_of.get(id(module), -1)
                 session.problems[layer] = f"recording its attention failed ({exc})"

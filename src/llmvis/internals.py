@@ -15,7 +15,7 @@ methods are on that device too, callers move them with `.cpu()`.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +59,38 @@ class NormLinearisation:
         if self.centred:
             parts = parts - parts.mean(-1, keepdim=True)
         return parts * self.gain / self.scale
+
+    def adjoint(self, u: torch.Tensor) -> torch.Tensor:
+        """[d] the vector w with w · c = u · apply(c) for every part c (a read-out moved in front
+        of the norm: one dot product per part instead of one norm per part)."""
+        w = u.float() * self.gain / self.scale
+        return w - w.mean() if self.centred else w
+
+
+def _on(module: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`module` as a function of fp32 CPU rows: moved to its device and dtype."""
+    return lambda t: module(t.to(device_of(module, t.device), dtype_of(module, t.dtype)))
+
+
+@torch.no_grad()
+def linearise(norm: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> NormLinearisation:
+    """The norm `norm` (a callable on [n, d] rows, the model's own module) linearised at `x: [d]`
+    (see NormLinearisation): g and b measured with probes, whether it centres, and s at x."""
+    d = x.shape[-1]
+    if d % 2:
+        raise NotAvailable("a norm's linearisation needs an even hidden size")
+    probe = torch.ones(d)
+    probe[1::2] = -1.0  # mean 0, mean square 1: norm(probe) = g ⊙ probe / s(probe) + b
+    big = 1000.0  # s(big · probe) = big to within eps / big²
+    point = x.float().cpu()
+    out = norm(torch.stack([torch.zeros(d), big * probe, big * probe + 3.0 * big, point])).float().cpu()
+    bias = out[0]
+    gain = (out[1] - bias) * probe
+    centred = bool(torch.allclose(out[2], out[1], atol=1e-4 * float(out[1].abs().max()) + 1e-6))
+    u = gain * (point - point.mean() if centred else point)
+    y = out[3] - bias
+    scale = float((u * u).sum() / (u * y).sum()) if float((u * y).sum()) else 1.0
+    return NormLinearisation(gain=gain, bias=bias, centred=centred, scale=scale)
 
 
 class Internals:
@@ -357,6 +389,10 @@ class Internals:
     def unembed(self, x: torch.Tensor) -> torch.Tensor:
         """The logits' affine read-out of `x: [..., d]` -> [..., V] fp32: lm_head and the model's
         logit multiplier, no norm, no soft-capping (for linear read-outs)."""
+        return self._readout(x)
+
+    def _readout(self, x: torch.Tensor) -> torch.Tensor:
+        """unembed, differentiable."""
         head = self.lm_head
         out = head(x.to(device_of(head, x.device), dtype_of(head, x.dtype))).float()
         multiplier = self.arch.logit_multiplier
@@ -372,19 +408,217 @@ class Internals:
     @torch.no_grad()
     def norm_linearisation(self, final: torch.Tensor) -> NormLinearisation:
         """The final norm linearised at the final residual `final: [d]` (see NormLinearisation)."""
+        return linearise(self.normed, final)
+
+    def readout_direction(self, final: torch.Tensor, token_id: int, foil: int | None = None) -> torch.Tensor:
+        """[d] u with u · c = the direct effect of a part c of the residual on logit(token_id)
+        (− logit(foil)), through the final norm linearised at `final` and the read-out: the
+        read-out's row (difference) is its gradient, taken through the model's own module."""
         d = final.shape[-1]
-        if d % 2:
-            raise NotAvailable("the final norm's linearisation needs an even hidden size")
-        probe = torch.ones(d)
-        probe[1::2] = -1.0  # mean 0, mean square 1: norm(probe) = g ⊙ probe / s(probe) + b
-        big = 1000.0  # s(big · probe) = big to within eps / big²
-        out = self.normed(torch.stack([torch.zeros(d), big * probe, big * probe + 3.0 * big, final.float().cpu()]))
-        out = out.float().cpu()
-        bias = out[0]
-        gain = (out[1] - bias) * probe
-        centred = bool(torch.allclose(out[2], out[1], atol=1e-4 * float(out[1].abs().max()) + 1e-6))
-        x = final.float().cpu()
-        u = gain * (x - x.mean() if centred else x)
-        y = out[3] - bias
-        scale = float((u * u).sum() / (u * y).sum()) if float((u * y).sum()) else 1.0
-        return NormLinearisation(gain=gain, bias=bias, centred=centred, scale=scale)
+        with torch.inference_mode(False), torch.enable_grad():
+            x = torch.zeros(1, d, requires_grad=True)
+            out = self._readout(x)[0]
+            y = out[token_id] - out[foil] if foil is not None else out[token_id]
+            (row,) = torch.autograd.grad(y, x)
+        return self.norm_linearisation(final).adjoint(row[0])
+
+    # ------------------------------------------------------------------ heads and neurons
+
+    @torch.no_grad()
+    def head_mix(self, layer: int, positions: Sequence[int]) -> torch.Tensor:
+        """[H, n, hd] each head's mix of values at query `positions`: Σ_j attention[h, i, j] · v[j],
+        what the output projection reads (fp32)."""
+        record = self.record(layer)
+        if record.v is None:
+            raise NotAvailable(f"layer {layer}'s attention did not hand its values to the capture")
+        idx = torch.tensor([int(p) for p in positions], dtype=torch.long)
+        end = int(idx.max()) + 1
+        w = self._weights(record, idx, end)  # [H, n, end]
+        v = record.v[:, :end].float().to(w.device)
+        heads, n = w.shape[:2]
+        kv = v.shape[0]
+        return torch.matmul(w.reshape(kv, heads // kv, n, end), v[:, None]).reshape(heads, n, -1)
+
+    @torch.no_grad()
+    def head_outputs(self, layer: int, position: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """What each head of `layer` adds to the residual at `position` ([H, d]) and the rest of
+        what the block adds ([d]: the output projection's bias, through an output norm), fp32 on
+        CPU. Each head's mix goes through the model's own output projection with the other heads
+        zeroed; an output norm is linearised at the block's output, like the final norm. They sum
+        to `attn_out(layer)[position]`; NotAvailable where they do not (a gate the seam does not know)."""
+        mix = self.head_mix(layer, [position])[:, 0].cpu()  # [H, hd]
+        gate = self.arch.head_gate(layer, self.residual(layer)[position : position + 1])
+        if gate is not None:
+            mix = mix * gate[0].cpu()
+        heads, hd = mix.shape
+        rows = torch.zeros(heads + 1, heads, hd)  # head h alone, then no head (the bias)
+        rows[torch.arange(heads), torch.arange(heads)] = mix
+        proj = self.arch.attn_out_projection(layer)
+        x = rows.reshape(heads + 1, heads * hd)
+        out = proj(x.to(device_of(proj, x.device), dtype_of(proj, x.dtype))).float().cpu()
+        rest, parts = out[-1], out[:-1] - out[-1]
+        if self.arch.attn_output_norm:
+            norm = getattr(self.layers[layer], self.arch.attn_output_norm)
+            lin = linearise(_on(norm), out[-1] + parts.sum(0))
+            parts, rest = lin.apply(parts), lin.apply(rest[None])[0] + lin.bias
+        scale = self.arch.attn_scale
+        parts, rest = parts * scale, rest * scale
+        self._check_heads_add_up(layer, position, parts.sum(0) + rest)
+        return parts, rest
+
+    @torch.no_grad()
+    def head_projection(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(W: [H, hd, d] each head's slice of the attention's output projection, b: [d] its bias),
+        fp32 on CPU, read by passing identity rows through the model's own module (Conv1D,
+        offloaded or sharded weights alike). Cached with the run (it is the size of the weight)."""
+        key = (self.key, "head_projection", layer)
+        hit = self.cache.peek(key)
+        if hit is not None:
+            return hit
+        record = self.record(layer)
+        heads, hd = record.q.shape[0], record.q.shape[-1]
+        proj = self.arch.attn_out_projection(layer)
+        rows = torch.cat([torch.eye(heads * hd), torch.zeros(1, heads * hd)])
+        out = proj(rows.to(device_of(proj, rows.device), dtype_of(proj, rows.dtype))).float().cpu()
+        found = ((out[:-1] - out[-1]).reshape(heads, hd, -1), out[-1])
+        self.cache.put_if_room(key, found, out.numel() * 4)
+        return found
+
+    @torch.no_grad()
+    def value_outputs(self, layer: int, end: int) -> torch.Tensor:
+        """[end, H, d] what head h would write for each key position j < end if it attended to j
+        alone: v_hj W_h (fp32 on CPU; without any gate, which depends on the query)."""
+        record = self.record(layer)
+        if record.v is None:
+            raise NotAvailable(f"layer {layer}'s attention did not hand its values to the capture")
+        w_heads, _ = self.head_projection(layer)
+        values = record.v[:, :end].float().cpu()
+        written = torch.matmul(values.repeat_interleave(w_heads.shape[0] // values.shape[0], dim=0), w_heads)
+        return written.transpose(0, 1).contiguous()
+
+    def _gated_values(self, layer: int, position: int, gate: torch.Tensor) -> torch.Tensor:
+        """value_outputs of a gated layer for one query: [position + 1, H, d] (gate: [H, hd])."""
+        v, (w_heads, _) = self.record(layer).v, self.head_projection(layer)
+        assert v is not None
+        heads, end = w_heads.shape[0], position + 1
+        gated = v[:, :end].float().cpu().repeat_interleave(heads // v.shape[0], dim=0) * gate.cpu()[:, None]
+        return torch.matmul(gated, w_heads).transpose(0, 1)
+
+    def _attention_map(
+        self, layer: int, pre: torch.Tensor
+    ) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
+        """(parts [..., d] written before the attention's output norm → what they add to the
+        residual, the rest of what the block adds), for a block whose pre-norm output is `pre`."""
+        _, bias = self.head_projection(layer)
+        scale, d = self.arch.attn_scale, bias.shape[0]
+        if not self.arch.attn_output_norm:
+            return (lambda t: t * scale), bias * scale
+        lin = linearise(_on(getattr(self.layers[layer], self.arch.attn_output_norm)), pre)
+        return (lambda t: lin.apply(t.reshape(-1, d)).reshape(t.shape) * scale), (
+            lin.apply(bias[None])[0] + lin.bias
+        ) * scale
+
+    @torch.no_grad()
+    def token_contributions(
+        self, layer: int, positions: Sequence[int], values: torch.Tensor | None = None
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """For each query position p: what attention at `layer` brings to it from each earlier
+        token j, Σ_h a_hj · v_hj W_h ([p + 1, d]), and the rest ([d]: the output bias); through an
+        output norm linearised at the block's output and the block's scale, fp32 on CPU. They
+        sum to `attn_out(layer)[p]` (checked, as in head_outputs). One batched product per
+        layer (`values`: its value_outputs, when a caller already has them)."""
+        positions = [int(p) for p in positions]
+        end = max(positions) + 1
+        weights = self._weights(self.record(layer), torch.tensor(positions), end).cpu()  # [H, n, end]
+        gate = self.arch.head_gate(layer, self.residual(layer)[positions])
+        _, bias = self.head_projection(layer)
+        if gate is None:
+            written = values[:end] if values is not None and values.shape[0] >= end else self.value_outputs(layer, end)
+            both = torch.bmm(weights.permute(2, 1, 0), written)  # [end, n, d]: every query at once
+            raw = [both[: p + 1, k] for k, p in enumerate(positions)]
+        else:  # a gate per query: each query its own product
+            raw = [
+                (self._gated_values(layer, p, gate[k]) * weights[:, k, : p + 1].T[..., None]).sum(1)
+                for k, p in enumerate(positions)
+            ]
+        out = []
+        for p, parts in zip(positions, raw, strict=True):
+            to_residual, rest = self._attention_map(layer, parts.sum(0) + bias)
+            parts = to_residual(parts)
+            self._check_heads_add_up(layer, p, parts.sum(0) + rest)
+            out.append((parts, rest))
+        return out
+
+    @torch.no_grad()
+    def token_head_parts(
+        self, layer: int, position: int, sources: Sequence[int], values: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """[len(sources), H, d] what each head of `layer` brings to `position` from each source
+        token: a_hj · v_hj W_h, mapped to the residual as in token_contributions."""
+        end = position + 1
+        weights = self._weights(self.record(layer), torch.tensor([position]), end)[:, 0].cpu()  # [H, end]
+        gate = self.arch.head_gate(layer, self.residual(layer)[position : position + 1])
+        if gate is not None:
+            written = self._gated_values(layer, position, gate[0])
+        else:
+            written = values[:end] if values is not None and values.shape[0] >= end else self.value_outputs(layer, end)
+        idx = torch.tensor([int(j) for j in sources], dtype=torch.long)
+        by_head = weights.T[idx, :, None] * written[idx]
+        w_heads, bias = self.head_projection(layer)
+        mix = self.head_mix(layer, [position])[:, 0].cpu()  # the block's pre-norm output, cheaply
+        if gate is not None:
+            mix = mix * gate[0].cpu()
+        to_residual, _ = self._attention_map(layer, torch.einsum("hk,hkd->d", mix, w_heads) + bias)
+        return to_residual(by_head)
+
+    def _check_heads_add_up(self, layer: int, position: int, total: torch.Tensor) -> None:
+        """NotAvailable unless `total` equals what the attention block added at `position`."""
+        added = self.attn_out(layer)[position].float().cpu()
+        gap = float((total - added).abs().max())
+        exact = torch.finfo(dtype_of(self.arch.attn_out_projection(layer), torch.float32)).eps < 1e-6
+        if gap > (2e-3 if exact else 5e-2) * float(added.abs().max()) + 1e-5:
+            proj = type(self.arch.attn_out_projection(layer)).__name__
+            raise NotAvailable(
+                f"layer {layer}'s attention output is not the sum of its heads' value mixes through "
+                f"{proj} (off by {gap:.3g}; the family gates or mixes heads after attention)"
+            )
+
+    @torch.no_grad()
+    def neuron_effects(self, layer: int, position: int, direction: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """Each MLP neuron's direct effect on `direction · residual` at `position` ([intermediate]:
+        activation × direction read back through the output projection), and the effect of the
+        rest (the projection's bias, through an output norm); they sum to `direction · mlp_out`.
+        The projection's transpose is its gradient, taken through the model's own module, so a
+        whole layer costs one MLP row and one backward."""
+        acts = self.mlp_activations(layer, slice(position, position + 1))[0].float().cpu()
+        arch = self.arch
+        u = direction.float().cpu() * arch.contribution_scale
+        with torch.inference_mode(False), torch.enable_grad():
+            a = torch.zeros(1, acts.shape[0], requires_grad=True)
+            projected = self._projected(layer, a)[0]
+            bias = projected.detach()
+            if arch.mlp_output_norm:  # linearised at the MLP's output, as the final norm is
+                norm = getattr(self.layers[layer], arch.mlp_output_norm)
+                lin = linearise(_on(norm), self._projected(layer, acts[None]).detach()[0])
+                u_in, rest = lin.adjoint(u), float(lin.adjoint(u) @ bias + u @ lin.bias)
+            else:
+                u_in, rest = u, float(u @ bias)
+            (grad,) = torch.autograd.grad(projected @ u_in, a)
+        return acts * grad[0], rest
+
+    def _projected(self, layer: int, acts: torch.Tensor) -> torch.Tensor:
+        """arch.mlp_projected of activation rows `acts: [n, I]` (fp32 on CPU), on its device."""
+        proj = self.arch.mlp_out_projection(layer)
+        x = acts.to(device_of(proj, acts.device), dtype_of(proj, acts.dtype))
+        return self.arch.mlp_projected(layer, x).float().cpu()
+
+    @torch.no_grad()
+    def neuron_parts(self, layer: int, position: int, neurons: Sequence[int]) -> torch.Tensor:
+        """[len(neurons), d] what each listed neuron writes into the MLP's output at `position`
+        (activation × its column of the output projection, before any output norm), fp32 on CPU."""
+        acts = self.mlp_activations(layer, slice(position, position + 1))[0].float().cpu()
+        idx = torch.tensor([int(n) for n in neurons], dtype=torch.long)
+        rows = torch.zeros(len(idx) + 1, acts.shape[0])
+        rows[torch.arange(len(idx)), idx] = acts[idx]
+        out = self._projected(layer, rows)
+        return out[:-1] - out[-1]

@@ -33,7 +33,8 @@ CHECK_TOKENS = 8
 @torch.no_grad()
 def check_internals(loaded: LoadedModel) -> InternalsReport:
     """What this model's internals views can show, checked against its own eager forward."""
-    failed: dict[str, str] = {}  # part ("capture", "attention", "mlp") → why it is unavailable
+    # part ("capture", "attention", "mlp", "one_mlp": no layer is a mixture…) → why it is unavailable
+    failed: dict[str, str] = {}
     family, wiring, worst, tol = "unknown", "", 0.0, 1e-3
     moe: list[int] = []
     attention_layers: list[int] | None = None
@@ -178,7 +179,7 @@ def _compare_mlp(internals: Internals, tol: float, failed: dict[str, str]) -> fl
     experts = [i for i in range(internals.n_layers) if arch.mlp_kind(i) == "experts"]
     if experts:  # the activations view shows every layer's neurons
         which = "every layer's MLP is" if len(experts) == internals.n_layers else f"the MLP of layers {experts} is"
-        failed["mlp"] = f"{which} a mixture of experts: its neurons belong to the experts, not to one MLP"
+        failed["one_mlp"] = f"{which} a mixture of experts: its neurons belong to the experts, not to one MLP"
     dense = next((i for i in range(internals.n_layers) if i not in experts), None)
     if dense is None:
         return 0.0

@@ -102,4 +102,4 @@ def test_a_mixture_whose_experts_cannot_be_called_is_told_and_keeps_its_other_vi
     monkeypatch.setattr(Architecture, "expert_part", odd)
     report = fresh(tiny_loaded("mixtral")).info.internals
     assert report is not None and "experts called another way" in report.unavailable["experts"]
-    assert set(report.unavailable) == {"experts", "activations"}  # attention, residual stream… stay
+    assert set(report.unavailable) == {"experts", "activations", "neuron_contributions"}  # attention… stay

@@ -178,9 +178,9 @@ def test_cache_hits_misses_and_eviction():
     a, b = random_ids(loaded, T, seed=1), random_ids(loaded, T, seed=2)
     probe = Internals(loaded, a).capture()
     one = probe.nbytes
-    # (L+1) residuals + L attn + L mlp: [T, 64] fp32; per layer queries [4 heads, T, 16] and keys
-    # [2 kv heads, T, 16] fp32, and each query's first and last key (int64)
-    assert one == (2 * 3 + 1) * T * 64 * 4 + 2 * (T * 64 * 4 + T * 32 * 4) + 2 * 2 * T * 8
+    # (L+1) residuals + L attn + L mlp: [T, 64] fp32; per layer queries [4 heads, T, 16], keys and
+    # values [2 kv heads, T, 16] fp32, and each query's first and last key (int64)
+    assert one == (2 * 3 + 1) * T * 64 * 4 + 2 * (T * 64 * 4 + 2 * T * 32 * 4) + 2 * 2 * T * 8
     cache = CaptureCache(max_bytes=int(one * 1.5))  # room for one capture only
     ia, ib = Internals(loaded, a, cache=cache), Internals(loaded, b, cache=cache)
     ia.residual(0)

@@ -321,3 +321,40 @@ def test_the_rollout_computed_ahead_gives_every_targets_row(arch):
         assert compute("attribution", ctx, {"position": t}).scores == pytest.approx(
             scores, rel=1e-5, abs=1e-7
         )  # Ā whole vs by rows: other matmul shapes
+
+
+@pytest.mark.parametrize("method", ["grad_x_input", "integrated_gradients"])
+def test_a_foil_attributes_the_difference(method):
+    """With a foil the objective is y(target) − y(foil), so gradient scores are the difference
+    of the two single-token attributions (both linear in y), and the output their gap."""
+    ctx = _ctx("llama")
+    pos = 14
+    foil = (ctx.trace.ids[pos] + 5) % 200
+    base = {"position": pos, "method": method, "steps": 16}
+    both = compute("attribution", ctx, {**base, "foil": foil})
+    one = compute("attribution", ctx, base)
+    with torch.no_grad():
+        logits = ctx.loaded.model(torch.tensor([ctx.trace.ids[:pos]])).logits[0, -1].float()
+    assert both.output == pytest.approx(float(logits[ctx.trace.ids[pos]] - logits[foil]), rel=1e-3, abs=1e-4)
+    assert both.foil_id == foil and "foil" in both.objective and one.foil_id is None
+    ids, loaded = ctx.trace.ids, ctx.loaded
+    if method == "grad_x_input":
+        a, _ = attr.grad_x_input(loaded, ids[:pos], ids[pos], "logit")
+        b, _ = attr.grad_x_input(loaded, ids[:pos], foil, "logit")
+    else:
+        a = attr.integrated_gradients(loaded, ids[:pos], ids[pos], "logit", 16, "pad", True)[0]
+        b = attr.integrated_gradients(loaded, ids[:pos], foil, "logit", 16, "pad", True)[0]
+    scale = float((a - b).abs().max())
+    assert torch.allclose(torch.tensor(both.scores), a - b, rtol=2e-3, atol=1e-3 * scale)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"method": "rollout", "foil": 3}, "a foil needs a gradient method"),
+        ({"method": "grad_x_input", "foil": 10**6}, "out of range"),
+    ],
+)
+def test_bad_foils_are_refused(params, message):
+    with pytest.raises(ViewParamError, match=message):
+        compute("attribution", _ctx("llama"), {"position": 5, **params})

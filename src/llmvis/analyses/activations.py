@@ -197,7 +197,12 @@ def _distributions(
 
 
 @register(
-    "activations", "Activation distributions", ActivationsParams, ActivationsView, needs_internals=True, uses=("mlp",)
+    "activations",
+    "Activation distributions",
+    ActivationsParams,
+    ActivationsView,
+    needs_internals=True,
+    uses=("mlp", "one_mlp"),
 )
 def activations_view(ctx: ViewContext, p: ActivationsParams) -> ActivationsView:
     """Per layer: histogram and moments of MLP activations and of attention outputs."""

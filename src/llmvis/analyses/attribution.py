@@ -11,7 +11,8 @@ The token at position `t` is predicted from the logits at position `t − 1`, wh
   attention sink nearly all of it flows to position 0 (the bundled model: 1 − 1e-6), a
   known property of rollout; charts may rescale the other positions.
 - grad_x_input: `∂y/∂e_s · e_s` per source token, y being the target token's logit (or its
-  log-probability) and e_s the input embedding.
+  log-probability) and e_s the input embedding. With a `foil`, y is the difference
+  logit(target) − logit(foil) (or of log-probabilities): why this token rather than that one.
 - integrated_gradients: captum's IntegratedGradients on the input embeddings from a pad-token
   (or zero) baseline; attributions sum to y(input) − y(baseline) up to the reported delta.
   The pad baseline is the default: on the path from zero, an RMSNorm's output jumps within
@@ -33,7 +34,7 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, Field
 
-from llmvis.analyses.common import check_position, round4
+from llmvis.analyses.common import check_position, check_token_id, id_label, round4
 from llmvis.analyses.registry import ViewContext, ViewParamError, register
 from llmvis.internals import Internals
 from llmvis.models.loaded import LoadedModel
@@ -48,6 +49,9 @@ class AttributionParams(BaseModel):
     method: Method = Field(default="rollout", description="rollout (fast, no gradients) or a gradient method")
     objective: Objective = Field(
         default="logit", description="gradient methods: differentiate the target's logit or log-probability"
+    )
+    foil: int | None = Field(
+        default=None, ge=0, description="gradient methods: attribute objective(target) − objective(foil) instead"
     )
     steps: int = Field(default=32, ge=2, le=512, description="integrated gradients: integration steps")
     baseline: Literal["pad", "zero"] = Field(
@@ -68,6 +72,8 @@ class AttributionView(BaseModel):
     position: int
     target_id: int
     target_label: str
+    foil_id: int | None = None
+    foil_label: str | None = None
     positions: list[int] = Field(description="[t] source positions 0..t−1")
     labels: list[str] = Field(description="[t] source token labels")
     scores: list[float] = Field(description="[t] signed attribution of each source token")
@@ -136,8 +142,11 @@ def _model_of(ctx: ViewContext) -> LoadedModel:
     return loaded
 
 
-def objective_fn(model: Any, target: int, objective: Objective) -> Callable[[torch.Tensor], torch.Tensor]:
-    """`f(embeds: [b, t, d]) -> [b]`: the target's logit (or log-prob) at the last position."""
+def objective_fn(
+    model: Any, target: int, objective: Objective, foil: int | None = None
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`f(embeds: [b, t, d]) -> [b]`: the target's logit (or log-prob) at the last position,
+    less the foil's when there is one."""
     kwargs: dict[str, Any] = {"use_cache": False}
     if "logits_to_keep" in inspect.signature(model.forward).parameters:
         kwargs["logits_to_keep"] = 1
@@ -146,7 +155,7 @@ def objective_fn(model: Any, target: int, objective: Objective) -> Callable[[tor
         logits = model(inputs_embeds=embeds, **kwargs).logits[:, -1, :].float()
         if objective == "log_prob":
             logits = torch.log_softmax(logits, dim=-1)
-        return logits[:, target]
+        return logits[:, target] - logits[:, foil] if foil is not None else logits[:, target]
 
     return f
 
@@ -166,9 +175,11 @@ def _pad_id(loaded: LoadedModel) -> int:
     return 0
 
 
-def grad_x_input(loaded: LoadedModel, ids: list[int], target: int, objective: Objective) -> tuple[torch.Tensor, float]:
-    """(scores: [t], objective value) for predicting `target` after `ids`."""
-    f = objective_fn(loaded.model, target, objective)
+def grad_x_input(
+    loaded: LoadedModel, ids: list[int], target: int, objective: Objective, foil: int | None = None
+) -> tuple[torch.Tensor, float]:
+    """(scores: [t], objective value) for predicting `target` (rather than `foil`) after `ids`."""
+    f = objective_fn(loaded.model, target, objective, foil)
     with torch.inference_mode(False), torch.enable_grad():
         e = _embeddings(loaded, ids).clone().requires_grad_(True)
         y = f(e)
@@ -185,6 +196,7 @@ def integrated_gradients(
     steps: int,
     baseline: str,
     keep_first: bool = True,
+    foil: int | None = None,
 ) -> tuple[torch.Tensor, float, float, float]:
     """(scores: [t], output, baseline output, convergence delta) with captum's IntegratedGradients.
 
@@ -194,7 +206,7 @@ def integrated_gradients(
     """
     from captum.attr import IntegratedGradients
 
-    f = objective_fn(loaded.model, target, objective)
+    f = objective_fn(loaded.model, target, objective, foil)
     with torch.inference_mode(False), torch.enable_grad():
         e = _embeddings(loaded, ids).clone()
         b = _embeddings(loaded, [_pad_id(loaded)] * len(ids)).clone() if baseline == "pad" else torch.zeros_like(e)
@@ -217,6 +229,11 @@ def attribution_view(ctx: ViewContext, p: AttributionParams) -> AttributionView:
     if pos < 1:
         raise ViewParamError("position 0 has no earlier tokens to attribute to; choose a position ≥ 1")
     target = tokens[pos].id
+    foil = None if p.foil is None else check_token_id(ctx, p.foil, "foil")
+    if foil is not None and p.method == "rollout":
+        raise ViewParamError("rollout follows attention, not a logit: a foil needs a gradient method")
+    if foil == target:
+        raise ViewParamError("the foil is the token itself: choose another token to contrast with")
     output = base = delta = None
     kept = False
     if p.method == "rollout":
@@ -239,13 +256,13 @@ def attribution_view(ctx: ViewContext, p: AttributionParams) -> AttributionView:
         loaded = _model_of(ctx)
         ids = ctx.trace.ids[:pos]
         if p.method == "grad_x_input":
-            scores, output = grad_x_input(loaded, ids, target, p.objective)
+            scores, output = grad_x_input(loaded, ids, target, p.objective, foil)
         else:
             kept = p.keep_first and pos >= 2  # with one source token, keeping it leaves nothing
             scores, output, base, delta = integrated_gradients(
-                loaded, ids, target, p.objective, p.steps, p.baseline, kept
+                loaded, ids, target, p.objective, p.steps, p.baseline, kept, foil
             )
-        objective = p.objective
+        objective = p.objective if foil is None else f"{p.objective}(target) − {p.objective}(foil)"
     total = float(scores.abs().sum())
     share = scores.abs() / total if total > 0 else torch.zeros_like(scores)
     return AttributionView(
@@ -254,6 +271,8 @@ def attribution_view(ctx: ViewContext, p: AttributionParams) -> AttributionView:
         position=pos,
         target_id=target,
         target_label=tokens[pos].label,
+        foil_id=foil,
+        foil_label=None if foil is None else id_label(ctx, foil),
         positions=list(range(pos)),
         labels=[t.label for t in tokens[:pos]],
         scores=round4(scores),

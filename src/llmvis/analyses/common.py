@@ -142,6 +142,20 @@ def id_label(ctx: ViewContext, token_id: int) -> str:
     return ctx.loaded.labeler(int(token_id))
 
 
+def check_token_id(ctx: ViewContext, token_id: int, what: str = "token_id") -> int:
+    """Validate a token id against the model's vocabulary (its read-out's width)."""
+    vocab = int(ctx.require_internals().lm_head.weight.shape[0])
+    if not 0 <= token_id < vocab:
+        raise ViewParamError(f"{what} {token_id} is out of range: the vocabulary is 0..{vocab - 1}")
+    return int(token_id)
+
+
+def objective_text(ctx: ViewContext, token_id: int, foil: int | None) -> str:
+    """What a logit-explaining view explains: the target's logit, or its difference from the foil's."""
+    target = f"logit({id_label(ctx, token_id)!r})"
+    return target if foil is None else f"{target} − logit({id_label(ctx, foil)!r})"
+
+
 def pool_bins(matrix: torch.Tensor, rsize: int, csize: int) -> torch.Tensor:
     """Max over consecutive blocks of `rsize` rows × `csize` cols of `matrix: [..., R, C]`."""
     rows, cols = matrix.shape[-2], matrix.shape[-1]

@@ -6,8 +6,10 @@ Index convention: hidden state `l` (0..L) is the residual stream *entering* deco
 - `layer_similarity`: cosine between hidden states — consecutive ones, each against the last,
   and the full (L+1)×(L+1) matrix — at one position and averaged over positions.
 - `residual_stream`: per layer, the norms of the residual and of what attention and the MLP
-  add, and each contribution's direct effect on the logit of the predicted token.
-- `logit_lens`: the final norm + unembedding applied to every hidden state at one position.
+  add, and each contribution's direct effect on the logit of the predicted token (or on its
+  difference from a foil's: why this token rather than that one).
+- `logit_lens`: the final norm + unembedding applied to every hidden state at one position,
+  with the rank and probability of the target, a foil and up to 5 watched tokens per layer.
 
 `position` in `residual_stream` and `logit_lens` is the position of the token being
 *predicted* (as in the `tokens` view): the model chose it reading the residual stream at
@@ -25,14 +27,17 @@ biasless one are all handled.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from pydantic import BaseModel, Field
 
-from llmvis.analyses.common import check_position, id_label, round4
+from llmvis.analyses.common import check_position, check_token_id, id_label, objective_text, round4
 from llmvis.analyses.registry import ViewContext, ViewParamError, register
 from llmvis.internals import Internals
 
-SIM_CHUNK = 512  # positions per chunk when averaging cosines over the run
+SIM_CHUNK = 512
+MAX_WATCHED = 5  # positions per chunk when averaging cosines over the run
 
 
 def _hidden_at(internals: Internals, pos: int) -> torch.Tensor:
@@ -118,6 +123,9 @@ class ResidualStreamParams(BaseModel):
     token_id: int | None = Field(
         default=None, ge=0, description="token whose logit is decomposed (default: the token at `position`)"
     )
+    foil: int | None = Field(
+        default=None, ge=0, description="a contrast token: decompose logit(token) − logit(foil) instead"
+    )
 
 
 class ResidualLayer(BaseModel):
@@ -136,10 +144,15 @@ class ResidualStreamView(BaseModel):
     source_position: int = Field(description="position whose residual stream is shown (position-1)")
     token_id: int
     token_label: str
+    foil_id: int | None = None
+    foil_label: str | None = None
+    objective: str = Field(description="what the effects explain: the token's logit, or its difference from the foil's")
     embedding_norm: float
     embedding_logit: float = Field(description="direct effect of the embedding (h_0)")
     final_norm: float = Field(description="‖h_L‖")
-    logit: float = Field(description="the token's logit before final soft-capping (= sum of all effects)")
+    logit: float = Field(
+        description="the objective before final soft-capping (= the sum of all effects and the constant)"
+    )
     layers: list[ResidualLayer]
     linearisation: str
     extra_part: str | None = Field(
@@ -148,10 +161,10 @@ class ResidualStreamView(BaseModel):
 
 
 def direct_effects(
-    internals: Internals, parts: torch.Tensor, final: torch.Tensor, token_id: int
+    internals: Internals, parts: torch.Tensor, final: torch.Tensor, token_id: int, foil: int | None = None
 ) -> tuple[torch.Tensor, float, str]:
-    """(effect of each row of `parts: [n, d]` on `token_id`'s logit, the constant part of the
-    logit, how the final norm was linearised), the norm linearised at `final: [d]`.
+    """(effect of each row of `parts: [n, d]` on `token_id`'s logit (minus `foil`'s), the
+    constant part of it, how the final norm was linearised), the norm linearised at `final: [d]`.
 
     effect(c) = W(g ⊙ (c − μ(c)) / s)[token] with W the logits' linear read-out; the model's own
     modules are called (no weight is read directly), so offloaded or sharded weights work."""
@@ -159,7 +172,10 @@ def direct_effects(
     lin = internals.norm_linearisation(final)
     d = final.shape[-1]
     rows = torch.cat([lin.apply(parts), torch.zeros(1, d), lin.bias[None]])  # then: no part, the norm's bias
-    out = internals.unembed(rows)[:, token_id].cpu()
+    logits = internals.unembed(rows)
+    out = logits[:, token_id].cpu()
+    if foil is not None:
+        out = out - logits[:, foil].cpu()
     base = out[-2]  # the read-out's own bias, if any
     how = (
         f"final {lin.kind} linearised at the final residual: effect(c) = W_U[token] · (g ⊙ "
@@ -183,10 +199,8 @@ def residual_stream(ctx: ViewContext, p: ResidualStreamParams) -> ResidualStream
     """Norms per layer and each block's direct effect on the predicted token's logit."""
     internals = ctx.require_internals()
     pos, src = _predicted(ctx, p.position)
-    token_id = ctx.trace.tokens[pos].id if p.token_id is None else p.token_id
-    vocab = int(internals.lm_head.weight.shape[0])
-    if not 0 <= token_id < vocab:
-        raise ViewParamError(f"token_id {token_id} is out of range: the vocabulary is 0..{vocab - 1}")
+    token_id = check_token_id(ctx, ctx.trace.tokens[pos].id if p.token_id is None else p.token_id)
+    foil = None if p.foil is None else check_token_id(ctx, p.foil, "foil")
     n = internals.n_layers
     final = internals.residual(n)[src].float().cpu()
     emb = internals.residual(0)[src].float().cpu()
@@ -195,7 +209,7 @@ def residual_stream(ctx: ViewContext, p: ResidualStreamParams) -> ResidualStream
     extra = [e for e in (internals.extra_out(i) for i in range(n)) if e is not None]  # Gemma 4, Falcon-H1
     more = torch.stack([e[src].float().cpu() for e in extra]) if extra else torch.zeros(0, emb.shape[0])
     parts = torch.cat([emb[None], attn, mlp, more, final[None]])
-    effects, constant, how = direct_effects(internals, parts, final, token_id)
+    effects, constant, how = direct_effects(internals, parts, final, token_id, foil)
     emb_effect, attn_effect, mlp_effect = effects[0], effects[1 : n + 1], effects[n + 1 : 2 * n + 1]
     extra_effect = effects[2 * n + 1 : -1]
     logit = float(effects[-1]) + constant
@@ -217,6 +231,9 @@ def residual_stream(ctx: ViewContext, p: ResidualStreamParams) -> ResidualStream
         source_position=src,
         token_id=token_id,
         token_label=id_label(ctx, token_id),
+        foil_id=foil,
+        foil_label=None if foil is None else id_label(ctx, foil),
+        objective=objective_text(ctx, token_id, foil),
         embedding_norm=round4(float(emb.norm())),
         embedding_logit=round4(float(emb_effect)),
         final_norm=round4(float(final.norm())),
@@ -235,6 +252,10 @@ class LogitLensParams(BaseModel):
         default=None, ge=1, description="position of the predicted token (default: last); read at position-1"
     )
     top_k: int = Field(default=5, ge=1, le=20, description="tokens listed per layer")
+    foil: int | None = Field(default=None, ge=0, description="a contrast token: its rank and logit gap per layer")
+    watch: list[Annotated[int, Field(ge=0)]] = Field(
+        default_factory=list, max_length=MAX_WATCHED, description=f"up to {MAX_WATCHED} more token ids to follow"
+    )
 
 
 class LensToken(BaseModel):
@@ -251,6 +272,16 @@ class LensLayer(BaseModel):
     target_prob: float = Field(description="probability of the chosen token at this layer")
     target_rank: int = Field(description="its rank, 0 = top-1")
     entropy: float = Field(description="entropy of this layer's distribution, nats")
+    foil_prob: float | None = Field(default=None, description="probability of the foil at this layer")
+    foil_rank: int | None = Field(default=None, description="the foil's rank, 0 = top-1")
+    logit_gap: float | None = Field(default=None, description="logit(target) − logit(foil) at this layer")
+
+
+class WatchedToken(BaseModel):
+    id: int
+    label: str
+    ranks: list[int] = Field(description="[L+1] rank at each hidden state, 0 = top-1")
+    probs: list[float] = Field(description="[L+1] probability at each hidden state")
 
 
 class LogitLensView(BaseModel):
@@ -258,7 +289,12 @@ class LogitLensView(BaseModel):
     source_position: int
     token_id: int = Field(description="the token that was chosen at `position`")
     token_label: str
+    foil_id: int | None = None
+    foil_label: str | None = None
     layers: list[LensLayer] = Field(description="L+1 entries, hidden states 0..L")
+    watched: list[WatchedToken] = Field(
+        default_factory=list, description="rank trajectories: the target, the foil, then the watched tokens"
+    )
 
 
 @register("logit_lens", "Logit lens", LogitLensParams, LogitLensView, needs_internals=True)
@@ -267,13 +303,18 @@ def logit_lens(ctx: ViewContext, p: LogitLensParams) -> LogitLensView:
     internals = ctx.require_internals()
     pos, src = _predicted(ctx, p.position)
     target = ctx.trace.tokens[pos].id
+    foil = None if p.foil is None else check_token_id(ctx, p.foil, "foil")
+    followed = list(dict.fromkeys([target, *([] if foil is None else [foil]), *p.watch]))
+    for token in p.watch:
+        check_token_id(ctx, token, "watch")
     hidden = torch.stack([internals.residual(i)[src] for i in range(internals.n_layers + 1)])
     logits = internals.logits(hidden).float().cpu()  # [L+1, V]
     logp = torch.log_softmax(logits, dim=-1)
     probs = logp.exp()
     entropy = -(probs * logp).sum(-1)
     top_p, top_i = probs.topk(p.top_k, dim=-1)
-    rank = (logits > logits[:, target : target + 1]).sum(-1)
+    ranks = {t: (logits > logits[:, t : t + 1]).sum(-1) for t in followed}
+    rank = ranks[target]
     layers = [
         LensLayer(
             layer=i,
@@ -284,9 +325,22 @@ def logit_lens(ctx: ViewContext, p: LogitLensParams) -> LogitLensView:
             target_prob=round4(float(probs[i, target])),
             target_rank=int(rank[i]),
             entropy=round4(float(entropy[i])),
+            foil_prob=None if foil is None else round4(float(probs[i, foil])),
+            foil_rank=None if foil is None else int(ranks[foil][i]),
+            logit_gap=None if foil is None else round4(float(logits[i, target] - logits[i, foil])),
         )
         for i in range(hidden.shape[0])
     ]
+    watched = [
+        WatchedToken(id=t, label=id_label(ctx, t), ranks=ranks[t].tolist(), probs=round4(probs[:, t])) for t in followed
+    ]
     return LogitLensView(
-        position=pos, source_position=src, token_id=target, token_label=id_label(ctx, target), layers=layers
+        position=pos,
+        source_position=src,
+        token_id=target,
+        token_label=id_label(ctx, target),
+        foil_id=foil,
+        foil_label=None if foil is None else id_label(ctx, foil),
+        layers=layers,
+        watched=watched,
     )

@@ -11,6 +11,7 @@ from llmvis.arch import (  # noqa: F401
     bloom,
     falcon,
     falcon_h1,
+    gated,
     gemma,
     gpt2,
     gpt_neo,

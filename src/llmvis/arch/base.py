@@ -31,6 +31,7 @@ _FINAL_NORMS = ("norm", "ln_f", "final_layer_norm", "norm_f", "final_layernorm")
 _ATTENTIONS = ("self_attn", "attn", "attention", "self_attention")
 _MIXERS = ("linear_attn", "mamba", "mixer")  # the token mixers of hybrid layers that are not attention
 _MLPS = ("mlp", "feed_forward", "block_sparse_moe", "ffn")
+_ATTN_OUT_PROJECTIONS = ("o_proj", "c_proj", "dense", "out_proj", "wo")
 _OUT_PROJECTIONS = ("down_proj", "c_proj", "fc2", "dense_4h_to_h", "fc_out", "w2", "wo")
 _EXPERT_PARTS = ("experts", "router", "gate")
 _ROUTERS = ("router", "gate")
@@ -135,6 +136,16 @@ class Architecture:
             return getattr(self.layers[layer], self.mlp_output_norm)
         return self.mlp(layer)
 
+    def attn_out_projection(self, layer: int) -> Any:
+        """The attention's output projection: it reads every head's value mix side by side, head h
+        at [h·hd, (h+1)·hd). (Internals checks that the heads add up to what the block added.)"""
+        return child(self.attention(layer), _ATTN_OUT_PROJECTIONS, "attention output projection")
+
+    def head_gate(self, layer: int, residual: torch.Tensor) -> torch.Tensor | None:
+        """[n, H, hd] what each head's value mix is multiplied by before the output projection,
+        from the layer's input `residual: [n, d]` (gated attention); None: nothing (the default)."""
+        return None
+
     # ------------------------------------------------------------------ the MLP
 
     def mlp_kind(self, layer: int) -> MlpKind:
@@ -211,10 +222,15 @@ class Architecture:
         gate = getattr(mlp, "shared_expert_gate", None)
         return out * torch.sigmoid(gate(x)) if gate is not None else out
 
+    def mlp_projected(self, layer: int, activations: torch.Tensor) -> torch.Tensor:
+        """What the MLP's output projection makes of its neuron activations, before any output
+        norm: affine in them (a neuron's part is its activation times a column)."""
+        return self.mlp_out_projection(layer)(activations)
+
     def mlp_contribution(self, layer: int, activations: torch.Tensor) -> torch.Tensor:
         """What the MLP adds to the residual, from its neuron activations: its output projection,
         its output norm if any, the block's scale."""
-        out = self.mlp_out_projection(layer)(activations)
+        out = self.mlp_projected(layer, activations)
         if self.mlp_output_norm:
             out = getattr(self.layers[layer], self.mlp_output_norm)(out)
         return out * self.contribution_scale

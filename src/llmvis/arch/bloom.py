@@ -36,9 +36,9 @@ class Bloom(Architecture):
             call.update(alibi=kwargs["alibi"], mask=kwargs.get("attention_mask"))
 
         def fused(_module: Any, _args: Any, qkv: torch.Tensor) -> None:
-            query, key, _ = attn._reshape(qkv)
-            alibi = call["alibi"]  # [heads, 1, keys]: scores = alibi + q·kᵀ / sqrt(d)
-            report(query, key, call["mask"], scaling=attn.inv_norm_factor, key_bias=alibi.reshape(-1, alibi.shape[-1]))
+            query, key, value = attn._reshape(qkv)
+            alibi = call["alibi"].reshape(-1, call["alibi"].shape[-1])  # [heads, keys]: scores = alibi + q·kᵀ / sqrt(d)
+            report(query, key, call["mask"], scaling=attn.inv_norm_factor, key_bias=alibi, value=value)
 
         handles = [
             attn.register_forward_pre_hook(before, with_kwargs=True),

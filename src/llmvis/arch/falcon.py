@@ -41,14 +41,15 @@ class Falcon(Architecture):
             call.update(rope=kwargs.get("position_embeddings"), mask=kwargs.get("attention_mask"))
 
         def fused(_module: Any, _args: Any, qkv: torch.Tensor) -> None:
-            query, key, _ = attn._split_heads(qkv)  # [batch, T, heads, hd]
+            query, key, value = attn._split_heads(qkv)  # [batch, T, heads, hd]
             batch, t = query.shape[:2]
             kv = attn.num_heads if attn.new_decoder_architecture else attn.num_kv_heads
             query = query.transpose(1, 2).reshape(batch, attn.num_heads, t, attn.head_dim)
             key = key.transpose(1, 2).reshape(batch, kv, t, attn.head_dim)
+            value = value.transpose(1, 2).reshape(batch, kv, t, attn.head_dim)
             cos, sin = call["rope"]
             query, key = rotate(query, key, cos, sin)
-            report(query, key, call["mask"], scaling=attn.inv_norm_factor)
+            report(query, key, call["mask"], scaling=attn.inv_norm_factor, value=value)
 
         handles = [
             attn.register_forward_pre_hook(before, with_kwargs=True),

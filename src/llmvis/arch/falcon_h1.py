@@ -29,6 +29,6 @@ class FalconH1(Architecture):
     def logit_multiplier(self) -> float:
         return float(getattr(self.config, "lm_head_multiplier", 1.0))
 
-    def mlp_contribution(self, layer: int, activations: torch.Tensor) -> torch.Tensor:
+    def mlp_projected(self, layer: int, activations: torch.Tensor) -> torch.Tensor:
         mlp: Any = self.mlp(layer)
         return mlp.down_proj(activations) * mlp.down_multiplier

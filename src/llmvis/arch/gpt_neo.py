@@ -16,6 +16,9 @@ class GptNeo(Architecture):
     family = "GPT-Neo (local attention layers)"
     mlp_norm = "ln_2"
 
+    def attn_out_projection(self, layer: int) -> Any:
+        return self.layers[layer].attn.attention.out_proj
+
     def record_attention(self, layer: int, report: Callable[..., None]) -> Callable[[], None]:
         attn = self.layers[layer].attn.attention
         original = attn._attn
@@ -25,7 +28,7 @@ class GptNeo(Architecture):
             allowed = attn.bias[0, 0, k_len - q_len : k_len, :k_len]  # causal, or the local band
             if attention_mask is not None:
                 allowed = allowed & (attention_mask.reshape(-1, q_len, k_len)[0] == 0)
-            report(query, key, allowed, scaling=1.0)
+            report(query, key, allowed, scaling=1.0, value=value)
             return original(query, key, value, attention_mask)
 
         attn._attn = _attn

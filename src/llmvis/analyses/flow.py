@@ -1,0 +1,219 @@
+"""View `contribution_graph`: the routes by which information reached one prediction.
+
+Information-flow routes (Ferrando & Voita, "Information Flow Routes", 2024), from the capture
+in one pass, with no patching and no gradients. Nodes are (hidden state l, position i): the
+residual stream entering layer l (l = L: the last layer's output). Each layer's update is a
+sum of vectors, and each vector's share of the sum is its proximity to it,
+
+    prox(z, y) = max(0, ‖y‖₁ − ‖y − z‖₁),   share(z) = prox(z, y) / Σ prox over y's parts.
+
+- Attention, at position i: y = x_i + Σ_j z_ij + rest, where z_ij = Σ_h a_hij · v_hj W_h is
+  what token j's value brought (Internals.token_contributions), x_i the residual (an edge
+  i → i) and `rest` the output bias. Layers without softmax attention (a hybrid's recurrent
+  mixers) add one part with no token to credit.
+- The MLP, at position i: y = mid_i + m_i. Both parts come from mid_i (the MLP reads it), so
+  mid_i's whole share passes on; the node keeps the MLP's share (`mlp_share`) for display.
+  Parallel blocks (MLP reading the layer's input) share one sum: x_i, every z_ij, m_i.
+- Parts no token is credited with (biases, recurrent mixers, a family's extra part) are the
+  node's `unattributed` share; with every edge kept, a node's incoming edges and that share
+  sum to 1.
+
+From the target node down, a layer's edges are kept when their share ≥ `threshold`, at most
+`top_k` per node; their sources are the next layer's nodes (at most `max_nodes` per layer, the
+most important first). An edge split by head gives each head's share of z_ij, by the same
+proximity within the edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from pydantic import BaseModel, Field
+
+from llmvis.analyses.common import round4, token_labels
+from llmvis.analyses.layers import _predicted
+from llmvis.analyses.registry import ViewContext, register
+from llmvis.internals import Internals
+
+
+class ContributionGraphParams(BaseModel):
+    position: int | None = Field(
+        default=None, ge=1, description="position of the predicted token (default: last); the graph ends at position-1"
+    )
+    threshold: float = Field(default=0.04, ge=0.0, le=1.0, description="keep edges whose share is at least this")
+    top_k: int = Field(default=6, ge=1, le=64, description="at most this many incoming edges per node")
+    max_nodes: int = Field(default=48, ge=1, le=512, description="at most this many nodes per layer")
+
+
+class FlowNode(BaseModel):
+    layer: int = Field(description="hidden state 0..L (0: embeddings, L: the last layer's output)")
+    position: int
+    importance: float = Field(description="share of the target this node carries along the kept edges")
+    mlp_share: float | None = Field(description="share of this node's update made by its layer's MLP")
+    unattributed: float | None = Field(description="share of parts no token is credited with (biases, mixers)")
+
+
+class FlowEdge(BaseModel):
+    layer: int = Field(description="the decoder layer the edge crosses: from hidden state `layer` to `layer` + 1")
+    source: int = Field(description="source position (at hidden state `layer`)")
+    target: int = Field(description="target position (at hidden state `layer` + 1)")
+    kind: str = Field(description="attention (token source → target) or residual (the same token)")
+    weight: float = Field(description="the edge's share of the target node")
+    heads: list[float] | None = Field(default=None, description="attention edges: each head's share of the edge")
+
+
+class ContributionGraphView(BaseModel):
+    position: int
+    source_position: int = Field(description="the graph's top node: position-1 at the last hidden state")
+    layers: int
+    heads: int
+    threshold: float
+    top_k: int
+    labels: dict[int, str] = Field(description="token label of every position that has a node")
+    nodes: list[FlowNode]
+    edges: list[FlowEdge]
+    dropped_edges: int = Field(description="edges under the threshold or beyond top_k (their share is lost)")
+    missing_layers: dict[int, str] = Field(default_factory=dict, description="layers whose mixer credits no token")
+
+
+def proximity(parts: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
+    """[n] max(0, ‖y‖₁ − ‖y − z‖₁) of each row z of `parts: [n, d]` with respect to y = `total`."""
+    return (total.abs().sum() - (total[None] - parts).abs().sum(-1)).clamp_min(0)
+
+
+@dataclass
+class NodeSplit:
+    """One node's incoming shares at one layer: what it owes each earlier token, and itself."""
+
+    residual: float
+    tokens: torch.Tensor  # [i + 1] attention shares per source token (zeros without attention)
+    unattributed: float
+    mlp: float
+
+
+def _split(internals: Internals, layer: int, i: int, attention: tuple[torch.Tensor, torch.Tensor] | None) -> NodeSplit:
+    """`attention`: the layer's token_contributions at i (None: its mixer credits no token)."""
+    arch = internals.arch
+    x = internals.residual(layer)[i].float().cpu()
+    attn = internals.attn_out(layer)[i].float().cpu()
+    mlp = internals.mlp_out(layer)[i].float().cpu()
+    extra_t = internals.extra_out(layer)
+    extra = None if extra_t is None else extra_t[i].float().cpu()
+    if attention is None:  # no softmax attention: the mixer's output credits no token
+        tokens_parts, rest = torch.zeros(i + 1, x.shape[0]), attn
+    else:
+        tokens_parts, rest = attention
+    # parts credited to this token itself, to earlier tokens, and to none
+    loose = [rest] + ([extra] if extra is not None else [])
+    if arch.mlp_reads == "input":  # parallel: one sum, every part read from x
+        y = x + tokens_parts.sum(0) + sum(loose) + mlp
+        own = torch.stack([x, mlp])
+        p_own, p_tok, p_loose = proximity(own, y), proximity(tokens_parts, y), proximity(torch.stack(loose), y)
+        total = float(p_own.sum() + p_tok.sum() + p_loose.sum()) or 1.0
+        return NodeSplit(
+            residual=float(p_own.sum()) / total, tokens=p_tok / total,
+            unattributed=float(p_loose.sum()) / total, mlp=float(p_own[1]) / total,
+        )  # fmt: skip
+    before = [rest] + ([extra] if extra is not None and arch.extra_before_mlp else [])
+    after = [extra] if extra is not None and not arch.extra_before_mlp else []
+    mid = x + tokens_parts.sum(0) + sum(before)
+    p_res, p_tok, p_before = proximity(x[None], mid), proximity(tokens_parts, mid), proximity(torch.stack(before), mid)
+    total = float(p_res.sum() + p_tok.sum() + p_before.sum()) or 1.0
+    out = mid + mlp + sum(after)
+    q_mid, q_mlp = float(proximity(mid[None], out)[0]), float(proximity(mlp[None], out)[0])
+    q_after = float(proximity(torch.stack(after), out).sum()) if after else 0.0
+    out_total = (q_mid + q_mlp + q_after) or 1.0
+    carried = (q_mid + q_mlp) / out_total  # what mid_i passes on (both parts come from it)
+    return NodeSplit(
+        residual=float(p_res[0]) / total * carried,
+        tokens=p_tok / total * carried,
+        unattributed=float(p_before.sum()) / total * carried + q_after / out_total,
+        mlp=q_mlp / out_total,
+    )
+
+
+def _head_shares(internals: Internals, layer: int, i: int, sources: list[int], values: torch.Tensor | None) -> dict:
+    """source → each head's share of the edge from it to `i` (proximity to the edge's vector)."""
+    if not sources:
+        return {}
+    heads = internals.token_head_parts(layer, i, sources, values)  # [S, H, d]
+    out = {}
+    for j, parts in zip(sources, heads, strict=True):
+        p = proximity(parts, parts.sum(0))
+        out[j] = round4(p / p.sum() if float(p.sum()) > 0 else p)
+    return out
+
+
+@register(
+    "contribution_graph",
+    "Contribution graph",
+    ContributionGraphParams,
+    ContributionGraphView,
+    needs_internals=True,
+    uses=("attention", "contributions"),
+)
+def contribution_graph(ctx: ViewContext, p: ContributionGraphParams) -> ContributionGraphView:
+    """How information flowed, token to token and layer to layer, into one prediction."""
+    internals = ctx.require_internals()
+    pos, src = _predicted(ctx, p.position)
+    n = internals.n_layers
+    missing = internals.missing_attention()
+    internals.attention_layers(required=True)
+    importance: dict[tuple[int, int], float] = {(n, src): 1.0}
+    splits: dict[tuple[int, int], NodeSplit] = {}
+    edges: list[FlowEdge] = []
+    dropped = 0
+    active = [src]
+    for layer in reversed(range(n)):
+        values = None if layer in missing else internals.value_outputs(layer, max(active) + 1)
+        below: dict[int, float] = {}
+        mixed = None if layer in missing else internals.token_contributions(layer, active, values)
+        for k, i in enumerate(active):
+            split = _split(internals, layer, i, None if mixed is None else mixed[k])
+            splits[(layer + 1, i)] = split
+            weight_here = importance[(layer + 1, i)]
+            candidates = [(split.residual, "residual", i)] + [
+                (float(s), "attention", j) for j, s in enumerate(split.tokens.tolist()) if s > 0
+            ]
+            kept = [c for c in sorted(candidates, reverse=True) if c[0] >= p.threshold and c[0] > 0][: p.top_k]
+            dropped += len([c for c in candidates if c[0] > 0]) - len(kept)
+            attended = [j for _, kind, j in kept if kind == "attention"]
+            heads = {} if layer in missing else _head_shares(internals, layer, i, attended, values)
+            for share, kind, j in kept:
+                by_head = heads.get(j) if kind == "attention" else None
+                edges.append(FlowEdge(layer=layer, source=j, target=i, kind=kind, weight=round4(share), heads=by_head))
+                below[j] = below.get(j, 0.0) + share * weight_here
+        chosen = sorted(below, key=lambda j: -below[j])[: p.max_nodes]
+        dropped += len(below) - len(chosen)
+        keep = set(chosen)
+        edges = [e for e in edges if e.layer != layer or e.source in keep]
+        for j in chosen:
+            importance[(layer, j)] = below[j]
+        active = sorted(chosen)
+        if not active:
+            break
+    nodes = [
+        FlowNode(
+            layer=layer,
+            position=i,
+            importance=round4(w),
+            mlp_share=round4(splits[(layer, i)].mlp) if (layer, i) in splits else None,
+            unattributed=round4(splits[(layer, i)].unattributed) if (layer, i) in splits else None,
+        )
+        for (layer, i), w in sorted(importance.items())
+    ]
+    positions = sorted({node.position for node in nodes})
+    return ContributionGraphView(
+        position=pos,
+        source_position=src,
+        layers=n,
+        heads=internals.n_heads,
+        threshold=p.threshold,
+        top_k=p.top_k,
+        labels=dict(zip(positions, token_labels(ctx, positions), strict=True)),
+        nodes=nodes,
+        edges=edges,
+        dropped_edges=dropped,
+        missing_layers=missing,
+    )
