@@ -38,6 +38,7 @@ TEXT = (
 )
 
 MID_LAYER = 15
+FOIL = 1000  # a contrast token for the views that explain a logit
 
 
 class PeakRSS:
@@ -130,7 +131,15 @@ def view_cases(t: int) -> list[tuple[str, dict[str, Any]]]:
         ("head_health", {"probe": True}),
         ("layer_similarity", {}),
         ("residual_stream", {}),
+        ("residual_stream", {"foil": FOIL}),
         ("logit_lens", {}),
+        ("logit_lens", {"foil": FOIL, "watch": [FOIL + 1, FOIL + 2]}),
+        ("head_contributions", {}),
+        ("head_contributions", {"foil": FOIL}),
+        ("neuron_contributions", {}),
+        ("neuron_contributions", {"foil": FOIL}),
+        ("contribution_graph", {}),
+        ("contribution_graph", {"threshold": 0.01, "top_k": 10}),
     ]
     others = [(name, {}) for name in sorted(VIEWS) if name not in {n for n, _ in mine}]
     return mine + others

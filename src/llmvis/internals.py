@@ -410,17 +410,21 @@ class Internals:
         """The final norm linearised at the final residual `final: [d]` (see NormLinearisation)."""
         return linearise(self.normed, final)
 
-    def readout_direction(self, final: torch.Tensor, token_id: int, foil: int | None = None) -> torch.Tensor:
-        """[d] u with u · c = the direct effect of a part c of the residual on logit(token_id)
-        (− logit(foil)), through the final norm linearised at `final` and the read-out: the
-        read-out's row (difference) is its gradient, taken through the model's own module."""
-        d = final.shape[-1]
+    def readout_row(self, token_id: int, foil: int | None = None) -> torch.Tensor:
+        """[d] the read-out's row of `token_id` (less `foil`'s), times the logit multiplier: its
+        gradient, taken through the model's own lm_head (offloaded or tied weights alike)."""
+        d = int(self.residual(0).shape[-1])
         with torch.inference_mode(False), torch.enable_grad():
             x = torch.zeros(1, d, requires_grad=True)
             out = self._readout(x)[0]
             y = out[token_id] - out[foil] if foil is not None else out[token_id]
             (row,) = torch.autograd.grad(y, x)
-        return self.norm_linearisation(final).adjoint(row[0])
+        return row[0]
+
+    def readout_direction(self, final: torch.Tensor, token_id: int, foil: int | None = None) -> torch.Tensor:
+        """[d] u with u · c = the direct effect of a part c of the residual on logit(token_id)
+        (− logit(foil)): the final norm linearised at `final`, moved behind the read-out row."""
+        return self.norm_linearisation(final).adjoint(self.readout_row(token_id, foil))
 
     # ------------------------------------------------------------------ heads and neurons
 
@@ -534,7 +538,7 @@ class Internals:
         _, bias = self.head_projection(layer)
         if gate is None:
             written = values[:end] if values is not None and values.shape[0] >= end else self.value_outputs(layer, end)
-            both = torch.bmm(weights.permute(2, 1, 0), written)  # [end, n, d]: every query at once
+            both = torch.bmm(weights.permute(2, 1, 0).contiguous(), written)  # [end, n, d]: every query at once
             raw = [both[: p + 1, k] for k, p in enumerate(positions)]
         else:  # a gate per query: each query its own product
             raw = [
@@ -584,13 +588,17 @@ class Internals:
             )
 
     @torch.no_grad()
-    def neuron_effects(self, layer: int, position: int, direction: torch.Tensor) -> tuple[torch.Tensor, float]:
+    def neuron_effects(
+        self, layer: int, position: int, direction: torch.Tensor, acts: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, float]:
         """Each MLP neuron's direct effect on `direction · residual` at `position` ([intermediate]:
         activation × direction read back through the output projection), and the effect of the
         rest (the projection's bias, through an output norm); they sum to `direction · mlp_out`.
         The projection's transpose is its gradient, taken through the model's own module, so a
-        whole layer costs one MLP row and one backward."""
-        acts = self.mlp_activations(layer, slice(position, position + 1))[0].float().cpu()
+        whole layer costs one MLP row and one backward. `acts`: the position's activations, when
+        the caller has them."""
+        if acts is None:
+            acts = self.mlp_activations(layer, slice(position, position + 1))[0].float().cpu()
         arch = self.arch
         u = direction.float().cpu() * arch.contribution_scale
         with torch.inference_mode(False), torch.enable_grad():
@@ -613,10 +621,13 @@ class Internals:
         return self.arch.mlp_projected(layer, x).float().cpu()
 
     @torch.no_grad()
-    def neuron_parts(self, layer: int, position: int, neurons: Sequence[int]) -> torch.Tensor:
+    def neuron_parts(
+        self, layer: int, position: int, neurons: Sequence[int], acts: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """[len(neurons), d] what each listed neuron writes into the MLP's output at `position`
         (activation × its column of the output projection, before any output norm), fp32 on CPU."""
-        acts = self.mlp_activations(layer, slice(position, position + 1))[0].float().cpu()
+        if acts is None:
+            acts = self.mlp_activations(layer, slice(position, position + 1))[0].float().cpu()
         idx = torch.tensor([int(n) for n in neurons], dtype=torch.long)
         rows = torch.zeros(len(idx) + 1, acts.shape[0])
         rows[torch.arange(len(idx)), idx] = acts[idx]

@@ -193,11 +193,12 @@ def _neuron_layer(
             layer=layer, kind=kind, mlp_effect=round4(mlp_effect), rest_effect=round4(rest),
             neurons_effect=None, neurons=None, experts=experts,
         )  # fmt: skip
-    effects, rest = internals.neuron_effects(layer, src, direction)
+    acts = internals.mlp_activations(layer, slice(src, src + 1))[0].float().cpu()
+    effects, rest = internals.neuron_effects(layer, src, direction, acts)
     k = min(top_k, effects.shape[0])
     chosen = effects.abs().topk(k).indices
-    acts = internals.mlp_activations(layer, slice(src, src + 1))[0].float().cpu()
-    norms = internals.neuron_parts(layer, src, chosen.tolist()).norm(dim=-1) * abs(internals.arch.contribution_scale)
+    parts = internals.neuron_parts(layer, src, chosen.tolist(), acts)
+    norms = parts.norm(dim=-1) * abs(internals.arch.contribution_scale)
     top = [
         Neuron(
             neuron=int(i), activation=round4(float(acts[i])), effect=round4(float(effects[i])), norm=round4(float(m))

@@ -173,11 +173,14 @@ def contribution_graph(ctx: ViewContext, p: ContributionGraphParams) -> Contribu
             split = _split(internals, layer, i, None if mixed is None else mixed[k])
             splits[(layer + 1, i)] = split
             weight_here = importance[(layer + 1, i)]
-            candidates = [(split.residual, "residual", i)] + [
-                (float(s), "attention", j) for j, s in enumerate(split.tokens.tolist()) if s > 0
-            ]
-            kept = [c for c in sorted(candidates, reverse=True) if c[0] >= p.threshold and c[0] > 0][: p.top_k]
-            dropped += len([c for c in candidates if c[0] > 0]) - len(kept)
+            shares = split.tokens
+            strong = torch.nonzero((shares >= p.threshold) & (shares > 0)).flatten()
+            strong = strong[shares[strong].argsort(descending=True)[: p.top_k]]
+            candidates = [(float(shares[j]), "attention", int(j)) for j in strong]
+            if split.residual > 0 and split.residual >= p.threshold:
+                candidates.append((split.residual, "residual", i))
+            kept = sorted(candidates, reverse=True)[: p.top_k]
+            dropped += int((shares > 0).sum()) + int(split.residual > 0) - len(kept)
             attended = [j for _, kind, j in kept if kind == "attention"]
             heads = {} if layer in missing else _head_shares(internals, layer, i, attended, values)
             for share, kind, j in kept:
