@@ -16,7 +16,7 @@ from fastapi.openapi.utils import get_openapi
 from llmvis.config import Settings
 from llmvis.models.loaded import LoadedModel
 from llmvis.remote.model import RemoteModel
-from llmvis.server import routes_model, routes_runs, routes_views, static
+from llmvis.server import routes_model, routes_runs, routes_views, routes_whatif, static
 from llmvis.server.engine import Engine
 from llmvis.server.security import Guard, resolve_token
 from llmvis.store import Store
@@ -56,6 +56,7 @@ def create_app(
     app.state.token = resolve_token(settings.host, settings.token)
     app.include_router(routes_model.router)
     app.include_router(routes_runs.router)
+    app.include_router(routes_whatif.router)
     routes_views.include(app)
     app.include_router(static.build_router())
     app.add_middleware(Guard, bound_host=settings.host, token=app.state.token)

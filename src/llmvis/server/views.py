@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from llmvis.analyses.registry import VIEWS, ViewContext, compute
 from llmvis.arch import NotAvailable
 from llmvis.internals import Internals
+from llmvis.interventions import WhatIfRequest, WhatIfResult, check_plan, what_if
 from llmvis.models.info import ModelInfo
 from llmvis.server.slot import ModelSlot
 from llmvis.server.tickets import NeedsModel
@@ -58,3 +59,18 @@ def _missing_weights(title: str, run: ModelInfo) -> str:
             f"load a local copy of {run.name} (same tokenizer) to compute it here"
         )
     return f"the {title} view needs the weights of {run.name}; load that model first"
+
+
+def compute_what_if(slot: ModelSlot, trace: Trace, request: WhatIfRequest, sources: dict[str, Trace]) -> WhatIfResult:
+    """Ablate and look on a run (blocking: call from a worker thread), under the model lock.
+    `sources`: the runs its patches read, by id."""
+    loaded = slot.loaded
+    if loaded is None or not same_weights(loaded.info, trace.model):
+        raise NeedsModel(_missing_weights("What-if", trace.model))
+    if any(i < 0 for t in (trace, *sources.values()) for i in t.ids):
+        raise NeedsModel("some tokens of these runs have no id in the local vocabulary")
+    with slot.lock:
+        internals = Internals(loaded, trace.ids, cache=slot.cache)
+        patched = {rid: Internals(loaded, t.ids, cache=slot.cache) for rid, t in sources.items()}
+        steps = check_plan(internals, request.interventions, patched)
+        return what_if(internals, request, steps, loaded.labeler)

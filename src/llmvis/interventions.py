@@ -1,0 +1,355 @@
+"""Interventions: change one part of the model's computation and see what the prediction does.
+
+An `Intervention` names a site (the residual stream entering a layer, what attention or the MLP
+adds, one head's value mix, one MLP neuron), the positions it touches and an operation (zero,
+the mean over the run's positions, scale, patch from another run of the same length, add a
+vector). `intervening(loaded, plan)` applies a checked plan with hooks on the model's own modules,
+found through the architecture seam (never a re-implemented layer):
+
+    residual  layer l < L: the input of decoder layer l (a pre-hook); l = L: the last layer's output
+    attn_out  what layer l's attention adds to the residual (its `attn_added` module's output)
+    mlp_out   what layer l's MLP adds (its `mlp_added` module's output)
+    head      head h's value mix: its slice of the input of the attention's output projection
+    neuron    neuron n: its entry of the input of the MLP's output projection
+
+The values `mean` and `patch` need come from the runs' captures (Internals), so a plan costs
+no extra forward of its own run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, Field, model_validator
+
+from llmvis.arch import NotAvailable
+from llmvis.internals import Internals
+
+Site = Literal["residual", "attn_out", "mlp_out", "head", "neuron"]
+Operation = Literal["zero", "mean", "scale", "patch", "add"]
+
+
+class Intervention(BaseModel):
+    site: Site
+    layer: int = Field(ge=0, description="decoder layer (residual: hidden state 0..L, L = the last layer's output)")
+    head: int | None = Field(default=None, ge=0, description="site 'head': the head")
+    neuron: int | None = Field(default=None, ge=0, description="site 'neuron': the neuron")
+    positions: list[int] | None = Field(default=None, description="positions it touches (default: all)")
+    op: Operation = Field(default="zero", description="zero, mean over the run, scale, patch, add")
+    factor: float | None = Field(default=None, description="op 'scale': the factor")
+    source_run: str | None = Field(default=None, description="op 'patch': the run whose values replace these")
+    vector: list[float] | None = Field(default=None, description="op 'add': what is added (the site's width)")
+
+    @model_validator(mode="after")
+    def _complete(self) -> Intervention:
+        needs = {"head": "head", "neuron": "neuron"}.get(self.site)
+        if needs and getattr(self, needs) is None:
+            raise ValueError(f"site {self.site!r} needs `{needs}`")
+        if self.op == "scale" and self.factor is None:
+            raise ValueError("op 'scale' needs `factor`")
+        if self.op == "patch" and not self.source_run:
+            raise ValueError("op 'patch' needs `source_run`")
+        if self.op == "add" and not self.vector:
+            raise ValueError("op 'add' needs `vector`")
+        return self
+
+
+class InterventionError(ValueError):
+    """An intervention that does not fit this model or run (the server answers 422)."""
+
+
+@dataclass
+class Step:
+    """One checked intervention: where, which positions, and the new values' recipe."""
+
+    spec: Intervention
+    rows: torch.Tensor  # [n] long: the positions touched
+    value: torch.Tensor | None  # mean: [w]; patch: [n, w]; add: [w]; else None
+
+
+def _site_values(internals: Internals, spec: Intervention) -> torch.Tensor:
+    """[T, w] the site's values over a run (from its capture), fp32 on CPU."""
+    layer = spec.layer
+    if spec.site == "residual":
+        return internals.residual(layer).float().cpu()
+    if spec.site == "attn_out":
+        return internals.attn_out(layer).float().cpu()
+    if spec.site == "mlp_out":
+        return internals.mlp_out(layer).float().cpu()
+    if spec.site == "head":
+        positions = range(internals.n_positions)
+        mix = internals.head_mix(layer, positions)[int(spec.head or 0)].cpu()  # [T, hd]
+        gate = internals.arch.head_gate(layer, internals.residual(layer))
+        return mix * gate[:, int(spec.head or 0)].cpu() if gate is not None else mix
+    return internals.mlp_activations(layer)[:, int(spec.neuron or 0)].float().cpu()[:, None]
+
+
+def _width(internals: Internals, spec: Intervention) -> int:
+    if spec.site == "head":
+        return int(internals.record(spec.layer).q.shape[-1])
+    if spec.site == "neuron":
+        return 1
+    return int(internals.residual(0).shape[-1])
+
+
+def check_plan(
+    internals: Internals, plan: list[Intervention], sources: dict[str, Internals] | None = None
+) -> list[Step]:
+    """Validate `plan` against the model and the run (InterventionError says what is wrong) and
+    resolve the values its operations need. `sources`: run id → the internals of a patch's run."""
+    n_layers, t = internals.n_layers, internals.n_positions
+    steps = []
+    for i, spec in enumerate(plan):
+        where = f"intervention {i}"
+        top = n_layers if spec.site == "residual" else n_layers - 1
+        if spec.layer > top:
+            raise InterventionError(f"{where}: layer {spec.layer} is beyond the model (layers 0..{top})")
+        try:
+            if spec.site == "head":
+                internals.record(spec.layer)
+                if int(spec.head or 0) >= internals.n_heads:
+                    raise InterventionError(
+                        f"{where}: head {spec.head} is beyond the model (heads 0..{internals.n_heads - 1})"
+                    )
+            if spec.site == "neuron":
+                internals.arch.mlp_out_projection(spec.layer)
+                width = int(internals.mlp_activations(spec.layer, slice(0, 1)).shape[-1])
+                if int(spec.neuron or 0) >= width:
+                    raise InterventionError(
+                        f"{where}: neuron {spec.neuron} is beyond layer {spec.layer}'s MLP (0..{width - 1})"
+                    )
+        except NotAvailable as exc:
+            raise InterventionError(f"{where}: {exc}") from exc
+        rows = list(range(t)) if spec.positions is None else sorted(set(spec.positions))
+        if not rows or rows[0] < 0 or rows[-1] >= t:
+            raise InterventionError(f"{where}: positions must be within the run, 0..{t - 1}")
+        index = torch.tensor(rows, dtype=torch.long)
+        value = None
+        if spec.op == "mean":
+            value = _site_values(internals, spec).mean(0)
+        elif spec.op == "patch":
+            source = (sources or {}).get(str(spec.source_run))
+            if source is None:
+                raise InterventionError(f"{where}: run {spec.source_run} is not available to patch from")
+            if source.n_positions != t:
+                raise InterventionError(
+                    f"{where}: run {spec.source_run} has {source.n_positions} tokens, this one {t}: "
+                    "patching needs runs of the same length"
+                )
+            value = _site_values(source, spec)[index]
+        elif spec.op == "add":
+            value = torch.tensor(spec.vector, dtype=torch.float32)
+            width = _width(internals, spec)
+            if value.numel() != width:
+                raise InterventionError(f"{where}: the vector has {value.numel()} values, the site {width}")
+        steps.append(Step(spec, index, value))
+    return steps
+
+
+def _changed(step: Step, current: torch.Tensor) -> torch.Tensor:
+    """The new values of the touched rows, from their current values `current: [n, w]`."""
+    op = step.spec.op
+    if op == "zero":
+        return torch.zeros_like(current)
+    if op == "scale":
+        return current * float(step.spec.factor or 0.0)
+    assert step.value is not None
+    value = step.value.to(current.device, current.dtype)
+    if op == "add":
+        return current + value
+    return value.expand_as(current) if op == "mean" else value
+
+
+def _rows_of(x: torch.Tensor) -> torch.Tensor:
+    """[T, w] view of a module's [1, T, w] or [T, w] activation."""
+    return x[0] if x.dim() == 3 else x
+
+
+@contextmanager
+def intervening(internals: Internals, steps: list[Step]) -> Iterator[None]:
+    """Run the model with `steps` applied (hooks on its own modules, removed afterwards). For a
+    teacher-forced forward over the whole run: position p is row p."""
+    arch = internals.arch
+    handles: list[Any] = []
+
+    def on_input(step: Step):  # replace rows of a module's first input
+        def hook(_module: Any, args: tuple, kwargs: dict) -> Any:
+            x = args[0] if args else kwargs["hidden_states"]
+            x = x.clone()
+            rows = _rows_of(x)
+            if step.spec.site == "head":
+                hd = _width(internals, step.spec)
+                cols = slice(int(step.spec.head or 0) * hd, (int(step.spec.head or 0) + 1) * hd)
+            elif step.spec.site == "neuron":
+                cols = slice(int(step.spec.neuron or 0), int(step.spec.neuron or 0) + 1)
+            else:
+                cols = slice(None)
+            idx = step.rows.to(x.device)
+            rows[idx, cols] = _changed(step, rows[idx, cols])
+            if args:
+                return (x, *args[1:]), kwargs
+            return args, {**kwargs, "hidden_states": x}
+
+        return hook
+
+    def on_output(step: Step, scale: float):  # change what a block adds to the residual
+        def hook(_module: Any, args: tuple, kwargs: dict, output: Any) -> Any:
+            added = arch.contribution(args, output) * scale
+            idx = step.rows.to(added.device)
+            delta = (_changed(step, added[idx].float()) - added[idx].float()) / scale
+            out = output[0] if isinstance(output, tuple | list) else output
+            out = out.clone()
+            _rows_of(out)[idx] += delta.to(out.dtype)
+            return (out, *output[1:]) if isinstance(output, tuple | list) else out
+
+        return hook
+
+    def on_last_output(step: Step):  # the residual after the last layer
+        def hook(_module: Any, _args: tuple, output: Any) -> Any:
+            out = output[0] if isinstance(output, tuple | list) else output
+            out = out.clone()
+            rows, idx = _rows_of(out), step.rows.to(out.device)
+            rows[idx] = _changed(step, rows[idx])
+            return (out, *output[1:]) if isinstance(output, tuple | list) else out
+
+        return hook
+
+    try:
+        for step in steps:
+            spec, layer = step.spec, step.spec.layer
+            if spec.site == "residual" and layer == internals.n_layers:
+                handles.append(arch.layers[-1].register_forward_hook(on_last_output(step)))
+            elif spec.site == "residual":
+                handles.append(arch.layers[layer].register_forward_pre_hook(on_input(step), with_kwargs=True))
+            elif spec.site == "attn_out":
+                hook = on_output(step, arch.attn_scale)
+                handles.append(arch.attn_added(layer).register_forward_hook(hook, with_kwargs=True))
+            elif spec.site == "mlp_out":
+                hook = on_output(step, arch.contribution_scale)
+                handles.append(arch.mlp_added(layer).register_forward_hook(hook, with_kwargs=True))
+            elif spec.site == "head":
+                site = arch.attn_out_projection(layer)
+                handles.append(site.register_forward_pre_hook(on_input(step), with_kwargs=True))
+            else:
+                site = arch.mlp_out_projection(layer)
+                handles.append(site.register_forward_pre_hook(on_input(step), with_kwargs=True))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@torch.no_grad()
+def intervened_logits(internals: Internals, steps: list[Step]) -> torch.Tensor:
+    """[T, V] fp32 logits of the run's teacher-forced forward with `steps` applied."""
+    model = internals.model
+    ids = torch.tensor([internals.ids], device=internals.loaded.device)
+    with intervening(internals, steps):
+        return model(input_ids=ids, use_cache=False).logits[0].float()
+
+
+# ----------------------------------------------------------------------------- ablate and look
+
+CHUNK = 256  # positions per chunk when comparing two runs' distributions
+MAX_INTERVENTIONS = 64
+
+
+class WhatIfRequest(BaseModel):
+    interventions: list[Intervention] = Field(max_length=MAX_INTERVENTIONS)
+    position: int | None = Field(
+        default=None, ge=1, description="position of the predicted token to explain (default: last)"
+    )
+    foil: int | None = Field(default=None, ge=0, description="a contrast token: also report logit(token) − logit(foil)")
+    top_n: int = Field(default=10, ge=1, le=50, description="candidates listed before and after")
+
+
+class Candidate(BaseModel):
+    id: int
+    label: str
+    prob: float
+
+
+class Outcome(BaseModel):
+    prob: float = Field(description="probability of the token at `position`")
+    logit: float
+    rank: int = Field(description="0 = the most likely")
+    gap: float | None = Field(default=None, description="logit(token) − logit(foil), with a foil")
+    top: list[Candidate]
+
+
+class WhatIfResult(BaseModel):
+    position: int
+    token_id: int
+    token_label: str
+    foil_id: int | None = None
+    foil_label: str | None = None
+    before: Outcome = Field(description="the run as it was (its teacher-forced capture)")
+    after: Outcome = Field(description="the same tokens, forced, with the interventions applied")
+    positions: list[int] = Field(description="[T−1] every predicted position 1..T−1")
+    prob_before: list[float] = Field(description="[T−1] probability of the run's token at each position")
+    prob_after: list[float]
+    kl: list[float] = Field(description="[T−1] KL(before ‖ after) of each position's next-token distribution, nats")
+    interventions: list[Intervention]
+
+
+def _outcome(logits: torch.Tensor, token: int, foil: int | None, top_n: int, label: Any) -> Outcome:
+    probs = torch.softmax(logits, -1)
+    top_p, top_i = probs.topk(top_n)
+    return Outcome(
+        prob=float(probs[token]),
+        logit=float(logits[token]),
+        rank=int((logits > logits[token]).sum()),
+        gap=None if foil is None else float(logits[token] - logits[foil]),
+        top=[Candidate(id=int(i), label=label(int(i)), prob=float(p)) for p, i in zip(top_p, top_i, strict=True)],
+    )
+
+
+def what_if(internals: Internals, request: WhatIfRequest, steps: list[Step], label: Any) -> WhatIfResult:
+    """Ablate and look: the run's own tokens forced through the model with `steps` applied,
+    beside the run as it was, at `request.position` and along the whole run."""
+    from llmvis.analyses.common import round4
+
+    ids, t = internals.ids, internals.n_positions
+    if t < 2:
+        raise InterventionError("this run has a single token: nothing in it was predicted")
+    pos = t - 1 if request.position is None else request.position
+    if not 1 <= pos < t:
+        raise InterventionError(f"position {pos} is not a predicted position of this run: 1..{t - 1}")
+    vocab = int(internals.lm_head.weight.shape[0])
+    if request.foil is not None and not request.foil < vocab:
+        raise InterventionError(f"foil {request.foil} is out of range: the vocabulary is 0..{vocab - 1}")
+    after = intervened_logits(internals, steps)  # [T, V]
+    final = internals.residual(internals.n_layers)
+    prob_before, prob_after, kl = [], [], []
+    before_at = None
+    for a in range(0, t - 1, CHUNK):
+        b = min(t - 1, a + CHUNK)
+        lb = internals.logits(final[a:b]).float().cpu()
+        la = after[a:b].cpu()
+        if a <= pos - 1 < b:
+            before_at = lb[pos - 1 - a]
+        pb, pa = torch.log_softmax(lb, -1), torch.log_softmax(la, -1)
+        nxt = torch.tensor(ids[a + 1 : b + 1])[:, None]
+        prob_before += pb.gather(1, nxt)[:, 0].exp().tolist()
+        prob_after += pa.gather(1, nxt)[:, 0].exp().tolist()
+        kl += (pb.exp() * (pb - pa)).sum(-1).clamp_min(0).tolist()
+    assert before_at is not None
+    token = ids[pos]
+    return WhatIfResult(
+        position=pos,
+        token_id=token,
+        token_label=label(token),
+        foil_id=request.foil,
+        foil_label=None if request.foil is None else label(request.foil),
+        before=_outcome(before_at, token, request.foil, request.top_n, label),
+        after=_outcome(after[pos - 1].cpu(), token, request.foil, request.top_n, label),
+        positions=list(range(1, t)),
+        prob_before=round4(prob_before),
+        prob_after=round4(prob_after),
+        kl=round4(kl),
+        interventions=[s.spec for s in steps],
+    )
