@@ -41,3 +41,30 @@ def test_what_if_answers_and_refuses_with_reasons(tmp_path):
             assert r.status_code == 422 and message in r.text, (spec, r.text)
         assert c.post("/api/runs/nope/whatif", json={"interventions": []}).status_code in (404, 422)
         assert c.get(f"/api/runs/{run_id}").status_code == 200  # still serving
+        saved = [v["view"] for v in c.get(f"/api/runs/{run_id}/export.json").json()["views"]]
+        assert saved == ["whatif", "whatif"]  # the two that answered
+
+
+def test_a_sweep_streams_progress_then_its_result_and_saves_it(tmp_path):
+    with client(make_app(tmp_path, tiny_loaded("llama"))) as c:
+        run_id = start(c)
+        ids = c.get(f"/api/runs/{run_id}").json()["tokens"]
+        corrupted = [t["id"] for t in ids]
+        corrupted[3] = (corrupted[3] + 11) % 200
+        r = c.post(f"/api/runs/{run_id}/sweep", json={"corrupted_tokens": corrupted, "sites": ["residual", "heads"]})
+        events = parse_sse(r.content)
+        kinds = [e.event for e in events]
+        assert kinds[-1] == "result", events[-1].data
+        progress = [e.json() for e in events if e.event == "progress"]
+        assert progress and progress[-1]["done"] == progress[-1]["total"]
+        result = events[-1].json()
+        assert [m["site"] for m in result["maps"]] == ["residual", "heads"]
+        assert abs(result["maps"][0]["exact"][0][3] - 1.0) < 1e-3  # the edited token's own cell
+        saved = [v["view"] for v in c.get(f"/api/runs/{run_id}/export.json").json()["views"]]
+        assert saved == ["sweep"]
+        # told, not failed: no corrupted run, another length
+        for body, message in (({}, "needs a corrupted run"), ({"corrupted_tokens": corrupted[:-1]}, "same length")):
+            events = parse_sse(c.post(f"/api/runs/{run_id}/sweep", json=body).content)
+            assert events[-1].event == "error" and message in events[-1].data, events[-1].data
+        assert c.post(f"/api/runs/{run_id}/sweep", json={"mode": "sideways"}).status_code == 422
+        assert c.post("/api/runs/nope/sweep", json={}).status_code in (404, 422)

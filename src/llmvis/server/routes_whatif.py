@@ -1,11 +1,18 @@
-"""What-if: apply interventions to a run's teacher-forced forward and compare (ablate and look)."""
+"""What-if: apply interventions to a run's teacher-forced forward and compare (ablate and look);
+activation-patching sweeps, streamed as progress events and cancelled when the client leaves."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, Depends, HTTPException, Path
 from fastapi.concurrency import run_in_threadpool
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import BaseModel
 
 from llmvis.arch import NotAvailable
 from llmvis.interventions import InterventionError, WhatIfRequest, WhatIfResult
@@ -13,7 +20,9 @@ from llmvis.server import deps
 from llmvis.server.deps import EngineDep, StoreDep
 from llmvis.server.schemas import RunId
 from llmvis.server.tickets import NeedsModel
-from llmvis.server.views import compute_what_if
+from llmvis.server.views import compute_sweep, compute_what_if
+from llmvis.sweep import SweepRequest
+from llmvis.trace import Trace
 
 router = APIRouter(prefix="/api/runs", tags=["what-if"])
 
@@ -32,7 +41,9 @@ async def what_if(
             rid: deps.get_trace(store, rid)
             for rid in {str(i.source_run) for i in body.interventions if i.op == "patch"}
         }
-        return compute_what_if(engine.slot, trace, body, sources)
+        result = compute_what_if(engine.slot, trace, body, sources)
+        store.record_view(run_id, "whatif", body.model_dump(mode="json"), result.model_dump_json())
+        return result
 
     try:
         return await run_in_threadpool(compute)
@@ -40,3 +51,73 @@ async def what_if(
         raise deps.unprocessable(str(exc)) from exc
     except NeedsModel as exc:
         raise HTTPException(409, str(exc)) from exc
+
+
+class SweepProgress(BaseModel):
+    done: int
+    total: int
+
+
+class SweepError(BaseModel):
+    message: str
+
+
+class Cancelled(Exception):
+    """The client went away: the sweep stops at its next batch, and nothing is saved."""
+
+
+@dataclass
+class SweepJob:
+    run_id: str
+    clean: Trace
+    corrupted: Trace | None
+    body: SweepRequest
+
+
+async def _sweep_job(run_id: Annotated[RunId, Path()], body: SweepRequest, store: StoreDep) -> SweepJob:
+    """The runs a sweep reads, found before any stream starts (404 otherwise)."""
+    clean = await run_in_threadpool(deps.get_trace, store, run_id)
+    corrupted = await run_in_threadpool(deps.get_trace, store, body.corrupted_run) if body.corrupted_run else None
+    return SweepJob(run_id, clean, corrupted, body)
+
+
+@router.post("/{run_id}/sweep", response_class=EventSourceResponse, responses=deps.errors(404, 409))
+async def patching_sweep(
+    job: Annotated[SweepJob, Depends(_sweep_job)], engine: EngineDep, store: StoreDep
+) -> AsyncIterator[ServerSentEvent]:
+    """An activation-patching sweep of this run (clean) against a corrupted one: streams
+    `progress` {done, total}, then `result` (saved with the run) or `error`. Disconnecting
+    cancels it at the next batch."""
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue[ServerSentEvent | None] = asyncio.Queue()
+    cancel = threading.Event()
+
+    def progress(done: int, total: int) -> None:
+        if cancel.is_set():
+            raise Cancelled
+        event = ServerSentEvent(event="progress", data=SweepProgress(done=done, total=total))
+        loop.call_soon_threadsafe(events.put_nowait, event)
+
+    def work() -> None:
+        event: ServerSentEvent | None
+        try:
+            result = compute_sweep(engine.slot, job.clean, job.body, job.corrupted, progress)
+            store.record_view(job.run_id, "sweep", job.body.model_dump(mode="json"), result.model_dump_json())
+            event = ServerSentEvent(event="result", data=result)
+        except Cancelled:
+            event = None
+        except (InterventionError, NotAvailable, NeedsModel) as exc:
+            event = ServerSentEvent(event="error", data=SweepError(message=str(exc)))
+        except Exception as exc:  # the server keeps serving; the client is told
+            message = f"the sweep failed: {type(exc).__name__}: {exc}"
+            event = ServerSentEvent(event="error", data=SweepError(message=message))
+        if event is not None:
+            loop.call_soon_threadsafe(events.put_nowait, event)
+        loop.call_soon_threadsafe(events.put_nowait, None)
+
+    loop.run_in_executor(None, work)
+    try:
+        while (event := await events.get()) is not None:
+            yield event
+    finally:
+        cancel.set()  # a sweep still running stops at its next batch

@@ -13,10 +13,11 @@ from pydantic import BaseModel
 from llmvis.analyses.registry import VIEWS, ViewContext, compute
 from llmvis.arch import NotAvailable
 from llmvis.internals import Internals
-from llmvis.interventions import WhatIfRequest, WhatIfResult, check_plan, what_if
+from llmvis.interventions import InterventionError, WhatIfRequest, WhatIfResult, check_plan, what_if
 from llmvis.models.info import ModelInfo
 from llmvis.server.slot import ModelSlot
 from llmvis.server.tickets import NeedsModel
+from llmvis.sweep import Progress, SweepRequest, SweepResult, sweep
 from llmvis.trace import Trace
 
 
@@ -74,3 +75,28 @@ def compute_what_if(slot: ModelSlot, trace: Trace, request: WhatIfRequest, sourc
         patched = {rid: Internals(loaded, t.ids, cache=slot.cache) for rid, t in sources.items()}
         steps = check_plan(internals, request.interventions, patched)
         return what_if(internals, request, steps, loaded.labeler)
+
+
+def compute_sweep(
+    slot: ModelSlot, clean: Trace, request: SweepRequest, corrupted: Trace | None, progress: Progress
+) -> SweepResult:
+    """An activation-patching sweep of a run against a corrupted one (another run, or the clean
+    run's tokens edited), under the model lock; `progress` may raise to cancel it."""
+    loaded = slot.loaded
+    if loaded is None or not same_weights(loaded.info, clean.model):
+        raise NeedsModel(_missing_weights("patching sweep", clean.model))
+    if corrupted is not None:
+        corrupted_ids = corrupted.ids
+    elif request.corrupted_tokens is not None:
+        corrupted_ids = request.corrupted_tokens
+        vocab = loaded.info.vocab_size
+        if any(not 0 <= i < vocab for i in corrupted_ids):
+            raise InterventionError(f"corrupted_tokens must be token ids 0..{vocab - 1}")
+    else:
+        raise InterventionError("a sweep needs a corrupted run (corrupted_run) or edited tokens (corrupted_tokens)")
+    if any(i < 0 for i in (*clean.ids, *corrupted_ids)):
+        raise NeedsModel("some tokens of these runs have no id in the local vocabulary")
+    with slot.lock:
+        a = Internals(loaded, clean.ids, cache=slot.cache)
+        b = Internals(loaded, corrupted_ids, cache=slot.cache)
+        return sweep(a, b, request, loaded.labeler, progress)
