@@ -64,6 +64,7 @@ bench: setup engine
 	$(BIN)/python bench/generation.py
 	$(BIN)/python bench/views.py
 	$(BIN)/python bench/server.py
+	$(BIN)/python bench/interventions.py
 
 clean:
 	rm -rf $(VENV) web/node_modules src/llmvis/static web/openapi.json web/src/api/schema.d.ts
