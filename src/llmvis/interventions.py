@@ -11,6 +11,9 @@ found through the architecture seam (never a re-implemented layer):
     mlp_out   what layer l's MLP adds (its `mlp_added` module's output)
     head      head h's value mix: its slice of the input of the attention's output projection
     neuron    neuron n: its entry of the input of the MLP's output projection
+    attention_edges  query positions × key positions (one head, or all) of layer l: their scores
+              set to −inf before the softmax ("attention knockout"), through a wrapper of the
+              AttentionInterface kernel that adds them to the mask the model hands it
 
 The values `mean` and `patch` need come from the runs' captures (Internals), so a plan costs
 no extra forward of its own run.
@@ -18,6 +21,8 @@ no extra forward of its own run.
 
 from __future__ import annotations
 
+import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,11 +30,15 @@ from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, Field, model_validator
+from transformers import AttentionInterface
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from llmvis.arch import NotAvailable
+from llmvis.arch import Architecture, NotAvailable
+from llmvis.capture import attention_implementation
 from llmvis.internals import Internals
 
-Site = Literal["residual", "attn_out", "mlp_out", "head", "neuron"]
+Site = Literal["residual", "attn_out", "mlp_out", "head", "neuron", "attention_edges"]
 Operation = Literal["zero", "mean", "scale", "patch", "add"]
 
 
@@ -38,7 +47,10 @@ class Intervention(BaseModel):
     layer: int = Field(ge=0, description="decoder layer (residual: hidden state 0..L, L = the last layer's output)")
     head: int | None = Field(default=None, ge=0, description="site 'head': the head")
     neuron: int | None = Field(default=None, ge=0, description="site 'neuron': the neuron")
-    positions: list[int] | None = Field(default=None, description="positions it touches (default: all)")
+    positions: list[int] | None = Field(
+        default=None, description="positions it touches (default: all); attention_edges: the query positions"
+    )
+    keys: list[int] | None = Field(default=None, description="site 'attention_edges': the key positions cut off")
     op: Operation = Field(default="zero", description="zero, mean over the run, scale, patch, add")
     factor: float | None = Field(default=None, description="op 'scale': the factor")
     source_run: str | None = Field(default=None, description="op 'patch': the run whose values replace these")
@@ -49,6 +61,8 @@ class Intervention(BaseModel):
         needs = {"head": "head", "neuron": "neuron"}.get(self.site)
         if needs and getattr(self, needs) is None:
             raise ValueError(f"site {self.site!r} needs `{needs}`")
+        if self.site == "attention_edges" and (not self.keys or self.op != "zero"):
+            raise ValueError("site 'attention_edges' needs `keys` (and knocks them out: op 'zero')")
         if self.op == "scale" and self.factor is None:
             raise ValueError("op 'scale' needs `factor`")
         if self.op == "patch" and not self.source_run:
@@ -109,6 +123,19 @@ def check_plan(
         if spec.layer > top:
             raise InterventionError(f"{where}: layer {spec.layer} is beyond the model (layers 0..{top})")
         try:
+            if spec.site == "attention_edges":
+                internals.record(spec.layer)
+                if type(internals.arch).record_attention is not Architecture.record_attention:
+                    raise InterventionError(
+                        f"{where}: this family's attention does not go through transformers' AttentionInterface, "
+                        "so its scores cannot be masked"
+                    )
+                if spec.head is not None and spec.head >= internals.n_heads:
+                    raise InterventionError(
+                        f"{where}: head {spec.head} is beyond the model (heads 0..{internals.n_heads - 1})"
+                    )
+                if any(not 0 <= k < t for k in spec.keys or []):
+                    raise InterventionError(f"{where}: keys must be within the run, 0..{t - 1}")
             if spec.site == "head":
                 internals.record(spec.layer)
                 if int(spec.head or 0) >= internals.n_heads:
@@ -128,6 +155,13 @@ def check_plan(
         if not rows or rows[0] < 0 or rows[-1] >= t:
             raise InterventionError(f"{where}: positions must be within the run, 0..{t - 1}")
         index = torch.tensor(rows, dtype=torch.long)
+        if spec.site == "attention_edges":
+            cut = set(spec.keys or [])
+            visible = internals.visible_keys(spec.layer, rows)
+            firsts = internals.record(spec.layer).first_key[index]
+            for q, first, n in zip(rows, firsts.tolist(), visible.tolist(), strict=True):
+                if all(k in cut for k in range(first, first + n)):
+                    raise InterventionError(f"{where}: query {q} would have no key left to attend to")
         value = None
         if spec.op == "mean":
             value = _site_values(internals, spec).mean(0)
@@ -218,9 +252,23 @@ def intervening(internals: Internals, steps: list[Step]) -> Iterator[None]:
 
         return hook
 
+    edges = [step for step in steps if step.spec.site == "attention_edges"]
+    knockouts: dict[int, list[Step]] = {}
+    for step in edges:
+        knockouts.setdefault(id(arch.attention(step.spec.layer)), []).append(step)
+    me = threading.get_ident()
+    swap: Any = None
+    if edges:
+        base = "eager" if getattr(arch.model.config, "_attn_implementation_internal", None) == "eager" else "sdpa"
+        swap = attention_implementation(arch.model, f"llmvis_knockout_{base}")
     try:
+        if swap is not None:
+            _KNOCKOUTS[me] = knockouts
+            swap.__enter__()
         for step in steps:
             spec, layer = step.spec, step.spec.layer
+            if spec.site == "attention_edges":
+                continue
             if spec.site == "residual" and layer == internals.n_layers:
                 handles.append(arch.layers[-1].register_forward_hook(on_last_output(step)))
             elif spec.site == "residual":
@@ -241,6 +289,61 @@ def intervening(internals: Internals, steps: list[Step]) -> Iterator[None]:
     finally:
         for h in handles:
             h.remove()
+        if swap is not None:
+            swap.__exit__(None, None, None)
+            _KNOCKOUTS.pop(me, None)
+
+
+# attention knockout: the forward's thread → attention module id → its edge steps
+_KNOCKOUTS: dict[int, dict[int, list[Step]]] = {}
+
+
+def _knocked_mask(steps: list[Step], query: torch.Tensor, key: torch.Tensor, mask: Any, window: Any) -> torch.Tensor:
+    """The additive float mask [1, H, n, K] of `mask` (None: causal, within `window`) with the
+    steps' query × key scores set to −inf."""
+    heads, n, k = query.shape[1], query.shape[-2], key.shape[-2]
+    offset = k - n  # absolute position of the first query
+    floor = torch.finfo(query.dtype).min
+    if mask is None:
+        q_pos = torch.arange(offset, offset + n, device=query.device)[:, None]
+        k_pos = torch.arange(k, device=query.device)[None, :]
+        allowed = k_pos <= q_pos
+        if window:
+            allowed &= k_pos > q_pos - int(window)
+        out = torch.where(allowed, 0.0, floor).to(query.dtype)[None, None].expand(1, heads, n, k).clone()
+    elif mask.dtype == torch.bool:
+        out = torch.where(mask[:1, :, -n:], 0.0, floor).to(query.dtype).expand(1, heads, n, k).clone()
+    else:
+        out = mask[:1, :, -n:].to(query.dtype).expand(1, heads, n, k).clone()
+    for step in steps:
+        rows = step.rows.to(query.device) - offset
+        rows = rows[(rows >= 0) & (rows < n)]
+        cols = torch.tensor(step.spec.keys or [], device=query.device)
+        which = slice(None) if step.spec.head is None else slice(step.spec.head, step.spec.head + 1)
+        out[:, which, rows[:, None], cols[None, :]] = floor
+    return out
+
+
+def _knockout(base: str):
+    """An attention function that masks the knocked-out edges of the calling thread's plan."""
+
+    def attend(
+        module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        steps = _KNOCKOUTS.get(threading.get_ident(), {}).get(id(module))
+        if steps:
+            mask = _knocked_mask(steps, query, key, mask, kwargs.get("sliding_window"))
+        real = ALL_ATTENTION_FUNCTIONS["sdpa"]
+        if base == "eager":
+            real = getattr(sys.modules[type(module).__module__], "eager_attention_forward", real)
+        return real(module, query, key, value, mask, *args, **kwargs)
+
+    return attend
+
+
+for _base in ("sdpa", "eager"):
+    AttentionInterface.register(f"llmvis_knockout_{_base}", _knockout(_base))
+    AttentionMaskInterface.register(f"llmvis_knockout_{_base}", ALL_MASK_ATTENTION_FUNCTIONS[_base])
 
 
 @torch.no_grad()

@@ -210,3 +210,62 @@ def test_what_if_compares_the_run_before_and_after():
     assert max(changed.kl) > 1e-3 and changed.interventions == [spec]
     with pytest.raises(InterventionError, match="not a predicted position"):
         what_if(internals, WhatIfRequest(interventions=[], position=T), [], label)
+
+
+KNOCKED = ([9, 10, 11], [2, 5])  # queries × keys
+
+
+def knockout_reference(model: nn.Module, ids: list[int]) -> torch.Tensor:
+    """The unmodified model given a 4D float mask (causal, the knocked-out edges at −inf) in
+    place of its own: the reference an edge knockout in every layer must equal."""
+    floor = torch.finfo(torch.float32).min
+    mask = torch.triu(torch.full((T, T), floor), diagonal=1)
+    rows, cols = KNOCKED
+    mask[torch.tensor(rows)[:, None], torch.tensor(cols)[None, :]] = floor
+    with torch.no_grad():
+        return model(input_ids=torch.tensor([ids]), attention_mask=mask[None, None], use_cache=False).logits[0].float()
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gpt_neox", "phi3", "olmo2", "gpt2", "stablelm"])
+def test_an_edge_knockout_equals_the_model_run_with_that_mask(arch):
+    internals = run(arch)
+    rows, cols = KNOCKED
+    specs = [
+        {"site": "attention_edges", "layer": layer, "positions": rows, "keys": cols}
+        for layer in range(internals.n_layers)
+    ]
+    ours = intervened_logits(internals, plan(internals, *specs))
+    theirs = knockout_reference(internals.model, internals.ids)
+    assert torch.allclose(ours, theirs, atol=1e-5, rtol=1e-5), (arch, float((ours - theirs).abs().max()))
+    plain = own_logits(internals.model, internals.ids)
+    assert torch.allclose(ours[: rows[0]], plain[: rows[0]], atol=1e-5)  # earlier queries untouched
+    assert not torch.allclose(ours[rows[0]], plain[rows[0]], atol=1e-4)
+
+
+def test_an_edge_knockout_of_one_head_equals_a_mask_on_that_head_only():
+    internals = run("llama")
+    rows, cols, head = [8], [0, 3], 2
+    specs = [
+        {"site": "attention_edges", "layer": layer, "head": head, "positions": rows, "keys": cols}
+        for layer in range(internals.n_layers)
+    ]
+    ours = intervened_logits(internals, plan(internals, *specs))
+    floor = torch.finfo(torch.float32).min
+    mask = torch.triu(torch.full((T, T), floor), diagonal=1)[None, None].repeat(1, internals.n_heads, 1, 1)
+    mask[0, head, 8, cols] = floor
+    with torch.no_grad():
+        theirs = internals.model(input_ids=torch.tensor([internals.ids]), attention_mask=mask, use_cache=False).logits
+    assert torch.allclose(ours, theirs[0].float(), atol=1e-5, rtol=1e-5)
+    everywhere = intervened_logits(internals, plan(internals, *[{**s, "head": None} for s in specs]))
+    assert not torch.allclose(ours[8], everywhere[8], atol=1e-5)  # the other heads still read those keys
+
+
+def test_edge_knockouts_that_cannot_be_applied_are_refused():
+    internals = run("bloom")
+    with pytest.raises(InterventionError, match="AttentionInterface"):
+        plan(internals, {"site": "attention_edges", "layer": 0, "keys": [1]})
+    llama = run("llama")
+    with pytest.raises(InterventionError, match="no key left"):
+        plan(llama, {"site": "attention_edges", "layer": 0, "positions": [1], "keys": [0, 1]})
+    with pytest.raises(ValueError, match="needs `keys`"):
+        Intervention(site="attention_edges", layer=0)
