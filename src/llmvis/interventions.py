@@ -25,11 +25,11 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 from transformers import AttentionInterface
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
@@ -37,39 +37,9 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from llmvis.arch import Architecture, NotAvailable
 from llmvis.capture import attention_implementation
 from llmvis.internals import Internals
+from llmvis.plan import Intervention, Operation, Site
 
-Site = Literal["residual", "attn_out", "mlp_out", "head", "neuron", "attention_edges"]
-Operation = Literal["zero", "mean", "scale", "patch", "add"]
-
-
-class Intervention(BaseModel):
-    site: Site
-    layer: int = Field(ge=0, description="decoder layer (residual: hidden state 0..L, L = the last layer's output)")
-    head: int | None = Field(default=None, ge=0, description="site 'head': the head")
-    neuron: int | None = Field(default=None, ge=0, description="site 'neuron': the neuron")
-    positions: list[int] | None = Field(
-        default=None, description="positions it touches (default: all); attention_edges: the query positions"
-    )
-    keys: list[int] | None = Field(default=None, description="site 'attention_edges': the key positions cut off")
-    op: Operation = Field(default="zero", description="zero, mean over the run, scale, patch, add")
-    factor: float | None = Field(default=None, description="op 'scale': the factor")
-    source_run: str | None = Field(default=None, description="op 'patch': the run whose values replace these")
-    vector: list[float] | None = Field(default=None, description="op 'add': what is added (the site's width)")
-
-    @model_validator(mode="after")
-    def _complete(self) -> Intervention:
-        needs = {"head": "head", "neuron": "neuron"}.get(self.site)
-        if needs and getattr(self, needs) is None:
-            raise ValueError(f"site {self.site!r} needs `{needs}`")
-        if self.site == "attention_edges" and (not self.keys or self.op != "zero"):
-            raise ValueError("site 'attention_edges' needs `keys` (and knocks them out: op 'zero')")
-        if self.op == "scale" and self.factor is None:
-            raise ValueError("op 'scale' needs `factor`")
-        if self.op == "patch" and not self.source_run:
-            raise ValueError("op 'patch' needs `source_run`")
-        if self.op == "add" and not self.vector:
-            raise ValueError("op 'add' needs `vector`")
-        return self
+__all__ = ["Intervention", "Operation", "Site"]
 
 
 class InterventionError(ValueError):
@@ -83,6 +53,9 @@ class Step:
     spec: Intervention
     rows: torch.Tensor  # [n] long: the positions touched
     value: torch.Tensor | None  # mean: [w]; patch: [n, w]; add: [w]; else None
+    cols: slice = field(
+        default_factory=lambda: slice(None)
+    )  # the columns of its module's input it owns (a head's, a neuron's)
 
 
 def _site_values(internals: Internals, spec: Intervention) -> torch.Tensor:
@@ -111,11 +84,15 @@ def _width(internals: Internals, spec: Intervention) -> int:
 
 
 def check_plan(
-    internals: Internals, plan: list[Intervention], sources: dict[str, Internals] | None = None
+    internals: Internals,
+    plan: list[Intervention],
+    sources: dict[str, Internals] | None = None,
+    length: int | None = None,
 ) -> list[Step]:
     """Validate `plan` against the model and the run (InterventionError says what is wrong) and
-    resolve the values its operations need. `sources`: run id → the internals of a patch's run."""
-    n_layers, t = internals.n_layers, internals.n_positions
+    resolve the values its operations need. `sources`: run id → the internals of a patch's run;
+    `length`: the positions a plan may touch when the run will grow (generating), default the run's."""
+    n_layers, t = internals.n_layers, internals.n_positions if length is None else length
     steps = []
     for i, spec in enumerate(plan):
         where = f"intervention {i}"
@@ -157,9 +134,10 @@ def check_plan(
         index = torch.tensor(rows, dtype=torch.long)
         if spec.site == "attention_edges":
             cut = set(spec.keys or [])
-            visible = internals.visible_keys(spec.layer, rows)
-            firsts = internals.record(spec.layer).first_key[index]
-            for q, first, n in zip(rows, firsts.tolist(), visible.tolist(), strict=True):
+            seen = [q for q in rows if q < internals.n_positions]  # (generated queries see more)
+            visible = internals.visible_keys(spec.layer, seen)
+            firsts = internals.record(spec.layer).first_key[torch.tensor(seen, dtype=torch.long)]
+            for q, first, n in zip(seen, firsts.tolist(), visible.tolist(), strict=True):
                 if all(k in cut for k in range(first, first + n)):
                     raise InterventionError(f"{where}: query {q} would have no key left to attend to")
         value = None
@@ -180,22 +158,52 @@ def check_plan(
             width = _width(internals, spec)
             if value.numel() != width:
                 raise InterventionError(f"{where}: the vector has {value.numel()} values, the site {width}")
-        steps.append(Step(spec, index, value))
+        cols = slice(None)
+        if spec.site == "head":
+            hd = _width(internals, spec)
+            cols = slice(int(spec.head or 0) * hd, (int(spec.head or 0) + 1) * hd)
+        elif spec.site == "neuron":
+            cols = slice(int(spec.neuron or 0), int(spec.neuron or 0) + 1)
+        steps.append(Step(spec, index, value, cols))
     return steps
 
 
-def _changed(step: Step, current: torch.Tensor) -> torch.Tensor:
-    """The new values of the touched rows, from their current values `current: [n, w]`."""
+def _changed(step: Step, current: torch.Tensor, value: torch.Tensor | None) -> torch.Tensor:
+    """The new values of the touched rows, from their current values `current: [n, w]` (`value`:
+    the step's value, a patch's cut to those rows)."""
     op = step.spec.op
     if op == "zero":
         return torch.zeros_like(current)
     if op == "scale":
         return current * float(step.spec.factor or 0.0)
-    assert step.value is not None
-    value = step.value.to(current.device, current.dtype)
+    assert value is not None
+    value = value.to(current.device, current.dtype)
     if op == "add":
-        return current + value
+        return current + value * (1.0 if step.spec.factor is None else float(step.spec.factor))
     return value.expand_as(current) if op == "mean" else value
+
+
+@dataclass
+class Window:
+    """The positions a forward covers, [offset, offset + its length): a teacher-forced forward
+    all of them, a generation's prefill chunk or decode step its own. Hooks act only in
+    `thread` when it is set (between a generation's steps another thread may run a view)."""
+
+    offset: int = 0
+    thread: int | None = None
+
+
+def _select(
+    step: Step, window: Window, n: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """(rows of this forward the step touches, its value for them), or None when it touches none."""
+    if window.thread is not None and window.thread != threading.get_ident():
+        return None
+    keep = (step.rows >= window.offset) & (step.rows < window.offset + n)
+    if not bool(keep.any()):
+        return None
+    value = step.value[keep] if step.spec.op == "patch" and step.value is not None else step.value
+    return (step.rows[keep] - window.offset).to(device), value
 
 
 def _rows_of(x: torch.Tensor) -> torch.Tensor:
@@ -204,10 +212,11 @@ def _rows_of(x: torch.Tensor) -> torch.Tensor:
 
 
 @contextmanager
-def intervening(internals: Internals, steps: list[Step]) -> Iterator[None]:
-    """Run the model with `steps` applied (hooks on its own modules, removed afterwards). For a
-    teacher-forced forward over the whole run: position p is row p."""
+def intervening(internals: Internals, steps: list[Step], window: Window | None = None) -> Iterator[None]:
+    """Run the model with `steps` applied (hooks on its own modules, removed afterwards), in
+    forwards over the positions `window` says (default: a teacher-forced forward of the run)."""
     arch = internals.arch
+    window = window or Window()
     handles: list[Any] = []
 
     def on_input(step: Step):  # replace rows of a module's first input
@@ -215,15 +224,12 @@ def intervening(internals: Internals, steps: list[Step]) -> Iterator[None]:
             x = args[0] if args else kwargs["hidden_states"]
             x = x.clone()
             rows = _rows_of(x)
-            if step.spec.site == "head":
-                hd = _width(internals, step.spec)
-                cols = slice(int(step.spec.head or 0) * hd, (int(step.spec.head or 0) + 1) * hd)
-            elif step.spec.site == "neuron":
-                cols = slice(int(step.spec.neuron or 0), int(step.spec.neuron or 0) + 1)
-            else:
-                cols = slice(None)
-            idx = step.rows.to(x.device)
-            rows[idx, cols] = _changed(step, rows[idx, cols])
+            cols = step.cols
+            chosen = _select(step, window, rows.shape[0], x.device)
+            if chosen is None:
+                return None
+            idx, value = chosen
+            rows[idx, cols] = _changed(step, rows[idx, cols], value)
             if args:
                 return (x, *args[1:]), kwargs
             return args, {**kwargs, "hidden_states": x}
@@ -233,8 +239,11 @@ def intervening(internals: Internals, steps: list[Step]) -> Iterator[None]:
     def on_output(step: Step, scale: float):  # change what a block adds to the residual
         def hook(_module: Any, args: tuple, kwargs: dict, output: Any) -> Any:
             added = arch.contribution(args, output) * scale
-            idx = step.rows.to(added.device)
-            delta = (_changed(step, added[idx].float()) - added[idx].float()) / scale
+            chosen = _select(step, window, added.shape[0], added.device)
+            if chosen is None:
+                return None
+            idx, value = chosen
+            delta = (_changed(step, added[idx].float(), value) - added[idx].float()) / scale
             out = output[0] if isinstance(output, tuple | list) else output
             out = out.clone()
             _rows_of(out)[idx] += delta.to(out.dtype)
@@ -245,9 +254,13 @@ def intervening(internals: Internals, steps: list[Step]) -> Iterator[None]:
     def on_last_output(step: Step):  # the residual after the last layer
         def hook(_module: Any, _args: tuple, output: Any) -> Any:
             out = output[0] if isinstance(output, tuple | list) else output
+            chosen = _select(step, window, _rows_of(out).shape[0], out.device)
+            if chosen is None:
+                return None
+            idx, value = chosen
             out = out.clone()
-            rows, idx = _rows_of(out), step.rows.to(out.device)
-            rows[idx] = _changed(step, rows[idx])
+            rows = _rows_of(out)
+            rows[idx] = _changed(step, rows[idx], value)
             return (out, *output[1:]) if isinstance(output, tuple | list) else out
 
         return hook
@@ -355,6 +368,61 @@ def intervened_logits(internals: Internals, steps: list[Step]) -> torch.Tensor:
         return model(input_ids=ids, use_cache=False).logits[0].float()
 
 
+def plan_for_generation(
+    loaded: Any, known: list[int], plan: list[Intervention], max_new_tokens: int
+) -> tuple[Internals, list[Step]]:
+    """A plan checked for a generation that starts from `known` and adds up to
+    `max_new_tokens`: positions may reach the new ones; `mean` is over the known positions
+    (from their capture); a patch needs a run to read from, which a generation is not."""
+    for i, spec in enumerate(plan):
+        if spec.op == "patch":
+            raise InterventionError(
+                f"intervention {i}: patching reads another run position by position; a generation "
+                "has no run to read from yet (use what-if on a finished run)"
+            )
+    internals = Internals(loaded, known)
+    return internals, check_plan(internals, plan, length=len(known) + max_new_tokens)
+
+
+class SteeringRequest(BaseModel):
+    layer: int = Field(ge=0, description="hidden state 0..L whose residual stream is steered")
+    positive: str = Field(min_length=1, max_length=20_000, description="text with the trait")
+    negative: str = Field(min_length=1, max_length=20_000, description="text without it")
+
+
+class SteeringVector(BaseModel):
+    layer: int
+    vector: list[float] = Field(description="[d] mean residual over the positive text − over the negative")
+    norm: float
+    positive_tokens: int
+    negative_tokens: int
+
+
+@torch.no_grad()
+def steering_vector(loaded: Any, request: SteeringRequest) -> SteeringVector:
+    """A contrast pair's direction at a layer: the mean residual stream of the positive text minus
+    the negative's (each from its own capture), for an `add` intervention with a coefficient."""
+    from llmvis.analyses.common import round4
+
+    means, counts = [], []
+    for text in (request.positive, request.negative):
+        ids = loaded.tokenizer.encode(text, add_special_tokens=False)
+        if not ids:
+            raise InterventionError(f"{text[:40]!r} has no tokens")
+        internals = Internals(loaded, ids)
+        if request.layer > internals.n_layers:
+            raise InterventionError(
+                f"layer {request.layer} is beyond the model (hidden states 0..{internals.n_layers})"
+            )
+        means.append(internals.residual(request.layer).float().cpu().mean(0))
+        counts.append(len(ids))
+    vector = means[0] - means[1]
+    return SteeringVector(
+        layer=request.layer, vector=round4(vector), norm=round4(float(vector.norm())),
+        positive_tokens=counts[0], negative_tokens=counts[1],
+    )  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- ablate and look
 
 CHUNK = 256  # positions per chunk when comparing two runs' distributions
@@ -370,7 +438,7 @@ class WhatIfRequest(BaseModel):
     top_n: int = Field(default=10, ge=1, le=50, description="candidates listed before and after")
 
 
-class Candidate(BaseModel):
+class WhatIfCandidate(BaseModel):
     id: int
     label: str
     prob: float
@@ -381,7 +449,7 @@ class Outcome(BaseModel):
     logit: float
     rank: int = Field(description="0 = the most likely")
     gap: float | None = Field(default=None, description="logit(token) − logit(foil), with a foil")
-    top: list[Candidate]
+    top: list[WhatIfCandidate]
 
 
 class WhatIfResult(BaseModel):
@@ -407,7 +475,7 @@ def _outcome(logits: torch.Tensor, token: int, foil: int | None, top_n: int, lab
         logit=float(logits[token]),
         rank=int((logits > logits[token]).sum()),
         gap=None if foil is None else float(logits[token] - logits[foil]),
-        top=[Candidate(id=int(i), label=label(int(i)), prob=float(p)) for p, i in zip(top_p, top_i, strict=True)],
+        top=[WhatIfCandidate(id=int(i), label=label(int(i)), prob=float(p)) for p, i in zip(top_p, top_i, strict=True)],
     )
 
 

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from llmvis.models.info import ModelInfo
+from llmvis.plan import Intervention
 
 TRACE_VERSION = 1
 TITLE_CHARS = 80
@@ -105,6 +106,9 @@ class GenerationRequest(BaseModel):
         default_factory=list,
         max_length=100_000,
         description="token ids appended after the prompt before generation starts (used by fork)",
+    )
+    interventions: list[Intervention] = Field(
+        default_factory=list, max_length=64, description="applied while generating (a fork under intervention)"
     )
 
     @property

@@ -68,3 +68,52 @@ def test_a_sweep_streams_progress_then_its_result_and_saves_it(tmp_path):
             assert events[-1].event == "error" and message in events[-1].data, events[-1].data
         assert c.post(f"/api/runs/{run_id}/sweep", json={"mode": "sideways"}).status_code == 422
         assert c.post("/api/runs/nope/sweep", json={}).status_code in (404, 422)
+
+
+def test_a_fork_generated_under_an_intervention_streams_and_keeps_its_plan(tmp_path):
+    with client(make_app(tmp_path, tiny_loaded("llama"))) as c:
+        run_id = start(c)
+        parent = c.get(f"/api/runs/{run_id}").json()
+        position = parent["prompt_len"] + 1
+        plan = [{"site": "head", "layer": 1, "head": 0}, {"site": "mlp_out", "layer": 0, "op": "scale", "factor": 3.0}]
+        events = parse_sse(
+            c.post(f"/api/runs/{run_id}/fork", json={"position": position, "interventions": plan}).content
+        )
+        assert events[-1].event == "done", events[-1].data
+        fork = c.get(f"/api/runs/{events[-1].json()['run_id']}").json()
+        assert [i["site"] for i in fork["request"]["interventions"]] == ["head", "mlp_out"]
+        assert [t["id"] for t in fork["tokens"][:position]] == [t["id"] for t in parent["tokens"][:position]]
+        bad = c.post(
+            f"/api/runs/{run_id}/fork",
+            json={
+                "position": position,
+                "interventions": [{"site": "mlp_out", "layer": 0, "op": "patch", "source_run": run_id}],
+            },
+        )
+        assert bad.status_code == 422 and "no run to read from" in bad.text
+        assert c.post(f"/api/runs/{run_id}/fork", json={"position": position}).status_code == 422  # nothing to do
+
+
+def test_a_steering_vector_from_a_contrast_pair_steers_a_fork(tmp_path):
+    loaded = tiny_loaded("llama")
+    with client(make_app(tmp_path, loaded)) as c:
+        r = c.post("/api/steering", json={"layer": 1, "positive": "hello hello hello", "negative": "1 2 3 4"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        from llmvis.internals import Internals
+
+        mean = [
+            Internals(loaded, loaded.tokenizer.encode(t, add_special_tokens=False)).residual(1).mean(0)
+            for t in ("hello hello hello", "1 2 3 4")
+        ]
+        expected = (mean[0] - mean[1]).tolist()
+        assert len(body["vector"]) == len(expected)
+        assert max(abs(a - b) for a, b in zip(body["vector"], expected, strict=True)) < 1e-3 * (1 + body["norm"])
+        run_id = start(c)
+        position = c.get(f"/api/runs/{run_id}").json()["prompt_len"]
+        steer = {"site": "residual", "layer": 1, "op": "add", "vector": body["vector"], "factor": 4.0}
+        events = parse_sse(
+            c.post(f"/api/runs/{run_id}/fork", json={"position": position, "interventions": [steer]}).content
+        )
+        assert events[-1].event == "done", events[-1].data
+        assert c.post("/api/steering", json={"layer": 99, "positive": "a", "negative": "b"}).status_code == 422

@@ -189,10 +189,11 @@ def test_bad_targets_are_refused_with_the_reason(name, params, message):
         compute(name, context(), params)
 
 
-def test_the_foil_cannot_be_the_token_itself():
+@pytest.mark.parametrize("name", ["head_contributions", "neuron_contributions", "residual_stream", "logit_lens"])
+def test_the_foil_cannot_be_the_token_itself(name):
     ctx = context()
     with pytest.raises(ViewParamError, match="the foil is the token itself"):
-        compute("head_contributions", ctx, {"position": POS, "foil": ctx.trace.tokens[POS].id})
+        compute(name, ctx, {"position": POS, "foil": ctx.trace.tokens[POS].id})
 
 
 # ----------------------------------------------------------------------------- contribution graph

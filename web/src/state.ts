@@ -32,12 +32,22 @@ export type AppEvent =
   | "colorMode"
   | "theme"
   | "lang"
+  | "foil" // the foil or the watched tokens changed
   | "error";
 
 export interface AppError {
   title: string;
   message: string;
 }
+
+/** A token the views explain against (the foil) or follow across layers (watched). */
+export interface FocusToken {
+  id: number;
+  label: string;
+}
+
+/** Watched tokens besides the target and the foil (the logit lens follows at most 5 in all). */
+export const MAX_WATCHED = 3;
 
 export const app = {
   /** the model runs go to (a remote engine's, with `llmvis serve --backend openai`) */
@@ -56,6 +66,12 @@ export const app = {
   errors: [] as AppError[],
   /** the offline HTML report: no server behind the page */
   offline: false,
+  /** the contrast token: views that explain a logit explain logit(target) − logit(foil) */
+  foil: null as FocusToken | null,
+  /** tokens whose rank the logit lens follows across layers (≤ MAX_WATCHED) */
+  watched: [] as FocusToken[],
+  /** the vocabulary the foil's and watched tokens' ids belong to (see vocabOf) */
+  focusVocab: null as string | null,
 };
 
 const listeners = new Map<AppEvent, Set<() => void>>();
@@ -76,6 +92,64 @@ export function select(pos: number | null): void {
   app.selected = pos;
   emit("select");
 }
+
+/** What identifies a model's vocabulary: token ids mean the same in runs with the same key. */
+export function vocabOf(m: ModelInfo | null | undefined): string | null {
+  return m ? (m.tokenizer_hash ?? m.path) : null;
+}
+
+/** Set (or clear, with null) the foil; it stops being watched. */
+export function setFoil(tok: FocusToken | null): void {
+  app.foil = tok;
+  if (tok) {
+    app.watched = app.watched.filter((w) => w.id !== tok.id);
+    app.focusVocab = vocabOf(app.run?.model);
+  }
+  emit("foil");
+}
+
+/** Follow `tok` across layers, or stop following it; false when the list is full. */
+export function toggleWatch(tok: FocusToken): boolean {
+  if (app.watched.some((w) => w.id === tok.id)) app.watched = app.watched.filter((w) => w.id !== tok.id);
+  else if (app.watched.length >= MAX_WATCHED) return false;
+  else {
+    app.watched = [...app.watched, tok];
+    app.focusVocab = vocabOf(app.run?.model);
+    if (app.foil?.id === tok.id) app.foil = null;
+  }
+  emit("foil");
+  return true;
+}
+
+/** The foil for the prediction at `pos`: none when the token there is the foil itself. */
+export function foilAt(pos: number): FocusToken | null {
+  const tok = app.run?.tokens[pos];
+  return app.foil && tok && tok.id !== app.foil.id ? app.foil : null;
+}
+
+/**
+ * Ids the logit lens follows at `pos` besides the target and the foil: the watched tokens, or,
+ * with none watched, the prediction's runners-up (its top candidates other than the target).
+ */
+export function followedAt(pos: number, foil: FocusToken | null): { ids: number[]; auto: boolean } {
+  const tok = app.run?.tokens[pos];
+  const skip = new Set([tok?.id, foil?.id]);
+  const watched = app.watched.filter((w) => !skip.has(w.id)).map((w) => w.id);
+  if (app.watched.length) return { ids: watched, auto: false };
+  const top = (tok?.stats?.top ?? []).filter((c) => !skip.has(c.id)).slice(0, 2);
+  return { ids: top.map((c) => c.id), auto: true };
+}
+
+// Token ids belong to a vocabulary: a run of a model with another one clears the choice.
+on("run", () => {
+  const key = vocabOf(app.run?.model);
+  if (key === null || app.focusVocab === null || key === app.focusVocab) return;
+  if (!app.foil && !app.watched.length) return;
+  app.foil = null;
+  app.watched = [];
+  app.focusVocab = null;
+  emit("foil");
+});
 
 export function showError(title: string, message: string): void {
   app.errors.push({ title, message });

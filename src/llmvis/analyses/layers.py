@@ -36,8 +36,8 @@ from llmvis.analyses.common import check_position, check_token_id, id_label, obj
 from llmvis.analyses.registry import ViewContext, ViewParamError, register
 from llmvis.internals import Internals
 
-SIM_CHUNK = 512
-MAX_WATCHED = 5  # positions per chunk when averaging cosines over the run
+SIM_CHUNK = 512  # positions per chunk when averaging cosines over the run
+MAX_WATCHED = 5  # tokens the logit lens follows beside the target and the foil
 
 
 def _hidden_at(internals: Internals, pos: int) -> torch.Tensor:
@@ -202,6 +202,8 @@ def residual_stream(ctx: ViewContext, p: ResidualStreamParams) -> ResidualStream
     pos, src = _predicted(ctx, p.position)
     token_id = check_token_id(ctx, ctx.trace.tokens[pos].id if p.token_id is None else p.token_id)
     foil = None if p.foil is None else check_token_id(ctx, p.foil, "foil")
+    if foil == token_id:
+        raise ViewParamError("the foil is the token itself: choose another token to contrast with")
     n = internals.n_layers
     final = internals.residual(n)[src].float().cpu()
     emb = internals.residual(0)[src].float().cpu()
@@ -305,6 +307,8 @@ def logit_lens(ctx: ViewContext, p: LogitLensParams) -> LogitLensView:
     pos, src = _predicted(ctx, p.position)
     target = ctx.trace.tokens[pos].id
     foil = None if p.foil is None else check_token_id(ctx, p.foil, "foil")
+    if foil == target:
+        raise ViewParamError("the foil is the token itself: choose another token to contrast with")
     followed = list(dict.fromkeys([target, *([] if foil is None else [foil]), *p.watch]))
     for token in p.watch:
         check_token_id(ctx, token, "watch")

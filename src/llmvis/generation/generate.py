@@ -14,13 +14,14 @@ import logging
 import threading
 import time
 from collections.abc import Generator, Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from transformers import DynamicCache, LogitsProcessorList
 
 from llmvis.arch import NotAvailable
 from llmvis.capture import Capture, Recorder
+from llmvis.generation.errors import GenerationError
 from llmvis.generation.events import GenerationEvent, PromptStatsEvent, TokenEvent
 from llmvis.generation.head import DeferredHead, defers_prompt_logits
 from llmvis.generation.overlap import PromptStatsJob, can_overlap, prompt_row_pieces
@@ -34,6 +35,7 @@ from llmvis.generation.stats import (
     rows_to_stats,
     step_row,
 )
+from llmvis.interventions import InterventionError, Window, intervening, plan_for_generation
 from llmvis.models.loaded import LoadedModel
 from llmvis.trace import FinishReason, GenerationRequest, Token, TokenStats, Trace
 
@@ -78,6 +80,16 @@ class Generation:
         self.trace = self.recorder.trace
         self._head: DeferredHead | None = None  # keeps the prompt's hidden states until their stats are sent
         self._job: PromptStatsJob | None = None  # computes those stats beside the decode steps
+        self._plan: Any = None  # (internals, steps, window) of the interventions applied while generating
+        if request.interventions:
+            try:
+                internals, steps = plan_for_generation(
+                    loaded, self.recorder.known, request.interventions, self.params.max_new_tokens
+                )
+            except InterventionError as exc:
+                raise GenerationError(str(exc)) from exc
+            self._plan = (internals, steps, Window())
+        self._position = 0  # where the next forward's positions start
         self._events = self._run()
 
     def __iter__(self) -> Iterator[GenerationEvent]:
@@ -94,7 +106,13 @@ class Generation:
         cache = DynamicCache(config=model.config)
         self._open_recorder()
         try:
-            yield from self._steps(cache)
+            if self._plan is None:
+                yield from self._steps(cache)
+            else:
+                internals, steps, window = self._plan
+                window.thread = threading.get_ident()
+                with intervening(internals, steps, window):
+                    yield from self._steps(cache)
         finally:
             if self._recorder is not None:
                 self._recorder.close()
@@ -131,14 +149,22 @@ class Generation:
         keep = self.keep_capture
         if keep is None or not keep.fits(len(self.recorder.known) + self.params.max_new_tokens):
             return
+        if self._plan is not None:  # the views show the unmodified model on the run's tokens
+            return
         try:
             self._recorder = Recorder(self.loaded.arch, steps=self.params.max_new_tokens).open()
         except Exception:  # an architecture the seam cannot read: the run goes on without
             log.debug("no capture during generation", exc_info=True)
 
-    def _recording(self, n: int) -> contextlib.AbstractContextManager[None]:
-        """Record the forward inside (n new positions) when the capture is kept."""
-        return contextlib.nullcontext() if self._recorder is None else self._recorder.forward(n)
+    @contextlib.contextmanager
+    def _recording(self, n: int) -> Iterator[None]:
+        """Around each forward of n new positions: recorded when the capture is kept, and the
+        interventions told which positions it covers."""
+        if self._plan is not None:
+            self._plan[2].offset = self._position
+        with contextlib.nullcontext() if self._recorder is None else self._recorder.forward(n):
+            yield
+        self._position += n
 
     def _keep_capture(self, cache: DynamicCache) -> None:
         """Run the last token through the model (its states are the views' too), then hand the

@@ -57,6 +57,7 @@ def create_app(
     app.include_router(routes_model.router)
     app.include_router(routes_runs.router)
     app.include_router(routes_whatif.router)
+    app.include_router(routes_whatif.steering_router)
     routes_views.include(app)
     app.include_router(static.build_router())
     app.add_middleware(Guard, bound_host=settings.host, token=app.state.token)

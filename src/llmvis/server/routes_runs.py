@@ -74,7 +74,8 @@ def fork_request(parent: Trace, fork: ForkRequest) -> GenerationRequest:
             )
     kept = parent.ids[start : fork.position]
     params = fork.params or parent.params
-    return parent.request.model_copy(update={"forced_tokens": [*kept, *fork.forced], "params": params})
+    update = {"forced_tokens": [*kept, *fork.forced], "params": params, "interventions": fork.interventions}
+    return parent.request.model_copy(update=update)
 
 
 async def _start_fork(run_id: RunIdPath, body: ForkRequest, engine: EngineDep, store: StoreDep) -> RunTicket:

@@ -15,7 +15,14 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel
 
 from llmvis.arch import NotAvailable
-from llmvis.interventions import InterventionError, WhatIfRequest, WhatIfResult
+from llmvis.interventions import (
+    InterventionError,
+    SteeringRequest,
+    SteeringVector,
+    WhatIfRequest,
+    WhatIfResult,
+    steering_vector,
+)
 from llmvis.server import deps
 from llmvis.server.deps import EngineDep, StoreDep
 from llmvis.server.schemas import RunId
@@ -25,6 +32,7 @@ from llmvis.sweep import SweepRequest
 from llmvis.trace import Trace
 
 router = APIRouter(prefix="/api/runs", tags=["what-if"])
+steering_router = APIRouter(prefix="/api", tags=["what-if"])
 
 
 @router.post("/{run_id}/whatif", responses=deps.errors(404, 409))
@@ -121,3 +129,21 @@ async def patching_sweep(
             yield event
     finally:
         cancel.set()  # a sweep still running stops at its next batch
+
+
+@steering_router.post("/steering", responses=deps.errors(503))
+async def steering(body: SteeringRequest, engine: EngineDep) -> SteeringVector:
+    """A steering vector from a contrast pair: the mean residual stream at `layer` over the
+    positive text minus over the negative, for an `add` intervention (its `factor` the coefficient)."""
+
+    def compute() -> SteeringVector:
+        loaded = engine.slot.loaded
+        if loaded is None:
+            raise HTTPException(503, "no model is loaded: load one with POST /api/model/load")
+        with engine.slot.lock:
+            return steering_vector(loaded, body)
+
+    try:
+        return await run_in_threadpool(compute)
+    except InterventionError as exc:
+        raise deps.unprocessable(str(exc)) from exc

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from llmvis.generation.events import DoneEvent, PromptStatsEvent, StartEvent, TokenEvent
 from llmvis.models.info import ModelInfo
+from llmvis.plan import Intervention
 from llmvis.store import RunRow
 from llmvis.trace import SamplingParams
 
@@ -124,11 +125,18 @@ class ForkRequest(BaseModel):
         description="tokens forced at `position`, `position + 1`, … (instead of `token_id`)",
     )
     params: SamplingParams | None = Field(default=None, description="None = the parent's params")
+    interventions: list[Intervention] = Field(
+        default_factory=list,
+        max_length=64,
+        description="generate the continuation with these applied (then no token need be forced)",
+    )
 
     @model_validator(mode="after")
     def _one_of(self) -> ForkRequest:
-        if (self.token_id is None) == (self.token_ids is None):
+        if self.token_id is not None and self.token_ids is not None:
             raise ValueError("give exactly one of token_id and token_ids")
+        if self.token_id is None and self.token_ids is None and not self.interventions:
+            raise ValueError("give exactly one of token_id and token_ids (or interventions to generate under)")
         return self
 
     @property
@@ -136,8 +144,7 @@ class ForkRequest(BaseModel):
         """The tokens forced from `position` on."""
         if self.token_ids is not None:
             return self.token_ids
-        assert self.token_id is not None  # _one_of
-        return [self.token_id]
+        return [] if self.token_id is None else [self.token_id]
 
 
 class TokenPiece(BaseModel):

@@ -77,7 +77,12 @@ export const api = {
   restore: (id: string) => sendJson<unknown>("POST", `/api/runs/${encodeURIComponent(id)}/restore`),
   view: <N extends ViewName>(runId: string, view: N, params: ViewParams<N>, signal?: AbortSignal) => {
     const q = new URLSearchParams();
-    for (const [k, v] of Object.entries(params)) if (v !== null && v !== undefined) q.set(k, String(v));
+    // lists go as repeated keys (watch=3&watch=4), as FastAPI reads them
+    for (const [k, v] of Object.entries(params as Record<string, unknown>)) {
+      if (v === null || v === undefined) continue;
+      if (Array.isArray(v)) for (const x of v) q.append(k, String(x));
+      else q.set(k, String(v));
+    }
     return getJson<ViewResult<N>>(`/api/runs/${encodeURIComponent(runId)}/views/${view}?${q}`, signal);
   },
   exportUrl: (id: string, kind: "json" | "csv" | "html") =>

@@ -6,8 +6,10 @@ import type { components } from "./schema";
 
 type S = components["schemas"];
 
-export type Candidate = S["Candidate"];
 export type TokenStats = S["TokenStats"];
+/** A top-N candidate of a token's statistics (read through TokenStats: the schema may qualify
+ * the name "Candidate" when another model of the server has the same one). */
+export type Candidate = NonNullable<TokenStats["top"]>[number];
 export type Token = S["Token"];
 export type SamplingParams = S["SamplingParams"];
 export type ChatMessage = S["ChatMessage"];

@@ -91,3 +91,28 @@ export function short(label: string, max = 12): string {
 export function posLabel(pos: number, label: string, max = 10): string {
   return `${pos} ${short(label, max)}`;
 }
+
+/** "'Paris' vs 'Lyon'": how a title says its numbers explain the target against a foil. */
+export function versus(target: string, foil: string): string {
+  return `'${target}' vs '${foil}'`;
+}
+
+/** A title suffix naming what a chart explains: ": 'Paris' vs 'Lyon'" with a foil, else " → 'Paris'". */
+export function explains(target: string, foil: string | null | undefined): string {
+  return foil === null || foil === undefined ? ` → '${target}'` : `: ${versus(target, foil)}`;
+}
+
+/** A chart slot that has nothing to draw: its title and, below it, why. */
+export function messageOption(theme: Theme, title: string, message: string): Option {
+  const b = base(theme, title);
+  return {
+    ...b,
+    toolbox: undefined,
+    title: {
+      ...(b.title as Option),
+      subtext: message,
+      subtextStyle: { color: theme.muted, fontSize: 12, width: 480, overflow: "break", lineHeight: 16 },
+    },
+    series: [],
+  };
+}

@@ -4,13 +4,16 @@ import type {
   ActivationsView,
   AttentionView,
   AttributionView,
+  ContributionGraphView,
   EmbeddingView,
   ExpertsView,
+  HeadContributionsView,
   HeadEntropyView,
   HeadHealthView,
   LayerSimilarityView,
   LogitLensView,
   MultiHeadView,
+  NeuronContributionsView,
   ResidualStreamView,
   TokensView,
 } from "../api/views";
@@ -245,6 +248,7 @@ export const residual: ResidualStreamView = {
   source_position: 2,
   token_id: 5,
   token_label: "d",
+  objective: "logit('d')",
   embedding_norm: 1,
   embedding_logit: 0.1,
   final_norm: 3,
@@ -314,4 +318,103 @@ export const experts: ExpertsView = {
     { expert: 2, weight: 0.375, norm: 0.8 },
     { expert: null, weight: null, norm: 2.1 },
   ],
+};
+
+/** The logit lens with a foil (id 7) and one watched token (id 9): ranks for hidden states 0..2. */
+export const logitLensFoil: LogitLensView = {
+  ...logitLens,
+  foil_id: 7,
+  foil_label: "y",
+  layers: logitLens.layers.map((l, i) => ({ ...l, foil_prob: 0.3 - i * 0.1, foil_rank: i * 4, logit_gap: -1 + i })),
+  watched: [
+    { id: 5, label: "d", ranks: [2, 1, 0], probs: [0.1, 0.4, 0.7] },
+    { id: 7, label: "y", ranks: [0, 4, 8], probs: [0.3, 0.2, 0.1] },
+    { id: 9, label: "z", ranks: [150, 30, 2], probs: [0.001, 0.01, 0.05] },
+  ],
+};
+
+const target = {
+  position: 3,
+  source_position: 2,
+  token_id: 5,
+  token_label: "d",
+  foil_id: 7,
+  foil_label: "y",
+  objective: "logit('d') − logit('y')",
+};
+
+/** 3 layers × 2 heads; layer 1 is a hybrid's recurrent layer (no heads). */
+export const headContributions: HeadContributionsView = {
+  target,
+  layers: 3,
+  heads: 2,
+  effects: [[0.5, -0.25], null, [-1.5, 0.75]],
+  norms: [[1, 2], null, [3, 4]],
+  rest: [0.01, null, 0],
+  block: [0.26, null, -0.75],
+  missing_layers: { 1: "Mamba mixer" },
+  linearisation: "final RMSNorm linearised at the final residual",
+};
+
+export const neuronContributions: NeuronContributionsView = {
+  target,
+  linearisation: "final RMSNorm linearised at the final residual",
+  layers: [
+    {
+      layer: 0,
+      kind: "gated",
+      mlp_effect: 0.4,
+      rest_effect: 0,
+      neurons_effect: 0.4,
+      neurons: 128,
+      top: [
+        { neuron: 21, activation: -0.5, effect: -0.9, norm: 0.1 },
+        { neuron: 7, activation: 0.2, effect: 0.3, norm: 0.05 },
+      ],
+      experts: [],
+    },
+    {
+      layer: 1,
+      kind: "experts",
+      mlp_effect: 1.2,
+      rest_effect: 0.1,
+      neurons_effect: null,
+      neurons: null,
+      top: [],
+      experts: [
+        { expert: 3, weight: 0.6, effect: 1.1 },
+        { expert: null, weight: null, effect: -0.05 },
+      ],
+    },
+  ],
+};
+
+/** 2 layers: hidden states 0..2; the top node is (2, position 3). */
+export const contributionGraph: ContributionGraphView = {
+  position: 4,
+  source_position: 3,
+  layers: 2,
+  heads: 2,
+  threshold: 0.04,
+  top_k: 6,
+  labels: { 0: "a", 1: "b", 3: "d" },
+  nodes: [
+    { layer: 0, position: 0, importance: 0.2, mlp_share: null, unattributed: null },
+    { layer: 0, position: 3, importance: 0.6, mlp_share: null, unattributed: null },
+    { layer: 1, position: 0, importance: 0.25, mlp_share: 0.1, unattributed: 0 },
+    { layer: 1, position: 1, importance: 0.05, mlp_share: 0.2, unattributed: 0 },
+    { layer: 1, position: 3, importance: 0.7, mlp_share: 0.05, unattributed: 0.01 },
+    { layer: 2, position: 3, importance: 1, mlp_share: 0.1, unattributed: 0 },
+  ],
+  edges: [
+    { layer: 1, source: 3, target: 3, kind: "residual", weight: 0.7, heads: null },
+    { layer: 1, source: 0, target: 3, kind: "attention", weight: 0.25, heads: [0.8, 0.2] },
+    { layer: 1, source: 1, target: 3, kind: "attention", weight: 0.05, heads: [0.1, 0.9] },
+    { layer: 0, source: 3, target: 3, kind: "residual", weight: 0.6, heads: null },
+    { layer: 0, source: 0, target: 3, kind: "attention", weight: 0.1, heads: [0.5, 0.5] },
+    { layer: 0, source: 3, target: 3, kind: "attention", weight: 0.2, heads: [0.3, 0.7] },
+    { layer: 0, source: 0, target: 0, kind: "residual", weight: 1, heads: null },
+  ],
+  dropped_edges: 3,
+  missing_layers: {},
 };

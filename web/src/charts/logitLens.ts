@@ -9,12 +9,18 @@ import type { Theme } from "./theme";
 
 export function logitLensOption(view: LogitLensView, theme: Theme, title: string): Option {
   const k = Math.max(0, ...view.layers.map((l) => l.top.length));
-  const cols = [...Array.from({ length: k }, (_, i) => `#${i + 1}`), `▶ ${short(view.token_label, 10)}`];
+  const foil = view.foil_id !== null && view.foil_id !== undefined ? (view.foil_label ?? String(view.foil_id)) : null;
+  const cols = [
+    ...Array.from({ length: k }, (_, i) => `#${i + 1}`),
+    `▶ ${short(view.token_label, 10)}`,
+    ...(foil === null ? [] : [`vs ${short(foil, 10)}`]),
+  ];
   const ylabels = view.layers.map((l) => (l.layer === 0 ? "emb" : `L${l.layer}`));
   const data: { value: [number, number, number]; label: string }[] = [];
   view.layers.forEach((l, r) => {
     l.top.forEach((tk, c) => data.push({ value: [c, r, tk.prob], label: tk.label }));
     data.push({ value: [k, r, l.target_prob], label: `r${l.target_rank}` });
+    if (foil !== null) data.push({ value: [k + 1, r, l.foil_prob ?? 0], label: `r${l.foil_rank ?? "?"}` });
   });
   const b = base(theme, title, `llmvis-logit-lens-${view.position}`);
   return {
@@ -25,7 +31,11 @@ export function logitLensOption(view: LogitLensView, theme: Theme, title: string
         const d = data[p.dataIndex];
         const l = view.layers[d.value[1]];
         const head =
-          d.value[0] === k ? `${esc(view.token_label)} (chosen): rank ${l.target_rank}` : `<b>${esc(d.label)}</b>`;
+          d.value[0] === k
+            ? `${esc(view.token_label)} (chosen): rank ${l.target_rank}`
+            : d.value[0] === k + 1
+              ? `${esc(foil ?? "")} (foil): rank ${l.foil_rank}<br>logit gap (chosen − foil) <b>${fmt(l.logit_gap)}</b>`
+              : `<b>${esc(d.label)}</b>`;
         return `${ylabels[d.value[1]]}: ${head}<br>p = ${pct(d.value[2])} (${fmt(d.value[2])})<br>entropy ${fmt(l.entropy)} nats`;
       },
     },

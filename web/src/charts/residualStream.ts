@@ -10,6 +10,8 @@ import type { Theme } from "./theme";
 
 export function residualStreamOption(view: ResidualStreamView, theme: Theme, title: string): Option {
   const xl = view.layers.map((l) => `L${l.layer}`);
+  // with a foil the bars are effects on logit(token) − logit(foil)
+  const target = view.foil_id !== null && view.foil_id !== undefined ? "logit diff" : "logit";
   const extra = view.extra_part
     ? [
         {
@@ -21,7 +23,7 @@ export function residualStreamOption(view: ResidualStreamView, theme: Theme, tit
           lineStyle: { type: "dotted" },
         },
         {
-          name: `${view.extra_part} → logit`,
+          name: `${view.extra_part} → ${target}`,
           type: "bar",
           yAxisIndex: 1,
           stack: "logit",
@@ -67,7 +69,7 @@ export function residualStreamOption(view: ResidualStreamView, theme: Theme, tit
         lineStyle: { type: "dashed" },
       },
       {
-        name: "attn → logit",
+        name: `attn → ${target}`,
         type: "bar",
         yAxisIndex: 1,
         stack: "logit",
@@ -76,7 +78,7 @@ export function residualStreamOption(view: ResidualStreamView, theme: Theme, tit
         itemStyle: { opacity: 0.55 },
       },
       {
-        name: "mlp → logit",
+        name: `mlp → ${target}`,
         type: "bar",
         yAxisIndex: 1,
         stack: "logit",

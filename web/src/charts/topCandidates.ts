@@ -13,11 +13,24 @@ export interface TopCandidatesText {
   chosen: string;
 }
 
-export function topCandidatesOption(token: Token, theme: Theme, text: TopCandidatesText): Option {
+/** The foil and the watched tokens, marked on their rows ("vs", "◦"). */
+export interface CandidateMarks {
+  foil?: number | null;
+  watched?: number[];
+}
+
+export function topCandidatesOption(
+  token: Token,
+  theme: Theme,
+  text: TopCandidatesText,
+  marks: CandidateMarks = {},
+): Option {
   const top = token.stats?.top ?? [];
   // Bars read top-down: highest probability first.
   const rows = [...top].reverse();
-  const labels = rows.map((c) => (c.id === token.id ? `▶ ${short(c.label, 16)}` : short(c.label, 16)));
+  const mark = (id: number) =>
+    id === token.id ? "▶ " : id === marks.foil ? "vs " : marks.watched?.includes(id) ? "◦ " : "";
+  const labels = rows.map((c) => `${mark(c.id)}${short(c.label, 16)}`);
   const hasSampled = rows.some((c) => c.sampled_prob !== null && c.sampled_prob !== undefined);
   const chosenStyle = { borderColor: theme.warn, borderWidth: 2 };
   const series: Option[] = [
@@ -78,7 +91,8 @@ export function topCandidatesOption(token: Token, theme: Theme, text: TopCandida
             ? "–"
             : `${pct(c.sampled_prob)} (${fmt(c.sampled_prob)})`;
         const lines = [
-          `<b>${esc(c.label)}</b> (id ${c.id})${c.id === token.id ? ` — ${esc(text.chosen)}` : ""}`,
+          `<b>${esc(c.label)}</b> (id ${c.id})${c.id === token.id ? ` — ${esc(text.chosen)}` : ""}` +
+            (c.id === marks.foil ? " — foil" : marks.watched?.includes(c.id) ? " — watched" : ""),
           `${esc(text.raw)}: ${pct(c.raw_prob)} (${fmt(c.raw_prob)})`,
           `${esc(text.sampled)}: ${sampled}`,
           `logit: ${fmt(c.logit)}`,

@@ -2,7 +2,7 @@
  * ECharts instances: created per chart element, resized with their box, disposed with their
  * tab. Every live chart is listed for the browser tests (`window.__llmvis.charts()`).
  */
-import { BarChart, HeatmapChart, LineChart, ScatterChart } from "echarts/charts";
+import { BarChart, GraphChart, HeatmapChart, LineChart, ScatterChart } from "echarts/charts";
 import {
   DataZoomComponent,
   GridComponent,
@@ -20,6 +20,7 @@ import type { Option } from "../charts/common";
 
 echarts.use([
   BarChart,
+  GraphChart,
   HeatmapChart,
   LineChart,
   ScatterChart,

@@ -2,6 +2,7 @@
 import { onLangChange, t } from "../i18n";
 import { on } from "../state";
 import { h } from "./dom";
+import { focusBar } from "./focus";
 import type { Tab } from "./tab";
 
 const TAB_KEY = "llmvis.tab";
@@ -9,6 +10,8 @@ const TAB_KEY = "llmvis.tab";
 export function rightPanel(tabs: Tab[]): HTMLElement {
   const bar = h("nav", { class: "tabs", role: "tablist", "data-testid": "tabs" });
   const panels = h("div", { class: "tab-panels" });
+  // the foil and watched tokens, shown above every tab: they apply to all of them
+  const focus = focusBar();
   let active = tabs.find((tb) => tb.id === localStorage.getItem(TAB_KEY)) ?? tabs[0];
 
   const buttons = tabs.map((tab) => {
@@ -47,14 +50,24 @@ export function rightPanel(tabs: Tab[]): HTMLElement {
   const relabel = () => {
     buttons.forEach((b, i) => (b.textContent = t(tabs[i].label)));
     for (const tab of tabs) tab.buildControls();
+    focus.render();
     invalidate();
   };
 
   on("run", () => {
     for (const tab of tabs) tab.buildControls();
+    focus.render();
     invalidate();
   });
-  on("select", invalidate);
+  on("select", () => {
+    focus.render();
+    invalidate();
+  });
+  // a new foil or watched token: every view that explains a logit changes
+  on("foil", () => {
+    focus.render();
+    invalidate();
+  });
   on("theme", invalidate);
   // A new model (or a remote run's local copy) can compute views that failed before.
   on("model", () => {
@@ -71,5 +84,6 @@ export function rightPanel(tabs: Tab[]): HTMLElement {
   buttons.forEach((b, i) => (b.textContent = t(tabs[i].label)));
   hideUnavailable();
   queueMicrotask(() => show(active.available() ? active : tabs[0]));
-  return h("section", { class: "right", "data-testid": "right-panel" }, bar, panels);
+  focus.render();
+  return h("section", { class: "right", "data-testid": "right-panel" }, bar, focus.el, panels);
 }

@@ -8,6 +8,8 @@ import { activationsReport } from "../charts/activations";
 import { attentionReport } from "../charts/attention";
 import { attributionReport } from "../charts/attribution";
 import type { Option, ReportRenderer } from "../charts/common";
+import { headContributionsReport, neuronContributionsReport } from "../charts/contributions";
+import { contributionGraphReport } from "../charts/flowGraph";
 import { embeddingReport } from "../charts/embedding";
 import { expertsReport } from "../charts/experts";
 import { headEntropyReport } from "../charts/headEntropy";
@@ -34,6 +36,9 @@ const renderers = new Map<string, ReportRenderer<ViewName>>(
     embeddingReport,
     attributionReport,
     expertsReport,
+    headContributionsReport,
+    neuronContributionsReport,
+    contributionGraphReport,
   ].map((r) => [r.view, r]),
 );
 

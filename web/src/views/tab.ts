@@ -21,6 +21,8 @@ export abstract class Tab {
   readonly el: HTMLElement;
   protected controls: HTMLElement;
   protected status: HTMLElement;
+  /** a remark on what the charts show (e.g. that a method ignores the foil); cleared each refresh */
+  protected note: HTMLElement;
   protected body: HTMLElement;
   protected charts = new Map<string, Chart>();
   private ctrl: AbortController | null = null;
@@ -32,8 +34,16 @@ export abstract class Tab {
   ) {
     this.controls = h("div", { class: "tab-controls" });
     this.status = h("div", { class: "tab-status muted", "data-testid": `status-${id}` });
+    this.note = h("div", { class: "tab-note", "data-testid": `note-${id}`, hidden: true });
     this.body = h("div", { class: "tab-body" });
-    this.el = h("div", { class: "tab-panel", "data-tab": id, hidden: true }, this.controls, this.status, this.body);
+    this.el = h(
+      "div",
+      { class: "tab-panel", "data-tab": id, hidden: true },
+      this.controls,
+      this.status,
+      this.note,
+      this.body,
+    );
   }
 
   get theme(): Theme {
@@ -57,6 +67,7 @@ export abstract class Tab {
     const ctrl = new AbortController();
     this.ctrl = ctrl;
     this.setStatus("");
+    this.setNote("");
     Promise.resolve(this.refresh(ctrl.signal)).catch((e: unknown) => {
       if ((e as Error).name === "AbortError" || ctrl.signal.aborted) return;
       const msg = e instanceof ApiError ? e.message : String(e);
@@ -90,6 +101,11 @@ export abstract class Tab {
     this.status.textContent = text;
     this.status.classList.toggle("err", error);
     this.status.hidden = text === "";
+  }
+
+  setNote(text: string): void {
+    this.note.textContent = text;
+    this.note.hidden = text === "";
   }
 
   /** A chart slot `name` (created on first use) set to `option`. */

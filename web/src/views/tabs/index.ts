@@ -3,6 +3,7 @@ import type { Tab } from "../tab";
 import { ActivationsTab } from "./activations";
 import { AttentionTab } from "./attention";
 import { AttributionTab } from "./attribution";
+import { ContributionsTab } from "./contributions";
 import { EmbeddingTab } from "./embedding";
 import { ExpertsTab } from "./experts";
 import { HeadsTab } from "./heads";
@@ -16,6 +17,7 @@ export function allTabs(): Tab[] {
     new AttentionTab(),
     new HeadsTab(),
     new LayersTab(),
+    new ContributionsTab(),
     new ActivationsTab(),
     new ExpertsTab(),
     new EmbeddingTab(),

@@ -7,10 +7,12 @@ import { app } from "../../state";
 import { h } from "../dom";
 import { Tab } from "../tab";
 import { forkBox } from "../fork";
+import { focusBox } from "../focus";
 
 export class TokensTab extends Tab {
   private facts = h("div", { class: "facts" });
   private fork = h("div", {});
+  private focus = h("div", {});
   private picked: number | null = null;
 
   constructor() {
@@ -49,12 +51,17 @@ export class TokensTab extends Tab {
     }
     const chart = this.draw(
       "top",
-      topCandidatesOption(tok, this.theme, {
-        title: t("chart.top_n", { pos }),
-        raw: t("chart.raw"),
-        sampled: t("chart.sampled"),
-        chosen: t("chart.chosen"),
-      }),
+      topCandidatesOption(
+        tok,
+        this.theme,
+        {
+          title: t("chart.top_n", { pos }),
+          raw: t("chart.raw"),
+          sampled: t("chart.sampled"),
+          chosen: t("chart.chosen"),
+        },
+        { foil: app.foil?.id ?? null, watched: app.watched.map((w) => w.id) },
+      ),
     );
     // Fork: click a candidate bar, then continue with it.
     const rows = [...s.top].reverse();
@@ -71,10 +78,12 @@ export class TokensTab extends Tab {
     });
     if (this.picked !== null && !s.top.some((c) => c.id === this.picked)) this.picked = null;
     this.showFork(pos);
-    this.body.append(this.fork);
+    this.body.append(this.focus, this.fork);
   }
 
+  /** The picked candidate's actions: contrast with it or watch it (focus), continue with it (fork). */
   private showFork(pos: number): void {
+    this.focus.replaceChildren(focusBox(pos, this.picked));
     this.fork.replaceChildren(forkBox(pos, this.picked));
   }
 }
