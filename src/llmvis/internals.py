@@ -569,10 +569,13 @@ class Internals:
         idx = torch.tensor([int(j) for j in sources], dtype=torch.long)
         by_head = weights.T[idx, :, None] * written[idx]
         w_heads, bias = self.head_projection(layer)
-        mix = self.head_mix(layer, [position])[:, 0].cpu()  # the block's pre-norm output, cheaply
-        if gate is not None:
-            mix = mix * gate[0].cpu()
-        to_residual, _ = self._attention_map(layer, torch.einsum("hk,hkd->d", mix, w_heads) + bias)
+        pre = bias
+        if self.arch.attn_output_norm:  # the norm is linearised at the block's pre-norm output
+            mix = self.head_mix(layer, [position])[:, 0].cpu()
+            if gate is not None:
+                mix = mix * gate[0].cpu()
+            pre = torch.einsum("hk,hkd->d", mix, w_heads) + bias
+        to_residual, _ = self._attention_map(layer, pre)
         return to_residual(by_head)
 
     def _check_heads_add_up(self, layer: int, position: int, total: torch.Tensor) -> None:

@@ -43,7 +43,7 @@ class ContributionGraphParams(BaseModel):
     )
     threshold: float = Field(default=0.04, ge=0.0, le=1.0, description="keep edges whose share is at least this")
     top_k: int = Field(default=6, ge=1, le=64, description="at most this many incoming edges per node")
-    max_nodes: int = Field(default=48, ge=1, le=512, description="at most this many nodes per layer")
+    max_nodes: int = Field(default=32, ge=1, le=512, description="at most this many nodes per layer")
 
 
 class FlowNode(BaseModel):
