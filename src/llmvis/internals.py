@@ -27,6 +27,7 @@ from llmvis.capture_cache import CaptureCache
 from llmvis.models.loaded import LoadedModel
 
 NO_ATTENTION = "its token mixer is not softmax attention"
+GROUP = 8  # token_contributions: queries per batched product
 ALL = slice(None)
 
 
@@ -516,7 +517,7 @@ class Internals:
         _, bias = self.head_projection(layer)
         scale, d = self.arch.attn_scale, bias.shape[0]
         if not self.arch.attn_output_norm:
-            return (lambda t: t * scale), bias * scale
+            return (lambda t: t if scale == 1.0 else t * scale), bias * scale
         lin = linearise(_on(getattr(self.layers[layer], self.arch.attn_output_norm)), pre)
         return (lambda t: lin.apply(t.reshape(-1, d)).reshape(t.shape) * scale), (
             lin.apply(bias[None])[0] + lin.bias
@@ -538,8 +539,15 @@ class Internals:
         _, bias = self.head_projection(layer)
         if gate is None:
             written = values[:end] if values is not None and values.shape[0] >= end else self.value_outputs(layer, end)
-            both = torch.bmm(weights.permute(2, 1, 0).contiguous(), written)  # [end, n, d]: every query at once
-            raw = [both[: p + 1, k] for k, p in enumerate(positions)]
+            raw: list[torch.Tensor] = [torch.empty(0)] * len(positions)
+            order = sorted(range(len(positions)), key=positions.__getitem__)
+            for a in range(0, len(order), GROUP):  # queries by position: each group stops at its last key
+                group = order[a : a + GROUP]
+                stop = positions[group[-1]] + 1
+                mixed = weights[:, group, :stop].permute(2, 1, 0).contiguous()  # [stop, g, H]
+                both = torch.bmm(mixed, written[:stop])  # [stop, g, d]: the group's queries at once
+                for k, g in enumerate(group):
+                    raw[g] = both[: positions[g] + 1, k]
         else:  # a gate per query: each query its own product
             raw = [
                 (self._gated_values(layer, p, gate[k]) * weights[:, k, : p + 1].T[..., None]).sum(1)

@@ -2,11 +2,10 @@
  * The foil and the watched tokens: the chips above the tabs that show and clear them, and the
  * Tokens tab's box that picks them (a clicked candidate, or typed text resolved to one token).
  */
-import { api } from "../api/client";
-import type { TokenPiece } from "../api/types";
 import { t } from "../i18n";
 import { app, type FocusToken, MAX_WATCHED, setFoil, toggleWatch } from "../state";
 import { h } from "./dom";
+import { typedText, watchTyped } from "./typedTokens";
 
 /** 'Paris' as titles quote labels. */
 const q = (label: string) => `'${label}'`;
@@ -70,9 +69,7 @@ export function focusBar(): { el: HTMLElement; render(): void } {
 }
 
 // Kept across re-renders of the Tokens tab.
-let typed = "";
-let typedTokens: { key: string; tokens: TokenPiece[] } | null = null;
-let pending: AbortController | null = null;
+const typed = typedText();
 
 /**
  * The Tokens tab's row under the candidates: contrast with (or watch) the clicked candidate,
@@ -126,16 +123,15 @@ export function focusBox(pos: number, picked: number | null): HTMLElement {
     "data-testid": "foil-text",
     placeholder: t("focus.type_placeholder"),
   });
-  input.value = typed;
   const preview = h("span", { class: "mono", "data-testid": "foil-typed-tokens" });
   const go = h("button", { type: "button", class: "btn small", "data-testid": "foil-typed" }, t("focus.typed_go"));
-  const key = () => `${(app.model ?? run.model)?.path ?? ""}\n${typed}`;
+  const key = () => `${(app.model ?? run.model)?.path ?? ""}\n${typed.typed}`;
   const one = (): FocusToken | null => {
-    const tokens = typed && typedTokens?.key === key() ? typedTokens.tokens : [];
+    const tokens = typedNow();
     return tokens.length === 1 ? { id: tokens[0].id, label: tokens[0].label } : null;
   };
   const show = (error = "") => {
-    const tokens = typed && typedTokens?.key === key() ? typedTokens.tokens : [];
+    const tokens = typedNow();
     if (error) preview.replaceChildren(h("span", { class: "muted" }, error));
     else if (tokens.length > 1)
       preview.replaceChildren(
@@ -146,28 +142,7 @@ export function focusBox(pos: number, picked: number | null): HTMLElement {
     const single = one();
     go.disabled = !single || single.id === tok.id;
   };
-  const lookup = () => {
-    pending?.abort();
-    if (!typed || typedTokens?.key === key()) return;
-    const ctrl = (pending = new AbortController());
-    const k = key();
-    api.tokenize(typed, ctrl.signal).then(
-      (res) => {
-        typedTokens = { key: k, tokens: res.tokens };
-        if (k === key()) show();
-      },
-      (e: Error) => {
-        if (e.name !== "AbortError" && k === key()) show(e.message);
-      },
-    );
-  };
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  input.addEventListener("input", () => {
-    typed = input.value;
-    show();
-    clearTimeout(timer);
-    timer = setTimeout(lookup, 200);
-  });
+  const typedNow = watchTyped(input, typed, key, show);
   input.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !go.disabled) go.click();
   });
@@ -176,7 +151,6 @@ export function focusBox(pos: number, picked: number | null): HTMLElement {
     if (single) setFoil(single);
   });
   show();
-  lookup();
 
   return h(
     "div",

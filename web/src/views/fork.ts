@@ -3,19 +3,17 @@
  * token forced there: a clicked candidate bar, or typed text (all of its tokens are forced,
  * shown with their ids before the user confirms), with the run's params or the left panel's.
  */
-import { api } from "../api/client";
-import type { SamplingParams, TokenPiece } from "../api/types";
+import type { SamplingParams } from "../api/types";
 import { fork, isRunning } from "../controller";
 import { t } from "../i18n";
 import { app } from "../state";
 import { compareRuns } from "./compareView";
 import { h, selectBox } from "./dom";
+import { typedText, watchTyped } from "./typedTokens";
 
 // Kept across re-renders of the Tokens tab (a click on a bar, a new selection).
-let typed = "";
-let typedTokens: { key: string; tokens: TokenPiece[] } | null = null; // the server's tokens of `typed`
+const typed = typedText();
 let useLeftParams = false;
-let pending: AbortController | null = null;
 
 function paramsText(p: SamplingParams | null): string {
   if (!p) return "";
@@ -71,12 +69,11 @@ export function forkBox(pos: number, tokenId: number | null): HTMLElement {
     "data-testid": "fork-text",
     placeholder: t("fork.type_placeholder"),
   });
-  input.value = typed;
   const preview = h("span", { class: "mono", "data-testid": "fork-typed-tokens" });
   const typedBtn = h("button", { type: "button", class: "btn primary small", "data-testid": "fork-typed" });
-  const key = () => `${(app.model ?? run.model)?.path ?? ""}\n${typed}`; // tokens depend on the model
+  const key = () => `${(app.model ?? run.model)?.path ?? ""}\n${typed.typed}`; // tokens depend on the model
   const showTyped = (error = "") => {
-    const tokens = typed && typedTokens?.key === key() ? typedTokens.tokens : [];
+    const tokens = typedNow();
     preview.replaceChildren(
       ...(error
         ? [h("span", { class: "muted" }, error)]
@@ -85,37 +82,16 @@ export function forkBox(pos: number, tokenId: number | null): HTMLElement {
     typedBtn.textContent = t("fork.typed_go", { n: tokens.length });
     typedBtn.disabled = busy || tokens.length === 0;
   };
-  const lookup = () => {
-    pending?.abort();
-    if (!typed || typedTokens?.key === key()) return;
-    const ctrl = (pending = new AbortController());
-    const k = key();
-    api.tokenize(typed, ctrl.signal).then(
-      (res) => {
-        typedTokens = { key: k, tokens: res.tokens };
-        if (k === key()) showTyped();
-      },
-      (e: Error) => {
-        if (e.name !== "AbortError" && k === key()) showTyped(e.message);
-      },
-    );
-  };
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  input.addEventListener("input", () => {
-    typed = input.value;
-    showTyped();
-    clearTimeout(timer);
-    timer = setTimeout(lookup, 200);
-  });
+  const typedNow = watchTyped(input, typed, key, showTyped);
   typedBtn.addEventListener("click", () => {
-    if (typedTokens?.key === key() && typedTokens.tokens.length)
+    const tokens = typedNow();
+    if (tokens.length)
       start(
-        typedTokens.tokens.map((p) => p.id),
+        tokens.map((p) => p.id),
         typedBtn,
       );
   });
   showTyped();
-  lookup();
 
   // Params: the run's own (the server reuses them) or the left panel's, read when forking.
   const summary = h("span", { class: "muted", "data-testid": "fork-params-summary" });
