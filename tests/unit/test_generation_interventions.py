@@ -24,7 +24,7 @@ def by_hand(loaded, prompt_ids: list[int], plan: list[Intervention]) -> list[int
     for _ in range(NEW):
         run = Internals(loaded, ids)
         steps = check_plan(prompt, plan, length=len(prompt_ids) + NEW)
-        logits = intervened_logits(run, [s for s in steps if True])[-1]
+        logits = intervened_logits(run, steps)[-1]
         ids.append(int(logits.argmax()))
         if ids[-1] in loaded.stop_ids:
             break

@@ -145,5 +145,5 @@ async def steering(body: SteeringRequest, engine: EngineDep) -> SteeringVector:
 
     try:
         return await run_in_threadpool(compute)
-    except InterventionError as exc:
+    except (InterventionError, NotAvailable) as exc:
         raise deps.unprocessable(str(exc)) from exc
