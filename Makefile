@@ -8,7 +8,7 @@ WEB_STAMP := src/llmvis/static/index.html
 WEB_SOURCES := $(shell find web/src web/plugins web/index.html web/report.html web/package.json web/package-lock.json web/vite.config.ts web/vite.report.config.ts web/tsconfig.json -type f 2>/dev/null)
 PY_API_SOURCES := $(shell find src/llmvis -name '*.py' 2>/dev/null)
 
-.PHONY: run test unit integration e2e lint bench setup web engine clean
+.PHONY: run test unit integration e2e lint bench setup web engine dist clean
 
 run: setup
 	$(BIN)/llmvis serve
@@ -31,6 +31,13 @@ $(WEB_STAMP): $(STAMP) $(WEB_SOURCES) $(PY_API_SOURCES)
 	touch $(WEB_STAMP)
 
 web: $(WEB_STAMP)
+
+# A release: the sdist (with the built app inside) and, built from it, the wheel, in dist/.
+# `pip install dist/llmvis-*.whl` then serves the full app with no Node.js and no checkout.
+dist: setup
+	rm -rf dist build
+	$(BIN)/python -m build --no-isolation --outdir dist
+	@ls -l dist
 
 # llama.cpp's OpenAI-compatible server: the remote backend's real engine in tests and bench.
 # pip compiles it (about 3 minutes on 2 cores); only the CPU backend, no multimodal part.
@@ -67,4 +74,4 @@ bench: setup engine
 	$(BIN)/python bench/interventions.py
 
 clean:
-	rm -rf $(VENV) web/node_modules src/llmvis/static web/openapi.json web/src/api/schema.d.ts
+	rm -rf $(VENV) dist build web/node_modules src/llmvis/static web/openapi.json web/src/api/schema.d.ts

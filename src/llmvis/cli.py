@@ -225,7 +225,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from llmvis import __version__
+
     parser = argparse.ArgumentParser(prog="llmvis", description="Watch a language model think.")
+    parser.add_argument("--version", action="version", version=f"llmvis {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="start the web app (http://127.0.0.1:5050)")

@@ -159,6 +159,12 @@ class Trace(BaseModel):
     def to_json(self) -> str:
         return self.model_dump_json()
 
+    def _repr_html_(self) -> str:
+        """In Jupyter, `display(trace)`: the run's chips and candidates (see llmvis.notebook)."""
+        from llmvis.notebook import trace_html
+
+        return trace_html(self)
+
     @classmethod
     def from_json(cls, data: str | bytes) -> Trace:
         import json

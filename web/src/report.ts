@@ -53,6 +53,9 @@ function readBundle(): Bundle | null {
 
 const root = document.getElementById("app")!;
 app.offline = true;
+// The page that embeds the report may ask for a theme and a first tab (a notebook does).
+const asked = document.documentElement.dataset;
+app.theme = asked.theme === "light" ? "light" : "dark";
 setLang(defaultLang(null, navigator.languages ?? [navigator.language]));
 const bundle = readBundle();
 if (!bundle) {
@@ -75,7 +78,11 @@ if (!bundle) {
   const tagline = h("span", { class: "muted tagline", "data-testid": "report-meta" }, meta);
   const header = topBar(tagline, themeBtn, langBtn);
   const shell = h("div", { class: "shell report" });
-  shell.append(conversation(), splitter(shell), rightPanel([new TokensTab(), new SavedViewsTab(bundle.views ?? [])]));
+  shell.append(
+    conversation(),
+    splitter(shell),
+    rightPanel([new TokensTab(), new SavedViewsTab(bundle.views ?? [])], asked.tab),
+  );
   root.append(header, shell);
   const relabel = () => {
     translate(document);

@@ -13,6 +13,8 @@ from fastapi.sse import EventSourceResponse
 
 from llmvis import export
 from llmvis.generation.errors import GenerationError
+from llmvis.generation.fork import ForkError
+from llmvis.generation.fork import fork_request as forked
 from llmvis.server import deps
 from llmvis.server.deps import EngineDep, StoreDep
 from llmvis.server.engine import Engine
@@ -60,22 +62,11 @@ async def start_run(ticket: Annotated[RunTicket, Depends(_start_run)]) -> AsyncI
 
 def fork_request(parent: Trace, fork: ForkRequest) -> GenerationRequest:
     """The parent's request with its generated tokens before `position` kept and the fork's tokens forced from there."""
-    start, end = parent.prompt_len, len(parent.tokens)
-    if not start <= fork.position <= end:
-        raise deps.unprocessable(
-            f"position {fork.position} is not a generated position of this run: forks start at {start}..{end}",
-            ("body", "position"),
-        )
     field = "token_id" if fork.token_ids is None else "token_ids"
-    for token_id in fork.forced:
-        if token_id >= parent.model.vocab_size:
-            raise deps.unprocessable(
-                f"{field} {token_id} is beyond the vocabulary (0..{parent.model.vocab_size - 1})", ("body", field)
-            )
-    kept = parent.ids[start : fork.position]
-    params = fork.params or parent.params
-    update = {"forced_tokens": [*kept, *fork.forced], "params": params, "interventions": fork.interventions}
-    return parent.request.model_copy(update=update)
+    try:
+        return forked(parent, fork.position, fork.forced, fork.params, fork.interventions, field)
+    except ForkError as exc:
+        raise deps.unprocessable(str(exc), ("body", exc.field)) from exc
 
 
 async def _start_fork(run_id: RunIdPath, body: ForkRequest, engine: EngineDep, store: StoreDep) -> RunTicket:

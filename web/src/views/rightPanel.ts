@@ -1,4 +1,5 @@
 /** Right panel: the tab bar and the active tab; refreshes only what is visible. */
+import { store, stored } from "../storage";
 import { onLangChange, t } from "../i18n";
 import { on } from "../state";
 import { h } from "./dom";
@@ -7,12 +8,14 @@ import type { Tab } from "./tab";
 
 const TAB_KEY = "llmvis.tab";
 
-export function rightPanel(tabs: Tab[]): HTMLElement {
+/** `initial`: the tab to open first when no preference is kept (the report in a notebook). */
+export function rightPanel(tabs: Tab[], initial?: string): HTMLElement {
   const bar = h("nav", { class: "tabs", role: "tablist", "data-testid": "tabs" });
   const panels = h("div", { class: "tab-panels" });
   // the foil and watched tokens, shown above every tab: they apply to all of them
   const focus = focusBar();
-  let active = tabs.find((tb) => tb.id === localStorage.getItem(TAB_KEY)) ?? tabs[0];
+  const wanted = stored(TAB_KEY) ?? initial;
+  let active = tabs.find((tb) => tb.id === wanted) ?? tabs[0];
 
   const buttons = tabs.map((tab) => {
     const b = h("button", { type: "button", role: "tab", "data-tab": tab.id, "data-testid": `tab-${tab.id}` });
@@ -24,7 +27,7 @@ export function rightPanel(tabs: Tab[]): HTMLElement {
 
   const show = (tab: Tab) => {
     active = tab;
-    localStorage.setItem(TAB_KEY, tab.id);
+    store(TAB_KEY, tab.id);
     tabs.forEach((tb, i) => {
       tb.el.hidden = tb !== tab;
       buttons[i].setAttribute("aria-selected", String(tb === tab));

@@ -1,4 +1,5 @@
 /** The draggable bar between the conversation and the right panel; width kept in localStorage. */
+import { store, stored } from "../storage";
 import { h } from "./dom";
 
 const KEY = "llmvis.rightWidth";
@@ -14,8 +15,8 @@ export function splitter(root: HTMLElement): HTMLElement {
     root.style.setProperty("--right-w", `${width}px`);
     return width;
   };
-  const stored = Number(localStorage.getItem(KEY));
-  set(stored > 0 ? stored : Math.round(window.innerWidth * 0.47));
+  const kept = Number(stored(KEY));
+  set(kept > 0 ? kept : Math.round(window.innerWidth * 0.47));
 
   const bar = h("div", {
     class: "splitter",
@@ -34,7 +35,7 @@ export function splitter(root: HTMLElement): HTMLElement {
       bar.removeEventListener("pointerup", up);
       root.classList.remove("dragging");
       const w = parseInt(getComputedStyle(root).getPropertyValue("--right-w"), 10);
-      localStorage.setItem(KEY, String(w));
+      store(KEY, String(w));
     };
     bar.addEventListener("pointermove", move);
     bar.addEventListener("pointerup", up);
@@ -42,7 +43,7 @@ export function splitter(root: HTMLElement): HTMLElement {
   bar.addEventListener("keydown", (e) => {
     if (e.key !== "ArrowLeft" && e.key !== "ArrowRight") return;
     const cur = parseInt(getComputedStyle(root).getPropertyValue("--right-w"), 10);
-    localStorage.setItem(KEY, String(set(cur + (e.key === "ArrowLeft" ? 24 : -24))));
+    store(KEY, String(set(cur + (e.key === "ArrowLeft" ? 24 : -24))));
   });
   return bar;
 }
