@@ -30,8 +30,8 @@ def bundled() -> LoadedModel:
 
 
 @pytest.fixture(scope="session")
-def llama_engine(tmp_path_factory):
-    """llama.cpp's OpenAI-compatible server on the bundled GGUF (see llama_engine.py)."""
+def llama_server(tmp_path_factory):
+    """llama.cpp's OpenAI-compatible server on the bundled GGUF (see llama_engine.py), once."""
     from llama_engine import LlamaServer, require_llama_cpp
     from llmvis.models.sources import bundled_gguf
 
@@ -39,3 +39,10 @@ def llama_engine(tmp_path_factory):
     server = LlamaServer(bundled_gguf(), tmp_path_factory.mktemp("llama") / "server.log")
     yield server
     server.stop()
+
+
+@pytest.fixture
+def llama_engine(llama_server):
+    """The engine, running when the test starts."""
+    llama_server.ensure_running()
+    return llama_server

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -92,19 +93,33 @@ def require_llama_cpp() -> None:
 
 
 class LlamaServer:
-    """`python -m llama_cpp.server` on a free loopback port; `base_url` ends in /v1."""
+    """`python -m llama_cpp.server` on a free loopback port; `base_url` ends in /v1.
+
+    The engine is a fixture, not what is tested: if it has died between two tests (a crash, the
+    OOM killer), `ensure_running` says so as a warning, with its exit code and log, and starts
+    it again on the same port, so one lost engine does not fail every remote test after it."""
 
     def __init__(self, gguf: Path, log: Path, timeout: float = 120.0) -> None:
-        self.gguf = gguf
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        self._log = open(log, "w")  # noqa: SIM115
+        self.gguf, self.log, self.timeout = gguf, log, timeout
+        self.restarts: list[str] = []
+        for attempt in range(3):  # another process may take the free port before the engine binds it
+            self.port = free_port()
+            self.base_url = f"http://127.0.0.1:{self.port}/v1"
+            try:
+                self._start()
+                return
+            except RuntimeError:
+                if attempt == 2 or "address already in use" not in log.read_text().lower():
+                    raise
+
+    def _start(self) -> None:
+        self._log = open(self.log, "a")  # noqa: SIM115
         cmd = [
             sys.executable,
             "-m",
             "llama_cpp.server",
             "--model",
-            str(gguf),
+            str(self.gguf),
             "--host",
             "127.0.0.1",
             "--port",
@@ -121,11 +136,11 @@ class LlamaServer:
             "false",
         ]  # queue, do not cut, concurrent runs
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + self.timeout
         while True:
             if self.proc.poll() is not None:
                 self.stop()
-                raise RuntimeError(f"llama.cpp server exited; log:\n{log.read_text()[-3000:]}")
+                raise RuntimeError(f"llama.cpp server exited; log:\n{self.log.read_text()[-3000:]}")
             try:
                 models = httpx.get(f"{self.base_url}/models", timeout=2).json()["data"]
                 self.model = models[0]["id"]
@@ -135,6 +150,16 @@ class LlamaServer:
                     self.stop()
                     raise RuntimeError("llama.cpp server did not start in time") from None
                 time.sleep(0.3)
+
+    def ensure_running(self) -> None:
+        code = self.proc.poll()
+        if code is None:
+            return
+        self._log.close()
+        why = f"the llama.cpp engine had exited (code {code}); restarted. Its log:\n{self.log.read_text()[-2000:]}"
+        self.restarts.append(why)
+        warnings.warn(why, stacklevel=2)
+        self._start()
 
     def complete(self, **body) -> dict:
         """One non-streaming completion straight from the engine."""

@@ -175,6 +175,14 @@ def make_model(arch: str = "llama", layers: int = 2, seed: int = 0, attn: str = 
         for name, buffer in model.named_buffers():  # Gemma 4's layer scale: not the identity
             if name.endswith("layer_scalar"):
                 buffer.fill_(0.8)
+        if arch == "gemma4_text":
+            # Gemma 4 scores unit-RMS q·k over 256-wide heads unscaled: with random weights the
+            # scores' spread is ~16 and most weights underflow, so a rounding difference between
+            # two CPUs' kernels moves a weight by more than the tests' 1e-5. A q-norm weight of
+            # 0.25 gives a trained model's spread (~4) and is not the identity either.
+            for name, param in model.named_parameters():
+                if name.endswith("self_attn.q_norm.weight"):
+                    param.fill_(0.25)
     model.eval()
     return model, tok
 

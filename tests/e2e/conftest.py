@@ -67,12 +67,13 @@ def bundled_server(tmp_path_factory) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="module")
-def remote_server(tmp_path_factory, llama_engine) -> Iterator[Server]:
+def remote_server(tmp_path_factory, llama_server) -> Iterator[Server]:
     """`llmvis serve --backend openai` against llama.cpp's server on the bundled GGUF: runs go to
     the engine; no local weights until the page loads a local copy."""
     require_browser()
     from llama_engine import NEUTRAL
 
+    llama_server.ensure_running()
     tmp = tmp_path_factory.mktemp("e2e-remote")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     server = Server(
@@ -84,7 +85,7 @@ def remote_server(tmp_path_factory, llama_engine) -> Iterator[Server]:
             "--backend",
             "openai",
             "--base-url",
-            llama_engine.base_url,
+            llama_server.base_url,
             "--tokenizer",
             "smollm2",
             "--extra-body",

@@ -28,8 +28,8 @@ EXPECTED_409 = "status of 409"
 
 
 @pytest.fixture
-def rpage(browser, remote_server: Server) -> Iterator[Page]:
-    p = Page(browser, remote_server.base)
+def rpage(browser, remote_server: Server, llama_engine) -> Iterator[Page]:
+    p = Page(browser, remote_server.base)  # (llama_engine: the engine is running for each test)
     yield p
     p.close()
 

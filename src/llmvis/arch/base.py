@@ -183,6 +183,12 @@ class Architecture:
         and return what undoes that. None (the default): the interface records it."""
         return None
 
+    @property
+    def calls_attention_interface(self) -> bool:
+        """Whether this model's attention goes through transformers' AttentionInterface (where
+        the capture records it and an attention knockout can mask its scores)."""
+        return type(self).record_attention is Architecture.record_attention
+
     def run_mlp(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         """The layer's own MLP on `x` (what the capture's forward computed)."""
         out = self.mlp(layer)(x)

@@ -1,8 +1,9 @@
 """Falcon, both decoder layouts: the new one (Falcon-40B/180B: grouped key/value heads, two
 norms feeding attention and the MLP in parallel) and the old one (Falcon-7B: multi-query, one
-shared norm, parallel or sequential). Its attention calls SDPA itself, not through the
-AttentionInterface: the fused projection's output is split with the module's own `_split_heads`,
-shaped as its forward shapes it and rotated with its own `apply_rotary_pos_emb`, then reported."""
+shared norm, parallel or sequential). Up to transformers 5.24 its attention called SDPA itself,
+not through the AttentionInterface: there the fused projection's output is split with the
+module's own `_split_heads`, shaped as its forward shapes it and rotated with its own
+`apply_rotary_pos_emb`, then reported. Later releases call the interface, which records it."""
 
 import sys
 from collections.abc import Callable
@@ -29,10 +30,16 @@ class Falcon(Architecture):
             self.mlp_reads = "input"
             self.mlp_norm = "ln_mlp" if two_norms else "input_layernorm"
 
+    @property
+    def calls_attention_interface(self) -> bool:
+        return not hasattr(self.layers[0].self_attention, "_split_heads")
+
     def contribution(self, args: tuple[Any, ...], output: Any) -> torch.Tensor:
         return super().contribution(args, output).clone()  # the layer adds to the MLP's output in place
 
-    def record_attention(self, layer: int, report: Callable[..., None]) -> Callable[[], None]:
+    def record_attention(self, layer: int, report: Callable[..., None]) -> Callable[[], None] | None:
+        if self.calls_attention_interface:
+            return None
         attn = self.layers[layer].self_attention
         rotate = sys.modules[type(attn).__module__].apply_rotary_pos_emb
         call: dict[str, Any] = {}
