@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from transformers import AttentionInterface
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from llmvis.arch import Architecture, NotAvailable
+from llmvis.arch import NotAvailable
 from llmvis.capture import attention_implementation
 from llmvis.internals import Internals
 from llmvis.plan import Intervention, Operation, Site
@@ -102,7 +102,7 @@ def check_plan(
         try:
             if spec.site == "attention_edges":
                 internals.record(spec.layer)
-                if type(internals.arch).record_attention is not Architecture.record_attention:
+                if not internals.arch.calls_attention_interface:
                     raise InterventionError(
                         f"{where}: this family's attention does not go through transformers' AttentionInterface, "
                         "so its scores cannot be masked"
@@ -384,42 +384,62 @@ def plan_for_generation(
     return internals, check_plan(internals, plan, length=len(known) + max_new_tokens)
 
 
+RUN_ID_PATTERN = r"^[A-Za-z0-9_-]+$"
+
+
 class SteeringRequest(BaseModel):
+    """Each side of the contrast pair is a text typed here or a saved run (its prompt and reply)."""
+
     layer: int = Field(ge=0, description="hidden state 0..L whose residual stream is steered")
-    positive: str = Field(min_length=1, max_length=20_000, description="text with the trait")
-    negative: str = Field(min_length=1, max_length=20_000, description="text without it")
+    positive: str | None = Field(default=None, min_length=1, max_length=20_000, description="text with the trait")
+    negative: str | None = Field(default=None, min_length=1, max_length=20_000, description="text without it")
+    positive_run: str | None = Field(
+        default=None, min_length=1, max_length=64, pattern=RUN_ID_PATTERN, description="a saved run with the trait"
+    )
+    negative_run: str | None = Field(
+        default=None, min_length=1, max_length=64, pattern=RUN_ID_PATTERN, description="a saved run without it"
+    )
+
+    @model_validator(mode="after")
+    def _one_source_per_side(self) -> SteeringRequest:
+        for side in ("positive", "negative"):
+            if (getattr(self, side) is None) == (getattr(self, f"{side}_run") is None):
+                raise ValueError(f"give either `{side}` (a text) or `{side}_run` (a saved run's id), not both")
+        return self
 
 
 class SteeringVector(BaseModel):
     layer: int
-    vector: list[float] = Field(description="[d] mean residual over the positive text − over the negative")
+    vector: list[float] = Field(description="[d] mean residual over the positive side − over the negative")
     norm: float
     positive_tokens: int
     negative_tokens: int
 
 
+def text_ids(loaded: Any, text: str) -> list[int]:
+    ids = loaded.tokenizer.encode(text, add_special_tokens=False)
+    if not ids:
+        raise InterventionError(f"{text[:40]!r} has no tokens")
+    return ids
+
+
 @torch.no_grad()
-def steering_vector(loaded: Any, request: SteeringRequest) -> SteeringVector:
-    """A contrast pair's direction at a layer: the mean residual stream of the positive text minus
-    the negative's (each from its own capture), for an `add` intervention with a coefficient."""
+def steering_vector(loaded: Any, layer: int, positive: list[int], negative: list[int]) -> SteeringVector:
+    """A contrast pair's direction at a layer: the mean residual stream over the positive tokens
+    minus over the negative ones (each from its own capture), for an `add` intervention with a
+    coefficient."""
     from llmvis.analyses.common import round4
 
-    means, counts = [], []
-    for text in (request.positive, request.negative):
-        ids = loaded.tokenizer.encode(text, add_special_tokens=False)
-        if not ids:
-            raise InterventionError(f"{text[:40]!r} has no tokens")
+    means = []
+    for ids in (positive, negative):
         internals = Internals(loaded, ids)
-        if request.layer > internals.n_layers:
-            raise InterventionError(
-                f"layer {request.layer} is beyond the model (hidden states 0..{internals.n_layers})"
-            )
-        means.append(internals.residual(request.layer).float().cpu().mean(0))
-        counts.append(len(ids))
+        if layer > internals.n_layers:
+            raise InterventionError(f"layer {layer} is beyond the model (hidden states 0..{internals.n_layers})")
+        means.append(internals.residual(layer).float().cpu().mean(0))
     vector = means[0] - means[1]
     return SteeringVector(
-        layer=request.layer, vector=round4(vector), norm=round4(float(vector.norm())),
-        positive_tokens=counts[0], negative_tokens=counts[1],
+        layer=layer, vector=round4(vector), norm=round4(float(vector.norm())),
+        positive_tokens=len(positive), negative_tokens=len(negative),
     )  # fmt: skip
 
 

@@ -27,6 +27,7 @@ TABS = {
     "embedding": ["scatter"],
     "uncertainty": ["curve"],
     "attribution": ["bars"],
+    "whatif": ["heads"],
 }
 
 RUN_STATUS = "() => window.__llmvis.app.run && window.__llmvis.app.run.status"

@@ -117,3 +117,29 @@ def test_a_steering_vector_from_a_contrast_pair_steers_a_fork(tmp_path):
         )
         assert events[-1].event == "done", events[-1].data
         assert c.post("/api/steering", json={"layer": 99, "positive": "a", "negative": "b"}).status_code == 422
+
+
+def test_a_steering_vector_from_saved_runs_is_their_mean_residual_difference(tmp_path):
+    loaded = tiny_loaded("llama")
+    with client(make_app(tmp_path, loaded)) as c:
+        positive, negative = start(c, "hello hello hello"), start(c, "1 2 3 4")
+        r = c.post("/api/steering", json={"layer": 2, "positive_run": positive, "negative": "1 2 3 4"})
+        assert r.status_code == 200, r.text
+        from llmvis.internals import Internals
+
+        ids = [t["id"] for t in c.get(f"/api/runs/{positive}").json()["tokens"]]  # prompt and reply
+        text = loaded.tokenizer.encode("1 2 3 4", add_special_tokens=False)
+        expected = Internals(loaded, ids).residual(2).mean(0) - Internals(loaded, text).residual(2).mean(0)
+        body = r.json()
+        assert body["positive_tokens"] == len(ids) and body["negative_tokens"] == len(text)
+        assert max(abs(a - b) for a, b in zip(body["vector"], expected.tolist(), strict=True)) < 1e-3
+        both_runs = c.post("/api/steering", json={"layer": 2, "positive_run": positive, "negative_run": negative})
+        assert both_runs.status_code == 200 and both_runs.json()["negative_tokens"] > 4
+        # each side exactly once; an unknown run
+        for bad, status, message in (
+            ({"positive": "a", "positive_run": positive, "negative": "b"}, 422, "not both"),
+            ({"negative": "b"}, 422, "give either `positive`"),
+            ({"positive_run": "nope", "negative": "b"}, 404, "nope"),
+        ):
+            r = c.post("/api/steering", json={"layer": 1, **bad})
+            assert r.status_code == status and message in r.text, (bad, r.text)

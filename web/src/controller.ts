@@ -8,6 +8,7 @@ import type {
   GenerationRequest,
   ModelInfo,
   PromptStatsEvent,
+  Intervention,
   SamplingParams,
   StartEvent,
   TokenEvent,
@@ -181,11 +182,15 @@ export function newConversation(): void {
   emit("run");
 }
 
-/** Fork the current run at `position` with `tokenIds` forced from there; the new run becomes current. */
+/**
+ * Fork the current run at `position` with `tokenIds` forced from there (none: generate under
+ * `interventions`); the new run becomes current.
+ */
 export async function fork(
   position: number,
   tokenIds: number[],
   params: SamplingParams | null,
+  interventions: Intervention[] = [],
 ): Promise<{ parent: Run; child: Run | null } | null> {
   const parent = app.run;
   if (!parent?.id) return null;
@@ -193,7 +198,7 @@ export async function fork(
   const request: GenerationRequest = { ...parent.request };
   const child = await streamRun(
     request,
-    (on, signal) => api.fork(parentId, forkRequest(position, tokenIds, params), on, signal),
+    (on, signal) => api.fork(parentId, forkRequest(position, tokenIds, params, interventions), on, signal),
     { id: parentId, position },
   );
   if (child) select(position);

@@ -21,6 +21,23 @@ describe("forkRequest", () => {
 
   it("refuses no token at all", () => {
     expect(() => forkRequest(3, [], null)).toThrow();
+    expect(() => forkRequest(3, [], null, [])).toThrow();
+  });
+
+  it("generates under interventions with no token forced", () => {
+    const plan = [{ site: "head" as const, layer: 1, head: 2, op: "zero" as const }];
+    const body = forkRequest(7, [], null, plan);
+    expect(body).toEqual({ position: 7, params: null, interventions: plan });
+    expect(body).not.toHaveProperty("token_id");
+    expect(body).not.toHaveProperty("token_ids");
+    expect(body.interventions![0]).not.toBe(plan[0]); // a copy
+  });
+
+  it("forces a token and intervenes at once", () => {
+    const plan = [{ site: "residual" as const, layer: 0, op: "add" as const, factor: 4, vector: [1, 2] }];
+    expect(forkRequest(5, [9], params, plan)).toEqual({ position: 5, token_id: 9, params, interventions: plan });
+    // no interventions: the body stays what older servers take
+    expect(forkRequest(5, [9], params, [])).not.toHaveProperty("interventions");
   });
 });
 

@@ -22,12 +22,14 @@ from llmvis.interventions import (
     WhatIfRequest,
     WhatIfResult,
     steering_vector,
+    text_ids,
 )
+from llmvis.models.loaded import LoadedModel
 from llmvis.server import deps
 from llmvis.server.deps import EngineDep, StoreDep
 from llmvis.server.schemas import RunId
 from llmvis.server.tickets import NeedsModel
-from llmvis.server.views import compute_sweep, compute_what_if
+from llmvis.server.views import compute_sweep, compute_what_if, same_weights
 from llmvis.sweep import SweepRequest
 from llmvis.trace import Trace
 
@@ -131,19 +133,36 @@ async def patching_sweep(
         cancel.set()  # a sweep still running stops at its next batch
 
 
-@steering_router.post("/steering", responses=deps.errors(503))
-async def steering(body: SteeringRequest, engine: EngineDep) -> SteeringVector:
+@steering_router.post("/steering", responses=deps.errors(404, 409, 503))
+async def steering(body: SteeringRequest, engine: EngineDep, store: StoreDep) -> SteeringVector:
     """A steering vector from a contrast pair: the mean residual stream at `layer` over the
-    positive text minus over the negative, for an `add` intervention (its `factor` the coefficient)."""
+    positive side minus over the negative, for an `add` intervention (its `factor` the
+    coefficient). A side is a typed text, or a saved run of the loaded model (all its tokens)."""
+
+    def side_ids(loaded: LoadedModel, text: str | None, run_id: str | None) -> list[int]:
+        if text is not None:
+            return text_ids(loaded, text)
+        trace = deps.get_trace(store, str(run_id))
+        if not same_weights(loaded.info, trace.model):
+            raise NeedsModel(
+                f"run {run_id} was made by {trace.model.name}, not the loaded model: load it to steer from it"
+            )
+        if any(i < 0 for i in trace.ids):
+            raise NeedsModel(f"some tokens of run {run_id} have no id in the local vocabulary")
+        return trace.ids
 
     def compute() -> SteeringVector:
         loaded = engine.slot.loaded
         if loaded is None:
             raise HTTPException(503, "no model is loaded: load one with POST /api/model/load")
+        positive = side_ids(loaded, body.positive, body.positive_run)
+        negative = side_ids(loaded, body.negative, body.negative_run)
         with engine.slot.lock:
-            return steering_vector(loaded, body)
+            return steering_vector(loaded, body.layer, positive, negative)
 
     try:
         return await run_in_threadpool(compute)
     except (InterventionError, NotAvailable) as exc:
         raise deps.unprocessable(str(exc)) from exc
+    except NeedsModel as exc:
+        raise HTTPException(409, str(exc)) from exc

@@ -11,8 +11,13 @@ import type {
   ModelState,
   RunList,
   RunRow,
+  SteeringRequest,
+  SteeringVector,
+  SweepRequest,
   Tokenized,
   Trace,
+  WhatIfRequest,
+  WhatIfResult,
 } from "./types";
 import type { ViewName, ViewParams, ViewResult } from "./views";
 
@@ -33,8 +38,8 @@ async function getJson<T>(path: string, signal?: AbortSignal, init?: RequestInit
   return (await res.json()) as T;
 }
 
-function sendJson<T>(method: string, path: string, body?: unknown): Promise<T> {
-  return getJson<T>(path, undefined, {
+function sendJson<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+  return getJson<T>(path, signal, {
     method,
     headers: { "Content-Type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body),
@@ -85,6 +90,15 @@ export const api = {
     }
     return getJson<ViewResult<N>>(`/api/runs/${encodeURIComponent(runId)}/views/${view}?${q}`, signal);
   },
+  /** Ablate and look: the run's tokens forced through the model with `body.interventions` applied. */
+  whatIf: (runId: string, body: WhatIfRequest, signal?: AbortSignal) =>
+    sendJson<WhatIfResult>("POST", `/api/runs/${encodeURIComponent(runId)}/whatif`, body, signal),
+  /** An activation-patching sweep, streamed: `progress` {done, total}, then `result` or `error`; abort cancels it. */
+  sweep: (runId: string, body: SweepRequest, onEvent: (type: string, data: unknown) => void, signal?: AbortSignal) =>
+    stream(`/api/runs/${encodeURIComponent(runId)}/sweep`, body, onEvent, signal),
+  /** A steering vector from a contrast pair (mean residual of the positive text − of the negative). */
+  steering: (body: SteeringRequest, signal?: AbortSignal) =>
+    sendJson<SteeringVector>("POST", "/api/steering", body, signal),
   exportUrl: (id: string, kind: "json" | "csv" | "html") =>
     `${BASE}/api/runs/${encodeURIComponent(id)}/${kind === "html" ? "report.html" : `export.${kind}`}`,
 };

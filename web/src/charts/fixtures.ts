@@ -1,5 +1,5 @@
 /** Small view results shaped like the server's, for the chart-builder tests. */
-import type { Token } from "../api/types";
+import type { SweepResult, Token, WhatIfResult } from "../api/types";
 import type {
   ActivationsView,
   AttentionView,
@@ -417,4 +417,79 @@ export const contributionGraph: ContributionGraphView = {
   ],
   dropped_edges: 3,
   missing_layers: {},
+};
+
+/** A what-if of a 5-token run: a head zeroed, explained at position 3 against a foil. */
+export const whatIf: WhatIfResult = {
+  position: 3,
+  token_id: 7,
+  token_label: " Paris",
+  foil_id: 9,
+  foil_label: " Lyon",
+  before: {
+    prob: 0.6,
+    logit: 5,
+    rank: 0,
+    gap: 2,
+    top: [
+      { id: 7, label: " Paris", prob: 0.6 },
+      { id: 9, label: " Lyon", prob: 0.2 },
+      { id: 4, label: " the", prob: 0.1 },
+    ],
+  },
+  after: {
+    prob: 0.3,
+    logit: 4,
+    rank: 1,
+    gap: -0.5,
+    top: [
+      { id: 9, label: " Lyon", prob: 0.4 },
+      { id: 7, label: " Paris", prob: 0.3 },
+      { id: 5, label: " a", prob: 0.05 },
+    ],
+  },
+  positions: [1, 2, 3, 4],
+  prob_before: [0.1, 0.5, 0.6, 0.9],
+  prob_after: [0.1, 0.45, 0.3, 0.95],
+  kl: [0, 0.01, 0.4, 0.02],
+  interventions: [{ site: "head", layer: 1, head: 2, op: "zero" }],
+};
+
+/** A sweep of a 4-token run read at 3: residual (exact and fast) and heads (exact). */
+export const sweep: SweepResult = {
+  position: 3,
+  target_id: 7,
+  target_label: " Paris",
+  foil_id: 9,
+  foil_label: " Rome",
+  clean_diff: 3,
+  corrupted_diff: -1,
+  metric: "normalised logit difference",
+  maps: [
+    {
+      site: "residual",
+      rows: [0, 1],
+      cols: [0, 1, 2],
+      exact: [
+        [0, 1, 0.1],
+        [0, 0.4, 0.6],
+      ],
+      fast: [
+        [0, 0.8, 0.2],
+        [0.1, 0.5, 0.5],
+      ],
+      max_error: 0.2,
+      correlation: 0.97,
+    },
+    {
+      site: "heads",
+      rows: [0, 1],
+      cols: [0, 1],
+      exact: [
+        [0.2, -1.5],
+        [0.3, 0],
+      ],
+    },
+  ],
+  forwards: 10,
 };

@@ -2,7 +2,7 @@
  * Draw a view result saved with a run (the JSON bundle's `views`) with its chart's report
  * renderer. Used by the offline HTML report, which has no server to ask.
  */
-import type { Token } from "../api/types";
+import type { Intervention, Token } from "../api/types";
 import type { ViewName, ViewResult } from "../api/views";
 import { activationsReport } from "../charts/activations";
 import { attentionReport } from "../charts/attention";
@@ -20,6 +20,7 @@ import { multiHeadReport } from "../charts/multiHead";
 import { residualStreamReport } from "../charts/residualStream";
 import type { Theme } from "../charts/theme";
 import { tokensReport } from "../charts/uncertainty";
+import { describePlan, type ResultRenderer, sweepReport, whatIfReport } from "../charts/whatif";
 
 /** Imported here, not registered by the chart modules, so the app bundle leaves them out. */
 const renderers = new Map<string, ReportRenderer<ViewName>>(
@@ -42,6 +43,9 @@ const renderers = new Map<string, ReportRenderer<ViewName>>(
   ].map((r) => [r.view, r]),
 );
 
+/** Saved results that are not views (POST routes saved with the run): what-if and sweeps. */
+const results = new Map<string, ResultRenderer<unknown>>([whatIfReport, sweepReport].map((r) => [r.view, r]));
+
 export interface SavedView {
   view: string;
   params: Record<string, unknown>;
@@ -56,6 +60,15 @@ const params = (p: Record<string, unknown>) =>
 
 /** The chart option for a saved view, or null for views without a chart here. */
 export function savedViewOption(saved: SavedView, tokens: Token[], theme: Theme): Option | null {
+  const result = results.get(saved.view);
+  if (result) {
+    // their params hold interventions (a steering vector: hundreds of numbers): said in words
+    const { interventions, ...rest } = saved.params;
+    const plan = interventions ? describePlan(interventions as Intervention[]) : "";
+    const more = params(Object.fromEntries(Object.entries(rest).filter(([, v]) => !Array.isArray(v) || v.length < 8)));
+    const title = `${saved.view} (${[plan, more].filter(Boolean).join(", ")})`;
+    return result.render(saved.result, tokens, theme, title);
+  }
   const renderer = renderers.get(saved.view);
   if (!renderer) return null;
   const title = `${saved.view}${Object.keys(saved.params).length ? ` (${params(saved.params)})` : ""}`;

@@ -10,6 +10,7 @@ import { HeadsTab } from "./heads";
 import { LayersTab } from "./layers";
 import { TokensTab } from "./tokens";
 import { UncertaintyTab } from "./uncertainty";
+import { WhatIfTab } from "./whatif";
 
 export function allTabs(): Tab[] {
   return [
@@ -23,5 +24,6 @@ export function allTabs(): Tab[] {
     new EmbeddingTab(),
     new UncertaintyTab(),
     new AttributionTab(),
+    new WhatIfTab(),
   ];
 }
