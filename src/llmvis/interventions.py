@@ -38,6 +38,7 @@ from llmvis.arch import NotAvailable
 from llmvis.capture import attention_implementation
 from llmvis.internals import Internals
 from llmvis.plan import Intervention, Operation, Site
+from llmvis.replay import replayed
 
 __all__ = ["Intervention", "Operation", "Site"]
 
@@ -360,11 +361,14 @@ for _base in ("sdpa", "eager"):
 
 
 @torch.no_grad()
-def intervened_logits(internals: Internals, steps: list[Step]) -> torch.Tensor:
-    """[T, V] fp32 logits of the run's teacher-forced forward with `steps` applied."""
+def intervened_logits(internals: Internals, steps: list[Step], replay: bool = False) -> torch.Tensor:
+    """[T, V] fp32 logits of the run's teacher-forced forward with `steps` applied. `replay`:
+    the layers below the first one touched give their captured outputs instead of running
+    (llmvis.replay: equal to the full forward up to rounding, and about half the cost)."""
     model = internals.model
     ids = torch.tensor([internals.ids], device=internals.loaded.device)
-    with intervening(internals, steps):
+    below = min((s.spec.layer for s in steps), default=0) if replay else 0
+    with intervening(internals, steps), replayed(internals, min(below, internals.n_layers)):
         return model(input_ids=ids, use_cache=False).logits[0].float()
 
 
@@ -513,7 +517,7 @@ def what_if(internals: Internals, request: WhatIfRequest, steps: list[Step], lab
     vocab = int(internals.lm_head.weight.shape[0])
     if request.foil is not None and not request.foil < vocab:
         raise InterventionError(f"foil {request.foil} is out of range: the vocabulary is 0..{vocab - 1}")
-    after = intervened_logits(internals, steps)  # [T, V]
+    after = intervened_logits(internals, steps, replay=True)  # [T, V]
     final = internals.residual(internals.n_layers)
     prob_before, prob_after, kl = [], [], []
     before_at = None

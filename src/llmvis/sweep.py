@@ -13,7 +13,7 @@ the clean run's token at p; foil the corrupted run's (or its most likely other t
   layer l adds at q, one head's value mix at every position. Cells of one layer run as one
   batch (the corrupted tokens repeated, each row patched at its own cell). Layers before l
   cannot see the patch, so they are not run: each gives the corrupted run's captured output
-  (`_replayed`), and a patched forward costs the layers from l on (about half, on average).
+  (llmvis.replay), and a patched forward costs the layers from l on (about half, on average).
 - fast (attribution patching): one forward and one backward on the corrupted run;
   restored ≈ (clean − corrupted) · ∂LD/∂site, a first-order estimate.
 Only positions before the read position can change the prediction (causal), so they are the
@@ -22,16 +22,15 @@ columns. Values come from the runs' captures; hooks sit on the model's own modul
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, Field
-from torch import nn
 
 from llmvis.internals import Internals
 from llmvis.interventions import InterventionError
+from llmvis.replay import replayed
 
 SweepSite = Literal["residual", "attn_out", "mlp_out", "heads"]
 BATCH = 32  # patched forwards per batch
@@ -156,78 +155,6 @@ def _patch_hook(run: Internals, site: SweepSite, layer: int, cells: list[int], c
     return post, False
 
 
-class _Replay(nn.Module):
-    """Stands in for a decoder layer below the patched one: returns the corrupted run's captured
-    output of that layer, shaped as the layer's own output, without computing anything.
-    Attributes the model's loop reads from its layers (e.g. `attention_type`) come from the layer."""
-
-    def __init__(self, layer: nn.Module, output: torch.Tensor, form: tuple) -> None:
-        super().__init__()
-        self.layer = layer
-        self.output = output
-        self.form = form
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self.layer, name)
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        x = args[0] if args else kwargs["hidden_states"]
-        out = self.output.to(x.device, x.dtype).unsqueeze(0).repeat(x.shape[0], 1, 1)
-        kind, rest = self.form
-        return out if kind is None else kind((out, *rest))
-
-
-def _layer_forms(run: Internals, ids: torch.Tensor, src: int) -> list[tuple] | None:
-    """How each decoder layer returns its output (a tensor, or a tuple with nothing else in it),
-    seen on one forward; None when a layer returns more (then no layer is replayed)."""
-    forms: list[tuple | None] = [None] * run.n_layers
-
-    def seen(i: int) -> Any:
-        def hook(_m: Any, _args: Any, output: Any) -> None:
-            if isinstance(output, torch.Tensor):
-                forms[i] = (None, ())
-            elif (
-                isinstance(output, tuple) and isinstance(output[0], torch.Tensor) and all(o is None for o in output[1:])
-            ):
-                forms[i] = (type(output), tuple(output[1:]))
-
-        return hook
-
-    handles = [layer.register_forward_hook(seen(i)) for i, layer in enumerate(run.arch.layers)]
-    try:
-        with torch.no_grad():
-            _read(run.model, ids, src)
-    finally:
-        for h in handles:
-            h.remove()
-    return None if any(f is None for f in forms) else [f for f in forms if f is not None]
-
-
-def _layer_list(run: Internals) -> nn.ModuleList:
-    decoder = run.arch.decoder
-    return next(m for n in ("layers", "h", "blocks") if isinstance(m := getattr(decoder, n, None), nn.ModuleList))
-
-
-@contextmanager
-def _replayed(corrupted: Internals, forms: list[tuple] | None, upto: int) -> Iterator[None]:
-    """Layers 0..upto-1 replaced by their captured outputs in the corrupted run (see `_Replay`)."""
-    if forms is None or upto == 0:
-        yield
-        return
-    layers = _layer_list(corrupted)
-    kept = [layers[i] for i in range(upto)]
-    for i in range(upto):
-        layers[i] = _Replay(kept[i], corrupted.residual(i + 1), forms[i])
-    try:
-        yield
-    finally:
-        for i, layer in enumerate(kept):
-            layers[i] = layer
-
-
 def _check(clean: Internals, corrupted: Internals, request: SweepRequest) -> tuple[int, int, int]:
     t = clean.n_positions
     if corrupted.n_positions != t:
@@ -271,7 +198,6 @@ def sweep(clean: Internals, corrupted: Internals, request: SweepRequest, label: 
     with torch.no_grad():
         ld_clean = float(_logit_diff(_read(model, torch.tensor([clean.ids], device=ids.device), src), target, foil)[0])
         ld_corrupt = float(_logit_diff(_read(model, ids, src), target, foil)[0])
-    forms = _layer_forms(corrupted, ids, src) if exact_mode(request) else None
     span = ld_clean - ld_corrupt
     if abs(span) < 1e-6:
         raise InterventionError("the two runs give the same logit difference at this position: nothing to restore")
@@ -302,7 +228,7 @@ def sweep(clean: Internals, corrupted: Internals, request: SweepRequest, label: 
                         else module.register_forward_hook(hook, with_kwargs=True)
                     )
                     try:
-                        with torch.no_grad(), _replayed(corrupted, forms, layer):
+                        with torch.no_grad(), replayed(corrupted, layer):
                             lds = _logit_diff(_read(model, ids.expand(len(cells), -1), src), target, foil)
                     finally:
                         handle.remove()

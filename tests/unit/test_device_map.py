@@ -4,6 +4,7 @@ sit on the meta device between calls) gives the same tokens, statistics and view
 from __future__ import annotations
 
 import pytest
+import torch
 
 from llmvis.generation import SamplingParams, generate
 from llmvis.models import load_model
@@ -86,3 +87,40 @@ def _assert_close(a, b, where: str) -> None:
         assert abs(a - b) <= 1e-4 * max(1.0, abs(a)), (where, a, b)
     else:
         assert a == b, (where, a, b)
+
+
+PLAN = [
+    {"site": "head", "layer": 1, "head": 2},
+    {"site": "neuron", "layer": 1, "neuron": 5, "op": "scale", "factor": 3.0},
+    {"site": "mlp_out", "layer": 0, "positions": [2, 3], "op": "mean"},
+    {"site": "residual", "layer": 1, "op": "patch", "source_run": "other", "positions": [4]},
+    {"site": "attention_edges", "layer": 1, "positions": [6, 7], "keys": [0, 1]},
+]
+
+
+def test_interventions_under_a_device_map_equal_the_plain_model(pair):
+    """The hooks act on each module where it lives (layer 1 is offloaded to disk here): the same
+    plan gives the same logits, the same what-if, and the same generation."""
+    from llmvis.internals import Internals
+    from llmvis.interventions import Intervention, WhatIfRequest, check_plan, intervened_logits, what_if
+    from trace_helpers import random_ids
+
+    results = []
+    for loaded in pair:
+        ids, other = random_ids(loaded, 10, seed=3), random_ids(loaded, 10, seed=4)
+        run = Internals(loaded, ids)
+        steps = check_plan(run, [Intervention(**spec) for spec in PLAN], {"other": Internals(loaded, other)})
+        logits = intervened_logits(run, steps)
+        looked = what_if(run, WhatIfRequest(interventions=PLAN[:3], position=8), steps[:3], loaded.labeler)
+        request = GenerationRequest(
+            mode="completion",
+            prompt="The capital of France",
+            params=SamplingParams(temperature=0.0, max_new_tokens=6),
+            interventions=PLAN[:2],
+        )
+        results.append((logits, looked.model_dump(), generate(loaded, request).ids))
+    (plain_logits, plain_look, plain_ids), (mapped_logits, mapped_look, mapped_ids) = results
+    assert (plain_logits - mapped_logits).abs().max().item() <= 1e-5
+    assert not torch.allclose(plain_logits, intervened_logits(Internals(pair[0], random_ids(pair[0], 10, seed=3)), []))
+    _assert_close(plain_look, mapped_look, "whatif")
+    assert plain_ids == mapped_ids

@@ -19,6 +19,7 @@ from llmvis.interventions import (
     what_if,
 )
 from llmvis.models.loaded import LoadedModel
+from llmvis.replay import layer_forms, layer_list
 from tiny_models import ARCHITECTURES, tiny_loaded
 from trace_helpers import random_ids
 
@@ -50,6 +51,26 @@ def test_an_empty_or_identity_plan_gives_the_models_own_logits(arch):
         {"site": "mlp_out", "layer": 1, "op": "add", "vector": [0.0] * int(internals.residual(0).shape[-1])},
     )
     assert torch.equal(intervened_logits(internals, identity), ref)
+
+
+def test_replaying_the_layers_below_the_first_intervention_equals_the_full_forward(arch):
+    """What-if skips the layers an intervention cannot change (their captured outputs stand in):
+    the logits equal the full intervened forward's, and the skipped layer really did not run."""
+    internals = run(arch)
+    steps = plan(internals, {"site": "mlp_out", "layer": 1, "op": "scale", "factor": 2.0})
+    full = intervened_logits(internals, steps)
+    assert layer_forms(internals) is not None, "every family's layers return their hidden states"
+    internals.residual(1)  # the capture, made before counting the layer's calls
+    calls = []
+    handle = internals.arch.layers[0].register_forward_hook(lambda *_: calls.append(1))
+    try:
+        fast = intervened_logits(internals, steps, replay=True)
+    finally:
+        handle.remove()
+    assert (full - fast).abs().max().item() <= 1e-4 * (1 + full.abs().max().item())
+    assert not torch.allclose(full, own_logits(internals.model, internals.ids), atol=1e-4)  # the plan acts
+    assert calls == []
+    assert internals.arch.layers[0] is layer_list(internals)[0]  # put back
 
 
 def patched_from(arch: str, sites: list[str], layer: int | None = None) -> None:
