@@ -28,6 +28,7 @@ from llmvis.models.loaded import LoadedModel
 
 NO_ATTENTION = "its token mixer is not softmax attention"
 GROUP = 8  # token_contributions: queries per batched product
+KEY_CHUNK = 128  # token_proximities: keys per batched product (a few MB, held in cache)
 ALL = slice(None)
 
 
@@ -490,16 +491,24 @@ class Internals:
         return found
 
     @torch.no_grad()
-    def value_outputs(self, layer: int, end: int) -> torch.Tensor:
+    def value_outputs(self, layer: int, end: int, out: torch.Tensor | None = None) -> torch.Tensor:
         """[end, H, d] what head h would write for each key position j < end if it attended to j
-        alone: v_hj W_h (fp32 on CPU; without any gate, which depends on the query)."""
+        alone: v_hj W_h (fp32 on CPU; without any gate, which depends on the query).
+
+        `out`: a flat fp32 buffer of at least end·H·d to write into (the result is a view of it),
+        so a caller going through the layers reuses one block of memory instead of faulting in
+        a fresh one per layer. Each head's product is written straight into its strided slot."""
         record = self.record(layer)
         if record.v is None:
             raise NotAvailable(f"layer {layer}'s attention did not hand its values to the capture")
         w_heads, _ = self.head_projection(layer)
+        heads, d = w_heads.shape[0], w_heads.shape[-1]
         values = record.v[:, :end].float().cpu()
-        written = torch.matmul(values.repeat_interleave(w_heads.shape[0] // values.shape[0], dim=0), w_heads)
-        return written.transpose(0, 1).contiguous()
+        group = heads // values.shape[0]
+        written = (torch.empty(end * heads * d) if out is None else out[: end * heads * d]).view(end, heads, d)
+        for h in range(heads):
+            torch.mm(values[h // group], w_heads[h], out=written[:, h])
+        return written
 
     def _gated_values(self, layer: int, position: int, gate: torch.Tensor) -> torch.Tensor:
         """value_outputs of a gated layer for one query: [position + 1, H, d] (gate: [H, hd])."""
@@ -559,6 +568,49 @@ class Internals:
             parts = to_residual(parts)
             self._check_heads_add_up(layer, p, parts.sum(0) + rest)
             out.append((parts, rest))
+        return out
+
+    @torch.no_grad()
+    def token_proximities(
+        self, layer: int, positions: Sequence[int], targets: torch.Tensor, values: torch.Tensor | None = None
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """For each query position p and the vector t_p its layer's parts add up into ([n, d]
+        `targets`): each earlier token j's L1 proximity max(0, ‖t‖₁ − ‖t − z_pj‖₁) ([p + 1]),
+        z_pj as in token_contributions, and the rest ([d]). The same numbers as the proximity
+        of token_contributions' parts, without holding them: keys go through in chunks, each a
+        batched product that stays in cache. Checked to add up like token_contributions."""
+        positions = [int(p) for p in positions]
+        targets = targets.float().cpu()
+        end = max(positions) + 1
+        gate = self.arch.head_gate(layer, self.residual(layer)[positions])
+        if gate is not None or self.arch.attn_output_norm:  # a map per query: through the parts
+            return [
+                ((t.abs().sum() - (t[None] - parts).abs().sum(-1)).clamp_min(0), rest)
+                for t, (parts, rest) in zip(targets, self.token_contributions(layer, positions, values), strict=True)
+            ]
+        weights = self._weights(self.record(layer), torch.tensor(positions), end).cpu()  # [H, n, end]
+        written = values[:end] if values is not None and values.shape[0] >= end else self.value_outputs(layer, end)
+        _, bias = self.head_projection(layer)
+        scale = self.arch.attn_scale
+        rest = bias * scale
+        out: list[tuple[torch.Tensor, torch.Tensor]] = [(torch.empty(0), rest)] * len(positions)
+        order = sorted(range(len(positions)), key=positions.__getitem__)
+        for a in range(0, len(order), GROUP):
+            group = order[a : a + GROUP]
+            stop = positions[group[-1]] + 1
+            t = targets[group]  # [g, d]
+            prox, total = torch.empty(len(group), stop), torch.zeros(len(group), t.shape[-1])
+            for c0 in range(0, stop, KEY_CHUNK):
+                c1 = min(stop, c0 + KEY_CHUNK)
+                z = torch.bmm(weights[:, group, c0:c1].permute(2, 1, 0).contiguous(), written[c0:c1])  # [C, g, d]
+                if scale != 1.0:
+                    z *= scale
+                total += z.sum(0)
+                prox[:, c0:c1] = (t.abs().sum(-1)[None] - (t[None] - z).abs().sum(-1)).T
+            prox.clamp_min_(0)
+            for k, g in enumerate(group):
+                self._check_heads_add_up(layer, positions[g], total[k] + rest)
+                out[g] = (prox[k, : positions[g] + 1], rest)
         return out
 
     @torch.no_grad()

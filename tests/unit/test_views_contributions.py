@@ -199,6 +199,25 @@ def test_the_foil_cannot_be_the_token_itself(name):
 # ----------------------------------------------------------------------------- contribution graph
 
 
+def test_token_proximities_stream_what_the_parts_give(arch, monkeypatch):
+    """The graph's proximities, computed as the keys stream through in chunks (of 3 here, so a
+    run has several), equal those of token_contributions' parts, for queries at several
+    positions (one group, unordered)."""
+    monkeypatch.setattr("llmvis.internals.KEY_CHUNK", 3)
+    ctx = context(arch)
+    internals = ctx.internals
+    positions = [POS - 1, 2, POS - 3, 0, 5]
+    for layer in internals.attention_layers():
+        targets = torch.randn(len(positions), internals.residual(0).shape[-1]) * 3
+        streamed = internals.token_proximities(layer, positions, targets)
+        for t, p, (prox, rest), (parts, rest2) in zip(
+            targets, positions, streamed, internals.token_contributions(layer, positions), strict=True
+        ):
+            mine = (t.abs().sum() - (t[None] - parts).abs().sum(-1)).clamp_min(0)
+            assert prox.shape == (p + 1,) and close(prox, mine, 1e-4), (arch, layer, p)
+            assert close(rest, rest2, 1e-6)
+
+
 def test_token_contributions_are_eager_attention_times_values(arch):
     ctx = context(arch)
     internals, src = ctx.internals, POS - 1

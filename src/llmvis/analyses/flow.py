@@ -9,7 +9,9 @@ sum of vectors, and each vector's share of the sum is its proximity to it,
 
 - Attention, at position i: y = x_i + Σ_j z_ij + rest, where z_ij = Σ_h a_hij · v_hj W_h is
   what token j's value brought (Internals.token_contributions), x_i the residual (an edge
-  i → i) and `rest` the output bias. Layers without softmax attention (a hybrid's recurrent
+  i → i) and `rest` the output bias. y is read from the capture (x_i plus the attention's
+  output, which the parts are checked to add up to), so each z_ij's proximity is computed as
+  the keys stream through (Internals.token_proximities) without holding every z_ij. Layers without softmax attention (a hybrid's recurrent
   mixers) add one part with no token to credit.
 - The MLP, at position i: y = mid_i + m_i. Both parts come from mid_i (the MLP reads it), so
   mid_i's whole share passes on; the node keeps the MLP's share (`mlp_share`) for display.
@@ -92,24 +94,42 @@ class NodeSplit:
     mlp: float
 
 
-def _split(internals: Internals, layer: int, i: int, attention: tuple[torch.Tensor, torch.Tensor] | None) -> NodeSplit:
-    """`attention`: the layer's token_contributions at i (None: its mixer credits no token)."""
+@dataclass
+class NodeParts:
+    """What one layer adds at one position, from the capture: x (its input), attention's output,
+    the MLP's, a family's extra part; and the vector the token parts add up into (`into`: the
+    attention's sum for a sequential block, the layer's output for a parallel one)."""
+
+    x: torch.Tensor
+    attn: torch.Tensor
+    mlp: torch.Tensor
+    extra: torch.Tensor | None
+    into: torch.Tensor
+
+
+def _parts(internals: Internals, layer: int, i: int) -> NodeParts:
     arch = internals.arch
     x = internals.residual(layer)[i].float().cpu()
     attn = internals.attn_out(layer)[i].float().cpu()
     mlp = internals.mlp_out(layer)[i].float().cpu()
     extra_t = internals.extra_out(layer)
     extra = None if extra_t is None else extra_t[i].float().cpu()
-    if attention is None:  # no softmax attention: the mixer's output credits no token
-        tokens_parts, rest = torch.zeros(i + 1, x.shape[0]), attn
+    if arch.mlp_reads == "input":  # parallel: one sum, every part read from x
+        into = x + attn + mlp + (extra if extra is not None else 0)
     else:
-        tokens_parts, rest = attention
+        into = x + attn + (extra if extra is not None and arch.extra_before_mlp else 0)
+    return NodeParts(x, attn, mlp, extra, into)
+
+
+def _split(internals: Internals, n: NodeParts, p_tok: torch.Tensor, rest: torch.Tensor) -> NodeSplit:
+    """A node's shares from its parts and its tokens' proximities to `n.into` (`p_tok`, with the
+    attention's `rest`; a mixer that credits no token: zeros, and its whole output as the rest)."""
+    arch, x, mlp, extra = internals.arch, n.x, n.mlp, n.extra
     # parts credited to this token itself, to earlier tokens, and to none
     loose = [rest] + ([extra] if extra is not None else [])
     if arch.mlp_reads == "input":  # parallel: one sum, every part read from x
-        y = x + tokens_parts.sum(0) + sum(loose) + mlp
-        own = torch.stack([x, mlp])
-        p_own, p_tok, p_loose = proximity(own, y), proximity(tokens_parts, y), proximity(torch.stack(loose), y)
+        y = n.into
+        p_own, p_loose = proximity(torch.stack([x, mlp]), y), proximity(torch.stack(loose), y)
         total = float(p_own.sum() + p_tok.sum() + p_loose.sum()) or 1.0
         return NodeSplit(
             residual=float(p_own.sum()) / total, tokens=p_tok / total,
@@ -117,8 +137,8 @@ def _split(internals: Internals, layer: int, i: int, attention: tuple[torch.Tens
         )  # fmt: skip
     before = [rest] + ([extra] if extra is not None and arch.extra_before_mlp else [])
     after = [extra] if extra is not None and not arch.extra_before_mlp else []
-    mid = x + tokens_parts.sum(0) + sum(before)
-    p_res, p_tok, p_before = proximity(x[None], mid), proximity(tokens_parts, mid), proximity(torch.stack(before), mid)
+    mid = n.into
+    p_res, p_before = proximity(x[None], mid), proximity(torch.stack(before), mid)
     total = float(p_res.sum() + p_tok.sum() + p_before.sum()) or 1.0
     out = mid + mlp + sum(after)
     q_mid, q_mlp = float(proximity(mid[None], out)[0]), float(proximity(mlp[None], out)[0])
@@ -165,12 +185,23 @@ def contribution_graph(ctx: ViewContext, p: ContributionGraphParams) -> Contribu
     edges: list[FlowEdge] = []
     dropped = 0
     active = [src]
+    workspace = torch.empty(0)  # each layer's value outputs, reused from layer to layer
     for layer in reversed(range(n)):
-        values = None if layer in missing else internals.value_outputs(layer, max(active) + 1)
+        values = None
+        if layer not in missing:
+            end = max(active) + 1
+            w_heads, _ = internals.head_projection(layer)
+            if workspace.numel() < end * w_heads.shape[0] * w_heads.shape[-1]:
+                workspace = torch.empty(end * w_heads.shape[0] * w_heads.shape[-1])
+            values = internals.value_outputs(layer, end, out=workspace)
         below: dict[int, float] = {}
-        mixed = None if layer in missing else internals.token_contributions(layer, active, values)
+        parts = [_parts(internals, layer, i) for i in active]
+        if layer in missing:  # no softmax attention: the mixer's output credits no token
+            near = [(torch.zeros(i + 1), n.attn) for i, n in zip(active, parts, strict=True)]
+        else:
+            near = internals.token_proximities(layer, active, torch.stack([n.into for n in parts]), values)
         for k, i in enumerate(active):
-            split = _split(internals, layer, i, None if mixed is None else mixed[k])
+            split = _split(internals, parts[k], *near[k])
             splits[(layer + 1, i)] = split
             weight_here = importance[(layer + 1, i)]
             shares = split.tokens
