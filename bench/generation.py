@@ -11,6 +11,10 @@ deferred prompt statistics included; "c stream" counts until the last generated 
 the caller (what a user watching the stream waits for).
 
     .venv/bin/python bench/generation.py [--lengths 128 512 1536] [--new 64] [--repeats 4]
+    python bench/generation.py --model DIR --no-naive    # any local model (a GPU: cuda, bf16)
+
+`--model`: a model directory instead of the bundled model, e.g. a random one of a given shape
+written by bench/random_model.py (speed does not depend on the weights' values).
 """
 
 from __future__ import annotations
@@ -39,6 +43,11 @@ TEXT = (
 )
 
 
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def prompt_of(tokenizer, length: int) -> str:
     text = TEXT
     while len(tokenizer(text).input_ids) < length:
@@ -65,7 +74,7 @@ def naive_capture(model, ids, new):
                 "logits": out.logits[0, -1].tolist(),
             }
             if cur.shape[1] > 1:  # the prefill's full matrices, kept as arrays
-                step["prefill_attentions"] = [a[0].numpy().copy() for a in out.attentions]
+                step["prefill_attentions"] = [a[0].float().cpu().numpy() for a in out.attentions]
             kept.append(step)
             cur = out.logits[:, -1:].argmax(-1)
     return kept
@@ -80,7 +89,7 @@ def llmvis_generate(loaded, prompt, new, slot: ModelSlot | None = None) -> float
     keep = None
     if slot is not None:
         slot.cache.clear()
-        keep = KeepCapture(slot, loaded)
+        keep = KeepCapture(slot, loaded, accelerators=True)  # measured on a GPU too
     t0 = time.perf_counter()
     generation = start_generation(loaded, request, keep_capture=keep)
     last = 0.0
@@ -99,24 +108,31 @@ def main() -> None:
     parser.add_argument("--new", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--no-naive", action="store_true", help="skip (b), the slow naive loop")
+    parser.add_argument("--model", default="smollm2", help="a model directory (default: the bundled model)")
     args = parser.parse_args()
 
     t = time.perf_counter()
-    loaded = load_model("smollm2")
+    loaded = load_model(args.model)
     warm_load = time.perf_counter() - t
     loaded = dataclasses.replace(loaded, stop_ids=frozenset())  # always generate `new` tokens
-    eager = AutoModelForCausalLM.from_pretrained(converted_dir(bundled_gguf()), attn_implementation="eager").eval()
     tok = loaded.tokenizer
-    print(f"warm load of the bundled model: {warm_load:.2f} s; torch threads: {torch.get_num_threads()}")
+    where = f"{loaded.info.device}, {loaded.info.dtype}"
+    print(f"warm load of {loaded.info.name} ({where}): {warm_load:.2f} s; torch threads: {torch.get_num_threads()}")
+    if not args.no_naive:
+        path = converted_dir(bundled_gguf()) if args.model == "smollm2" else args.model
+        eager = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager", dtype=loaded.model.dtype)
+        eager = eager.to(loaded.model.device).eval()
 
     slot = ModelSlot(loaded, DEFAULT_CACHE_BYTES)
-    assert loaded.info.internals is not None and loaded.info.internals.live_capture
+    live = loaded.info.internals is not None and loaded.info.internals.live_capture
     configs = {
         "a generate": lambda p, ids: plain_generate(loaded.model, ids, args.new),
         "b naive": lambda p, ids: naive_capture(eager, ids, args.new),
-        "c llmvis": lambda p, ids: llmvis_generate(loaded, p, args.new, slot),
+        "c llmvis": lambda p, ids: llmvis_generate(loaded, p, args.new, slot if live else None),
         "d no capture": lambda p, ids: llmvis_generate(loaded, p, args.new),
     }
+    if not live:
+        print("the load-time check did not verify the capture kept while generating: c keeps none (c = d)")
     prompts = {n: prompt_of(tok, n) for n in args.lengths}
     llmvis_generate(loaded, prompts[args.lengths[0]], 4)  # warm-up
     times: dict[tuple[int, str], list[float]] = {}
@@ -128,11 +144,13 @@ def main() -> None:
         turn = ["a generate", "c llmvis", "d no capture"]
         order = (["b naive"] if not args.no_naive else []) + turn[repeat % 3 :] + turn[: repeat % 3]
         for n in args.lengths:
-            ids = torch.tensor([tok(prompts[n]).input_ids])
+            ids = torch.tensor([tok(prompts[n]).input_ids], device=loaded.model.device)
             for name in order:
                 fn = configs[name]
+                sync()
                 t = time.perf_counter()
                 streamed = fn(prompts[n], ids)
+                sync()
                 times.setdefault((n, name), []).append(time.perf_counter() - t)
                 if isinstance(streamed, float) and name == "c llmvis":
                     times.setdefault((n, "c stream"), []).append(streamed)

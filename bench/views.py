@@ -281,9 +281,12 @@ def large_child(lengths: list[int], small: bool) -> list[dict[str, Any]]:
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="sdpa").eval()
 
-    class _Tok:  # the internals need no tokenizer; describe() reads two attributes
+    class _Tok:  # the internals need no tokenizer; describe() reads two attributes and the vocabulary
         chat_template = None
         model_max_length = 40960
+
+        def get_vocab(self) -> dict[str, int]:
+            return {}
 
     loaded = LoadedModel(
         model, _Tok(), describe(model, _Tok(), name="qwen3-4b-random", source="hf_dir", path="<random>")

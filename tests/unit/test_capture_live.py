@@ -168,3 +168,28 @@ def test_decode_rows_go_into_one_reserved_buffer_in_order(dim):
     assert rows.buffer.shape[dim] == 4 and len(rows.chunks) == 3  # 5 | the two singles | 3; then buffered
     assert torch.equal(rows.join(), torch.cat(pieces, dim))
     assert rows.chunks == [] and rows.buffer is None
+
+
+def test_the_server_keeps_a_runs_capture_on_the_cpu_only_unless_asked():
+    """On an accelerator the hooks' per-step work costs generation speed, and a capture after the
+    run is cheap: the server keeps the capture while generating only for a model on the CPU (or
+    offloaded to disk)."""
+    import dataclasses
+
+    from llmvis.server.background import KeepCapture
+    from llmvis.server.slot import ModelSlot
+
+    loaded = fresh(tiny_loaded("llama"))
+    assert loaded.info.internals is not None and loaded.info.internals.live_capture
+    slot = ModelSlot(loaded, 1 << 30)
+    assert KeepCapture(slot, loaded).fits(100)
+    for device in ("cuda:0", "cuda:0+cpu"):
+        on_gpu = dataclasses.replace(loaded, info=loaded.info.model_copy(update={"device": device}))
+        assert not KeepCapture(slot, on_gpu).fits(100)
+        assert KeepCapture(slot, on_gpu, accelerators=True).fits(100)
+    offloaded = dataclasses.replace(loaded, info=loaded.info.model_copy(update={"device": "cpu+disk"}))
+    assert KeepCapture(slot, offloaded).fits(100)
+    assert not KeepCapture(slot, loaded).fits(1 << 30)  # over the cache's budget
+    trace, _ = _generate(loaded, KeepCapture(slot, loaded))
+    kept = Internals(loaded, trace.ids, cache=slot.cache)
+    assert len(slot.cache) == 1 and kept.capture() is slot.cache.get(kept.key)  # kept, found by its views
