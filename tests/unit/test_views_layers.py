@@ -122,6 +122,10 @@ def test_layer_similarity(arch):
     all0, all1 = ctx.internals.residual(0), ctx.internals.residual(1)
     mean01 = float(torch.cosine_similarity(all0, all1, dim=-1).mean())
     assert view.consecutive_mean[0] == pytest.approx(mean01, rel=1e-3)
+    # the run's mean is kept: another position reads it, and it is the same
+    kept = ctx.internals.cache.peek((ctx.internals.key, "mean_cosine"))
+    assert kept is not None and torch.allclose(kept, torch.tensor(view.matrix_mean), atol=1e-4)
+    assert compute("layer_similarity", ctx, {"position": 3}).matrix_mean == view.matrix_mean
 
 
 def test_layer_similarity_bad_position():

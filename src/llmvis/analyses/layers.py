@@ -27,6 +27,7 @@ biasless one are all handled.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import torch
@@ -82,14 +83,25 @@ def cosine_matrix(h: torch.Tensor) -> torch.Tensor:
 
 
 def mean_cosine_matrix(internals: Internals) -> torch.Tensor:
-    """[L+1, L+1] cos(h_i[t], h_j[t]) averaged over positions t, in chunks of positions."""
+    """[L+1, L+1] cos(h_i[t], h_j[t]) averaged over positions t, in chunks of positions; one
+    per run, kept beside its capture (a pass over every hidden state: 0.1 s at T = 1,536)."""
+    key = (internals.key, "mean_cosine")
+    if (kept := internals.cache.get(key)) is not None:
+        return kept
     n, t = internals.n_layers + 1, internals.n_positions
     total = torch.zeros(n, n, dtype=torch.float64)
     for a in range(0, t, SIM_CHUNK):
         h = torch.stack([internals.residual(i)[a : a + SIM_CHUNK].float().cpu() for i in range(n)])
         unit = h / h.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # [n, c, d]
         total += torch.einsum("icd,jcd->ij", unit, unit).double()
-    return (total / t).float()
+    mean = (total / t).float()
+    internals.cache.put_if_room(key, mean, mean.numel() * 4)
+    return mean
+
+
+def warm_layer_similarity(internals: Internals, _pause: Callable[[], None]) -> None:
+    """The run's mean cosine matrix, computed ahead (analyses/warm.py)."""
+    mean_cosine_matrix(internals)
 
 
 @register("layer_similarity", "Layer similarity", LayerSimilarityParams, LayerSimilarityView, needs_internals=True)
