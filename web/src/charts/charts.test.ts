@@ -19,7 +19,7 @@ import {
 import * as fx from "./fixtures";
 import { headEntropyOption } from "./headEntropy";
 import { headHealthOption } from "./headHealth";
-import { cells } from "./heatmap";
+import { cellAt, cells, colorRamp, heatmapOption, IMAGE_CELLS, paintCells, pointer } from "./heatmap";
 import { layerSimilarityOption } from "./layerSimilarity";
 import { logitLensOption } from "./logitLens";
 import { gridShape, multiHeadOption } from "./multiHead";
@@ -62,6 +62,80 @@ describe("common", () => {
       [1, 1, 2],
     ]);
     expect(cells([[1, 0]])).toHaveLength(2);
+  });
+});
+
+describe("image heatmap", () => {
+  it("a colour ramp interpolates its stops and clamps", () => {
+    const ramp = colorRamp(["#000000", "#ff8000", "#ffffff"]);
+    expect(ramp(0)).toEqual([0, 0, 0]);
+    expect(ramp(0.5)).toEqual([255, 128, 0]);
+    expect(ramp(0.75)).toEqual([255, 192, 128]);
+    expect(ramp(2)).toEqual([255, 255, 255]);
+    expect(ramp(Number.NaN)).toEqual([0, 0, 0]);
+  });
+  it("cells are found under a pixel, rows top-down or bottom-up", () => {
+    const g = { x0: 10, y0: 20, cw: 5, ch: 4, cols: 3, rows: 2 };
+    expect(cellAt(g, 10, 20)).toEqual([0, 0]);
+    expect(cellAt(g, 24.9, 27.9)).toEqual([1, 2]);
+    expect(cellAt(g, 25, 20)).toBeNull();
+    expect(cellAt(g, 9, 20)).toBeNull();
+    const up = { ...g, y0: 28, ch: -4 }; // row 0 at the bottom
+    expect(cellAt(up, 10, 27)).toEqual([0, 0]);
+    expect(cellAt(up, 10, 21)).toEqual([1, 0]);
+  });
+  it("paints each pixel with its cell's colour, nothing where a cell is skipped", () => {
+    const g = { x0: 0, y0: 0, cw: 2, ch: 1, cols: 2, rows: 2 };
+    const grey = (v: number) => [v, v, v] as [number, number, number];
+    const px = paintCells(
+      [
+        [10, 0],
+        [null, 40],
+      ],
+      g,
+      0,
+      0,
+      4,
+      2,
+      grey,
+      true,
+    );
+    const at = (x: number, y: number) => Array.from(px.slice((y * 4 + x) * 4, (y * 4 + x) * 4 + 4));
+    expect(at(0, 0)).toEqual([10, 10, 10, 255]);
+    expect(at(1, 0)).toEqual([10, 10, 10, 255]);
+    expect(at(2, 0)).toEqual([0, 0, 0, 0]); // a zero, skipped
+    expect(at(0, 1)).toEqual([0, 0, 0, 0]); // null
+    expect(at(3, 1)).toEqual([40, 40, 40, 255]);
+  });
+  it("a large matrix becomes one painted image, with the same scale and tooltips", () => {
+    const n = Math.ceil(Math.sqrt(IMAGE_CELLS)) + 1;
+    const matrix = Array.from({ length: n }, (_, r) => Array.from({ length: n }, (_, c) => (c <= r ? r + c : 0)));
+    const labels = Array.from({ length: n }, (_, i) => `t${i}`);
+    const spec = { title: "big", file: "f", matrix, xLabels: labels, yLabels: labels, skipZeros: true };
+    const o = heatmapOption(spec, DARK);
+    const [image, scale] = series(o);
+    expect(image.type).toBe("custom");
+    expect(scale.type).toBe("heatmap");
+    expect((o.visualMap as { max: number }).max).toBe(2 * (n - 1));
+    expect(axisData(o, "yAxis")).toEqual(labels);
+    // the geometry comes from the painted layout: ECharts' api, here by hand
+    const renderItem = (image as unknown as { renderItem: (p: unknown, api: unknown) => unknown }).renderItem;
+    globalThis.document ??= { createElement: () => ({ getContext: () => null }) } as unknown as Document;
+    const api = { coord: ([c, r]: number[]) => [100 + c * 4, 50 + r * 3], size: () => [4, 3] };
+    renderItem({ coordSys: { x: 98, y: 48, width: 4 * n, height: 3 * n } }, api);
+    const cellAtPixel = (o as { cellAt: (x: number, y: number) => [number, number] | null }).cellAt;
+    expect(cellAtPixel(100 + 2 * 4, 50 + 5 * 3)).toEqual([5, 2]);
+    pointer.x = 100 + 2 * 4;
+    pointer.y = 50 + 5 * 3;
+    const tip = (o.tooltip as { formatter: () => string }).formatter();
+    expect(tip).toContain("t5 → t2");
+    pointer.x = 100 + 7 * 4; // above the diagonal: a skipped zero
+    expect((o.tooltip as { formatter: () => string }).formatter()).toBe("");
+  });
+  it("a small matrix stays drawn cell by cell", () => {
+    const o = heatmapOption({ title: "", file: "f", matrix: [[1, 2]], xLabels: ["a", "b"], yLabels: ["r"] }, DARK);
+    expect(series(o)).toHaveLength(1);
+    expect(series(o)[0].type).toBe("heatmap");
   });
 });
 

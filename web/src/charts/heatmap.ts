@@ -1,6 +1,87 @@
-/** The heatmap most views share: a matrix with labelled axes, a colour scale and exact tooltips. */
+/**
+ * The heatmap most views share: a matrix with labelled axes, a colour scale and exact tooltips.
+ *
+ * ECharts draws a heatmap cell by cell (a rectangle each): a 256 × 256 attention matrix took about
+ * a second to first draw on a 2-core machine. Above IMAGE_CELLS cells the matrix is painted
+ * instead, pixel by pixel, into one image of the grid's visible area (a custom series), each time
+ * ECharts lays the chart out (zoom, resize): a few milliseconds, crisp at any zoom. Its tooltip
+ * and clicks find the cell under the mouse from the same geometry (`pointer`, `cellAt`).
+ */
 import { axisStyle, base, esc, fmt, type Option } from "./common";
 import type { Theme } from "./theme";
+
+/** Above this many cells a heatmap is painted as an image rather than drawn cell by cell. */
+export const IMAGE_CELLS = 5000;
+
+/** The mouse over the chart being hovered, in its pixels (views/chartHost.ts keeps it current). */
+export const pointer = { x: -1, y: -1 };
+
+/** Where an image heatmap's cells lie on screen: cell (0, 0)'s top-left corner and a cell's size
+ * (negative height: row 0 at the bottom). Set each time the image is painted. */
+export interface CellGeometry {
+  x0: number;
+  y0: number;
+  cw: number;
+  ch: number;
+  cols: number;
+  rows: number;
+}
+
+/** The cell (row, col) at pixel (x, y), or null outside the matrix. */
+export function cellAt(g: CellGeometry | null, x: number, y: number): [number, number] | null {
+  if (!g || g.cw === 0 || g.ch === 0) return null;
+  const c = Math.floor((x - g.x0) / g.cw);
+  const r = Math.floor((y - g.y0) / g.ch);
+  return r >= 0 && r < g.rows && c >= 0 && c < g.cols ? [r, c] : null;
+}
+
+/** Colour stops (#rrggbb) → a function from t in [0, 1] to [r, g, b], linear between stops. */
+export function colorRamp(stops: string[]): (t: number) => [number, number, number] {
+  const rgb = stops.map((h) => [1, 3, 5].map((i) => parseInt(h.slice(i, i + 2), 16)) as [number, number, number]);
+  return (t: number) => {
+    const x = Math.min(1, Math.max(0, Number.isFinite(t) ? t : 0)) * (rgb.length - 1);
+    const i = Math.min(rgb.length - 2, Math.floor(x));
+    const f = x - i;
+    const [a, b] = [rgb[i], rgb[i + 1]];
+    return [0, 1, 2].map((k) => Math.round(a[k] + (b[k] - a[k]) * f)) as [number, number, number];
+  };
+}
+
+/**
+ * Paint the cells of `matrix` seen in a w × h pixel area whose top-left is (left, top), cells laid
+ * out by `g`: RGBA pixels, transparent where a cell is null, NaN or skipped (0 with skipZeros).
+ */
+export function paintCells(
+  matrix: (number | null)[][],
+  g: CellGeometry,
+  left: number,
+  top: number,
+  w: number,
+  h: number,
+  color: (v: number) => [number, number, number],
+  skipZeros = false,
+): Uint8ClampedArray<ArrayBuffer> {
+  const px = new Uint8ClampedArray(w * h * 4);
+  const cols = new Int32Array(w);
+  for (let x = 0; x < w; x++) cols[x] = Math.floor((left + x + 0.5 - g.x0) / g.cw);
+  for (let y = 0; y < h; y++) {
+    const r = Math.floor((top + y + 0.5 - g.y0) / g.ch);
+    const row = r >= 0 && r < g.rows ? matrix[r] : undefined;
+    if (!row) continue;
+    let o = y * w * 4;
+    for (let x = 0; x < w; x++, o += 4) {
+      const c = cols[x];
+      const v = c >= 0 && c < g.cols ? row[c] : null;
+      if (v === null || v === undefined || Number.isNaN(v) || (skipZeros && v === 0)) continue;
+      const [cr, cg, cb] = color(v);
+      px[o] = cr;
+      px[o + 1] = cg;
+      px[o + 2] = cb;
+      px[o + 3] = 255;
+    }
+  }
+  return px;
+}
 
 export interface HeatmapSpec {
   title: string;
@@ -74,6 +155,7 @@ export function heatmapOption(spec: HeatmapSpec, theme: Theme): Option {
     lo ??= Number.isFinite(mn) ? mn : 0;
     hi ??= Number.isFinite(mx) && mx > lo ? mx : lo + 1;
   }
+  const painted = spec.matrix.length * (spec.matrix[0]?.length ?? 0) > IMAGE_CELLS;
   const zoom = spec.zoom
     ? [
         { type: "inside", xAxisIndex: 0, filterMode: "none" },
@@ -98,7 +180,7 @@ export function heatmapOption(spec: HeatmapSpec, theme: Theme): Option {
         },
       ]
     : undefined;
-  return {
+  const option: Option = {
     ...base(theme, spec.title, spec.file),
     tooltip: {
       ...(base(theme, "").tooltip as Option),
@@ -162,5 +244,70 @@ export function heatmapOption(spec: HeatmapSpec, theme: Theme): Option {
         emphasis: { itemStyle: { borderColor: theme.text, borderWidth: 1 } },
       },
     ],
+  };
+  return painted ? imageHeatmap(option, spec, lo, hi, theme) : option;
+}
+
+/** The same chart painted as an image (see the module's comment); what `heatmapOption` returns
+ * for matrices above IMAGE_CELLS cells. The visual map shows the scale (not draggable here). */
+function imageHeatmap(option: Option, spec: HeatmapSpec, lo: number, hi: number, theme: Theme): Option {
+  const rows = spec.matrix.length;
+  const cols = rows ? Math.max(...spec.matrix.map((r) => r.length)) : 0;
+  const ramp = colorRamp(spec.diverging ? theme.diverging : theme.heat);
+  const span = hi - lo || 1;
+  const color = (v: number) => ramp((v - lo) / span);
+  let geometry: CellGeometry | null = null;
+  const text = (r: number, c: number) => {
+    const v = spec.matrix[r]?.[c];
+    if (v === null || v === undefined || Number.isNaN(v) || (spec.skipZeros && v === 0)) return "";
+    if (spec.cellText) return spec.cellText(r, c, v);
+    return `${esc(spec.yLabels[r] ?? String(r))} → ${esc(spec.xLabels[c] ?? String(c))}<br><b>${fmt(v)}</b>`;
+  };
+  const renderItem = (
+    params: { coordSys: { x: number; y: number; width: number; height: number } },
+    api: { coord: (v: number[]) => number[]; size: (v: number[]) => number[]; getDevicePixelRatio?: () => number },
+  ) => {
+    const [x0, y0] = api.coord([0, 0]);
+    const [cw, ch] = api.size([1, 1]);
+    const [, yLast] = api.coord([0, rows - 1]);
+    const down = yLast >= y0; // row 0 at the top
+    const g: CellGeometry = {
+      x0: x0 - cw / 2,
+      y0: down ? y0 - ch / 2 : y0 + ch / 2,
+      cw,
+      ch: down ? ch : -ch,
+      cols,
+      rows,
+    };
+    geometry = g;
+    const box = params.coordSys;
+    const scale = Math.min(2, api.getDevicePixelRatio?.() ?? 1);
+    const w = Math.max(1, Math.round(box.width * scale));
+    const h = Math.max(1, Math.round(box.height * scale));
+    const canvas = document.createElement("canvas");
+    canvas.width = w;
+    canvas.height = h;
+    const scaled = { ...g, x0: (g.x0 - box.x) * scale, y0: (g.y0 - box.y) * scale, cw: g.cw * scale, ch: g.ch * scale };
+    const pixels = paintCells(spec.matrix, scaled, 0, 0, w, h, color, spec.skipZeros);
+    canvas.getContext("2d")?.putImageData(new ImageData(pixels, w, h), 0, 0);
+    return { type: "image", style: { image: canvas, x: box.x, y: box.y, width: box.width, height: box.height } };
+  };
+  const { visualMap } = option as { visualMap: Option };
+  return {
+    ...option,
+    tooltip: {
+      ...(option.tooltip as Option),
+      formatter: () => {
+        const cell = cellAt(geometry, pointer.x, pointer.y);
+        return cell ? text(cell[0], cell[1]) : "";
+      },
+    },
+    visualMap: { ...visualMap, calculable: false, seriesIndex: 1 },
+    series: [
+      { type: "custom", renderItem, data: [[0, 0]], clip: true, silent: false },
+      { type: "heatmap", data: [] }, // the visual map's series: the scale it shows
+    ],
+    /** (row, col) of the cell at a pixel of the chart (clicks) */
+    cellAt: (x: number, y: number) => cellAt(geometry, x, y),
   };
 }

@@ -2,7 +2,7 @@
  * ECharts instances: created per chart element, resized with their box, disposed with their
  * tab. Every live chart is listed for the browser tests (`window.__llmvis.charts()`).
  */
-import { BarChart, GraphChart, HeatmapChart, LineChart, ScatterChart } from "echarts/charts";
+import { BarChart, CustomChart, GraphChart, HeatmapChart, LineChart, ScatterChart } from "echarts/charts";
 import {
   DataZoomComponent,
   GridComponent,
@@ -17,9 +17,11 @@ import {
 import * as echarts from "echarts/core";
 import { CanvasRenderer } from "echarts/renderers";
 import type { Option } from "../charts/common";
+import { pointer } from "../charts/heatmap";
 
 echarts.use([
   BarChart,
+  CustomChart,
   GraphChart,
   HeatmapChart,
   LineChart,
@@ -77,11 +79,26 @@ export class Chart {
       this.inst.resize();
     });
     this.ro.observe(el);
+    // where the mouse is, before ECharts' own handlers see the move: an image heatmap's tooltip
+    // finds its cell from it (charts/heatmap.ts)
+    el.addEventListener(
+      "mousemove",
+      (e) => {
+        const r = el.getBoundingClientRect();
+        pointer.x = e.clientX - r.left;
+        pointer.y = e.clientY - r.top;
+      },
+      { capture: true },
+    );
     live.get(id)?.dispose();
     live.set(id, this);
   }
 
+  /** The option last set (what built the chart: an image heatmap's cell lookup lives there). */
+  option: Option | null = null;
+
   set(option: Option, inputs: readonly unknown[] | null = null): void {
+    this.option = option;
     this.inst.setOption(option as echarts.EChartsCoreOption, { notMerge: true, lazyUpdate: false });
     this.inputs = inputs;
     this.keep();
@@ -117,6 +134,12 @@ export function chartSummary(): Record<string, Summary> {
     };
   }
   return out;
+}
+
+/** The (row, col) of an image heatmap's cell under a click (charts/heatmap.ts), or null. */
+export function clickedCell(c: Chart, e: { offsetX?: number; offsetY?: number } | undefined): [number, number] | null {
+  const at = (c.option as { cellAt?: (x: number, y: number) => [number, number] | null } | null)?.cellAt;
+  return at && e?.offsetX !== undefined && e.offsetY !== undefined ? at(e.offsetX, e.offsetY) : null;
 }
 
 /** Page coordinates of a data value in a chart's first grid (for the browser tests to click). */

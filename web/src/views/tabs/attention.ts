@@ -8,6 +8,7 @@ import { attentionOption, attentionRowOption } from "../../charts/attention";
 import type { AttentionView } from "../../api/views";
 import { t } from "../../i18n";
 import { app, select } from "../../state";
+import { clickedCell } from "../chartHost";
 import { h, selectBox } from "../dom";
 import { attentionLayers } from "../modelLayers";
 import { Tab } from "../tab";
@@ -96,10 +97,11 @@ export class AttentionTab extends Tab {
     chart.inst.on("datazoom", () => this.onZoom());
     chart.inst.off("click");
     chart.inst.on("click", (p) => {
-      if (Array.isArray(p.value)) {
-        const q = view.row_indices[Number(p.value[1])];
-        if (q !== undefined) select(q);
-      }
+      // a cell of the matrix drawn cell by cell, or of the painted image (long runs)
+      const painted = clickedCell(chart, p.event as { offsetX?: number; offsetY?: number } | undefined);
+      const row = painted ? painted[0] : Array.isArray(p.value) ? Number(p.value[1]) : undefined;
+      const q = row === undefined ? undefined : view.row_indices[row];
+      if (q !== undefined) select(q);
     });
 
     if (rowReq) {
