@@ -129,6 +129,8 @@ describe("image heatmap", () => {
     pointer.y = 50 + 5 * 3;
     const tip = (o.tooltip as { formatter: () => string }).formatter();
     expect(tip).toContain("t5 → t2");
+    const heads = heatmapOption({ ...spec, cellByCell: true }, DARK); // styled and clicked cell by cell
+    expect(series(heads).map((x) => x.type)).toEqual(["heatmap"]);
     pointer.x = 100 + 7 * 4; // above the diagonal: a skipped zero
     expect((o.tooltip as { formatter: () => string }).formatter()).toBe("");
   });

@@ -40,6 +40,27 @@ export function base(theme: Theme, title: string, file = "llmvis-chart"): Option
   };
 }
 
+/** Show about `max` labels on a category axis of `n` entries. */
+export function labelInterval(n: number, max: number): number {
+  return Math.max(0, Math.ceil(n / max) - 1);
+}
+
+/** A category axis of token or layer labels: small monospace labels, about `shown` of them. */
+export function labelAxis(theme: Theme, labels: string[], shown: number, rotate = 0): Option {
+  return {
+    type: "category",
+    data: labels,
+    ...axisStyle(theme),
+    axisLabel: {
+      color: theme.muted,
+      fontSize: 10,
+      rotate,
+      interval: labelInterval(labels.length, shown),
+      fontFamily: "ui-monospace, monospace",
+    },
+  };
+}
+
 export function axisStyle(theme: Theme): Option {
   return {
     axisLine: { lineStyle: { color: theme.grid } },

@@ -10,8 +10,8 @@
  */
 import type { AttentionView, HeadContributionsView, NeuronContributionsView } from "../api/views";
 import { binRange } from "./attention";
-import { axisStyle, base, esc, fmt, posLabel, type Option, type ReportRenderer } from "./common";
-import { heatmapOption, labelInterval } from "./heatmap";
+import { axisStyle, base, esc, fmt, labelAxis, posLabel, type Option, type ReportRenderer } from "./common";
+import { heatmapOption } from "./heatmap";
 import type { Theme } from "./theme";
 
 export interface HeadRef {
@@ -49,6 +49,7 @@ export function headEffectsOption(
     {
       title,
       file: `llmvis-head-effects-${view.target.position}`,
+      cellByCell: true, // styled and clicked head by head
       matrix,
       xLabels: xl,
       yLabels: yl,
@@ -117,18 +118,7 @@ export function headRowOption(view: AttentionView, ref: HeadRef, theme: Theme, t
       row.length > 80
         ? [{ type: "inside" }, { type: "slider", height: 14, bottom: 6, borderColor: theme.grid }]
         : undefined,
-    xAxis: {
-      type: "category",
-      data: xl,
-      ...axisStyle(theme),
-      axisLabel: {
-        color: theme.muted,
-        fontSize: 10,
-        rotate: 50,
-        interval: labelInterval(xl.length, 20),
-        fontFamily: "ui-monospace, monospace",
-      },
-    },
+    xAxis: labelAxis(theme, xl, 20, 50),
     yAxis: { type: "value", min: 0, ...axisStyle(theme) },
     series: [{ type: "bar", data: row, color: theme.accent, barMaxWidth: 18 }],
   };

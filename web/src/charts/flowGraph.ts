@@ -9,8 +9,7 @@
  * carried one attention edge.
  */
 import type { ContributionGraphView, FlowEdge } from "../api/views";
-import { axisStyle, base, esc, fmt, pct, posLabel, type Option, type ReportRenderer } from "./common";
-import { labelInterval } from "./heatmap";
+import { axisStyle, base, esc, fmt, labelAxis, pct, posLabel, type Option, type ReportRenderer } from "./common";
 import type { Theme } from "./theme";
 
 /** Edge width (px) per unit of share, and the thinnest edge drawn. */
@@ -169,30 +168,10 @@ export function flowGraphOption(
     },
     grid: { left: 8, right: 16, top: 52, bottom: 8, containLabel: true },
     xAxis: {
-      type: "category",
-      data: xl,
-      ...axisStyle(theme),
+      ...labelAxis(theme, xl, 40, 55),
       splitLine: { show: true, lineStyle: { color: theme.grid, opacity: 0.25 } },
-      axisLabel: {
-        color: theme.muted,
-        fontSize: 10,
-        rotate: 55,
-        interval: labelInterval(xl.length, 40),
-        fontFamily: "ui-monospace, monospace",
-      },
     },
-    yAxis: {
-      type: "category",
-      data: yl,
-      ...axisStyle(theme),
-      splitLine: { show: true, lineStyle: { color: theme.grid, opacity: 0.25 } },
-      axisLabel: {
-        color: theme.muted,
-        fontSize: 10,
-        interval: labelInterval(yl.length, 20),
-        fontFamily: "ui-monospace, monospace",
-      },
-    },
+    yAxis: { ...labelAxis(theme, yl, 20), splitLine: { show: true, lineStyle: { color: theme.grid, opacity: 0.25 } } },
     series: [
       {
         type: "graph",

@@ -13,7 +13,7 @@
  */
 import type { Intervention, SweepMap, SweepResult, Token, WhatIfResult } from "../api/types";
 import type { HeadContributionsView } from "../api/views";
-import { axisStyle, base, esc, fmt, pct, posLabel, short, type Option } from "./common";
+import { axisStyle, base, esc, fmt, labelAxis, pct, posLabel, short, type Option } from "./common";
 import { heatmapOption, labelInterval } from "./heatmap";
 import type { Theme } from "./theme";
 
@@ -300,18 +300,7 @@ export function changeCurveOption(
           { type: "slider", height: 14, bottom: 6, filterMode: "none", borderColor: theme.grid },
         ]
       : undefined,
-    xAxis: {
-      type: "category",
-      data: xl,
-      ...axisStyle(theme),
-      axisLabel: {
-        color: theme.muted,
-        fontSize: 10,
-        rotate: 50,
-        interval: labelInterval(xl.length, 30),
-        fontFamily: "ui-monospace, monospace",
-      },
-    },
+    xAxis: labelAxis(theme, xl, 30, 50),
     yAxis: [
       {
         type: "value",
@@ -373,6 +362,7 @@ export function headPickOption(
     {
       title,
       file: `llmvis-whatif-heads-${view.target.position}`,
+      cellByCell: true, // styled and clicked head by head
       matrix,
       xLabels: xl,
       yLabels: yl,

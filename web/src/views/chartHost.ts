@@ -17,7 +17,7 @@ import {
 import * as echarts from "echarts/core";
 import { CanvasRenderer } from "echarts/renderers";
 import type { Option } from "../charts/common";
-import { pointer } from "../charts/heatmap";
+import { pointer, SCALE_ONLY } from "../charts/heatmap";
 
 echarts.use([
   BarChart,
@@ -123,14 +123,20 @@ export function chartSummary(): Record<string, Summary> {
   const out: Record<string, Summary> = {};
   for (const [id, c] of live) {
     if (c.inst.isDisposed()) continue;
-    const opt = c.inst.getOption() as { series?: { type?: string; data?: unknown[] }[]; title?: { text?: string }[] };
+    const opt = c.inst.getOption() as {
+      series?: { type?: string; id?: string; data?: unknown[] }[];
+      title?: { text?: string }[];
+    };
+    const painted = (c.option as { paintedCells?: number } | null)?.paintedCells; // an image heatmap's cells
     out[id] = {
       visible: c.el.offsetParent !== null,
       title: opt.title?.[0]?.text ?? "",
-      series: (opt.series ?? []).map((s) => ({
-        type: s.type ?? "",
-        length: Array.isArray(s.data) ? s.data.length : 0,
-      })),
+      series: (opt.series ?? [])
+        .filter((s) => s.id !== SCALE_ONLY)
+        .map((s) => ({
+          type: s.type ?? "",
+          length: s.type === "custom" && painted !== undefined ? painted : Array.isArray(s.data) ? s.data.length : 0,
+        })),
     };
   }
   return out;
