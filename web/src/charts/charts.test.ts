@@ -213,6 +213,30 @@ describe("heads", () => {
     ).toContain("H1 · query 2 → key 0");
     hasPng(o);
   });
+  it("multi-head: many cells are painted, a head per image, with the cell under the mouse", () => {
+    const n = 30; // 9 heads × 30 × 30 > IMAGE_CELLS
+    const causal = Array.from({ length: n }, (_, r) => Array.from({ length: n }, (_, c) => (c <= r ? 1 / (r + 1) : 0)));
+    const view = { ...fx.multiHead, heads: 9, matrices: Array.from({ length: 9 }, () => causal) };
+    view.row_indices = view.col_indices = Array.from({ length: n }, (_, i) => i);
+    const o = multiHeadOption(view, DARK, "heads");
+    expect(series(o).map((x) => x.type)).toEqual(Array(9).fill("custom"));
+    expect((series(o)[4] as unknown as { paintedCells: number }).paintedCells).toBe((n * (n + 1)) / 2);
+    const renderItem = (series(o)[4] as unknown as { renderItem: (p: unknown, api: unknown) => unknown }).renderItem;
+    globalThis.document ??= { createElement: () => ({ getContext: () => null }) } as unknown as Document;
+    renderItem(
+      { coordSys: { x: 0, y: 0, width: 60, height: 60 } },
+      { coord: ([c, r]: number[]) => [1 + 2 * c, 1 + 2 * r], size: () => [2, 2] },
+    );
+    pointer.x = 2 * 3 + 1;
+    pointer.y = 2 * 7 + 1;
+    const tip = (o.tooltip as { formatter: (p: unknown) => string }).formatter({
+      seriesName: "H4",
+      seriesIndex: 4,
+      value: [0, 0],
+    });
+    expect(tip).toContain("H4 · query 7 → key 3");
+    expect(tip).toContain("attention <b>0.125</b>");
+  });
   it("head entropy: L×H cells in 0..1", () => {
     const o = headEntropyOption(fx.headEntropy, DARK, "entropy");
     expect(series(o)[0].data).toHaveLength(6);

@@ -233,21 +233,21 @@ export function heatmapOption(spec: HeatmapSpec, theme: Theme): Option {
   return painted ? imageHeatmap(option, spec, lo, hi, theme, data.length) : option;
 }
 
-/** The same chart painted as an image (see the module's comment); what `heatmapOption` returns
- * for matrices above IMAGE_CELLS cells. The visual map shows the scale (not draggable here). */
-function imageHeatmap(option: Option, spec: HeatmapSpec, lo: number, hi: number, theme: Theme, cells: number): Option {
-  const rows = spec.matrix.length;
-  const cols = rows ? Math.max(...spec.matrix.map((r) => r.length)) : 0;
-  const ramp = colorRamp(spec.diverging ? theme.diverging : theme.heat);
-  const span = hi - lo || 1;
-  const color = (v: number) => ramp((v - lo) / span);
-  let geometry: CellGeometry | null = null;
-  const text = (r: number, c: number) => {
-    const v = spec.matrix[r]?.[c];
-    if (v === null || v === undefined || Number.isNaN(v) || (spec.skipZeros && v === 0)) return "";
-    if (spec.cellText) return spec.cellText(r, c, v);
-    return `${esc(spec.yLabels[r] ?? String(r))} → ${esc(spec.xLabels[c] ?? String(c))}<br><b>${fmt(v)}</b>`;
-  };
+/**
+ * A custom series that paints `matrix` into one image of its grid's visible area at each layout
+ * (see the module's comment); `seen` gets the cells' geometry of each paint. `cells`: how many
+ * cells it shows (the browser tests count them as the series' data). `extra`: axis indices etc.
+ */
+export function paintedSeries(
+  matrix: (number | null)[][],
+  color: (v: number) => [number, number, number],
+  skipZeros: boolean,
+  seen: (g: CellGeometry) => void,
+  cells: number,
+  extra: Option = {},
+): Option {
+  const rows = matrix.length;
+  const cols = rows ? Math.max(...matrix.map((r) => r.length)) : 0;
   const renderItem = (
     params: { coordSys: { x: number; y: number; width: number; height: number } },
     api: { coord: (v: number[]) => number[]; size: (v: number[]) => number[]; getDevicePixelRatio?: () => number },
@@ -264,7 +264,7 @@ function imageHeatmap(option: Option, spec: HeatmapSpec, lo: number, hi: number,
       cols,
       rows,
     };
-    geometry = g;
+    seen(g);
     const box = params.coordSys;
     const scale = Math.min(2, api.getDevicePixelRatio?.() ?? 1);
     const w = Math.max(1, Math.round(box.width * scale));
@@ -273,10 +273,32 @@ function imageHeatmap(option: Option, spec: HeatmapSpec, lo: number, hi: number,
     canvas.width = w;
     canvas.height = h;
     const scaled = { ...g, x0: (g.x0 - box.x) * scale, y0: (g.y0 - box.y) * scale, cw: g.cw * scale, ch: g.ch * scale };
-    const pixels = paintCells(spec.matrix, scaled, 0, 0, w, h, color, spec.skipZeros);
+    const pixels = paintCells(matrix, scaled, 0, 0, w, h, color, skipZeros);
     canvas.getContext("2d")?.putImageData(new ImageData(pixels, w, h), 0, 0);
     return { type: "image", style: { image: canvas, x: box.x, y: box.y, width: box.width, height: box.height } };
   };
+  return { type: "custom", renderItem, data: [[0, 0]], clip: true, paintedCells: cells, ...extra };
+}
+
+/** The same chart painted as an image (see the module's comment); what `heatmapOption` returns
+ * for matrices above IMAGE_CELLS cells. The visual map shows the scale (not draggable here). */
+function imageHeatmap(option: Option, spec: HeatmapSpec, lo: number, hi: number, theme: Theme, cells: number): Option {
+  const ramp = colorRamp(spec.diverging ? theme.diverging : theme.heat);
+  const span = hi - lo || 1;
+  let geometry: CellGeometry | null = null;
+  const text = (r: number, c: number) => {
+    const v = spec.matrix[r]?.[c];
+    if (v === null || v === undefined || Number.isNaN(v) || (spec.skipZeros && v === 0)) return "";
+    if (spec.cellText) return spec.cellText(r, c, v);
+    return `${esc(spec.yLabels[r] ?? String(r))} → ${esc(spec.xLabels[c] ?? String(c))}<br><b>${fmt(v)}</b>`;
+  };
+  const image = paintedSeries(
+    spec.matrix,
+    (v) => ramp((v - lo) / span),
+    spec.skipZeros ?? false,
+    (g) => (geometry = g),
+    cells,
+  );
   const { visualMap } = option as { visualMap: Option };
   return {
     ...option,
@@ -289,12 +311,10 @@ function imageHeatmap(option: Option, spec: HeatmapSpec, lo: number, hi: number,
     },
     visualMap: { ...visualMap, calculable: false, seriesIndex: 1 },
     series: [
-      { type: "custom", renderItem, data: [[0, 0]], clip: true, silent: false },
+      image,
       { type: "heatmap", id: SCALE_ONLY, data: [] }, // the visual map's series: the scale it shows
     ],
     /** (row, col) of the cell at a pixel of the chart (clicks) */
     cellAt: (x: number, y: number) => cellAt(geometry, x, y),
-    /** the cells the image shows (the browser tests count them as a heatmap's data) */
-    paintedCells: cells,
   };
 }

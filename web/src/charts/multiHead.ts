@@ -1,7 +1,10 @@
-/** Heads tab: every head of one layer side by side, each a small (pooled) attention matrix. */
+/**
+ * Heads tab: every head of one layer side by side, each a small (pooled) attention matrix; above
+ * IMAGE_CELLS cells in all, each head is painted as an image (charts/heatmap.ts).
+ */
 import type { MultiHeadView } from "../api/views";
 import { base, fmt, type Option, type ReportRenderer } from "./common";
-import { cells } from "./heatmap";
+import { type CellGeometry, cellAt, cells, colorRamp, IMAGE_CELLS, paintedSeries, pointer } from "./heatmap";
 import type { Theme } from "./theme";
 
 export function gridShape(n: number): [number, number] {
@@ -19,6 +22,9 @@ export function multiHeadOption(view: MultiHeadView, theme: Theme, title: string
   const yAxes: Option[] = [];
   const series: Option[] = [];
   const titles: Option[] = [];
+  const painted = view.matrices.reduce((n, m) => n + m.length * (m[0]?.length ?? 0), 0) > IMAGE_CELLS;
+  const ramp = colorRamp(theme.heat);
+  const geometry: (CellGeometry | null)[] = view.matrices.map(() => null);
   view.matrices.forEach((m, h) => {
     const col = h % cols;
     const row = Math.floor(h / cols);
@@ -28,7 +34,13 @@ export function multiHeadOption(view: MultiHeadView, theme: Theme, title: string
     const n = m.length;
     xAxes.push({ type: "category", gridIndex: h, data: view.col_indices.slice(0, m[0]?.length ?? 0), show: false });
     yAxes.push({ type: "category", gridIndex: h, data: view.row_indices.slice(0, n), show: false, inverse: true });
-    series.push({ name: `H${h}`, type: "heatmap", xAxisIndex: h, yAxisIndex: h, data: cells(m, true) });
+    const data = cells(m, true);
+    const axes = { name: `H${h}`, xAxisIndex: h, yAxisIndex: h };
+    series.push(
+      painted
+        ? paintedSeries(m, ramp, true, (g) => (geometry[h] = g), data.length, axes)
+        : { ...axes, type: "heatmap", data },
+    );
     titles.push({
       text: `H${h}`,
       left: `${left}%`,
@@ -45,13 +57,21 @@ export function multiHeadOption(view: MultiHeadView, theme: Theme, title: string
     yAxis: yAxes,
     tooltip: {
       ...(b.tooltip as Option),
-      formatter: (p: { seriesName: string; value: [number, number, number] }) => {
-        const [key, query, weight] = p.value;
+      formatter: (p: { seriesName: string; seriesIndex: number; value: [number, number, number] }) => {
+        let [key, query, weight] = p.value;
+        if (painted) {
+          const cell = cellAt(geometry[p.seriesIndex], pointer.x, pointer.y);
+          const v = cell ? view.matrices[p.seriesIndex][cell[0]]?.[cell[1]] : null;
+          if (!cell || !v) return "";
+          [query, key, weight] = [cell[0], cell[1], v];
+        }
         const where = `${p.seriesName} · query ${view.row_indices[query]} → key ${view.col_indices[key]}`;
         return `${where}<br>attention <b>${fmt(weight)}</b>`;
       },
     },
-    visualMap: { min: 0, max: 1, show: false, inRange: { color: theme.heat }, seriesIndex: series.map((_, i) => i) },
+    visualMap: painted
+      ? undefined
+      : { min: 0, max: 1, show: false, inRange: { color: theme.heat }, seriesIndex: series.map((_, i) => i) },
     series,
   };
 }

@@ -127,15 +127,17 @@ export function chartSummary(): Record<string, Summary> {
       series?: { type?: string; id?: string; data?: unknown[] }[];
       title?: { text?: string }[];
     };
-    const painted = (c.option as { paintedCells?: number } | null)?.paintedCells; // an image heatmap's cells
+    // an image heatmap's series counts the cells it paints (charts/heatmap.ts)
+    const set = ((c.option?.series ?? []) as { paintedCells?: number }[]).map((s) => s.paintedCells);
     out[id] = {
       visible: c.el.offsetParent !== null,
       title: opt.title?.[0]?.text ?? "",
       series: (opt.series ?? [])
-        .filter((s) => s.id !== SCALE_ONLY)
-        .map((s) => ({
+        .map((s, i) => ({ s, painted: set[i] }))
+        .filter(({ s }) => s.id !== SCALE_ONLY)
+        .map(({ s, painted }) => ({
           type: s.type ?? "",
-          length: s.type === "custom" && painted !== undefined ? painted : Array.isArray(s.data) ? s.data.length : 0,
+          length: painted ?? (Array.isArray(s.data) ? s.data.length : 0),
         })),
     };
   }
