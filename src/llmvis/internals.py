@@ -284,9 +284,11 @@ class Internals:
         return self._weights(self.record(layer), torch.tensor(rows), end).mean(0)
 
     @torch.no_grad()
-    def keep_mean_attention(self, layer: int, chunk: int = 512) -> bool:
+    def keep_mean_attention(self, layer: int, chunk: int = 256, pause: Callable[[], None] | None = None) -> bool:
         """Compute and keep the layer's whole head-mean attention [T, T] (fp32, on CPU: H times
-        smaller than its heads') while it fits the cache without evicting anything; whether it is kept."""
+        smaller than its heads') while it fits the cache without evicting anything; whether it is kept.
+        `pause()` runs after each chunk of query rows (a waiting request gets the model in tens
+        of ms, not after a whole layer: about a second at T = 4,096 on one core)."""
         key, t = (self.key, "mean_attention", layer), self.n_positions
         if key in self.cache:
             return True
@@ -298,6 +300,8 @@ class Internals:
         for a in range(0, t, chunk):
             b = min(t, a + chunk)
             out[a:b, :b] = self._weights(record, torch.arange(a, b), b).mean(0).cpu()
+            if pause is not None:
+                pause()
         return self.cache.put_if_room(key, out, nbytes)
 
     @torch.no_grad()
