@@ -313,7 +313,7 @@ def test_the_rollout_computed_ahead_gives_every_targets_row(arch):
     paused = []
     attr.warm_rollout(internals, lambda: paused.append(1))
     layers = internals.attention_layers()
-    assert len(paused) == len(layers)
+    assert len(paused) >= len(layers)  # after each layer (and each chunk of rows it computes)
     for layer in layers:
         kept = internals.cache.peek((internals.key, "mean_attention", layer))
         assert kept is not None and torch.allclose(kept, internals.attention(layer).mean(0), atol=1e-6)
@@ -358,3 +358,13 @@ def test_a_foil_attributes_the_difference(method):
 def test_bad_foils_are_refused(params, message):
     with pytest.raises(ViewParamError, match=message):
         compute("attribution", _ctx("llama"), {"position": 5, **params})
+
+
+def test_a_layers_head_mean_pauses_after_each_chunk_of_rows():
+    """A waiting view gets the model between chunks of query rows, not only between layers."""
+    internals = _ctx("llama").internals
+    paused = []
+    assert internals.keep_mean_attention(1, chunk=5, pause=lambda: paused.append(1))
+    assert len(paused) == -(-T // 5)
+    kept = internals.cache.peek((internals.key, "mean_attention", 1))
+    assert torch.allclose(kept, internals.attention(1).mean(0), atol=1e-6)

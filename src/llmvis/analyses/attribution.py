@@ -130,8 +130,9 @@ def warm_rollout(internals: Internals, pause: Callable[[], None]) -> None:
     kept while the cache has room (L·T² floats: 0.33 GB at T = 1,664 on the bundled model), so
     the rollout of any target is L vector–matrix products instead of L layers' attention."""
     for layer in internals.attention_layers(required=True):
-        if not internals.keep_mean_attention(layer, pause=pause):
+        if not internals.keep_mean_attention(layer, pause=pause):  # pauses within the layer too
             return
+        pause()
 
 
 def _model_of(ctx: ViewContext) -> LoadedModel:
