@@ -28,8 +28,9 @@ NEW = 24
 
 
 @pytest.fixture(scope="module")
-def remote(llama_engine):
-    r = connect_remote(llama_engine.base_url, tokenizer="smollm2", extra_body=NEUTRAL)
+def remote(llama_server):
+    llama_server.ensure_running()
+    r = connect_remote(llama_server.base_url, tokenizer="smollm2", extra_body=NEUTRAL)
     yield r
     r.close()
 
@@ -142,3 +143,16 @@ def test_a_local_copy_must_share_the_engines_vocabulary(llama_engine, tmp_path):
         events = parse_sse(c.post("/api/model/load", json={"spec": str(tiny)}).content)
         assert events[-1].event == "error" and "vocabulary" in events[-1].json()["message"]
         assert c.get("/api/model").json()["local"] is None
+
+
+def test_an_engine_that_died_is_reported_and_started_again(llama_server):
+    """The fixture's own guard: a dead engine (killed here) is restarted on its port, with a
+    warning that carries its exit code, so one lost engine does not fail every test after it."""
+    import httpx
+
+    llama_server.proc.kill()
+    llama_server.proc.wait(10)
+    with pytest.warns(UserWarning, match=r"exited \(code -9\); restarted"):
+        llama_server.ensure_running()
+    assert httpx.get(f"{llama_server.base_url}/models", timeout=10).json()["data"]
+    assert llama_server.restarts
