@@ -42,6 +42,8 @@ never asserted. The server's peak RSS (VmHWM) is printed after each T.
     .venv/bin/python bench/browser.py [--lengths 512 1536 4096] [--new 128] [--tabs tokens attention ...]
         [--keep-server-log PATH] [--tab-timeout 120] [--run-timeout S]
 
+The server runs with --log-views: --keep-server-log keeps what each view and summary cost.
+
 --new is at most 512 (the app's max-tokens box). The web app must be built (`cd web && npm run
 build`) with the draw counter; the bench stops with that hint if it is not.
 """
@@ -227,7 +229,7 @@ def start_server(data_dir: Path, log: Path, timeout: float = 600):
     """`llmvis serve` on the bundled model, threads not limited (both cores, as a user's)."""
     from e2e_helpers import Server
 
-    return Server(None, data_dir, log, timeout, one_thread=False)
+    return Server(None, data_dir, log, timeout, extra_args=["--log-views"], one_thread=False)
 
 
 def peak_rss_mb(server) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sys
 from pathlib import Path
@@ -184,6 +185,12 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from llmvis.server.run import serve
 
+    if args.log_views:  # one line per view computed: its time, and its wait for the model
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        views_log = logging.getLogger("llmvis.views")
+        views_log.addHandler(handler)
+        views_log.setLevel(logging.INFO)
     serve(serve_settings(args))
     return 0
 
@@ -246,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="memory for runs' captures, in GiB (default: a quarter of RAM, at most 4)",
+    )
+    serve.add_argument(
+        "--log-views", action="store_true", help="print each view's computing time (and its wait for the model)"
     )
     serve.set_defaults(func=cmd_serve)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -173,6 +174,20 @@ def test_views_list_and_typed_routes(c, app):
     assert c.get(f"/api/runs/{run_id}/views/attention", params={"layer": "x"}).status_code == 422
     assert c.get(f"/api/runs/{run_id}/views/no_such_view").status_code == 404
     assert c.get("/api/runs/unknown/views/tokens").status_code == 404
+
+
+def test_views_computed_are_logged_with_their_time(c, caplog):
+    """`llmvis serve --log-views` shows what each view cost and how long it waited for the model."""
+    from llmvis.cli import build_parser, cmd_serve  # noqa: F401  (the flag exists)
+
+    assert build_parser().parse_args(["serve", "--log-views"]).log_views
+    run_id = stream(c, run_body())[0].json()["run_id"]
+    with caplog.at_level("INFO", logger="llmvis.views"):
+        assert c.get(f"/api/runs/{run_id}/views/attention", params={"layer": 1}).status_code == 200
+    lines = [r.getMessage() for r in caplog.records if r.name == "llmvis.views"]
+    assert len(lines) == 1 and lines[0].startswith("view attention {'layer': 1}: ")
+    took, waited = (float(w) for w in re.findall(r"(\d+\.\d+) s", lines[0]))
+    assert took >= 0 and waited >= 0
 
 
 def test_view_needing_another_model_is_409(c, app):

@@ -31,8 +31,12 @@ from llmvis.analyses.common import (
 from llmvis.analyses.registry import ViewContext, register
 from llmvis.internals import Internals
 
-FULL_MATRIX_BYTES = 128 << 20  # below this the whole layer is computed at once (and cached)
-CHUNK_BYTES = 64 << 20  # otherwise query rows are processed in chunks of about this size
+# Below this the whole layer is computed at once (and cached); above it, query rows go in chunks
+# of about CHUNK_BYTES, small enough to stay in the CPU's cache through the product, the mask,
+# the softmax and the pooling: a whole 1,664-token layer of the bundled model (100 MB) took
+# 0.22–0.32 s at once and 0.04 s in 4 MB chunks on 2 cores (0.19 s in 64 MB chunks).
+FULL_MATRIX_BYTES = 4 << 20
+CHUNK_BYTES = 4 << 20
 MAX_CELLS = 360  # 360² cells, half of them causal zeros, stay under 1 MB of JSON
 ROW_MODE_CELLS = 65_536  # row mode: layers × heads × key bins stays below this
 
@@ -124,8 +128,11 @@ def pooled_attention(
     return pooled.cpu(), [start + i for i in ridx], [start + i for i in cidx]
 
 
-def attention_rows(internals: Internals, layer: int, positions: list[int]) -> Iterator[tuple[list[int], torch.Tensor]]:
-    """Yield `(chunk_positions, attention: [heads, len(chunk), T])` for query `positions`.
+def attention_rows(
+    internals: Internals, layer: int, positions: list[int], pad: bool = True
+) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """Yield `(chunk_positions, attention: [heads, len(chunk), T])` for query `positions`
+    (`pad=False`: keys up to the chunk's last query).
 
     Chunks keep each piece near CHUNK_BYTES whatever the run's length.
     """
@@ -133,7 +140,7 @@ def attention_rows(internals: Internals, layer: int, positions: list[int]) -> It
     chunk = max(1, CHUNK_BYTES // per_row)
     for i in range(0, len(positions), chunk):
         part = positions[i : i + chunk]
-        yield part, internals.attention(layer, part)
+        yield part, internals.attention(layer, part, pad)
 
 
 def sample_positions(first: int, t: int, max_queries: int) -> list[int]:

@@ -153,16 +153,19 @@ def _split(internals: Internals, n: NodeParts, p_tok: torch.Tensor, rest: torch.
     )
 
 
-def _head_shares(internals: Internals, layer: int, i: int, sources: list[int], values: torch.Tensor | None) -> dict:
-    """source → each head's share of the edge from it to `i` (proximity to the edge's vector)."""
+def _head_shares(
+    internals: Internals, layer: int, i: int, sources: list[int], values: torch.Tensor | None, row: torch.Tensor
+) -> dict:
+    """source → each head's share of the edge from it to `i` (proximity to the edge's vector);
+    `row`: i's attention weights [H, keys]."""
     if not sources:
         return {}
-    heads = internals.token_head_parts(layer, i, sources, values)  # [S, H, d]
-    out = {}
-    for j, parts in zip(sources, heads, strict=True):
-        p = proximity(parts, parts.sum(0))
-        out[j] = round4(p / p.sum() if float(p.sum()) > 0 else p)
-    return out
+    heads = internals.token_head_parts(layer, i, sources, values, row)  # [S, H, d]
+    edge = heads.sum(1, keepdim=True)  # [S, 1, d]
+    p = (edge.abs().sum(-1) - (edge - heads).abs().sum(-1)).clamp_min(0)  # [S, H]
+    total = p.sum(-1, keepdim=True)
+    shares = round4(torch.where(total > 0, p / total.clamp_min(1e-30), p))
+    return dict(zip(sources, shares, strict=True))
 
 
 @register(
@@ -196,10 +199,11 @@ def contribution_graph(ctx: ViewContext, p: ContributionGraphParams) -> Contribu
             values = internals.value_outputs(layer, end, out=workspace)
         below: dict[int, float] = {}
         parts = [_parts(internals, layer, i) for i in active]
-        if layer in missing:  # no softmax attention: the mixer's output credits no token
+        weights = None if layer in missing else internals.query_weights(layer, active)  # [H, n, keys]
+        if weights is None:  # no softmax attention: the mixer's output credits no token
             near = [(torch.zeros(i + 1), n.attn) for i, n in zip(active, parts, strict=True)]
         else:
-            near = internals.token_proximities(layer, active, torch.stack([n.into for n in parts]), values)
+            near = internals.token_proximities(layer, active, torch.stack([n.into for n in parts]), values, weights)
         for k, i in enumerate(active):
             split = _split(internals, parts[k], *near[k])
             splits[(layer + 1, i)] = split
@@ -213,7 +217,7 @@ def contribution_graph(ctx: ViewContext, p: ContributionGraphParams) -> Contribu
             kept = sorted(candidates, reverse=True)[: p.top_k]
             dropped += int((shares > 0).sum()) + int(split.residual > 0) - len(kept)
             attended = [j for _, kind, j in kept if kind == "attention"]
-            heads = {} if layer in missing else _head_shares(internals, layer, i, attended, values)
+            heads = {} if weights is None else _head_shares(internals, layer, i, attended, values, weights[:, k])
             for share, kind, j in kept:
                 by_head = heads.get(j) if kind == "attention" else None
                 edges.append(FlowEdge(layer=layer, source=j, target=i, kind=kind, weight=round4(share), heads=by_head))

@@ -295,8 +295,8 @@ def _layer_sums(internals: Internals, layer: int, positions: list[int], targets:
     """[H, 4] one layer's sums over the query positions: weight on the first key, on the
     previous one, on the induction keys, and the normalised entropy."""
     acc = torch.zeros(internals.n_heads, 4)
-    for part, w in attention_rows(internals, layer, positions):
-        w = w.cpu()  # [H, n, T]
+    for part, w in attention_rows(internals, layer, positions, pad=False):
+        w = w.cpu()  # [H, n, keys up to the part's last query]
         idx = torch.arange(len(part))
         qs = torch.tensor(part)
         acc[:, 0] += w[:, :, 0].sum(-1)

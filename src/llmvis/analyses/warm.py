@@ -8,6 +8,7 @@ stop when a new run or load arrives.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from llmvis.analyses.attribution import warm_rollout
@@ -31,7 +32,11 @@ def warm_up(internals: Internals, pause: Callable[[], None], unavailable: dict[s
     for view, warm in WARMERS:
         if unavailable and view in unavailable:
             continue
+        started = time.perf_counter()
         try:
             warm(internals, pause)
+            logging.getLogger("llmvis.views").info(
+                "summary ahead for %s: %.3f s (pauses included)", view, time.perf_counter() - started
+            )
         except NotAvailable as exc:  # the view says why when it is asked
             log.debug("no %s summary ahead: %s", view, exc)

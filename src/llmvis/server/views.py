@@ -6,6 +6,8 @@ with the reason (422)."""
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 from pydantic import BaseModel
@@ -19,6 +21,8 @@ from llmvis.server.slot import ModelSlot
 from llmvis.server.tickets import NeedsModel
 from llmvis.sweep import Progress, SweepRequest, SweepResult, sweep
 from llmvis.trace import Trace
+
+log = logging.getLogger("llmvis.views")  # `llmvis serve --log-views`: what each view cost
 
 
 def compute_view(slot: ModelSlot, trace: Trace, name: str, params: Any) -> BaseModel:
@@ -40,10 +44,19 @@ def compute_view(slot: ModelSlot, trace: Trace, name: str, params: Any) -> BaseM
             raise NotAvailable(f"{loaded.info.name} cannot give the {view.title} view: {report.unavailable[name]}")
         internals = Internals(loaded, trace.ids, cache=slot.cache)
     ctx = ViewContext(trace=trace, loaded=loaded, internals=internals)
+    asked = time.perf_counter()
     if loaded is None:
-        return compute(name, ctx, params)
-    with slot.lock:
-        return compute(name, ctx, params)
+        result = compute(name, ctx, params)
+        waited = 0.0
+    else:
+        with slot.lock:
+            waited = time.perf_counter() - asked
+            result = compute(name, ctx, params)
+    if log.isEnabledFor(logging.INFO):
+        took = time.perf_counter() - asked - waited
+        shown = params.model_dump(exclude_defaults=True) if isinstance(params, BaseModel) else params
+        log.info("view %s %s: %.3f s (waited %.3f s for the model)", name, shown, took, waited)
+    return result
 
 
 def same_weights(local: ModelInfo, run: ModelInfo) -> bool:

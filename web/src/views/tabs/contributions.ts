@@ -89,19 +89,26 @@ export class ContributionsTab extends Tab {
     const foil = foilAt(pos);
     if (app.foil && !foil) this.setNote(t("focus.foil_is_target", { pos, label: app.foil.label }));
     const vs = foil ? { foil: foil.id } : {};
-    // Asked at once: the server computes one while the page waits for another.
-    const [heads, row, graph, neurons] = await Promise.all([
+    // Heads, their attention row and the neurons are asked at once and drawn when they come; the
+    // graph, which costs the most, is asked after them (the server computes views one at a time),
+    // so the cheap charts are not kept waiting behind it.
+    const early = Promise.all([
       settle(this.view("head_contributions", { position: pos, ...vs }, signal)),
       settle(this.view("attention", { position: pos - 1, max_cells: 256 }, signal)),
-      settle(this.view("contribution_graph", { position: pos, threshold: this.threshold, top_k: this.topK }, signal)),
       settle(this.view("neuron_contributions", { position: pos, top_k: 10, ...vs }, signal)),
     ]);
-    const all = [heads, row, graph, neurons];
+    const asked = { position: pos, threshold: this.threshold, top_k: this.topK };
+    const graphAsked = early.then(() => settle(this.view("contribution_graph", asked, signal)));
+    const [heads, row, neurons] = await early;
     // A failure other than "this model cannot give it" (409, lost server, aborted) is the tab's;
     // so is every view being unavailable (a model without internals). One unavailable view is
     // said where its chart would be.
-    for (const s of all) if (!s.ok && !notAvailable(s.error)) throw s.error;
-    if (all.every((s) => !s.ok)) throw (all[0] as { error: unknown }).error;
+    const fatal = (s: Settled<unknown>) => !s.ok && !notAvailable(s.error);
+    for (const s of [heads, row, neurons]) if (fatal(s)) throw (s as { error: unknown }).error;
+    if (!heads.ok && !row.ok && !neurons.ok) {
+      const g = await graphAsked;
+      if (!g.ok) throw heads.error;
+    }
     this.clearPlaceholder();
     const theme = this.theme;
 
@@ -125,21 +132,12 @@ export class ContributionsTab extends Tab {
     } else this.draw("heads", messageOption(theme, t("chart.head_effects", { pos }), reason(heads.error)));
     this.drawHeadRow();
 
-    this.graph = graph.ok ? graph.value : null;
-    if (graph.ok) {
-      if (this.edge && !graph.value.edges.some((e) => sameEdge(e, this.edge))) this.edge = null;
-      this.drawGraph();
-      const chart = this.charts.get("graph")!;
-      chart.inst.off("click");
-      chart.inst.on("click", (p) => {
-        const edge = (p.data as { edge?: FlowEdge } | undefined)?.edge;
-        if (p.dataType !== "edge" || !edge || edge.kind !== "attention" || !edge.heads?.length) return;
-        this.edge = edge;
-        this.drawGraph();
-        this.drawEdgeHeads();
-      });
-    } else this.draw("graph", messageOption(theme, t("chart.flow", { pos }), reason(graph.error)));
-    this.drawEdgeHeads();
+    const graphTitle = t("chart.flow", { pos });
+    if (!this.graph || this.graph.position !== pos) {
+      this.graph = null;
+      this.draw("graph", messageOption(theme, graphTitle, t("view.loading")), "xtall");
+      this.drawEdgeHeads();
+    }
 
     if (neurons.ok) {
       const v = neurons.value;
@@ -154,6 +152,25 @@ export class ContributionsTab extends Tab {
         "tall",
       );
     } else this.draw("neurons", messageOption(theme, t("chart.neurons", { pos }), reason(neurons.error)));
+
+    const graph = await graphAsked;
+    if (signal.aborted) return;
+    if (fatal(graph)) throw (graph as { error: unknown }).error;
+    this.graph = graph.ok ? graph.value : null;
+    if (graph.ok) {
+      if (this.edge && !graph.value.edges.some((e) => sameEdge(e, this.edge))) this.edge = null;
+      this.drawGraph();
+      const chart = this.charts.get("graph")!;
+      chart.inst.off("click");
+      chart.inst.on("click", (p) => {
+        const edge = (p.data as { edge?: FlowEdge } | undefined)?.edge;
+        if (p.dataType !== "edge" || !edge || edge.kind !== "attention" || !edge.heads?.length) return;
+        this.edge = edge;
+        this.drawGraph();
+        this.drawEdgeHeads();
+      });
+    } else this.draw("graph", messageOption(theme, graphTitle, reason(graph.error)));
+    this.drawEdgeHeads();
   }
 
   private shownHead(): HeadRef | null {
