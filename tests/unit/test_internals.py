@@ -7,8 +7,12 @@ of 8, so runs are 24 tokens long to exercise it.
 
 from __future__ import annotations
 
+from unittest import mock
+
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llmvis.arch import NotAvailable
 from llmvis.capture_cache import CaptureCache
@@ -112,12 +116,22 @@ def test_attention_row_matches_attention(arch):
             assert row[layers, :, pos + 1 :].abs().max().item() == 0.0
 
 
-def test_attention_query_subsets_match_full():
-    _, _, internals = run("qwen3")
-    full = internals.attention(1)
+@pytest.mark.parametrize("arch", ["qwen3", "mistral", "llama4_text"])  # causal, a window of 8, chunks of 8
+@settings(max_examples=25, deadline=None)
+@given(rows=st.lists(st.integers(0, T - 1), min_size=1, max_size=T))
+def test_attention_query_subsets_match_full(arch, rows):
+    """Any set of query rows, in any order (only the columns some row cannot see are masked)."""
+    _, _, internals = run(arch)
+    layer = attention_layers(arch, internals)[-1]
+    full = internals.attention(layer)
     fresh = Internals(internals.loaded, internals.ids)  # no cached matrix: really recomputes
-    assert torch.allclose(fresh.attention(1, slice(3, 10)), full[:, 3:10], atol=1e-6)
-    assert torch.allclose(fresh.attention(1, [0, 7, 23]), full[:, [0, 7, 23]], atol=1e-6)
+    assert torch.allclose(fresh.attention(layer, slice(3, 10)), full[:, 3:10], atol=1e-6)
+    assert torch.allclose(fresh.attention(layer, rows), full[:, rows], atol=1e-6)
+    short = fresh.attention(layer, rows, pad=False)
+    assert short.shape[-1] == max(rows) + 1 and torch.allclose(short, full[:, rows, : max(rows) + 1], atol=1e-6)
+    with mock.patch("llmvis.internals.MEAN_ROWS", 3):  # in pieces of 3 rows
+        mean = fresh.mean_attention(layer, rows)
+    assert torch.allclose(mean, full[:, rows, : max(rows) + 1].mean(0), atol=1e-6)
 
 
 def test_hidden_states_and_contributions(arch):

@@ -176,7 +176,7 @@ def test_a_run_keeps_its_capture_as_it_generates_so_the_first_click_is_a_cache_h
         assert engine.captures == 0
         key = internals.default_key(loaded, ids)
         kept = {k[1] for k in engine.cache._entries if isinstance(k, tuple) and k[0] == key}
-        assert {"head_scores", "mean_attention"} <= kept
+        assert {"pooled_heads", "head_scores", "mean_cosine", "mean_attention"} <= kept
 
 
 def test_a_new_run_interrupts_the_background_capture(tmp_path, monkeypatch):

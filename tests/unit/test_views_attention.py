@@ -112,6 +112,28 @@ def test_multi_head_pools_to_64():
         compute("multi_head", ctx, {"layer": 0, "max_cells": 65})
 
 
+def test_multi_head_pools_each_layer_once_for_every_token(monkeypatch):
+    """The heads' matrices do not depend on the token: an arrow key pays only for the rows, and the
+    summary ahead (warm_multi_head) pools the default layer before the Heads tab asks."""
+    from llmvis.analyses import heads
+
+    ctx = context(n=100)
+    passes: list[int] = []
+    real = heads.pooled_attention
+    monkeypatch.setattr(
+        heads, "pooled_attention", lambda internals, layer, *a: passes.append(layer) or real(internals, layer, *a)
+    )
+    heads.warm_multi_head(ctx.internals, lambda: None)
+    assert passes == [0]
+    views = [compute("multi_head", ctx, {"layer": 0, "position": p}) for p in (40, 41, 99)]
+    assert passes == [0] and views[0].matrices == views[2].matrices and views[0].rows != views[1].rows
+    compute("multi_head", ctx, {"layer": 1, "position": 40})
+    compute("multi_head", ctx, {"layer": 1, "position": 41})
+    assert passes == [0, 1]
+    fresh = context(n=100)  # the same run, nothing kept: the same numbers
+    assert compute("multi_head", fresh, {"layer": 0, "position": 41}) == views[1]
+
+
 # ----------------------------------------------------------------------------- head_entropy
 
 

@@ -99,8 +99,7 @@ def multi_head(ctx: ViewContext, p: MultiHeadParams) -> MultiHeadView:
     layer = first_attention_layer(internals) if p.layer is None else check_layer(ctx, p.layer)
     pos = default_position(ctx, p.position)
     heads, t = internals.n_heads, internals.n_positions
-    cells = max(4, min(p.max_cells, math.isqrt(MULTI_HEAD_CELLS // heads)))
-    mats, ridx, cidx = pooled_attention(internals, layer, 0, t, cells, lambda w: w)
+    mats, ridx, cidx = pooled_heads(internals, layer, head_cells(heads, p.max_cells))
     row = internals.attention(layer, [pos])[:, 0, : pos + 1]  # [H, keys]
     size, keys = bin_starts(pos + 1, max(8, min(512, ROW_CELLS // heads)))
     row = pool_bins(row[:, None, :], 1, size)[:, 0]
@@ -117,6 +116,29 @@ def multi_head(ctx: ViewContext, p: MultiHeadParams) -> MultiHeadView:
         row_key_labels=token_labels(ctx, keys),
         rows=round4(row),
     )
+
+
+def head_cells(heads: int, max_cells: int) -> int:
+    """Bins per axis of each head's matrix: the JSON stays under MULTI_HEAD_CELLS cells."""
+    return max(4, min(max_cells, math.isqrt(MULTI_HEAD_CELLS // heads)))
+
+
+def pooled_heads(internals: Internals, layer: int, cells: int) -> tuple[torch.Tensor, list[int], list[int]]:
+    """Every head's whole matrix of `layer`, max-pooled to `cells` per axis; kept with the run (a
+    few kB), since it is the same for every selected token: at T = 4,096 it is a pass over the
+    layer's attention (0.4–1.5 s on the CPU), which an arrow key would otherwise repeat."""
+    key = (internals.key, "pooled_heads", layer, cells)
+    hit = internals.cache.peek(key)
+    if hit is None:
+        hit = pooled_attention(internals, layer, 0, internals.n_positions, cells, lambda w: w)
+        internals.cache.put_if_room(key, hit, hit[0].numel() * 4)
+    return hit
+
+
+def warm_multi_head(internals: Internals, pause: Callable[[], None]) -> None:
+    """The Heads tab's default layer, pooled before it asks."""
+    cells = head_cells(internals.n_heads, MultiHeadParams.model_fields["max_cells"].default)
+    pooled_heads(internals, first_attention_layer(internals), cells)
 
 
 # ----------------------------------------------------------------------------- head_entropy

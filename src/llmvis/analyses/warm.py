@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from llmvis.analyses.attribution import warm_rollout
-from llmvis.analyses.heads import warm_head_scores
+from llmvis.analyses.heads import warm_head_scores, warm_multi_head
 from llmvis.analyses.layers import warm_layer_similarity
 from llmvis.arch import NotAvailable
 from llmvis.internals import Internals
@@ -21,6 +21,7 @@ log = logging.getLogger("llmvis")
 
 # (the view that reads it, what computes it), in the order of the tabs
 WARMERS: list[tuple[str, Callable[[Internals, Callable[[], None]], None]]] = [
+    ("multi_head", warm_multi_head),
     ("head_health", warm_head_scores),
     ("layer_similarity", warm_layer_similarity),
     ("attribution", warm_rollout),
