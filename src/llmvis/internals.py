@@ -626,23 +626,34 @@ class Internals:
         _, bias = self.head_projection(layer)
         scale = self.arch.attn_scale
         rest = bias * scale
+        # what the heads add up to at each query (weights are 0 past it): each head's value mix
+        # through its slice of the output projection, as the block computes it
+        w_heads, _ = self.head_projection(layer)
+        v = self.record(layer).v
+        if v is None:
+            raise NotAvailable(f"layer {layer}'s attention did not hand its values to the capture")
+        group_size = weights.shape[0] // v.shape[0]
+        values_cpu = v[:, :end].float().cpu()
+        total = scale * sum(
+            (weights[h] @ values_cpu[h // group_size]) @ w_heads[h] for h in range(weights.shape[0])
+        )  # [n, d]
         out: list[tuple[torch.Tensor, torch.Tensor]] = [(torch.empty(0), rest)] * len(positions)
         order = sorted(range(len(positions)), key=positions.__getitem__)
         for a in range(0, len(order), GROUP):
             group = order[a : a + GROUP]
             stop = positions[group[-1]] + 1
             t = targets[group]  # [g, d]
-            prox, total = torch.empty(len(group), stop), torch.zeros(len(group), t.shape[-1])
+            t_norm = t.abs().sum(-1)
+            prox = torch.empty(len(group), stop)
             for c0 in range(0, stop, KEY_CHUNK):
                 c1 = min(stop, c0 + KEY_CHUNK)
                 z = torch.bmm(weights[:, group, c0:c1].permute(2, 1, 0).contiguous(), written[c0:c1])  # [C, g, d]
                 if scale != 1.0:
                     z *= scale
-                total += z.sum(0)
-                prox[:, c0:c1] = (t.abs().sum(-1)[None] - (t[None] - z).abs().sum(-1)).T
+                prox[:, c0:c1] = (t_norm[None] - z.sub_(t).abs_().sum(-1)).T  # in place: |z − t| = |t − z|
             prox.clamp_min_(0)
             for k, g in enumerate(group):
-                self._check_heads_add_up(layer, positions[g], total[k] + rest)
+                self._check_heads_add_up(layer, positions[g], total[g] + rest)
                 out[g] = (prox[k, : positions[g] + 1], rest)
         return out
 

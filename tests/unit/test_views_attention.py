@@ -123,8 +123,13 @@ def test_multi_head_pools_each_layer_once_for_every_token(monkeypatch):
     monkeypatch.setattr(
         heads, "pooled_attention", lambda internals, layer, *a: passes.append(layer) or real(internals, layer, *a)
     )
-    heads.warm_multi_head(ctx.internals, lambda: None)
-    assert passes == [0]
+    from llmvis.analyses import attention
+
+    monkeypatch.setattr(attention, "FULL_MATRIX_BYTES", 0)  # in chunks of query rows, as a long run's
+    monkeypatch.setattr(attention, "CHUNK_ROWS", 10)
+    paused: list[int] = []
+    heads.warm_multi_head(ctx.internals, lambda: paused.append(1))
+    assert passes == [0] and len(paused) >= 5  # a waiting view gets the model between chunks
     views = [compute("multi_head", ctx, {"layer": 0, "position": p}) for p in (40, 41, 99)]
     assert passes == [0] and views[0].matrices == views[2].matrices and views[0].rows != views[1].rows
     compute("multi_head", ctx, {"layer": 1, "position": 40})

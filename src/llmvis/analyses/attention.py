@@ -104,7 +104,13 @@ def head_reducer(head: int | str) -> Reduce:
 
 
 def pooled_attention(
-    internals: Internals, layer: int, start: int, end: int, max_cells: int, reduce: Reduce
+    internals: Internals,
+    layer: int,
+    start: int,
+    end: int,
+    max_cells: int,
+    reduce: Reduce,
+    pause: Callable[[], None] = lambda: None,
 ) -> tuple[torch.Tensor, list[int], list[int]]:
     """reduce(attention[:, start:end, start:end]) max-pooled to ≤ max_cells per axis, on CPU.
 
@@ -126,6 +132,7 @@ def pooled_attention(
             b = min(end, a + chunk)
             w = internals.attention(layer, slice(a, b))[:, :, start:end]
             parts.append(pool_bins(reduce(w), rsize, csize).cpu())
+            pause()  # computed ahead: a waiting view gets the model between chunks
         pooled = torch.cat(parts, dim=-2)
     return pooled.cpu(), [start + i for i in ridx], [start + i for i in cidx]
 

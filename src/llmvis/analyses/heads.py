@@ -123,14 +123,16 @@ def head_cells(heads: int, max_cells: int) -> int:
     return max(4, min(max_cells, math.isqrt(MULTI_HEAD_CELLS // heads)))
 
 
-def pooled_heads(internals: Internals, layer: int, cells: int) -> tuple[torch.Tensor, list[int], list[int]]:
+def pooled_heads(
+    internals: Internals, layer: int, cells: int, pause: Callable[[], None] = lambda: None
+) -> tuple[torch.Tensor, list[int], list[int]]:
     """Every head's whole matrix of `layer`, max-pooled to `cells` per axis; kept with the run (a
     few kB), since it is the same for every selected token: at T = 4,096 it is a pass over the
     layer's attention (0.4–1.5 s on the CPU), which an arrow key would otherwise repeat."""
     key = (internals.key, "pooled_heads", layer, cells)
     hit = internals.cache.peek(key)
     if hit is None:
-        hit = pooled_attention(internals, layer, 0, internals.n_positions, cells, lambda w: w)
+        hit = pooled_attention(internals, layer, 0, internals.n_positions, cells, lambda w: w, pause)
         internals.cache.put_if_room(key, hit, hit[0].numel() * 4)
     return hit
 
@@ -138,7 +140,7 @@ def pooled_heads(internals: Internals, layer: int, cells: int) -> tuple[torch.Te
 def warm_multi_head(internals: Internals, pause: Callable[[], None]) -> None:
     """The Heads tab's default layer, pooled before it asks."""
     cells = head_cells(internals.n_heads, MultiHeadParams.model_fields["max_cells"].default)
-    pooled_heads(internals, first_attention_layer(internals), cells)
+    pooled_heads(internals, first_attention_layer(internals), cells, pause)
 
 
 # ----------------------------------------------------------------------------- head_entropy

@@ -15,6 +15,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import torch
+
 from llmvis.analyses.warm import warm_up
 from llmvis.capture import Capture
 from llmvis.generation.overlap import fewer_threads
@@ -107,7 +109,8 @@ class BackgroundCapture:
                     internals.capture()
                     self.captures += 1
                 report = loaded.info.internals
-                with fewer_threads(1):  # a core stays free for the clicks it is ahead of
+                # a core stays free for the page and the requests of the clicks it is ahead of
+                with fewer_threads(max(1, torch.get_num_threads() - 1)):
                     warm_up(internals, self._pause, report.unavailable if report is not None else None)
             self.warmed += 1
         except _Superseded:
