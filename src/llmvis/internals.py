@@ -286,8 +286,9 @@ class Internals:
             raise IndexError(f"query positions must be in 0..{self.n_positions - 1}")
         end = max(rows) + 1
         kept = self.cache.peek((self.key, "mean_attention", layer))
-        if kept is not None:
-            return kept[rows, :end]
+        if kept is not None:  # a run of consecutive rows (the rollout's) is a view, not a copy
+            consecutive = rows == list(range(rows[0], rows[0] + len(rows)))
+            return kept[rows[0] : rows[0] + len(rows), :end] if consecutive else kept[rows, :end]
         hit = self.cache.peek((self.key, "attention", layer))
         if hit is not None:
             return hit[:, rows, :end].mean(0)
