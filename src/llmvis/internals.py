@@ -635,9 +635,10 @@ class Internals:
             raise NotAvailable(f"layer {layer}'s attention did not hand its values to the capture")
         group_size = weights.shape[0] // v.shape[0]
         values_cpu = v[:, :end].float().cpu()
-        total = scale * sum(
-            (weights[h] @ values_cpu[h // group_size]) @ w_heads[h] for h in range(weights.shape[0])
-        )  # [n, d]
+        total = torch.zeros(len(positions), w_heads.shape[-1])  # [n, d]
+        for h in range(weights.shape[0]):
+            total += (weights[h] @ values_cpu[h // group_size]) @ w_heads[h]
+        total *= scale
         out: list[tuple[torch.Tensor, torch.Tensor]] = [(torch.empty(0), rest)] * len(positions)
         order = sorted(range(len(positions)), key=positions.__getitem__)
         for a in range(0, len(order), GROUP):
