@@ -263,7 +263,8 @@ SMALL = dict(
 
 
 def large_child(lengths: list[int], small: bool) -> list[dict[str, Any]]:
-    """A random Qwen3-4B-shaped model (bf16 on CUDA): capture, layer attention, query row.
+    """A random Qwen3-4B-shaped model (bf16 on CUDA): capture, layer attention, query row, the
+    summaries ahead.
 
     `small` swaps in a tiny shape so the code path can be smoke-tested on a CPU.
     """
@@ -271,6 +272,7 @@ def large_child(lengths: list[int], small: bool) -> list[dict[str, Any]]:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from llmvis.analyses.attention import head_reducer, pooled_attention
+    from llmvis.analyses.warm import WARMERS
     from llmvis.internals import Internals
     from llmvis.models.loaded import LoadedModel, describe
 
@@ -329,6 +331,9 @@ def large_child(lengths: list[int], small: bool) -> list[dict[str, Any]]:
                 row[f"{label}_s"], _ = timed(layer_view)
                 row[f"{label}_extra_gib"] = (torch.cuda.max_memory_allocated() - base) / 2**30 if cuda else 0.0
             row["row_s"], _ = timed(query_row)
+            for view, warm in WARMERS:
+                row[f"warm_{view}_s"], _ = timed(lambda w=warm, i=internals: (w(i, lambda: None), sync()))
+            row["warm_s"] = sum(row[f"warm_{view}_s"] for view, _ in WARMERS)
         except torch.OutOfMemoryError as exc:
             row["error"] = f"out of memory: {str(exc)[:120]}"
         internals.cache.clear()
@@ -343,7 +348,7 @@ def report_large(rows: list[dict[str, Any]], device: str) -> None:
     print(f"\n== random Qwen3-4B-shaped model on {device} ==")
     print(
         f"{'T':>6} {'capture s':>10} {'capture GiB':>12} {'attn cold s':>12} {'attn warm s':>12} "
-        f"{'extra GiB':>10} {'row s':>8}"
+        f"{'extra GiB':>10} {'row s':>8} {'ahead s':>8}"
     )
     for r in rows:
         if "error" in r:
@@ -351,8 +356,13 @@ def report_large(rows: list[dict[str, Any]], device: str) -> None:
             continue
         print(
             f"{r['tokens']:>6} {r['capture_s']:10.3f} {r['capture_gib']:12.2f} {r['attn_cold_s']:12.4f} "
-            f"{r['attn_warm_s']:12.4f} {r['attn_warm_extra_gib']:10.2f} {r['row_s']:8.3f}"
+            f"{r['attn_warm_s']:12.4f} {r['attn_warm_extra_gib']:10.2f} {r['row_s']:8.3f} {r['warm_s']:8.3f}"
         )
+    print("ahead: the summaries computed after a run (analyses/warm.py), with the cache's default budget:")
+    for r in rows:
+        if "error" not in r:
+            parts = ", ".join(f"{k[5:-2]} {v:.2f} s" for k, v in r.items() if k.startswith("warm_") and k != "warm_s")
+            print(f"  T = {r['tokens']}: {parts}")
 
 
 def run_child(mode: str, t: int, threads: int, shape: str) -> dict[str, Any]:

@@ -318,19 +318,23 @@ def warm_head_scores(internals: Internals, pause: Callable[[], None]) -> None:
 def _layer_sums(internals: Internals, layer: int, positions: list[int], targets: dict[int, list[int]]) -> torch.Tensor:
     """[H, 4] one layer's sums over the query positions: weight on the first key, on the
     previous one, on the induction keys, and the normalised entropy."""
-    acc = torch.zeros(internals.n_heads, 4)
-    for part, w in attention_rows(internals, layer, positions, pad=False):
-        w = w.cpu()  # [H, n, keys up to the part's last query]
-        idx = torch.arange(len(part))
-        qs = torch.tensor(part)
+    acc: torch.Tensor | None = None
+    for part, w in attention_rows(internals, layer, positions, pad=False):  # [H, n, keys up to the last query]
+        dev = w.device  # summed where the attention is (a GPU's: no [H, n, T] copy to the host)
+        if acc is None:
+            acc = torch.zeros(internals.n_heads, 4, device=dev)
+        idx = torch.arange(len(part), device=dev)
+        qs = torch.tensor(part, device=dev)
         acc[:, 0] += w[:, :, 0].sum(-1)
         acc[:, 1] += w[:, idx, qs - 1].sum(-1)
-        marks = torch.zeros(len(part), w.shape[-1])  # [n, T]: 1 on each query's induction keys
-        for i, q in enumerate(part):
-            marks[i, targets[q]] = 1.0
+        rows = [i for i, q in enumerate(part) for _ in targets[q]]
+        keys = [k for q in part for k in targets[q]]
+        marks = torch.zeros(len(part), w.shape[-1], device=dev)  # [n, T]: 1 on each query's induction keys
+        marks[torch.tensor(rows, dtype=torch.long, device=dev), torch.tensor(keys, dtype=torch.long, device=dev)] = 1.0
         acc[:, 2] += (w * marks).sum(dim=(-1, -2))
-        acc[:, 3] += normalised_entropy(w, internals.visible_keys(layer, part)[None, :]).sum(-1)
-    return acc
+        visible = internals.visible_keys(layer, part).to(dev)
+        acc[:, 3] += normalised_entropy(w, visible[None, :]).sum(-1)
+    return acc.cpu() if acc is not None else torch.zeros(internals.n_heads, 4)
 
 
 @register("head_health", "Head health", HeadHealthParams, HeadHealthView, needs_internals=True, uses=("attention",))

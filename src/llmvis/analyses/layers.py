@@ -90,10 +90,11 @@ def mean_cosine_matrix(internals: Internals) -> torch.Tensor:
         return kept
     n, t = internals.n_layers + 1, internals.n_positions
     total = torch.zeros(n, n, dtype=torch.float64)
-    for a in range(0, t, SIM_CHUNK):
-        h = torch.stack([internals.residual(i)[a : a + SIM_CHUNK].float().cpu() for i in range(n)])
+    for a in range(0, t, SIM_CHUNK):  # where the capture is (a GPU's: no copy of every hidden state)
+        dev = internals.residual(0).device  # (a device map's layers may sit on several)
+        h = torch.stack([internals.residual(i)[a : a + SIM_CHUNK].float().to(dev) for i in range(n)])
         unit = h / h.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # [n, c, d]
-        total += torch.einsum("icd,jcd->ij", unit, unit).double()
+        total += torch.einsum("icd,jcd->ij", unit, unit).double().cpu()
     mean = (total / t).float()
     internals.cache.put_if_room(key, mean, mean.numel() * 4)
     return mean
