@@ -128,6 +128,20 @@ def test_layer_similarity(arch):
     assert compute("layer_similarity", ctx, {"position": 3}).matrix_mean == view.matrix_mean
 
 
+def test_layer_similarity_mean_computed_ahead_pauses_between_chunks(monkeypatch):
+    """The summary ahead lets a waiting view in between chunks of positions, and keeps the same mean."""
+    from llmvis.analyses import layers
+
+    ctx = context("llama")
+    monkeypatch.setattr(layers, "SIM_CHUNK", 4)
+    paused: list[int] = []
+    layers.warm_layer_similarity(ctx.internals, lambda: paused.append(1))
+    assert len(paused) == -(-ctx.internals.n_positions // 4)
+    kept = ctx.internals.cache.peek((ctx.internals.key, "mean_cosine"))
+    fresh = context("llama")
+    assert kept is not None and torch.allclose(kept, layers.mean_cosine_matrix(fresh.internals), atol=1e-5)
+
+
 def test_layer_similarity_bad_position():
     with pytest.raises(ViewParamError):
         compute("layer_similarity", context(), {"position": T})
