@@ -362,6 +362,21 @@ def test_embedding_2d_3d_toggle(page: Page):
         30,
         what="back to 2D",
     )
+    # UMAP: the tab says it takes seconds (its compilation started when the tab first asked), then draws
+    page.js(
+        """() => { const n = document.querySelector('[data-testid=note-embedding]');
+             window.__umapNote = false;
+             new MutationObserver(() => { if (!n.hidden && /UMAP/.test(n.textContent)) window.__umapNote = true; })
+               .observe(n, {attributes: true, childList: true, characterData: true, subtree: true}); }"""
+    )
+    page.page.select_option("[data-testid=emb-method]", "umap")
+    page.until(
+        "() => /UMAP/.test((window.__llmvis.charts()['embedding.scatter'] || {title: ''}).title || '')",
+        120,
+        what="a UMAP scatter",
+    )
+    assert page.js("() => window.__umapNote"), "the note that UMAP takes seconds was never shown"
+    page.until("() => document.querySelector('[data-testid=note-embedding]').hidden", 10, what="the note gone")
     assert not [e for e in page.errors if "pageerror" in e], page.errors
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 import torch
@@ -116,6 +117,43 @@ def test_nonlinear_methods(tiny, method, dims):
     assert view.explained_variance_ratio is None and method in view.solver.lower().replace("-", "")
     again = compute("embedding", tiny, {"method": method, "dims": dims, "layer": 1, "seed": 3})
     assert again.coords == view.coords  # seeded: reproducible
+
+
+def test_umap_compiles_ahead_once_per_process(tiny):
+    """compile_umap_soon() starts one background compilation; a UMAP view then finds it done
+    (compile_umap() waits for a compilation running rather than starting another)."""
+    embedding = emb
+
+    embedding._compiled.clear()
+    started = embedding.compile_umap_soon()
+    assert started and not embedding.compile_umap_soon()  # one at a time
+    view = compute("embedding", tiny, {"method": "umap", "layer": 1})
+    assert embedding._compiled.is_set() and len(view.coords) == 30
+    assert not embedding.compile_umap_soon()  # compiled: nothing more to do
+
+
+def test_the_server_compiles_umap_when_the_embedding_tab_first_asks(tmp_path, monkeypatch):
+    embedding = emb
+    from server_helpers import client, make_app, parse_sse
+    from tiny_models import tiny_loaded
+
+    calls: list[int] = []
+
+    def fake_compile() -> None:  # the real one is exercised above
+        calls.append(1)
+        embedding._compiled.set()
+
+    monkeypatch.setattr(embedding, "compile_umap", fake_compile)
+    embedding._compiled.clear()
+    with client(make_app(tmp_path, tiny_loaded("llama"))) as c:
+        body = {"mode": "completion", "prompt": "a b c d e f g h i j k l", "params": {"max_new_tokens": 4}}
+        run_id = parse_sse(c.post("/api/runs", json=body).content)[-1].json()["run_id"]
+        assert c.get(f"/api/runs/{run_id}/views/embedding").status_code == 200
+        deadline = time.monotonic() + 10
+        while not calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert c.get(f"/api/runs/{run_id}/views/embedding", params={"layer": 1}).status_code == 200
+    assert calls == [1]
 
 
 @pytest.mark.parametrize(

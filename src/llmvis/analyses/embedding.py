@@ -8,6 +8,8 @@ seeded, run on the top 50 principal components as is usual for both).
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Literal
 
 import numpy as np
@@ -107,6 +109,7 @@ def _nonlinear(x: torch.Tensor, p: EmbeddingParams) -> tuple[np.ndarray, str]:
         x = pca(x, min(PRE_PCA, n))[0]
     data = x.to(torch.float32).numpy()
     if p.method == "umap":
+        compile_umap()  # (waits for a compilation running ahead, rather than compiling twice)
         import umap  # slow import (numba): only when asked for
 
         k = min(p.neighbors or 15, n - 1)
@@ -117,6 +120,41 @@ def _nonlinear(x: torch.Tensor, p: EmbeddingParams) -> tuple[np.ndarray, str]:
     perplexity = min(p.perplexity or 30.0, (n - 1) / 3)
     tsne = TSNE(n_components=p.dims, perplexity=perplexity, init="pca", random_state=p.seed)
     return np.asarray(tsne.fit_transform(data)), (f"t-SNE (perplexity={perplexity:.3g}) on top {data.shape[1]} PCs")
+
+
+_compiled = threading.Event()  # UMAP's numba functions compiled in this process
+_compiling = threading.Lock()
+
+
+def compile_umap() -> None:
+    """Fit UMAP once on a few random points, so that numba compiles its functions (about 14 s on
+    one core, in every new process: UMAP's cache does not keep them) before anyone asks for a
+    UMAP projection. Runs once per process; a second caller waits for the first."""
+    with _compiling:
+        if _compiled.is_set():
+            return
+        import umap
+
+        points = np.random.default_rng(0).normal(size=(MIN_POINTS_NONLINEAR * 3, 4)).astype(np.float32)
+        umap.UMAP(n_components=2, n_neighbors=5, random_state=0, n_jobs=1).fit_transform(points)
+        _compiled.set()
+
+
+def compile_umap_soon() -> bool:
+    """compile_umap() on a background thread, once per process; whether this call started it.
+    The server calls it when the Embedding tab first asks for a projection (PCA, at once), so a
+    switch to UMAP a few seconds later finds it compiled, or nearly."""
+    if _compiled.is_set() or _compiling.locked():
+        return False
+    threading.Thread(target=_compile_quietly, name="llmvis-umap-compile", daemon=True).start()
+    return True
+
+
+def _compile_quietly() -> None:
+    try:
+        compile_umap()
+    except Exception:  # UMAP missing or broken: the view says so when it is asked
+        logging.getLogger("llmvis").debug("UMAP could not be compiled ahead", exc_info=True)
 
 
 def _source(layer: int, layers: int) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from llmvis.analyses.embedding import compile_umap_soon
 from llmvis.analyses.registry import VIEWS, ViewContext, compute
 from llmvis.arch import NotAvailable
 from llmvis.internals import Internals
@@ -44,6 +45,8 @@ def compute_view(slot: ModelSlot, trace: Trace, name: str, params: Any) -> BaseM
             raise NotAvailable(f"{loaded.info.name} cannot give the {view.title} view: {report.unavailable[name]}")
         internals = Internals(loaded, trace.ids, cache=slot.cache)
     ctx = ViewContext(trace=trace, loaded=loaded, internals=internals)
+    if name == "embedding":  # UMAP compiles for seconds: start now, on a core of its own
+        compile_umap_soon()
     asked = time.perf_counter()
     if loaded is None:
         result = compute(name, ctx, params)

@@ -78,11 +78,14 @@ export class EmbeddingTab extends Tab {
 
   async refresh(signal: AbortSignal): Promise<void> {
     if (!this.finishedRun()) return;
+    const nonlinear = this.method !== "pca";
+    if (nonlinear) this.setNote(t("emb.nonlinear_note"));
     const [view] = await Promise.all([
       this.view("embedding", { layer: this.layer, method: this.method, dims: this.dims }, signal),
       this.dims === 3 ? loadGl() : Promise.resolve(),
     ]);
     if (signal.aborted) return;
+    if (nonlinear) this.setNote("");
     this.clearPlaceholder();
     const c = this.draw(
       "scatter",
