@@ -8,7 +8,9 @@ seeded, run on the top 50 principal components as is usual for both).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 from typing import Literal
 
@@ -141,9 +143,11 @@ def compile_umap() -> None:
 
 
 def compile_umap_soon() -> bool:
-    """compile_umap() on a background thread, once per process; whether this call started it.
-    The server calls it when the Embedding tab first asks for a projection (PCA, at once), so a
-    switch to UMAP a few seconds later finds it compiled, or nearly."""
+    """compile_umap() on a background thread of the lowest priority, once per process; whether
+    this call started it. The server calls it when the Embedding tab first asks for a projection
+    (PCA, at once), so a switch to UMAP a few seconds later finds it compiled, or nearly, while
+    the views and the page asked meanwhile keep the CPU: 14 s of a core at normal priority would
+    compete with the next tabs' first opens on a 2-core machine."""
     if _compiled.is_set() or _compiling.locked():
         return False
     threading.Thread(target=_compile_quietly, name="llmvis-umap-compile", daemon=True).start()
@@ -151,6 +155,9 @@ def compile_umap_soon() -> bool:
 
 
 def _compile_quietly() -> None:
+    # at the lowest priority (this thread only, on Linux): it takes idle CPU, not the views'
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
     try:
         compile_umap()
     except Exception:  # UMAP missing or broken: the view says so when it is asked
