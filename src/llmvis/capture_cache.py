@@ -75,6 +75,35 @@ class CaptureCache:
             self.bytes += int(nbytes)
             return True
 
+    def could_hold(self, owner: Any, nbytes: int) -> bool:
+        """Whether `nbytes` more for run `owner` fit beside the run's own entries (other runs'
+        entries can make room: put_for evicts them)."""
+        with self._lock:
+            return self._owned_bytes(owner) + nbytes <= self.max_bytes
+
+    def put_for(self, owner: Any, key: Any, value: Any, nbytes: int) -> bool:
+        """Store an entry derived from run `owner` (its key, or a tuple starting with it), making
+        room by evicting other runs' entries, least recently used first, never the run's own;
+        False when the run's own entries leave no room. The run being looked at comes first: an
+        older run's summaries must not keep the new one's from the cache."""
+        with self._lock:
+            if key in self._entries:
+                return True
+            if self._owned_bytes(owner) + nbytes > self.max_bytes:
+                return False
+            for other in [k for k in self._entries if not _owned(k, owner)]:  # oldest first
+                if self.bytes + nbytes <= self.max_bytes:
+                    break
+                _, size = self._entries.pop(other)
+                self.bytes -= size
+                self.evictions += 1
+            self._entries[key] = (value, int(nbytes))
+            self.bytes += int(nbytes)
+            return True
+
+    def _owned_bytes(self, owner: Any) -> int:
+        return sum(size for k, (_, size) in self._entries.items() if _owned(k, owner))
+
     def discard(self, key: Any) -> None:
         with self._lock:
             old = self._entries.pop(key, None)
@@ -95,3 +124,8 @@ class CaptureCache:
             "misses": self.misses,
             "evictions": self.evictions,
         }
+
+
+def _owned(key: Any, owner: Any) -> bool:
+    """A run's capture (its key) or an entry derived from it (a tuple starting with its key)."""
+    return key == owner or (isinstance(key, tuple) and len(key) > 0 and key[0] == owner)

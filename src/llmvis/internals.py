@@ -302,7 +302,8 @@ class Internals:
     @torch.no_grad()
     def keep_mean_attention(self, layer: int, chunk: int = MEAN_ROWS, pause: Callable[[], None] | None = None) -> bool:
         """Compute and keep the layer's whole head-mean attention [T, T] (fp32, on CPU: H times
-        smaller than its heads') while it fits the cache without evicting anything; whether it is kept.
+        smaller than its heads') while it fits the cache beside this run's own entries (older
+        runs' entries are evicted for it, never this run's); whether it is kept.
         `pause()` runs after each chunk of query rows (a waiting request gets the model in tens
         of ms, not after a whole layer: about a second at T = 4,096 on one core). 128 rows: the
         chunk stays in cache through the product, the mask and the softmax (1.4 s for the bundled
@@ -311,7 +312,7 @@ class Internals:
         if key in self.cache:
             return True
         nbytes = t * t * 4
-        if self.cache.bytes + nbytes > self.cache.max_bytes:
+        if not self.cache.could_hold(self.key, nbytes):  # beside this run's own entries
             return False
         record = self.record(layer)
         out = torch.zeros(t, t)
@@ -320,7 +321,7 @@ class Internals:
             out[a:b, :b] = self._weights(record, torch.arange(a, b), b).mean(0).cpu()
             if pause is not None:
                 pause()
-        return self.cache.put_if_room(key, out, nbytes)
+        return self.cache.put_for(self.key, key, out, nbytes)  # evicting older runs' entries if need be
 
     @torch.no_grad()
     def attention_row(self, position: int) -> torch.Tensor:

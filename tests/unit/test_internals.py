@@ -187,6 +187,34 @@ def test_out_of_range_raises():
         Internals(internals.loaded, [])
 
 
+def test_a_runs_summaries_evict_older_runs_never_its_own():
+    """put_for: room for run B's entry is made from run A's entries (oldest first), never B's;
+    refused when B's own entries leave no room. keep_mean_attention keeps a new run's Ā so."""
+    cache = CaptureCache(max_bytes=100)
+    cache.put("A", "capture A", 30)
+    cache.put(("A", "mean_attention", 0), "Ā A0", 30)
+    cache.put("B", "capture B", 30)
+    assert cache.put_for("B", ("B", "mean_attention", 0), "Ā B0", 40)
+    assert "A" not in cache and ("A", "mean_attention", 0) in cache and "B" in cache  # the oldest went
+    assert cache.bytes == 100 and cache.evictions == 1
+    assert not cache.could_hold("B", 31) and not cache.put_for("B", ("B", "x"), "too big", 31)
+    assert ("A", "mean_attention", 0) in cache  # a refusal evicts nothing
+    assert cache.could_hold("B", 30) and cache.put_for("B", ("B", "y"), "fits", 30)
+    assert list(cache._entries) == ["B", ("B", "mean_attention", 0), ("B", "y")]
+
+    loaded = tiny_loaded("llama")
+    old, new = random_ids(loaded, T, seed=1), random_ids(loaded, T, seed=2)
+    probe = Internals(loaded, old).capture()
+    room = probe.nbytes + 2 * T * T * 4  # a capture and two layers' Ā
+    shared = CaptureCache(max_bytes=room + 100)
+    first = Internals(loaded, old, cache=shared)
+    assert first.keep_mean_attention(0) and first.keep_mean_attention(1)  # the cache is now full
+    second = Internals(loaded, new, cache=shared)
+    second.residual(0)  # its capture evicts what it must (plain LRU)
+    assert second.keep_mean_attention(0) and second.keep_mean_attention(1)
+    assert (second.key, "mean_attention", 1) in shared and second.key in shared
+
+
 def test_cache_hits_misses_and_eviction():
     loaded = tiny_loaded("llama")
     a, b = random_ids(loaded, T, seed=1), random_ids(loaded, T, seed=2)
