@@ -66,15 +66,6 @@ class CaptureCache:
             self._entries[key] = (value, int(nbytes))
             self.bytes += int(nbytes)
 
-    def put_if_room(self, key: Any, value: Any, nbytes: int) -> bool:
-        """Store a cheap-to-recompute helper entry only if nothing has to be evicted for it."""
-        with self._lock:
-            if key in self._entries or self.bytes + nbytes > self.max_bytes:
-                return False
-            self._entries[key] = (value, int(nbytes))
-            self.bytes += int(nbytes)
-            return True
-
     def could_hold(self, owner: Any, nbytes: int) -> bool:
         """Whether `nbytes` more for run `owner` fit beside the run's own entries (other runs'
         entries can make room: put_for evicts them)."""

@@ -299,6 +299,12 @@ class Internals:
             out[a : a + len(piece), :stop] = self._weights(record, torch.tensor(piece), stop).mean(0).cpu()
         return out
 
+    def keep(self, key: Any, value: Any, nbytes: int) -> bool:
+        """Keep something derived from this run beside its capture: older runs' entries are
+        evicted for it if need be (least recently used first), never this run's; whether kept.
+        The run being looked at comes first: an older run's summaries must not crowd it out."""
+        return self.cache.put_for(self.key, key, value, nbytes)
+
     @torch.no_grad()
     def keep_mean_attention(self, layer: int, chunk: int = MEAN_ROWS, pause: Callable[[], None] | None = None) -> bool:
         """Compute and keep the layer's whole head-mean attention [T, T] (fp32, on CPU: H times
@@ -321,7 +327,7 @@ class Internals:
             out[a:b, :b] = self._weights(record, torch.arange(a, b), b).mean(0).cpu()
             if pause is not None:
                 pause()
-        return self.cache.put_for(self.key, key, out, nbytes)  # evicting older runs' entries if need be
+        return self.keep(key, out, nbytes)
 
     @torch.no_grad()
     def attention_row(self, position: int) -> torch.Tensor:
@@ -386,7 +392,7 @@ class Internals:
         x = self.mlp_input(layer)
         r = self.arch.route(layer, x.to(device_of(self.arch.mlp(layer), x.device)))
         routing = Routing(r.probs.cpu(), r.chosen.cpu(), r.weights.cpu())
-        self.cache.put_if_room(cache_key, routing, sum(t.numel() * t.element_size() for t in vars(routing).values()))
+        self.keep(cache_key, routing, sum(t.numel() * t.element_size() for t in vars(routing).values()))
         return routing
 
     @torch.no_grad()
@@ -510,7 +516,7 @@ class Internals:
         rows = torch.cat([torch.eye(heads * hd), torch.zeros(1, heads * hd)])
         out = proj(rows.to(device_of(proj, rows.device), dtype_of(proj, rows.dtype))).float().cpu()
         found = ((out[:-1] - out[-1]).reshape(heads, hd, -1), out[-1])
-        self.cache.put_if_room(key, found, out.numel() * 4)
+        self.keep(key, found, out.numel() * 4)
         return found
 
     @torch.no_grad()
@@ -593,13 +599,13 @@ class Internals:
             out.append((parts, rest))
         return out
 
-    @torch.no_grad()
     def query_weights(self, layer: int, positions: Sequence[int]) -> torch.Tensor:
         """[H, n, max(positions) + 1] the attention weights of query `positions` (fp32 on CPU),
         for a caller that hands them to several of the methods below."""
         idx = torch.tensor([int(p) for p in positions], dtype=torch.long)
         return self._weights(self.record(layer), idx, int(idx.max()) + 1).cpu()
 
+    @torch.no_grad()
     def token_proximities(
         self,
         layer: int,
@@ -625,12 +631,11 @@ class Internals:
         if weights is None:
             weights = self.query_weights(layer, positions)  # [H, n, end]
         written = values[:end] if values is not None and values.shape[0] >= end else self.value_outputs(layer, end)
-        _, bias = self.head_projection(layer)
+        w_heads, bias = self.head_projection(layer)
         scale = self.arch.attn_scale
         rest = bias * scale
         # what the heads add up to at each query (weights are 0 past it): each head's value mix
         # through its slice of the output projection, as the block computes it
-        w_heads, _ = self.head_projection(layer)
         v = self.record(layer).v
         if v is None:
             raise NotAvailable(f"layer {layer}'s attention did not hand its values to the capture")

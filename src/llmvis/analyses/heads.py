@@ -133,7 +133,7 @@ def pooled_heads(
     hit = internals.cache.peek(key)
     if hit is None:
         hit = pooled_attention(internals, layer, 0, internals.n_positions, cells, lambda w: w, pause)
-        internals.cache.put_if_room(key, hit, hit[0].numel() * 4)
+        internals.keep(key, hit, hit[0].numel() * 4)
     return hit
 
 
@@ -299,7 +299,7 @@ def head_scores(
         sums = internals.cache.get(key)
         if sums is None:
             sums = _layer_sums(internals, layer, positions, targets)
-            internals.cache.put_if_room(key, sums, sums.numel() * 4)
+            internals.keep(key, sums, sums.numel() * 4)
         out[layer, :, 0] = sums[:, 0] / len(positions)
         out[layer, :, 1] = sums[:, 1] / len(positions)
         out[layer, :, 2] = sums[:, 2] / n_ind if n_ind else float("nan")

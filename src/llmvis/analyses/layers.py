@@ -91,14 +91,14 @@ def mean_cosine_matrix(internals: Internals, pause: Callable[[], None] = lambda:
         return kept
     n, t = internals.n_layers + 1, internals.n_positions
     total = torch.zeros(n, n, dtype=torch.float64)
-    for a in range(0, t, SIM_CHUNK):  # where the capture is (a GPU's: no copy of every hidden state)
-        dev = internals.residual(0).device  # (a device map's layers may sit on several)
+    dev = internals.residual(0).device  # where the capture is (a GPU's: no copy of every hidden state)
+    for a in range(0, t, SIM_CHUNK):  # (a device map's layers may sit on several devices: .to(dev))
         h = torch.stack([internals.residual(i)[a : a + SIM_CHUNK].float().to(dev) for i in range(n)])
         unit = h / h.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # [n, c, d]
         total += torch.einsum("icd,jcd->ij", unit, unit).double().cpu()
         pause()
     mean = (total / t).float()
-    internals.cache.put_if_room(key, mean, mean.numel() * 4)
+    internals.keep(key, mean, mean.numel() * 4)
     return mean
 
 
