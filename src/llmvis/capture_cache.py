@@ -29,6 +29,7 @@ class CaptureCache:
         self.evictions = 0
         self.bytes = 0
         self._entries: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
+        self._expendable: set[Any] = set()  # entries their own run's other entries may evict
         self._lock = threading.Lock()
         self.capture_lock = threading.RLock()
 
@@ -57,53 +58,69 @@ class CaptureCache:
     def put(self, key: Any, value: Any, nbytes: int) -> None:
         with self._lock:
             old = self._entries.pop(key, None)
+            self._expendable.discard(key)
             if old is not None:
                 self.bytes -= old[1]
             while self._entries and self.bytes + nbytes > self.max_bytes:
-                _, (_, size) = self._entries.popitem(last=False)
+                gone, (_, size) = self._entries.popitem(last=False)
+                self._expendable.discard(gone)
                 self.bytes -= size
                 self.evictions += 1
             self._entries[key] = (value, int(nbytes))
             self.bytes += int(nbytes)
 
-    def could_hold(self, owner: Any, nbytes: int) -> bool:
+    def could_hold(self, owner: Any, nbytes: int, expendable: bool = False) -> bool:
         """Whether `nbytes` more for run `owner` fit beside the run's own entries (other runs'
-        entries can make room: put_for evicts them)."""
+        entries can make room, and so can the run's expendable ones unless this is one too:
+        put_for evicts them)."""
         with self._lock:
-            return self._owned_bytes(owner) + nbytes <= self.max_bytes
+            return self._owned_bytes(owner, with_expendable=expendable) + nbytes <= self.max_bytes
 
-    def put_for(self, owner: Any, key: Any, value: Any, nbytes: int) -> bool:
+    def put_for(self, owner: Any, key: Any, value: Any, nbytes: int, expendable: bool = False) -> bool:
         """Store an entry derived from run `owner` (its key, or a tuple starting with it), making
-        room by evicting other runs' entries, least recently used first, never the run's own;
-        False when the run's own entries leave no room. The run being looked at comes first: an
-        older run's summaries must not keep the new one's from the cache."""
+        room by evicting other runs' entries, least recently used first, then the run's own
+        expendable ones (not for another expendable entry), never the rest of the run's own;
+        False when they leave no room. The run being looked at comes first: an older run's
+        summaries must not keep the new one's from the cache. Expendable: what is cheap to
+        recompute, kept only while nothing the run needs more wants the room."""
         with self._lock:
             if key in self._entries:
                 return True
-            if self._owned_bytes(owner) + nbytes > self.max_bytes:
+            if self._owned_bytes(owner, with_expendable=expendable) + nbytes > self.max_bytes:
                 return False
-            for other in [k for k in self._entries if not _owned(k, owner)]:  # oldest first
+            others = [k for k in self._entries if not _owned(k, owner)]  # oldest first
+            spare = [] if expendable else [k for k in self._entries if _owned(k, owner) and k in self._expendable]
+            for other in others + spare:
                 if self.bytes + nbytes <= self.max_bytes:
                     break
                 _, size = self._entries.pop(other)
+                self._expendable.discard(other)
                 self.bytes -= size
                 self.evictions += 1
             self._entries[key] = (value, int(nbytes))
             self.bytes += int(nbytes)
+            if expendable:
+                self._expendable.add(key)
             return True
 
-    def _owned_bytes(self, owner: Any) -> int:
-        return sum(size for k, (_, size) in self._entries.items() if _owned(k, owner))
+    def _owned_bytes(self, owner: Any, with_expendable: bool = True) -> int:
+        return sum(
+            size
+            for k, (_, size) in self._entries.items()
+            if _owned(k, owner) and (with_expendable or k not in self._expendable)
+        )
 
     def discard(self, key: Any) -> None:
         with self._lock:
             old = self._entries.pop(key, None)
+            self._expendable.discard(key)
             if old is not None:
                 self.bytes -= old[1]
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._expendable.clear()
             self.bytes = 0
 
     def stats(self) -> dict[str, int]:

@@ -27,9 +27,9 @@ from llmvis.capture_cache import CaptureCache
 from llmvis.models.loaded import LoadedModel
 
 NO_ATTENTION = "its token mixer is not softmax attention"
-GROUP = 8  # token_contributions: queries per batched product
+GROUP = 16  # token_contributions, token_proximities: queries per batched product
 MEAN_ROWS = 128  # head-mean attention: query rows per piece (see keep_mean_attention)
-KEY_CHUNK = 128  # token_proximities: keys per batched product (a few MB, held in cache)
+KEY_CHUNK = 64  # token_proximities: keys per batched product (2.4 MB: 16 × 64 keys × d = 576 in fp32, held in cache)
 ALL = slice(None)
 
 
@@ -299,11 +299,12 @@ class Internals:
             out[a : a + len(piece), :stop] = self._weights(record, torch.tensor(piece), stop).mean(0).cpu()
         return out
 
-    def keep(self, key: Any, value: Any, nbytes: int) -> bool:
+    def keep(self, key: Any, value: Any, nbytes: int, expendable: bool = False) -> bool:
         """Keep something derived from this run beside its capture: older runs' entries are
-        evicted for it if need be (least recently used first), never this run's; whether kept.
-        The run being looked at comes first: an older run's summaries must not crowd it out."""
-        return self.cache.put_for(self.key, key, value, nbytes)
+        evicted for it if need be (least recently used first), and this run's expendable ones
+        (cheap to recompute), never the rest of this run's; whether kept. The run being looked
+        at comes first: an older run's summaries must not crowd it out."""
+        return self.cache.put_for(self.key, key, value, nbytes, expendable)
 
     @torch.no_grad()
     def keep_mean_attention(self, layer: int, chunk: int = MEAN_ROWS, pause: Callable[[], None] | None = None) -> bool:
@@ -520,11 +521,12 @@ class Internals:
         return found
 
     @torch.no_grad()
-    def value_outputs(self, layer: int, end: int, out: torch.Tensor | None = None) -> torch.Tensor:
-        """[end, H, d] what head h would write for each key position j < end if it attended to j
-        alone: v_hj W_h (fp32 on CPU; without any gate, which depends on the query).
+    def value_outputs(self, layer: int, keys: int | torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """[n, H, d] what head h would write for each key position j if it attended to j alone:
+        v_hj W_h (fp32 on CPU; without any gate, which depends on the query), for the keys
+        j < `keys` (an int) or the positions in `keys` (a tensor of indices).
 
-        `out`: a flat fp32 buffer of at least end·H·d to write into (the result is a view of it),
+        `out`: a flat fp32 buffer of at least n·H·d to write into (the result is a view of it),
         so a caller going through the layers reuses one block of memory instead of faulting in
         a fresh one per layer. Each head's product is written straight into its strided slot."""
         record = self.record(layer)
@@ -532,12 +534,34 @@ class Internals:
             raise NotAvailable(f"layer {layer}'s attention did not hand its values to the capture")
         w_heads, _ = self.head_projection(layer)
         heads, d = w_heads.shape[0], w_heads.shape[-1]
-        values = record.v[:, :end].float().cpu()
+        values = (record.v[:, :keys] if isinstance(keys, int) else record.v[:, keys.to(record.v.device)]).float().cpu()
+        end = values.shape[1]
         group = heads // values.shape[0]
         written = (torch.empty(end * heads * d) if out is None else out[: end * heads * d]).view(end, heads, d)
         for h in range(heads):
             torch.mm(values[h // group], w_heads[h], out=written[:, h])
         return written
+
+    def kept_value_outputs(self, layer: int) -> torch.Tensor | None:
+        """The layer's value_outputs for every position, if `keep_value_outputs` kept them."""
+        return self.cache.peek((self.key, "value_outputs", layer))
+
+    def keep_value_outputs(self, layer: int) -> bool:
+        """Compute the layer's value_outputs for every position and keep them, expendable (Ā and
+        the other summaries may take their room: they cost seconds to redo, these 10–25 ms a
+        layer at T = 1,536): the contribution graph then skips them (a quarter of its time).
+        L·T·H·d floats: 0.95 GB at T = 1,536 on the bundled model. Whether kept."""
+        key = (self.key, "value_outputs", layer)
+        if key in self.cache:
+            return True
+        record = self.record(layer)
+        if record.v is None or self.arch.head_gate(layer, self.residual(layer)[:1]) is not None:
+            return False  # no values, or a gate per query: the graph does not read them
+        w_heads, _ = self.head_projection(layer)
+        nbytes = self.n_positions * w_heads.shape[0] * w_heads.shape[-1] * 4
+        if not self.cache.could_hold(self.key, nbytes, expendable=True):
+            return False
+        return self.keep(key, self.value_outputs(layer, self.n_positions), nbytes, expendable=True)
 
     def _gated_values(self, layer: int, position: int, gate: torch.Tensor) -> torch.Tensor:
         """value_outputs of a gated layer for one query: [position + 1, H, d] (gate: [H, hd])."""
@@ -667,27 +691,23 @@ class Internals:
 
     @torch.no_grad()
     def token_head_parts(
-        self,
-        layer: int,
-        position: int,
-        sources: Sequence[int],
-        values: torch.Tensor | None = None,
-        weights: torch.Tensor | None = None,
+        self, layer: int, position: int, sources: Sequence[int], weights: torch.Tensor | None = None
     ) -> torch.Tensor:
         """[len(sources), H, d] what each head of `layer` brings to `position` from each source
         token: a_hj · v_hj W_h, mapped to the residual as in token_contributions (`weights`:
-        position's row [H, ≥ position + 1], when the caller has it)."""
+        position's row [H, ≥ position + 1], when the caller has it). Only the sources' value
+        outputs are computed (a few rows, not the layer's)."""
         end = position + 1
         if weights is None:
             weights = self.query_weights(layer, [position])[:, 0]  # [H, end]
         weights = weights[:, :end]
+        idx = torch.tensor([int(j) for j in sources], dtype=torch.long)
         gate = self.arch.head_gate(layer, self.residual(layer)[position : position + 1])
         if gate is not None:
-            written = self._gated_values(layer, position, gate[0])
+            written = self._gated_values(layer, position, gate[0])[idx]
         else:
-            written = values[:end] if values is not None and values.shape[0] >= end else self.value_outputs(layer, end)
-        idx = torch.tensor([int(j) for j in sources], dtype=torch.long)
-        by_head = weights.T[idx, :, None] * written[idx]
+            written = self.value_outputs(layer, idx)
+        by_head = weights.T[idx, :, None] * written
         w_heads, bias = self.head_projection(layer)
         pre = bias
         if self.arch.attn_output_norm:  # the norm is linearised at the block's pre-norm output

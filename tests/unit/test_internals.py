@@ -215,6 +215,31 @@ def test_a_runs_summaries_evict_older_runs_never_its_own():
     assert (second.key, "mean_attention", 1) in shared and second.key in shared
 
 
+def test_expendable_entries_give_way_to_their_runs_other_summaries():
+    """An expendable entry (value outputs: cheap to redo) is evicted for its own run's other
+    entries, after other runs' and never for another expendable one; the rest of a run's
+    entries are not counted against it."""
+    cache = CaptureCache(max_bytes=100)
+    cache.put("A", "capture A", 20)
+    cache.put("B", "capture B", 30)
+    assert cache.put_for("B", ("B", "v", 0), "values 0", 30, expendable=True)
+    assert cache.put_for("B", ("B", "v", 1), "values 1", 20, expendable=True)  # fits beside them
+    assert not cache.could_hold("B", 30, expendable=True)  # expendables don't evict expendables
+    assert not cache.put_for("B", ("B", "v", 2), "values 2", 30, expendable=True)
+    assert cache.could_hold("B", 70) and not cache.could_hold("B", 71)  # B's firm bytes: 30
+    assert cache.put_for("B", ("B", "mean_attention", 0), "Ā", 50)  # A first, then the oldest values
+    assert list(cache._entries) == ["B", ("B", "v", 1), ("B", "mean_attention", 0)]
+    assert cache.bytes == 100 and cache.evictions == 2
+    cache.discard(("B", "v", 1))
+    assert not cache._expendable
+
+    loaded = tiny_loaded("llama")
+    internals = Internals(loaded, random_ids(loaded, T, seed=3), cache=CaptureCache(max_bytes=1 << 30))
+    assert internals.keep_value_outputs(1)
+    kept = internals.kept_value_outputs(1)
+    assert kept is not None and torch.allclose(kept, internals.value_outputs(1, T), atol=1e-6)
+
+
 def test_cache_hits_misses_and_eviction():
     loaded = tiny_loaded("llama")
     a, b = random_ids(loaded, T, seed=1), random_ids(loaded, T, seed=2)

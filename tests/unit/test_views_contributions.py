@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from llmvis.analyses import ViewContext, ViewParamError, compute
+from llmvis.analyses.flow import warm_value_outputs
 from llmvis.analyses.layers import direct_effects
 from llmvis.arch import NotAvailable
 from tiny_models import tiny_loaded
@@ -272,6 +273,59 @@ def test_pruning_bounds_the_graph():
     for layer in range(view.layers):
         assert len([n for n in view.nodes if n.layer == layer]) <= 3
     assert set(view.labels) == {n.position for n in view.nodes}
+
+
+def same_graph(a, b) -> bool:
+    """The same nodes and edges, their numbers equal but for the last rounded digit (products
+    batched differently may round differently)."""
+
+    def numbers(view):
+        nodes = [(n.layer, n.position, n.importance, n.mlp_share, n.unattributed) for n in view.nodes]
+        edges = [(e.layer, e.source, e.target, e.kind, e.weight, e.heads) for e in view.edges]
+        return nodes, edges
+
+    def near(x, y) -> bool:
+        if isinstance(x, (list, tuple)):
+            return isinstance(y, (list, tuple)) and len(x) == len(y) and all(map(near, x, y))
+        if isinstance(x, float) and isinstance(y, float):
+            return abs(x - y) <= 2e-4
+        return x == y
+
+    return a.dropped_edges == b.dropped_edges and near(numbers(a), numbers(b))
+
+
+def test_a_graph_from_kept_nodes_equals_one_from_scratch(arch, monkeypatch):
+    """Nodes' splits are kept with the run: the graphs of the next target and of another
+    threshold reuse them, compute only the nodes they had not seen, and equal graphs computed
+    in a fresh cache."""
+    ctx = context(arch)
+    asked = [
+        {"position": POS, "threshold": 0.01, "top_k": 8},
+        {"position": POS - 1, "threshold": 0.01, "top_k": 8},
+        {"position": POS - 1, "threshold": 0.002, "top_k": 12},
+    ]
+    fresh = [compute("contribution_graph", context(arch), q) for q in asked]
+    computed: list[list[int]] = []
+    real = ctx.internals.token_proximities
+
+    def counted(layer, positions, *a, **k):
+        computed.append(list(positions))
+        return real(layer, positions, *a, **k)
+
+    monkeypatch.setattr(ctx.internals, "token_proximities", counted)
+    for q, reference in zip(asked, fresh, strict=True):
+        before = len(computed)
+        view = compute("contribution_graph", ctx, q)
+        assert same_graph(view, reference), (arch, q)
+        if q is asked[2]:  # the same target: its graph shares at least the top node with the last
+            new = sum(len(c) for c in computed[before:])
+            assert new < len([n for n in view.nodes if n.unattributed is not None]), (arch, q)
+    before = len(computed)
+    assert same_graph(compute("contribution_graph", ctx, asked[0]), fresh[0])
+    assert len(computed) == before  # asked again: nothing recomputed
+    ahead = context(arch)  # value outputs computed ahead (where the family's graph reads them)
+    warm_value_outputs(ahead.internals, lambda: None)
+    assert same_graph(compute("contribution_graph", ahead, asked[0]), fresh[0])
 
 
 def copy_head_model():

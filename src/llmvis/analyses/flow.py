@@ -28,7 +28,8 @@ proximity within the edge.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 from pydantic import BaseModel, Field
@@ -92,6 +93,7 @@ class NodeSplit:
     tokens: torch.Tensor  # [i + 1] attention shares per source token (zeros without attention)
     unattributed: float
     mlp: float
+    heads: dict[int, list[float]] = field(default_factory=dict)  # source → each head's share, as asked
 
 
 @dataclass
@@ -153,19 +155,67 @@ def _split(internals: Internals, n: NodeParts, p_tok: torch.Tensor, rest: torch.
     )
 
 
-def _head_shares(
-    internals: Internals, layer: int, i: int, sources: list[int], values: torch.Tensor | None, row: torch.Tensor
-) -> dict:
+def _head_shares(internals: Internals, layer: int, i: int, sources: list[int], row: torch.Tensor) -> dict:
     """source → each head's share of the edge from it to `i` (proximity to the edge's vector);
     `row`: i's attention weights [H, keys]."""
     if not sources:
         return {}
-    heads = internals.token_head_parts(layer, i, sources, values, row)  # [S, H, d]
+    heads = internals.token_head_parts(layer, i, sources, row)  # [S, H, d]
     edge = heads.sum(1, keepdim=True)  # [S, 1, d]
     p = (edge.abs().sum(-1) - (edge - heads).abs().sum(-1)).clamp_min(0)  # [S, H]
     total = p.sum(-1, keepdim=True)
     shares = round4(torch.where(total > 0, p / total.clamp_min(1e-30), p))
     return dict(zip(sources, shares, strict=True))
+
+
+Splits = dict[tuple[int, int], NodeSplit]
+
+
+def _known_splits(internals: Internals) -> Splits:
+    """The nodes' splits computed for this run so far, keyed (hidden state, position). A node's
+    split depends on the run alone (not on the target, the threshold or top_k), and the graphs of
+    neighbouring targets share most of their nodes (59–81% at T = 1,536 on the bundled model):
+    moving along the tokens or changing a control computes only the nodes not seen before."""
+    kept = internals.cache.peek((internals.key, "flow_splits"))
+    return {} if kept is None else kept
+
+
+def _keep_splits(internals: Internals, known: Splits) -> None:
+    key = (internals.key, "flow_splits")
+    internals.cache.discard(key)  # re-kept at its new size
+    internals.keep(
+        key, known, sum(s.tokens.numel() * 4 + 256 + 64 * len(s.heads) * internals.n_heads for s in known.values())
+    )
+
+
+def _new_splits(
+    internals: Internals, layer: int, new: list[int], missing: dict[int, str], workspace: torch.Tensor
+) -> tuple[Splits, torch.Tensor]:
+    """The splits of nodes `new` (positions) entering hidden state `layer` + 1, and the value
+    output buffer (reused from layer to layer)."""
+    parts = [_parts(internals, layer, i) for i in new]
+    if layer in missing:  # no softmax attention: the mixer's output credits no token
+        near = [(torch.zeros(i + 1), n.attn) for i, n in zip(new, parts, strict=True)]
+    else:
+        end = max(new) + 1
+        values = internals.kept_value_outputs(layer)  # computed ahead (analyses/warm.py)
+        if values is None:
+            w_heads, _ = internals.head_projection(layer)
+            if workspace.numel() < end * w_heads.shape[0] * w_heads.shape[-1]:
+                workspace = torch.empty(end * w_heads.shape[0] * w_heads.shape[-1])
+            values = internals.value_outputs(layer, end, out=workspace)
+        weights = internals.query_weights(layer, new)  # [H, n, keys]
+        near = internals.token_proximities(layer, new, torch.stack([n.into for n in parts]), values, weights)
+    splits = {(layer + 1, i): _split(internals, n, *nr) for i, n, nr in zip(new, parts, near, strict=True)}
+    return splits, workspace
+
+
+def warm_value_outputs(internals: Internals, pause: Callable[[], None]) -> None:
+    """Every attention layer's value outputs, kept (expendable) before the Contributions tab asks."""
+    for layer in internals.attention_layers(required=True):
+        if not internals.keep_value_outputs(layer):
+            return
+        pause()
 
 
 @register(
@@ -184,29 +234,21 @@ def contribution_graph(ctx: ViewContext, p: ContributionGraphParams) -> Contribu
     missing = internals.missing_attention()
     internals.attention_layers(required=True)
     importance: dict[tuple[int, int], float] = {(n, src): 1.0}
-    splits: dict[tuple[int, int], NodeSplit] = {}
+    known = _known_splits(internals)
+    splits: Splits = {}
     edges: list[FlowEdge] = []
     dropped = 0
     active = [src]
     workspace = torch.empty(0)  # each layer's value outputs, reused from layer to layer
     for layer in reversed(range(n)):
-        values = None
-        if layer not in missing:
-            end = max(active) + 1
-            w_heads, _ = internals.head_projection(layer)
-            if workspace.numel() < end * w_heads.shape[0] * w_heads.shape[-1]:
-                workspace = torch.empty(end * w_heads.shape[0] * w_heads.shape[-1])
-            values = internals.value_outputs(layer, end, out=workspace)
+        new = [i for i in active if (layer + 1, i) not in known]
+        if new:
+            found, workspace = _new_splits(internals, layer, new, missing, workspace)
+            known.update(found)
         below: dict[int, float] = {}
-        parts = [_parts(internals, layer, i) for i in active]
-        weights = None if layer in missing else internals.query_weights(layer, active)  # [H, n, keys]
-        if weights is None:  # no softmax attention: the mixer's output credits no token
-            near = [(torch.zeros(i + 1), n.attn) for i, n in zip(active, parts, strict=True)]
-        else:
-            near = internals.token_proximities(layer, active, torch.stack([n.into for n in parts]), values, weights)
-        for k, i in enumerate(active):
-            split = _split(internals, parts[k], *near[k])
-            splits[(layer + 1, i)] = split
+        chosen_edges: list[tuple[int, list[tuple[float, str, int]]]] = []
+        for i in active:
+            split = splits[(layer + 1, i)] = known[(layer + 1, i)]
             weight_here = importance[(layer + 1, i)]
             shares = split.tokens
             strong = torch.nonzero((shares >= p.threshold) & (shares > 0)).flatten()
@@ -216,12 +258,25 @@ def contribution_graph(ctx: ViewContext, p: ContributionGraphParams) -> Contribu
                 candidates.append((split.residual, "residual", i))
             kept = sorted(candidates, reverse=True)[: p.top_k]
             dropped += int((shares > 0).sum()) + int(split.residual > 0) - len(kept)
-            attended = [j for _, kind, j in kept if kind == "attention"]
-            heads = {} if weights is None else _head_shares(internals, layer, i, attended, values, weights[:, k])
+            chosen_edges.append((i, kept))
+            for share, _, j in kept:
+                below[j] = below.get(j, 0.0) + share * weight_here
+        # each attention edge split by head (kept with the node), from the attention rows of the
+        # nodes with an edge not split before
+        unsplit = {
+            i: [j for _, kind, j in kept if kind == "attention" and j not in known[(layer + 1, i)].heads]
+            for i, kept in chosen_edges
+        }
+        attending = [i for i, js in unsplit.items() if js]
+        if attending and layer not in missing:
+            rows = internals.query_weights(layer, attending)
+            for k, i in enumerate(attending):
+                known[(layer + 1, i)].heads.update(_head_shares(internals, layer, i, unsplit[i], rows[:, k]))
+        for i, kept in chosen_edges:
+            heads = known[(layer + 1, i)].heads
             for share, kind, j in kept:
                 by_head = heads.get(j) if kind == "attention" else None
                 edges.append(FlowEdge(layer=layer, source=j, target=i, kind=kind, weight=round4(share), heads=by_head))
-                below[j] = below.get(j, 0.0) + share * weight_here
         chosen = sorted(below, key=lambda j: -below[j])[: p.max_nodes]
         dropped += len(below) - len(chosen)
         keep = set(chosen)
@@ -231,6 +286,7 @@ def contribution_graph(ctx: ViewContext, p: ContributionGraphParams) -> Contribu
         active = sorted(chosen)
         if not active:
             break
+    _keep_splits(internals, known)
     nodes = [
         FlowNode(
             layer=layer,

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from llmvis.analyses.attribution import warm_rollout
+from llmvis.analyses.flow import warm_value_outputs
 from llmvis.analyses.heads import warm_head_scores, warm_multi_head
 from llmvis.analyses.layers import warm_layer_similarity
 from llmvis.arch import NotAvailable
@@ -24,6 +25,7 @@ WARMERS: list[tuple[str, Callable[[Internals, Callable[[], None]], None]]] = [
     ("multi_head", warm_multi_head),
     ("head_health", warm_head_scores),
     ("layer_similarity", warm_layer_similarity),
+    ("contribution_graph", warm_value_outputs),
     ("attribution", warm_rollout),
 ]
 
