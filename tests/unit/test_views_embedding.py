@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 import time
 
 import pytest
@@ -12,6 +11,7 @@ import torch
 
 from llmvis.analyses import embedding as emb
 from llmvis.analyses.registry import ViewContext, ViewParamError, compute
+from llmvis.umap_process import PROCESS
 from tiny_models import tiny_loaded
 from trace_helpers import make_trace, random_ids, view_context
 
@@ -121,41 +121,51 @@ def test_nonlinear_methods(tiny, method, dims):
     assert again.coords == view.coords  # seeded: reproducible
 
 
-def test_umap_compiles_ahead_once_per_process(tiny):
-    """compile_umap_soon() starts one background compilation; a UMAP view then finds it done
-    (compile_umap() waits for a compilation running rather than starting another)."""
-    embedding = emb
+def test_umap_runs_in_a_process_of_its_own_compiled_ahead(tiny):
+    """compile_umap_soon() starts one helper process (a second call starts nothing), at the
+    lowest priority, which compiles and then answers the UMAP view; if it dies, the next fit
+    starts another, whose seeded result is the same."""
+    emb.compile_umap_soon()  # started here, or by an earlier test
+    assert not emb.compile_umap_soon()  # one process
+    proc = PROCESS._proc
+    deadline = time.monotonic() + 60
+    while os.getpriority(os.PRIO_PROCESS, proc.pid) != 19 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert os.getpriority(os.PRIO_PROCESS, proc.pid) == 19 and proc.pid != os.getpid()
+    asked = {"method": "umap", "layer": 1, "seed": 5}
+    view = compute("embedding", tiny, asked)
+    assert PROCESS.compiled and PROCESS._proc is proc and len(view.coords) == 30
+    proc.kill()
+    proc.join(10)
+    assert PROCESS.start()  # a dead process is replaced
+    fresh = PROCESS._proc
+    with PROCESS.held():  # a view running: the compilation is stopped, then goes on
+        assert process_state(fresh.pid) == "T" and not PROCESS.compiled
+    assert process_state(fresh.pid) != "T"
+    again = compute("embedding", tiny, asked)
+    assert PROCESS._proc is fresh and PROCESS.compiled
+    assert again.coords == view.coords
 
-    embedding._compiled.clear()
-    started = embedding.compile_umap_soon()
-    assert started and not embedding.compile_umap_soon()  # one at a time
-    view = compute("embedding", tiny, {"method": "umap", "layer": 1})
-    assert embedding._compiled.is_set() and len(view.coords) == 30
-    assert not embedding.compile_umap_soon()  # compiled: nothing more to do
+
+def process_state(pid: int) -> str:
+    """R, S, T (stopped)… from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
 
 
-def test_the_server_compiles_umap_when_the_embedding_tab_first_asks(tmp_path, monkeypatch):
-    embedding = emb
+def test_the_server_starts_umap_when_the_embedding_tab_asks(tmp_path, monkeypatch):
+    from llmvis.server import views as server_views
     from server_helpers import client, make_app, parse_sse
-    from tiny_models import tiny_loaded
 
-    calls: list[int] = []
-
-    def fake_compile() -> None:  # the real one is exercised above
-        calls.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))  # the thread's niceness
-        embedding._compiled.set()
-
-    monkeypatch.setattr(embedding, "compile_umap", fake_compile)
-    embedding._compiled.clear()
+    calls: list[str] = []
+    monkeypatch.setattr(server_views, "compile_umap_soon", lambda: calls.append("umap") or True)  # real: above
     with client(make_app(tmp_path, tiny_loaded("llama"))) as c:
         body = {"mode": "completion", "prompt": "a b c d e f g h i j k l", "params": {"max_new_tokens": 4}}
         run_id = parse_sse(c.post("/api/runs", json=body).content)[-1].json()["run_id"]
+        assert c.get(f"/api/runs/{run_id}/views/uncertainty").status_code == 200
+        assert not calls  # only the Embedding tab starts it
         assert c.get(f"/api/runs/{run_id}/views/embedding").status_code == 200
-        deadline = time.monotonic() + 10
-        while not calls and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert c.get(f"/api/runs/{run_id}/views/embedding", params={"layer": 1}).status_code == 200
-    assert calls == [19]  # once, at the lowest priority: it takes idle CPU, not the views'
+        assert calls == ["umap"]
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,6 @@ seeded, run on the top 50 principal components as is usual for both).
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
-import threading
 from typing import Literal
 
 import numpy as np
@@ -20,6 +16,8 @@ from pydantic import BaseModel, Field
 
 from llmvis.analyses.common import check_layer, round4
 from llmvis.analyses.registry import ViewContext, ViewParamError, register
+from llmvis.arch import NotAvailable
+from llmvis.umap_process import PROCESS, UmapUnavailable
 
 Method = Literal["pca", "umap", "tsne"]
 MIN_POINTS_NONLINEAR = 10  # fewer points give UMAP/t-SNE nothing to find neighbours in
@@ -111,12 +109,12 @@ def _nonlinear(x: torch.Tensor, p: EmbeddingParams) -> tuple[np.ndarray, str]:
         x = pca(x, min(PRE_PCA, n))[0]
     data = x.to(torch.float32).numpy()
     if p.method == "umap":
-        compile_umap()  # (waits for a compilation running ahead, rather than compiling twice)
-        import umap  # slow import (numba): only when asked for
-
         k = min(p.neighbors or 15, n - 1)
-        model = umap.UMAP(n_components=p.dims, n_neighbors=k, random_state=p.seed, n_jobs=1)
-        return np.asarray(model.fit_transform(data)), f"UMAP (n_neighbors={k}) on top {data.shape[1]} PCs"
+        try:
+            coords = PROCESS.fit(data, p.dims, k, p.seed)  # compiled ahead by compile_umap_soon
+        except UmapUnavailable as exc:
+            raise NotAvailable(str(exc)) from exc
+        return coords, f"UMAP (n_neighbors={k}) on top {data.shape[1]} PCs"
     from sklearn.manifold import TSNE
 
     perplexity = min(p.perplexity or 30.0, (n - 1) / 3)
@@ -124,44 +122,12 @@ def _nonlinear(x: torch.Tensor, p: EmbeddingParams) -> tuple[np.ndarray, str]:
     return np.asarray(tsne.fit_transform(data)), (f"t-SNE (perplexity={perplexity:.3g}) on top {data.shape[1]} PCs")
 
 
-_compiled = threading.Event()  # UMAP's numba functions compiled in this process
-_compiling = threading.Lock()
-
-
-def compile_umap() -> None:
-    """Fit UMAP once on a few random points, so that numba compiles its functions (about 14 s on
-    one core, in every new process: UMAP's cache does not keep them) before anyone asks for a
-    UMAP projection. Runs once per process; a second caller waits for the first."""
-    with _compiling:
-        if _compiled.is_set():
-            return
-        import umap
-
-        points = np.random.default_rng(0).normal(size=(MIN_POINTS_NONLINEAR * 3, 4)).astype(np.float32)
-        umap.UMAP(n_components=2, n_neighbors=5, random_state=0, n_jobs=1).fit_transform(points)
-        _compiled.set()
-
-
 def compile_umap_soon() -> bool:
-    """compile_umap() on a background thread of the lowest priority, once per process; whether
-    this call started it. The server calls it when the Embedding tab first asks for a projection
-    (PCA, at once), so a switch to UMAP a few seconds later finds it compiled, or nearly, while
-    the views and the page asked meanwhile keep the CPU: 14 s of a core at normal priority would
-    compete with the next tabs' first opens on a 2-core machine."""
-    if _compiled.is_set() or _compiling.locked():
-        return False
-    threading.Thread(target=_compile_quietly, name="llmvis-umap-compile", daemon=True).start()
-    return True
-
-
-def _compile_quietly() -> None:
-    # at the lowest priority (this thread only, on Linux): it takes idle CPU, not the views'
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    try:
-        compile_umap()
-    except Exception:  # UMAP missing or broken: the view says so when it is asked
-        logging.getLogger("llmvis").debug("UMAP could not be compiled ahead", exc_info=True)
+    """Start UMAP's process (llmvis/umap_process.py), which compiles at once at the lowest
+    priority; whether this call started it. The server calls it when the Embedding tab first
+    asks for a projection (PCA, at once), so a switch to UMAP a few seconds later finds it
+    compiled, or nearly, while the views and the page asked meanwhile keep the CPU."""
+    return PROCESS.start()
 
 
 def _source(layer: int, layers: int) -> str:

@@ -6,6 +6,7 @@ with the reason (422)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -22,6 +23,7 @@ from llmvis.server.slot import ModelSlot
 from llmvis.server.tickets import NeedsModel
 from llmvis.sweep import Progress, SweepRequest, SweepResult, sweep
 from llmvis.trace import Trace
+from llmvis.umap_process import PROCESS as UMAP
 
 log = logging.getLogger("llmvis.views")  # `llmvis serve --log-views`: what each view cost
 
@@ -45,16 +47,18 @@ def compute_view(slot: ModelSlot, trace: Trace, name: str, params: Any) -> BaseM
             raise NotAvailable(f"{loaded.info.name} cannot give the {view.title} view: {report.unavailable[name]}")
         internals = Internals(loaded, trace.ids, cache=slot.cache)
     ctx = ViewContext(trace=trace, loaded=loaded, internals=internals)
-    if name == "embedding":  # UMAP compiles for seconds: start now, on a core of its own
+    if name == "embedding":  # UMAP compiles for seconds: start now, in a process of its own
         compile_umap_soon()
     asked = time.perf_counter()
-    if loaded is None:
-        result = compute(name, ctx, params)
-        waited = 0.0
-    else:
-        with slot.lock:
-            waited = time.perf_counter() - asked
+    # other views stop that compilation while they run: it would take a core from them
+    with contextlib.nullcontext() if name == "embedding" else UMAP.held():
+        if loaded is None:
             result = compute(name, ctx, params)
+            waited = 0.0
+        else:
+            with slot.lock:
+                waited = time.perf_counter() - asked
+                result = compute(name, ctx, params)
     if log.isEnabledFor(logging.INFO):
         took = time.perf_counter() - asked - waited
         shown = params.model_dump(exclude_defaults=True) if isinstance(params, BaseModel) else params
