@@ -22,14 +22,16 @@ class CaptureCache:
     forward twice.
     """
 
-    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES):
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES, spill_bytes: int = 0):
         self.max_bytes = int(max_bytes)
+        self.spill_bytes = int(spill_bytes)  # disk for what the memory cannot hold (kept_attention.py)
         self.hits = 0
         self.misses = 0
         self.evictions = 0
         self.bytes = 0
         self._entries: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
         self._expendable: set[Any] = set()  # entries their own run's other entries may evict
+        self._spilled: dict[Any, int] = {}  # entries whose data is on disk: their bytes there
         self._lock = threading.Lock()
         self.capture_lock = threading.RLock()
 
@@ -57,14 +59,9 @@ class CaptureCache:
 
     def put(self, key: Any, value: Any, nbytes: int) -> None:
         with self._lock:
-            old = self._entries.pop(key, None)
-            self._expendable.discard(key)
-            if old is not None:
-                self.bytes -= old[1]
+            self._drop(key)
             while self._entries and self.bytes + nbytes > self.max_bytes:
-                gone, (_, size) = self._entries.popitem(last=False)
-                self._expendable.discard(gone)
-                self.bytes -= size
+                self._drop(next(iter(self._entries)))
                 self.evictions += 1
             self._entries[key] = (value, int(nbytes))
             self.bytes += int(nbytes)
@@ -93,9 +90,7 @@ class CaptureCache:
             for other in others + spare:
                 if self.bytes + nbytes <= self.max_bytes:
                     break
-                _, size = self._entries.pop(other)
-                self._expendable.discard(other)
-                self.bytes -= size
+                self._drop(other)
                 self.evictions += 1
             self._entries[key] = (value, int(nbytes))
             self.bytes += int(nbytes)
@@ -110,17 +105,41 @@ class CaptureCache:
             if _owned(k, owner) and (with_expendable or k not in self._expendable)
         )
 
+    def may_spill(self, owner: Any, nbytes: int) -> bool:
+        """Whether `nbytes` more of run `owner` may go to disk, beside what the run has there:
+        within `spill_bytes`, after other runs' spilled entries are dropped (their files go once
+        no view reads them): one run on disk at a time, the one being looked at."""
+        with self._lock:
+            own = sum(size for k, size in self._spilled.items() if _owned(k, owner))
+            if own + nbytes > self.spill_bytes:
+                return False
+            for other in [k for k in self._spilled if not _owned(k, owner)]:
+                self._drop(other)
+            return True
+
+    def put_spilled(self, key: Any, value: Any, disk_bytes: int) -> None:
+        """Store an entry whose data is on disk (no memory counted; `disk_bytes` there)."""
+        with self._lock:
+            self._drop(key)
+            self._entries[key] = (value, 0)
+            self._spilled[key] = int(disk_bytes)
+
     def discard(self, key: Any) -> None:
         with self._lock:
-            old = self._entries.pop(key, None)
-            self._expendable.discard(key)
-            if old is not None:
-                self.bytes -= old[1]
+            self._drop(key)
+
+    def _drop(self, key: Any) -> None:
+        old = self._entries.pop(key, None)
+        self._expendable.discard(key)
+        self._spilled.pop(key, None)
+        if old is not None:
+            self.bytes -= old[1]
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
             self._expendable.clear()
+            self._spilled.clear()
             self.bytes = 0
 
     def stats(self) -> dict[str, int]:
@@ -128,6 +147,8 @@ class CaptureCache:
             "entries": len(self._entries),
             "bytes": self.bytes,
             "max_bytes": self.max_bytes,
+            "spilled_bytes": sum(self._spilled.values()),
+            "spill_bytes": self.spill_bytes,
             "hits": self.hits,
             "misses": self.misses,
             "evictions": self.evictions,

@@ -222,6 +222,8 @@ def serve_settings(args: argparse.Namespace) -> Settings:
         settings = settings.model_copy(update={"data_dir": Path(args.data_dir)})
     if args.cache_gb is not None:
         settings = settings.model_copy(update={"cache_bytes": int(args.cache_gb * (1 << 30))})
+    if args.spill_gb is not None:
+        settings = settings.model_copy(update={"spill_bytes": int(args.spill_gb * (1 << 30))})
     return settings
 
 
@@ -253,6 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="memory for runs' captures, in GiB (default: a quarter of RAM, at most 4)",
+    )
+    serve.add_argument(
+        "--spill-gb",
+        type=float,
+        default=None,
+        help="disk for what the cache cannot hold (a long run's head-mean attention), in GiB, in a "
+        "temporary directory removed on exit (default: 16; 0: recompute instead)",
     )
     serve.add_argument(
         "--log-views", action="store_true", help="print each view's computing time (and its wait for the model)"

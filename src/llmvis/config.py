@@ -20,6 +20,9 @@ def default_data_dir() -> Path:
     return user_data_path("llmvis", appauthor=False)
 
 
+DEFAULT_SPILL_BYTES = 16 << 30
+
+
 def default_cache_bytes() -> int:
     """A quarter of the machine's memory, at most 4 GiB (1 GiB where it cannot be read): the
     capture of an 8,192-token run of the bundled model is 2.5 GB, of a 1,536-token one 0.46 GB."""
@@ -51,6 +54,12 @@ class Settings(BaseModel):
         default_factory=default_cache_bytes,
         ge=0,
         description="memory for runs' captures and their summaries (default: a quarter of RAM, at most 4 GiB)",
+    )
+    spill_bytes: int = Field(
+        default=DEFAULT_SPILL_BYTES,
+        ge=0,
+        description="disk for the summaries the memory budget cannot hold (a long run's head-mean "
+        "attention), in a private temporary directory removed on exit; 0: recompute them instead",
     )
     queue_size: int = Field(default=4, ge=0, le=1000, description="runs allowed to wait behind the running one")
     token: str | None = Field(default=None, min_length=8, description="access token (required off loopback)")

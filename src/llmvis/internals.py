@@ -24,6 +24,7 @@ import torch
 from llmvis.arch import Architecture, NotAvailable, Routing, device_of, dtype_of
 from llmvis.capture import AttentionRecord, Capture, run_capture
 from llmvis.capture_cache import CaptureCache
+from llmvis.kept_attention import SpillFile, Staircase, disk_has_room
 from llmvis.models.loaded import LoadedModel
 
 NO_ATTENTION = "its token mixer is not softmax attention"
@@ -279,16 +280,15 @@ class Internals:
     @torch.no_grad()
     def mean_attention(self, layer: int, rows: Sequence[int]) -> torch.Tensor:
         """[len(rows), max(rows) + 1] head-averaged attention of query `rows` over the keys up to
-        the last of them (later keys get nothing: causal). fp32; from the layer's whole matrix
-        when `keep_mean_attention` kept it."""
+        the last of them (later keys get nothing: causal). fp32; from the layer's kept Ā when
+        `keep_mean_attention` kept it (consecutive rows of one of its blocks: a view)."""
         rows = [int(q) for q in rows]
         if not rows or any(not 0 <= q < self.n_positions for q in rows):
             raise IndexError(f"query positions must be in 0..{self.n_positions - 1}")
         end = max(rows) + 1
         kept = self.cache.peek((self.key, "mean_attention", layer))
-        if kept is not None:  # a run of consecutive rows (the rollout's) is a view, not a copy
-            consecutive = rows == list(range(rows[0], rows[0] + len(rows)))
-            return kept[rows[0] : rows[0] + len(rows), :end] if consecutive else kept[rows, :end]
+        if kept is not None:
+            return kept.rows_of(rows, end)
         hit = self.cache.peek((self.key, "attention", layer))
         if hit is not None:
             return hit[:, rows, :end].mean(0)
@@ -308,27 +308,32 @@ class Internals:
 
     @torch.no_grad()
     def keep_mean_attention(self, layer: int, chunk: int = MEAN_ROWS, pause: Callable[[], None] | None = None) -> bool:
-        """Compute and keep the layer's whole head-mean attention [T, T] (fp32, on CPU: H times
-        smaller than its heads') while it fits the cache beside this run's own entries (older
-        runs' entries are evicted for it, never this run's); whether it is kept.
-        `pause()` runs after each chunk of query rows (a waiting request gets the model in tens
-        of ms, not after a whole layer: about a second at T = 4,096 on one core). 128 rows: the
-        chunk stays in cache through the product, the mask and the softmax (1.4 s for the bundled
-        model's 30 layers at T = 1,664 on one core; 1.9 s in chunks of 256)."""
+        """Compute and keep the layer's head-mean attention Ā (fp32, on CPU: H times smaller
+        than its heads'; its causal lower part only, in blocks of `chunk` rows: kept_attention.py)
+        while it fits the cache beside this run's own entries (older runs' entries are evicted
+        for it, never this run's), else on disk within the cache's spill budget; whether kept.
+        `pause()` runs after each block (a waiting request gets the model in tens of ms, not
+        after a whole layer: about a second at T = 4,096 on one core). 128 rows: the block stays
+        in cache through the product, the mask and the softmax (1.4 s for the bundled model's
+        30 layers at T = 1,664 on one core; 1.9 s in blocks of 256)."""
         key, t = (self.key, "mean_attention", layer), self.n_positions
         if key in self.cache:
             return True
-        nbytes = t * t * 4
-        if not self.cache.could_hold(self.key, nbytes):  # beside this run's own entries
+        record = self.record(layer)  # (the capture first: the room left is beside it)
+        nbytes = Staircase.nbytes(t, chunk)
+        in_memory = self.cache.could_hold(self.key, nbytes)  # beside this run's own entries
+        if not in_memory and not (self.cache.may_spill(self.key, nbytes) and disk_has_room(nbytes)):
             return False
-        record = self.record(layer)
-        out = torch.zeros(t, t)
+        kept = Staircase(t, chunk, None if in_memory else SpillFile())
         for a in range(0, t, chunk):
             b = min(t, a + chunk)
-            out[a:b, :b] = self._weights(record, torch.arange(a, b), b).mean(0).cpu()
+            kept.append(self._weights(record, torch.arange(a, b), b).mean(0).cpu())
             if pause is not None:
                 pause()
-        return self.keep(key, out, nbytes)
+        if in_memory:
+            return self.keep(key, kept, nbytes)
+        self.cache.put_spilled(key, kept, nbytes)
+        return True
 
     @torch.no_grad()
     def attention_row(self, position: int) -> torch.Tensor:

@@ -41,3 +41,13 @@ def test_serve_flags_set_the_cache_budget():
     settings = serve_settings(args)
     assert settings.cache_bytes == int(2.5 * (1 << 30)) and settings.port == 6100
     assert serve_settings(build_parser().parse_args(["serve"])).cache_bytes == Settings().cache_bytes
+    assert serve_settings(build_parser().parse_args(["serve", "--spill-gb", "0"])).spill_bytes == 0
+    assert Settings().spill_bytes == 16 << 30
+
+
+def test_the_servers_cache_spills_within_its_budget(tmp_path):
+    from llmvis.server.app import create_app
+
+    settings = Settings(data_dir=tmp_path, cache_bytes=1 << 30, spill_bytes=3 << 30)
+    cache = create_app(settings).state.engine.slot.cache
+    assert (cache.max_bytes, cache.spill_bytes) == (1 << 30, 3 << 30)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -11,7 +12,8 @@ import torch
 from llmvis.analyses import attribution as attr
 from llmvis.analyses.registry import ViewContext, ViewParamError, compute
 from llmvis.capture_cache import CaptureCache
-from llmvis.internals import Internals
+from llmvis.internals import MEAN_ROWS, Internals
+from llmvis.kept_attention import SpillFile, Staircase
 from llmvis.models.loaded import LoadedModel
 from tiny_models import tiny_loaded
 from trace_helpers import make_trace, random_ids, view_context
@@ -316,7 +318,9 @@ def test_the_rollout_computed_ahead_gives_every_targets_row(arch):
     assert len(paused) >= len(layers)  # after each layer (and each chunk of rows it computes)
     for layer in layers:
         kept = internals.cache.peek((internals.key, "mean_attention", layer))
-        assert kept is not None and torch.allclose(kept, internals.attention(layer).mean(0), atol=1e-6)
+        assert isinstance(kept, Staircase) and kept.complete and kept.spill is None
+        whole = internals.mean_attention(layer, range(T))
+        assert torch.allclose(whole, internals.attention(layer).mean(0), atol=1e-6)
     for t, scores in zip(targets, own, strict=True):
         assert compute("attribution", ctx, {"position": t}).scores == pytest.approx(
             scores, rel=1e-5, abs=1e-7
@@ -366,5 +370,69 @@ def test_a_layers_head_mean_pauses_after_each_chunk_of_rows():
     paused = []
     assert internals.keep_mean_attention(1, chunk=5, pause=lambda: paused.append(1))
     assert len(paused) == -(-T // 5)
-    kept = internals.cache.peek((internals.key, "mean_attention", 1))
-    assert torch.allclose(kept, internals.attention(1).mean(0), atol=1e-6)
+    assert isinstance(internals.cache.peek((internals.key, "mean_attention", 1)), Staircase)
+    assert torch.allclose(internals.mean_attention(1, range(T)), internals.attention(1).mean(0), atol=1e-6)
+
+
+def test_a_head_mean_the_memory_cannot_hold_is_spilled_to_disk_and_read_back(tmp_path):
+    """Beyond the memory budget, Ā goes to a file (within the spill budget) and gives the same
+    rollouts; another run's spill drops this one's (its file goes once nothing reads it); with
+    no spill budget it is not kept, and rollouts compute it again."""
+    loaded = tiny_loaded("llama")
+    ids = random_ids(loaded, T, seed=7)
+    probe = Internals(loaded, ids)
+    reference = [
+        compute("attribution", ViewContext(make_trace(loaded, ids, T // 2), loaded, probe), {"position": p})
+        for p in (T - 1, 5)
+    ]
+    room = probe.capture().nbytes + 1000  # the capture, and not one layer's Ā
+    cache = CaptureCache(max_bytes=room, spill_bytes=1 << 30)
+    internals = Internals(loaded, ids, cache=cache)
+    ctx = ViewContext(make_trace(loaded, ids, T // 2), loaded, internals)
+    attr.warm_rollout(internals, lambda: None)
+    layers = internals.attention_layers()
+    files = []
+    for layer in layers:
+        kept = cache.peek((internals.key, "mean_attention", layer))
+        assert isinstance(kept, Staircase) and kept.spill is not None and kept.complete
+        files.append(kept.spill.path)
+        assert torch.allclose(
+            internals.mean_attention(layer, range(T)), probe.mean_attention(layer, range(T)), atol=1e-6
+        )
+        assert torch.allclose(
+            internals.mean_attention(layer, [9, 2, 3]), probe.mean_attention(layer, [9, 2, 3]), atol=1e-6
+        )
+    assert cache.bytes <= room and cache.stats()["spilled_bytes"] == len(layers) * Staircase.nbytes(T, MEAN_ROWS)
+    for p, ref in zip((T - 1, 5), reference, strict=True):
+        assert compute("attribution", ctx, {"position": p}).scores == pytest.approx(ref.scores, rel=1e-5, abs=1e-7)
+    del kept
+    other = Internals(loaded, random_ids(loaded, T, seed=8), cache=cache)
+    assert other.keep_mean_attention(layers[0])  # one run on disk at a time: the newest
+    assert (internals.key, "mean_attention", layers[0]) not in cache
+    assert not any(os.path.exists(f) for f in files)
+    assert not Internals(loaded, ids, cache=CaptureCache(max_bytes=room)).keep_mean_attention(layers[0])
+
+
+def test_a_staircase_gives_any_rows_of_its_matrix():
+    """Blocks [a:b, :b] of a lower-triangular matrix, in memory or in a file: any rows, in any
+    order, up to any end, equal the matrix's; consecutive rows of one block in memory are a view."""
+    t, rows = 11, 4
+    dense = torch.tril(torch.rand(t, t))
+    for spill in (None, SpillFile()):
+        kept = Staircase(t, rows, spill)
+        for a in range(0, t, rows):
+            b = min(t, a + rows)
+            kept.append(dense[a:b, :b])
+        assert kept.complete
+        for asked in ([0], [4, 5, 6], [10, 3, 7], list(range(t)), [8, 9, 10]):
+            end = max(asked) + 1
+            assert torch.equal(kept.rows_of(asked, end), dense[asked, :end]), (spill, asked)
+    view = Staircase(t, rows)
+    for a in range(0, t, rows):
+        view.append(dense[a : min(t, a + rows), : min(t, a + rows)])
+    assert view.rows_of([5, 6], 7).data_ptr() == view.block(1)[1:].data_ptr()
+    path = spill.path
+    del kept, spill
+    assert not os.path.exists(path)
+    with pytest.raises(ValueError, match="must be"):
+        Staircase(t, rows).append(dense[:3, :3])

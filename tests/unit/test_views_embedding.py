@@ -140,17 +140,23 @@ def test_umap_runs_in_a_process_of_its_own_compiled_ahead(tiny):
     assert PROCESS.start()  # a dead process is replaced
     fresh = PROCESS._proc
     with PROCESS.held():  # a view running: the compilation is stopped, then goes on
-        assert process_state(fresh.pid) == "T" and not PROCESS.compiled
-    assert process_state(fresh.pid) != "T"
+        assert settles(fresh.pid, lambda s: s == "T") and not PROCESS.compiled
+    assert settles(fresh.pid, lambda s: s != "T")
     again = compute("embedding", tiny, asked)
     assert PROCESS._proc is fresh and PROCESS.compiled
     assert again.coords == view.coords
 
 
-def process_state(pid: int) -> str:
-    """R, S, T (stopped)… from /proc (Linux)."""
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0]
+def settles(pid: int, want, within: float = 5.0) -> bool:
+    """Whether the process's state (R, S, T: stopped… from /proc, Linux) comes to satisfy `want`
+    (a signal is delivered asynchronously)."""
+    deadline = time.monotonic() + within
+    while True:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        if want(state) or time.monotonic() > deadline:
+            return want(state)
+        time.sleep(0.01)
 
 
 def test_the_server_starts_umap_when_the_embedding_tab_asks(tmp_path, monkeypatch):

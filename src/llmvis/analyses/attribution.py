@@ -28,6 +28,7 @@ stays in eval mode.
 from __future__ import annotations
 
 import inspect
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -36,7 +37,7 @@ from pydantic import BaseModel, Field
 
 from llmvis.analyses.common import check_position, check_token_id, id_label, round4
 from llmvis.analyses.registry import ViewContext, ViewParamError, register
-from llmvis.internals import Internals
+from llmvis.internals import MEAN_ROWS, Internals
 from llmvis.models.loaded import LoadedModel
 
 Method = Literal["rollout", "grad_x_input", "integrated_gradients"]
@@ -92,7 +93,7 @@ def rollout(
     layers: Sequence[int],
     n: int,
     start: torch.Tensor | None = None,
-    chunk: int = 512,
+    chunk: int = MEAN_ROWS,
     pause: Callable[[], None] = lambda: None,
 ) -> torch.Tensor:
     """`start @ Â_{L−1} @ … @ Â_0` over `n` positions; `[k, n]` (`[n, n]` when start is None).
@@ -100,20 +101,20 @@ def rollout(
     `mean_attention(layer, rows) -> [len(rows), ≥ max(rows) + 1]` gives a layer's head-mean
     attention Ā of those query rows (keys after a row are 0: causal); `Â = diag(1/s)(½Ā + ½I)`
     with s its row sums, applied as `r Â = ½(r/s)Ā + ½(r/s)` so the identity is never built.
-    Only the rows where `r` has weight are fetched, `chunk` at a time, last layer first (the
+    Only the rows where `r` has weight are fetched, by blocks of `chunk`, last layer first (the
     top layer needs the target row alone), so memory stays O(heads · chunk · n); and only the
     rows of `r` with weight there are multiplied (the whole lower-triangular product: a sixth
     of a dense one). The products run in Ā's precision (fp32 from the capture: converting a kept
     4,096² Ā to fp64 for every target cost 0.6 s at T = 4,096), accumulated in fp64; a kept Ā's
-    contiguous rows are read as views, not copied (a target's rollout at T = 4,224 with Ā kept:
-    0.24–0.30 s). `pause()` runs between layers.
+    blocks are read as views, not copied (a target's rollout at T = 4,224 with Ā kept:
+    0.24–0.30 s), or from its spill file. `pause()` runs between layers.
     """
     r = torch.eye(n, dtype=torch.float64) if start is None else start.to(torch.float64)
     for layer in reversed(layers):
         out = torch.zeros_like(r)
         needed = torch.nonzero(r.any(0)).flatten().tolist()
-        for i in range(0, len(needed), chunk):
-            rows = needed[i : i + chunk]
+        for _, block in itertools.groupby(needed, key=lambda q: q // chunk):  # a kept Ā's blocks
+            rows = list(block)
             mean = mean_attention(layer, rows).cpu()  # its own precision: a kept fp32 Ā is not copied
             width = min(n, mean.shape[-1])
             ws = r[:, rows] / (0.5 * mean.sum(dim=-1).double() + 0.5)  # (a sum with dtype= is 35× slower)

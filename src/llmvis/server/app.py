@@ -32,6 +32,7 @@ def create_app(
         store,
         queue_size=settings.queue_size,
         cache_bytes=settings.cache_bytes,
+        spill_bytes=settings.spill_bytes,
         allow_remote_code=settings.trust_remote_code,
         remote=remote,
         remote_slots=settings.remote_slots,

@@ -42,13 +42,14 @@ class Engine:
         *,
         queue_size: int = 4,
         cache_bytes: int = 1 << 30,
+        spill_bytes: int = 0,
         allow_remote_code: bool = False,
         remote: RemoteModel | None = None,
         remote_slots: int = 64,
     ) -> None:
         self.store = store
         self.remote = remote  # runs go to this engine when set; `loaded` is then a local copy for views
-        self.slot = ModelSlot(loaded, cache_bytes)
+        self.slot = ModelSlot(loaded, cache_bytes, spill_bytes)
         self.background = BackgroundCapture(self.slot)
         self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self.runs = LocalRuns(self.slot, store, queue_size, self._jobs.put, self._after_run)

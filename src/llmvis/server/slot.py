@@ -40,15 +40,16 @@ class FairLock:
 class ModelSlot:
     loaded: LoadedModel | None
     cache_bytes: int
+    spill_bytes: int = 0
     lock: FairLock = field(default_factory=FairLock)
     cache: CaptureCache = field(init=False)
 
     def __post_init__(self) -> None:
-        self.cache = CaptureCache(max_bytes=self.cache_bytes)
+        self.cache = CaptureCache(max_bytes=self.cache_bytes, spill_bytes=self.spill_bytes)
 
     def replace(self, loaded: LoadedModel) -> LoadedModel | None:
         """Put another model in (between two steps), with an empty cache; returns the old one."""
         with self.lock:
             old, self.loaded = self.loaded, loaded
-            self.cache = CaptureCache(max_bytes=self.cache_bytes)
+            self.cache = CaptureCache(max_bytes=self.cache_bytes, spill_bytes=self.spill_bytes)
         return old
