@@ -84,6 +84,24 @@ def test_clipped_range_counts_tails(ctx):
     assert tails > 0  # 5% per tail of the pooled values is left outside the edges
 
 
+def test_every_tokens_view_is_kept_with_the_run_and_computed_ahead(monkeypatch):
+    """Over every token, the view is the same for any selected token: computed once (ahead, for
+    the default bins and clip, with a pause after each layer's MLP) and then read back."""
+    loaded = tiny_loaded("llama")
+    ids = random_ids(loaded, 24, seed=4)
+    reference = compute("activations", view_context(loaded, ids, 16), {})
+    ctx = view_context(loaded, ids, 16)
+    calls: list[int] = []
+    real = ctx.internals.mlp_activations
+    monkeypatch.setattr(ctx.internals, "mlp_activations", lambda *a: calls.append(1) or real(*a))
+    paused: list[int] = []
+    act.warm_activations(ctx.internals, lambda: paused.append(1))
+    assert len(paused) == len(calls) >= ctx.internals.n_layers
+    before = len(calls)
+    assert compute("activations", ctx, {}) == reference and len(calls) == before
+    assert compute("activations", ctx, {"bins": 16}) != reference and len(calls) > before  # other bins
+
+
 def test_one_position(ctx):
     pos = 5
     view = compute("activations", ctx, {"position": pos})

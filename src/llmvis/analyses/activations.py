@@ -13,6 +13,7 @@ recomputed from the internals otherwise (long runs).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from typing import Literal
@@ -22,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from llmvis.analyses.common import check_position, round4
 from llmvis.analyses.registry import ViewContext, ViewParamError, register
+from llmvis.internals import Internals
 
 KEEP_BYTES = 256 << 20  # values kept between the two passes (fp32 bytes)
 SAMPLE_VALUES = 1 << 19  # values (over all layers) used to place the clipped range
@@ -208,20 +210,47 @@ def activations_view(ctx: ViewContext, p: ActivationsParams) -> ActivationsView:
     """Per layer: histogram and moments of MLP activations and of attention outputs."""
     internals = ctx.require_internals()
     pos = None if p.position is None else check_position(ctx, p.position)
-    rows = slice(None) if pos is None else slice(pos, pos + 1)
-    layers = internals.n_layers
-    if layers < 1:
+    if internals.n_layers < 1:
         raise ViewParamError("this model has no decoder layers")
+    if pos is None:
+        return all_tokens(internals, p)
+    return _activations(internals, p, pos)
+
+
+def all_tokens(internals: Internals, p: ActivationsParams, pause: Callable[[], None] = lambda: None) -> ActivationsView:
+    """The view over every token: the same for every selected token, so it is kept with the run
+    (the MLP over every token costs seconds on a long run: 3–4.5 s at T = 1,536 on two cores),
+    and computed ahead for the default bins and clip (analyses/warm.py)."""
+    key = (internals.key, "activations_all", p.bins, p.clip)
+    kept = internals.cache.peek(key)
+    if kept is None:
+        kept = _activations(internals, p, None, pause)
+        internals.keep(key, kept, len(kept.model_dump_json()))
+    return kept
+
+
+def warm_activations(internals: Internals, pause: Callable[[], None]) -> None:
+    with contextlib.suppress(ViewParamError):  # the view says why when it is asked
+        all_tokens(internals, ActivationsParams(), pause)
+
+
+def _activations(
+    internals: Internals, p: ActivationsParams, pos: int | None, pause: Callable[[], None] = lambda: None
+) -> ActivationsView:
+    rows = slice(None) if pos is None else slice(pos, pos + 1)
 
     def mlp(layer: int) -> torch.Tensor:
         try:
-            return internals.mlp_activations(layer, rows).float()
+            out = internals.mlp_activations(layer, rows).float()
         except NotImplementedError as exc:  # e.g. a non-gated MLP
             raise ViewParamError(f"MLP activations are not available for this model: {exc}") from exc
+        pause()  # (between two layers' MLPs: a waiting request gets the model)
+        return out
 
     def attn(layer: int) -> torch.Tensor:
         return internals.attn_out(layer)[rows].float()
 
+    layers = internals.n_layers
     return ActivationsView(
         position=pos,
         tokens=1 if pos is not None else internals.n_positions,

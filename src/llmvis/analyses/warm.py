@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from llmvis.analyses.activations import warm_activations
 from llmvis.analyses.attribution import warm_rollout
 from llmvis.analyses.flow import warm_value_outputs
 from llmvis.analyses.heads import warm_head_scores, warm_multi_head
@@ -21,13 +22,15 @@ from llmvis.internals import Internals
 log = logging.getLogger("llmvis")
 
 # (the view that reads it, what computes it), in the order of the tabs, but for the value
-# outputs: they save a quarter of a graph; Ā saves a rollout seconds
+# outputs (they save a quarter of a graph; Ā saves a rollout seconds) and the activations over
+# every token (the Activations tab shows the selected token's first)
 WARMERS: list[tuple[str, Callable[[Internals, Callable[[], None]], None]]] = [
     ("multi_head", warm_multi_head),
     ("head_health", warm_head_scores),
     ("layer_similarity", warm_layer_similarity),
     ("attribution", warm_rollout),
-    ("contribution_graph", warm_value_outputs),  # last: cheap to redo, and it gives way to Ā
+    ("contribution_graph", warm_value_outputs),  # cheap to redo, and it gives way to Ā
+    ("activations", warm_activations),  # over every token: the tab's other scope
 ]
 
 
