@@ -324,12 +324,15 @@ class Internals:
         in_memory = self.cache.could_hold(self.key, nbytes)  # beside this run's own entries
         if not in_memory and not (self.cache.may_spill(self.key, nbytes) and disk_has_room(nbytes)):
             return False
-        kept = Staircase(t, chunk, None if in_memory else SpillFile())
-        for a in range(0, t, chunk):
-            b = min(t, a + chunk)
-            kept.append(self._weights(record, torch.arange(a, b), b).mean(0).cpu())
-            if pause is not None:
-                pause()
+        try:
+            kept = Staircase(t, chunk, None if in_memory else SpillFile())
+            for a in range(0, t, chunk):
+                b = min(t, a + chunk)
+                kept.append(self._weights(record, torch.arange(a, b), b).mean(0).cpu())
+                if pause is not None:
+                    pause()
+        except OSError:  # the spill's disk failed or filled meanwhile: rollouts compute Ā again
+            return False
         if in_memory:
             return self.keep(key, kept, nbytes)
         self.cache.put_spilled(key, kept, nbytes)

@@ -413,6 +413,25 @@ def test_a_head_mean_the_memory_cannot_hold_is_spilled_to_disk_and_read_back(tmp
     assert not Internals(loaded, ids, cache=CaptureCache(max_bytes=room)).keep_mean_attention(layers[0])
 
 
+def test_a_spill_that_fails_is_not_kept_and_the_rollout_computes_again(monkeypatch):
+    """A disk that fails or fills while Ā is written: nothing is kept, the view still answers."""
+    loaded = tiny_loaded("llama")
+    ids = random_ids(loaded, T, seed=9)
+    reference = compute("attribution", ViewContext(make_trace(loaded, ids, T // 2), loaded, Internals(loaded, ids)), {})
+    probe = Internals(loaded, ids)
+    cache = CaptureCache(max_bytes=probe.capture().nbytes + 1000, spill_bytes=1 << 30)
+    internals = Internals(loaded, ids, cache=cache)
+
+    def full(self, block):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(SpillFile, "append", full)
+    assert not internals.keep_mean_attention(internals.attention_layers()[0])
+    view = compute("attribution", ViewContext(make_trace(loaded, ids, T // 2), loaded, internals), {})
+    assert view.scores == pytest.approx(reference.scores, rel=1e-5, abs=1e-7)
+    assert cache.stats()["spilled_bytes"] == 0
+
+
 def test_a_staircase_gives_any_rows_of_its_matrix():
     """Blocks [a:b, :b] of a lower-triangular matrix, in memory or in a file: any rows, in any
     order, up to any end, equal the matrix's; consecutive rows of one block in memory are a view."""

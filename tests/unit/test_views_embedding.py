@@ -159,6 +159,18 @@ def settles(pid: int, want, within: float = 5.0) -> bool:
         time.sleep(0.01)
 
 
+def test_a_umap_that_cannot_run_is_a_clear_not_available(tiny, monkeypatch):
+    from llmvis.arch import NotAvailable
+    from llmvis.umap_process import UmapUnavailable
+
+    def missing(*_):
+        raise UmapUnavailable("UMAP is not available: ModuleNotFoundError: No module named 'umap'")
+
+    monkeypatch.setattr(PROCESS, "fit", missing)
+    with pytest.raises(NotAvailable, match="No module named 'umap'"):
+        compute("embedding", tiny, {"method": "umap", "layer": 1})
+
+
 def test_the_server_starts_umap_when_the_embedding_tab_asks(tmp_path, monkeypatch):
     from llmvis.server import views as server_views
     from server_helpers import client, make_app, parse_sse
