@@ -32,6 +32,7 @@ class CaptureCache:
         self._entries: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
         self._expendable: set[Any] = set()  # entries their own run's other entries may evict
         self._spilled: dict[Any, int] = {}  # entries whose data is on disk: their bytes there
+        self._started: dict[Any, Any] = {}  # summaries left between two steps (started())
         self._lock = threading.Lock()
         self.capture_lock = threading.RLock()
 
@@ -124,6 +125,26 @@ class CaptureCache:
             self._entries[key] = (value, 0)
             self._spilled[key] = int(disk_bytes)
 
+    def started(self, key: Any) -> Any | None:
+        """The partial state a summary computed ahead left between two of its steps, for `key`
+        (the entry it is making): a view that needs the entry meanwhile goes on from there
+        instead of starting again (the summary then finds the entry done)."""
+        with self._lock:
+            return self._started.get(key)
+
+    def start(self, key: Any, state: Any) -> None:
+        """Record a summary's partial state (one run's at a time: another run's are dropped; it
+        is at most one layer's worth, not counted in the budget)."""
+        with self._lock:
+            for other in [k for k in self._started if k[0] != key[0]]:
+                del self._started[other]
+            self._started[key] = state
+
+    def finish(self, key: Any) -> None:
+        """The summary for `key` is done or given up: forget its partial state."""
+        with self._lock:
+            self._started.pop(key, None)
+
     def discard(self, key: Any) -> None:
         with self._lock:
             self._drop(key)
@@ -140,6 +161,7 @@ class CaptureCache:
             self._entries.clear()
             self._expendable.clear()
             self._spilled.clear()
+            self._started.clear()
             self.bytes = 0
 
     def stats(self) -> dict[str, int]:

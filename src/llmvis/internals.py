@@ -320,20 +320,31 @@ class Internals:
         if key in self.cache:
             return True
         record = self.record(layer)  # (the capture first: the room left is beside it)
-        nbytes = Staircase.nbytes(t, chunk)
-        in_memory = self.cache.could_hold(self.key, nbytes)  # beside this run's own entries
-        if not in_memory and not (self.cache.may_spill(self.key, nbytes) and disk_has_room(nbytes)):
-            return False
+        kept = self.cache.started(key)  # a summary ahead left it part-way: go on from there
+        if kept is None:
+            nbytes = Staircase.nbytes(t, chunk)
+            in_memory = self.cache.could_hold(self.key, nbytes)  # beside this run's own entries
+            if not in_memory and not (self.cache.may_spill(self.key, nbytes) and disk_has_room(nbytes)):
+                return False
+            try:
+                kept = Staircase(t, chunk, None if in_memory else SpillFile())
+            except OSError:
+                return False
         try:
-            kept = Staircase(t, chunk, None if in_memory else SpillFile())
-            for a in range(0, t, chunk):
-                b = min(t, a + chunk)
+            while not kept.complete:
+                a, b = kept.next_rows()
                 kept.append(self._weights(record, torch.arange(a, b), b).mean(0).cpu())
-                if pause is not None:
+                if pause is not None and not kept.complete:
+                    self.cache.start(key, kept)
                     pause()
+                    if key in self.cache:  # the view let in went on with it and kept it
+                        return True
         except OSError:  # the spill's disk failed or filled meanwhile: rollouts compute Ā again
+            self.cache.finish(key)
             return False
-        if in_memory:
+        self.cache.finish(key)
+        nbytes = Staircase.nbytes(t, kept.rows)
+        if kept.spill is None:
             return self.keep(key, kept, nbytes)
         self.cache.put_spilled(key, kept, nbytes)
         return True
@@ -375,12 +386,12 @@ class Internals:
         at positions `rows` (default all; the MLP runs on those only)."""
         self._check_layer(layer, self.n_layers - 1)
         site = self.arch.mlp_out_projection(layer)
+        x = self.mlp_input(layer, rows)  # (before the hook: a first call captures the run, every row)
         seen: list[torch.Tensor] = []
         handle = site.register_forward_pre_hook(
             lambda _m, args: seen.append(args[0][0] if args[0].dim() == 3 else args[0])
         )
         try:
-            x = self.mlp_input(layer, rows)
             self.arch.run_mlp(layer, x.to(device_of(self.arch.mlp(layer), x.device))[None])
         finally:
             handle.remove()

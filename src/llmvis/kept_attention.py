@@ -83,7 +83,11 @@ class Staircase:
 
     @property
     def complete(self) -> bool:
-        return self._span(len(self._blocks) + len(self._offsets))[0] >= self.t
+        return self.next_rows()[0] >= self.t
+
+    def next_rows(self) -> tuple[int, int]:
+        """(a, b): the query rows of the block `append` takes next."""
+        return self._span(len(self._blocks) + len(self._offsets))
 
     def block(self, i: int) -> torch.Tensor:
         if self.spill is None:

@@ -175,6 +175,16 @@ def test_mlp_activations_reproduce_mlp_output(arch):
         assert torch.allclose(out, internals.mlp_out(layer), atol=1e-5)
 
 
+def test_mlp_activations_of_some_rows_on_a_run_not_captured_yet():
+    """The first question on a run captures it (every row through the MLP): the rows asked for
+    are still the only ones returned, equal to the same rows of the whole."""
+    loaded, ids, first = run("llama")
+    some = first.mlp_activations(1, slice(3, 6))  # the first call: the capture runs inside it
+    whole = Internals(loaded, ids).mlp_activations(1)
+    assert some.shape[0] == 3
+    torch.testing.assert_close(some, whole[3:6], rtol=1e-5, atol=1e-6)
+
+
 def test_out_of_range_raises():
     _, _, internals = run("llama")
     with pytest.raises(IndexError):

@@ -179,6 +179,29 @@ def test_a_run_keeps_its_capture_as_it_generates_so_the_first_click_is_a_cache_h
         assert {"pooled_heads", "head_scores", "mean_cosine", "mean_attention"} <= kept
 
 
+def test_the_selected_tokens_graph_is_computed_ahead(tmp_path):
+    """Once the run's summaries are done, a view of one token of it makes the worker compute
+    that token's contribution graph: its nodes are kept before the Contributions tab asks."""
+    from llmvis import internals
+
+    loaded = tiny_loaded("llama")
+    app = make_app(tmp_path, loaded)
+    engine = app.state.engine
+    with client(app) as c:
+        events = parse_sse(c.post("/api/runs", json=body()).content)
+        run_id = events[-1].json()["run_id"]
+        ids = [t["id"] for t in c.get(f"/api/runs/{run_id}").json()["tokens"]]
+        wait_for(lambda: engine.background.warmed >= 1)
+        key = (internals.default_key(loaded, ids), "flow_splits")
+        assert key not in engine.cache
+        position = len(ids) - 3
+        assert c.get(f"/api/runs/{run_id}/views/attention", params={"position": position}).status_code == 200
+        top = (loaded.info.layers, position - 1)  # the graph's first node
+        wait_for(lambda: top in (engine.cache.peek(key) or {}))
+        graph = c.get(f"/api/runs/{run_id}/views/contribution_graph", params={"position": position})
+        assert graph.status_code == 200 and graph.json()["source_position"] == position - 1
+
+
 def test_a_new_run_interrupts_the_background_capture(tmp_path, monkeypatch):
     from llmvis import internals
 

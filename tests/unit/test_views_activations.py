@@ -86,20 +86,39 @@ def test_clipped_range_counts_tails(ctx):
 
 def test_every_tokens_view_is_kept_with_the_run_and_computed_ahead(monkeypatch):
     """Over every token, the view is the same for any selected token: computed once (ahead, for
-    the default bins and clip, with a pause after each layer's MLP) and then read back."""
+    the default bins and clip, with a pause after each piece of a layer's MLP and after each
+    layer of each pass) and then read back."""
+    monkeypatch.setattr(act, "MLP_ROWS", 8)  # 24 tokens: three pieces per layer
     loaded = tiny_loaded("llama")
     ids = random_ids(loaded, 24, seed=4)
     reference = compute("activations", view_context(loaded, ids, 16), {})
     ctx = view_context(loaded, ids, 16)
+    n = ctx.internals.n_layers
     calls: list[int] = []
     real = ctx.internals.mlp_activations
     monkeypatch.setattr(ctx.internals, "mlp_activations", lambda *a: calls.append(1) or real(*a))
     paused: list[int] = []
     act.warm_activations(ctx.internals, lambda: paused.append(1))
-    assert len(paused) == len(calls) >= ctx.internals.n_layers
+    assert len(calls) == 3 * n  # each layer's MLP once (kept between the passes), in three pieces
+    assert len(paused) == len(calls) + 4 * n  # and a pause after each layer of the four passes
     before = len(calls)
     assert compute("activations", ctx, {}) == reference and len(calls) == before
     assert compute("activations", ctx, {"bins": 16}) != reference and len(calls) > before  # other bins
+
+
+def test_the_mlp_over_every_token_in_pieces_equals_it_whole(monkeypatch):
+    """The MLP over every token runs in pieces of MLP_ROWS tokens (a waiting request gets the
+    model between them): the same distributions as the whole at once, within float rounding."""
+    loaded = tiny_loaded("llama")
+    ids = random_ids(loaded, 24, seed=5)
+    whole = compute("activations", view_context(loaded, ids, 16), {"clip": 0.0})
+    monkeypatch.setattr(act, "MLP_ROWS", 5)
+    pieces = compute("activations", view_context(loaded, ids, 16), {"clip": 0.0})
+    for a, b in zip(whole.mlp.layers, pieces.mlp.layers, strict=True):
+        assert a.n == b.n and sum(a.counts) == sum(b.counts)
+        for stat in ("mean", "std", "min", "max"):
+            assert getattr(b, stat) == pytest.approx(getattr(a, stat), rel=1e-3, abs=1e-6)
+        assert sum(abs(x - y) for x, y in zip(a.counts, b.counts, strict=True)) <= 2  # an edge's tie
 
 
 def test_one_position(ctx):

@@ -121,7 +121,9 @@ def test_multi_head_pools_each_layer_once_for_every_token(monkeypatch):
     passes: list[int] = []
     real = heads.pooled_attention
     monkeypatch.setattr(
-        heads, "pooled_attention", lambda internals, layer, *a: passes.append(layer) or real(internals, layer, *a)
+        heads,
+        "pooled_attention",
+        lambda internals, layer, *a, **k: passes.append(layer) or real(internals, layer, *a, **k),
     )
     from llmvis.analyses import attention
 
@@ -137,6 +139,56 @@ def test_multi_head_pools_each_layer_once_for_every_token(monkeypatch):
     assert passes == [0, 1]
     fresh = context(n=100)  # the same run, nothing kept: the same numbers
     assert compute("multi_head", fresh, {"layer": 0, "position": 41}) == views[1]
+
+
+def test_the_attention_tabs_pass_over_a_layer_leaves_the_heads_tabs_pooling(monkeypatch):
+    """The Attention tab's whole layer of a long run (in chunks of rows) pools every head of it
+    too, so the Heads tab opened next makes no second pass; its matrices equal a fresh pass's."""
+    from llmvis.analyses import attention, heads
+
+    monkeypatch.setattr(attention, "FULL_MATRIX_BYTES", 0)
+    monkeypatch.setattr(attention, "CHUNK_ROWS", 7)
+    reference = compute("multi_head", context(n=100), {"layer": 1, "position": 60})
+    ctx = context(n=100)
+    passes: list[int] = []
+    real = heads.pooled_attention
+    monkeypatch.setattr(heads, "pooled_attention", lambda *a, **k: passes.append(1) or real(*a, **k))
+    compute("attention", ctx, {"layer": 1, "head": 2})
+    assert compute("multi_head", ctx, {"layer": 1, "position": 60}) == reference and passes == []
+    compute("attention", ctx, {"layer": 0, "start": 10})  # part of the layer: not the heads' pooling
+    compute("multi_head", ctx, {"layer": 0, "position": 60})
+    assert passes == [1]
+
+
+def test_a_view_let_in_part_way_through_the_heads_summary_goes_on_from_its_rows(monkeypatch):
+    """The Heads tab asked while its summary ahead is part-way through the layer pools the rows
+    left only (each query row is computed once) and keeps the result; the summary then stops."""
+    from llmvis.analyses import attention, heads
+    from llmvis.internals import Internals
+
+    monkeypatch.setattr(attention, "FULL_MATRIX_BYTES", 0)
+    monkeypatch.setattr(attention, "CHUNK_ROWS", 10)
+    ctx = context(n=100)
+    reference = compute("multi_head", context(n=100), {"layer": 0, "position": 41})
+    rows: list[int] = []
+    real = Internals.attention
+    def counted(self, layer, q=None, *a):
+        if isinstance(q, slice):  # the pooling's chunks (the token's own row is a list)
+            rows.extend(range(q.start, q.stop))
+        return real(self, layer, q, *a)
+
+    monkeypatch.setattr(Internals, "attention", counted)
+    seen: list = []
+    paused: list[int] = []
+
+    def pause() -> None:
+        paused.append(1)
+        if len(paused) == 3:
+            seen.append(compute("multi_head", ctx, {"layer": 0, "position": 41}))
+
+    heads.warm_multi_head(ctx.internals, pause)
+    assert len(paused) == 3 and sorted(rows) == list(range(100))
+    assert seen[0] == reference
 
 
 # ----------------------------------------------------------------------------- head_entropy

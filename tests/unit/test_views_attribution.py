@@ -369,9 +369,34 @@ def test_a_layers_head_mean_pauses_after_each_chunk_of_rows():
     internals = _ctx("llama").internals
     paused = []
     assert internals.keep_mean_attention(1, chunk=5, pause=lambda: paused.append(1))
-    assert len(paused) == -(-T // 5)
+    assert len(paused) == -(-T // 5) - 1  # between two chunks
     assert isinstance(internals.cache.peek((internals.key, "mean_attention", 1)), Staircase)
     assert torch.allclose(internals.mean_attention(1, range(T)), internals.attention(1).mean(0), atol=1e-6)
+
+
+def test_a_view_let_in_part_way_through_a_layer_goes_on_from_the_summarys_rows(monkeypatch):
+    """A view that needs a layer's Ā while the summary ahead is part-way through it (at one of
+    its pauses) computes the remaining rows only, into the same Ā; the summary then finds the
+    layer kept and stops: every row is computed once."""
+    internals = _ctx("llama").internals
+    view = Internals(internals.loaded, internals.ids, cache=internals.cache)  # a request's own
+    key = (internals.key, "mean_attention", 1)
+    rows: list[int] = []
+    real = Internals._weights
+    monkeypatch.setattr(Internals, "_weights", lambda self, r, q, end: rows.extend(q.tolist()) or real(self, r, q, end))
+    paused: list[int] = []
+
+    def pause() -> None:
+        paused.append(1)
+        if len(paused) == 2:
+            assert internals.cache.started(key) is not None
+            assert view.keep_mean_attention(1)
+
+    internals.capture()
+    assert internals.keep_mean_attention(1, chunk=5, pause=pause)
+    assert len(paused) == 2 and sorted(rows) == list(range(T))
+    assert internals.cache.started(key) is None
+    torch.testing.assert_close(internals.mean_attention(1, range(T)), internals.attention(1).mean(0), atol=1e-6, rtol=0)
 
 
 def test_a_head_mean_the_memory_cannot_hold_is_spilled_to_disk_and_read_back(tmp_path):

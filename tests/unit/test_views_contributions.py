@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from llmvis.analyses import ViewContext, ViewParamError, compute
-from llmvis.analyses.flow import warm_value_outputs
+from llmvis.analyses.flow import warm_graph, warm_value_outputs
 from llmvis.analyses.layers import direct_effects
 from llmvis.arch import NotAvailable
 from tiny_models import tiny_loaded
@@ -326,6 +326,34 @@ def test_a_graph_from_kept_nodes_equals_one_from_scratch(arch, monkeypatch):
     ahead = context(arch)  # value outputs computed ahead (where the family's graph reads them)
     warm_value_outputs(ahead.internals, lambda: None)
     assert same_graph(compute("contribution_graph", ahead, asked[0]), fresh[0])
+
+
+def test_the_selected_tokens_graph_ahead_leaves_its_nodes_for_the_view(monkeypatch):
+    """The graph warmed for a selected token keeps its nodes layer by layer: a view asked at one
+    of its pauses (of another token) and the view of that token afterwards equal graphs from
+    scratch, and the latter computes no node."""
+    ctx = context("llama")
+    fresh = {p: compute("contribution_graph", context("llama"), {"position": p}) for p in (POS, POS - 3)}
+    computed: list[int] = []
+    real = ctx.internals.token_proximities
+    monkeypatch.setattr(
+        ctx.internals, "token_proximities", lambda layer, positions, *a: computed.extend(positions) or real(layer, positions, *a)
+    )
+    seen: list = []
+    paused: list[int] = []
+
+    def pause() -> None:
+        paused.append(1)
+        if len(paused) == 1:  # after the top layer
+            seen.append(compute("contribution_graph", ctx, {"position": POS - 3}))
+
+    warm_graph(ctx.internals, POS, pause)
+    assert len(paused) == ctx.internals.n_layers and same_graph(seen[0], fresh[POS - 3])
+    before = len(computed)
+    assert same_graph(compute("contribution_graph", ctx, {"position": POS}), fresh[POS])
+    assert len(computed) == before
+    warm_graph(ctx.internals, 0, pause)  # position 0 predicts nothing: no graph, no error
+    assert len(computed) == before
 
 
 def copy_head_model():

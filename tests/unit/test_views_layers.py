@@ -136,10 +136,41 @@ def test_layer_similarity_mean_computed_ahead_pauses_between_chunks(monkeypatch)
     monkeypatch.setattr(layers, "SIM_CHUNK", 4)
     paused: list[int] = []
     layers.warm_layer_similarity(ctx.internals, lambda: paused.append(1))
-    assert len(paused) == -(-ctx.internals.n_positions // 4)
+    assert len(paused) == -(-ctx.internals.n_positions // 4) - 1
     kept = ctx.internals.cache.peek((ctx.internals.key, "mean_cosine"))
     fresh = context("llama")
     assert kept is not None and torch.allclose(kept, layers.mean_cosine_matrix(fresh.internals), atol=1e-5)
+
+
+def test_a_view_let_in_part_way_through_the_layer_similarity_summary_goes_on_from_there(monkeypatch):
+    """A view asked at one of the summary's pauses adds the chunks left to the sum so far (each
+    chunk is read once) and keeps the mean; the summary then finds it kept and stops."""
+    from llmvis.analyses import layers
+    from llmvis.internals import Internals
+
+    ctx = context("llama")
+    internals = ctx.internals
+    monkeypatch.setattr(layers, "SIM_CHUNK", 4)
+    read: list[int] = []
+    real = Internals.residual
+    monkeypatch.setattr(Internals, "residual", lambda self, i: read.append(i) or real(self, i))
+    view = Internals(internals.loaded, internals.ids, cache=internals.cache)
+    got: list[torch.Tensor] = []
+    paused: list[int] = []
+
+    def pause() -> None:
+        paused.append(1)
+        if len(paused) == 2:
+            got.append(layers.mean_cosine_matrix(view))
+
+    internals.capture()
+    read.clear()
+    layers.warm_layer_similarity(internals, pause)
+    chunks = -(-internals.n_positions // 4)
+    assert len(paused) == 2 and len(read) == chunks * (internals.n_layers + 1) + 2  # (+2: each probes the device)
+    kept = internals.cache.peek((internals.key, "mean_cosine"))
+    assert kept is got[0]
+    assert torch.allclose(kept, layers.mean_cosine_matrix(context("llama").internals), atol=1e-5)
 
 
 def test_layer_similarity_bad_position():

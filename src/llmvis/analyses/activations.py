@@ -27,6 +27,7 @@ from llmvis.internals import Internals
 
 KEEP_BYTES = 256 << 20  # values kept between the two passes (fp32 bytes)
 SAMPLE_VALUES = 1 << 19  # values (over all layers) used to place the clipped range
+MLP_ROWS = 512  # tokens per piece of a layer's MLP over every token (a pause after each piece)
 
 Kind = Literal["mlp", "attn"]
 
@@ -158,9 +159,15 @@ def _sample(v: torch.Tensor, layers: int) -> torch.Tensor:
 
 
 def _distributions(
-    kind: Kind, what: str, get: Callable[[int], torch.Tensor], layers: int, p: ActivationsParams
+    kind: Kind,
+    what: str,
+    get: Callable[[int], torch.Tensor],
+    layers: int,
+    p: ActivationsParams,
+    pause: Callable[[], None] = lambda: None,
 ) -> Distributions:
-    """Two passes over `get(layer) -> [tokens, width]`: moments and range, then the counts."""
+    """Two passes over `get(layer) -> [tokens, width]`: moments and range, then the counts.
+    `pause()` runs after each layer of each pass (computed ahead: analyses/warm.py)."""
     kept: dict[int, torch.Tensor] = {}
     stats: list[dict[str, float | None]] = []
     samples: list[torch.Tensor] = []
@@ -172,6 +179,7 @@ def _distributions(
         if used + v.numel() * 4 <= KEEP_BYTES:
             kept[layer] = v
             used += v.numel() * 4
+        pause()
     lo = min(float(s["min"]) for s in stats)  # type: ignore[arg-type]
     hi = max(float(s["max"]) for s in stats)  # type: ignore[arg-type]
     edges = shared_edges(samples, lo, hi, p.bins, p.clip)
@@ -195,6 +203,7 @@ def _distributions(
                 kurtosis=None if s["kurtosis"] is None else round4(s["kurtosis"]),
             )
         )
+        pause()
     return Distributions(kind=kind, what=what, edges=edges.tolist(), layers=out)
 
 
@@ -237,23 +246,29 @@ def warm_activations(internals: Internals, pause: Callable[[], None]) -> None:
 def _activations(
     internals: Internals, p: ActivationsParams, pos: int | None, pause: Callable[[], None] = lambda: None
 ) -> ActivationsView:
-    rows = slice(None) if pos is None else slice(pos, pos + 1)
+    t = internals.n_positions
+    spans = [slice(pos, pos + 1)] if pos is not None else [slice(a, a + MLP_ROWS) for a in range(0, t, MLP_ROWS)]
 
     def mlp(layer: int) -> torch.Tensor:
-        try:
-            out = internals.mlp_activations(layer, rows).float()
-        except NotImplementedError as exc:  # e.g. a non-gated MLP
-            raise ViewParamError(f"MLP activations are not available for this model: {exc}") from exc
-        pause()  # (between two layers' MLPs: a waiting request gets the model)
-        return out
+        parts = []
+        for rows in spans:  # (a waiting request gets the model between pieces, not a layer's MLP)
+            try:
+                parts.append(internals.mlp_activations(layer, rows).float())
+            except NotImplementedError as exc:  # e.g. a non-gated MLP
+                raise ViewParamError(f"MLP activations are not available for this model: {exc}") from exc
+            if len(spans) > 1:
+                pause()
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def attn(layer: int) -> torch.Tensor:
-        return internals.attn_out(layer)[rows].float()
+        return internals.attn_out(layer)[spans[0] if pos is not None else slice(None)].float()
 
     layers = internals.n_layers
     return ActivationsView(
         position=pos,
-        tokens=1 if pos is not None else internals.n_positions,
-        mlp=_distributions("mlp", "MLP activations after the activation function (input of down_proj)", mlp, layers, p),
-        attn=_distributions("attn", "attention output added to the residual stream", attn, layers, p),
+        tokens=1 if pos is not None else t,
+        mlp=_distributions(
+            "mlp", "MLP activations after the activation function (input of down_proj)", mlp, layers, p, pause
+        ),
+        attn=_distributions("attn", "attention output added to the residual stream", attn, layers, p, pause),
     )

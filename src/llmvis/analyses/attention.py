@@ -13,7 +13,7 @@ and head: `rows: [layers][heads][key bins]`, built without any T×T matrix.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import BaseModel, Field
@@ -111,12 +111,17 @@ def pooled_attention(
     max_cells: int,
     reduce: Reduce,
     pause: Callable[[], None] = lambda: None,
+    kept_as: Any = None,
+    each_chunk: Callable[[torch.Tensor], None] | None = None,
 ) -> tuple[torch.Tensor, list[int], list[int]]:
     """reduce(attention[:, start:end, start:end]) max-pooled to ≤ max_cells per axis, on CPU.
 
     Returns `(pooled: [..., rows, cols], row_indices, col_indices)` with absolute positions.
     Small runs: the layer's full matrix (cached by Internals). Long runs: chunks of query rows,
-    each a whole number of row bins, so memory is O(chunk × T) whatever T is.
+    each a whole number of row bins, so memory is O(chunk × T) whatever T is. `kept_as`: the
+    cache key the caller keeps the result under: the chunks done are left there at each pause,
+    for a view let in to go on from (it returns the view's result if it kept one).
+    `each_chunk(w)`: sees each chunk's weights [H, rows, start:end], in order (long runs only).
     """
     n = end - start
     rsize, ridx = bin_starts(n, max_cells)
@@ -127,12 +132,20 @@ def pooled_attention(
         pooled = pool_bins(reduce(w), rsize, csize)
     else:
         chunk = max(rsize, chunk_rows(heads * end * 4) // rsize * rsize)
-        parts = []
-        for a in range(start, end, chunk):
+        parts, first = (kept_as is not None and internals.cache.started(kept_as)) or ([], start)
+        for a in range(first, end, chunk):
             b = min(end, a + chunk)
             w = internals.attention(layer, slice(a, b))[:, :, start:end]
-            parts.append(pool_bins(reduce(w), rsize, csize).cpu())
+            if each_chunk is not None:
+                each_chunk(w)
+            parts = [*parts, pool_bins(reduce(w), rsize, csize).cpu()]
+            if kept_as is not None and b < end:
+                internals.cache.start(kept_as, (parts, b))
             pause()  # computed ahead: a waiting view gets the model between chunks
+            if kept_as is not None and (done := internals.cache.peek(kept_as)) is not None:
+                return done  # type: ignore[no-any-return]
+        if kept_as is not None:
+            internals.cache.finish(kept_as)
         pooled = torch.cat(parts, dim=-2)
     return pooled.cpu(), [start + i for i in ridx], [start + i for i in cidx]
 
@@ -206,7 +219,15 @@ def attention_view(ctx: ViewContext, p: AttentionParams) -> AttentionView:
     if isinstance(p.head, int):
         check_head(ctx, p.head)
     start, end = check_window(ctx, p.start, p.end)
-    pooled, ridx, cidx = pooled_attention(internals, layer, start, end, p.max_cells, head_reducer(p.head))
+    from llmvis.analyses.heads import HeadsAlongside  # (heads.py builds on this module)
+
+    heads = HeadsAlongside.wanted(internals, layer, start, end)
+    each = None if heads is None else heads.add
+    pooled, ridx, cidx = pooled_attention(
+        internals, layer, start, end, p.max_cells, head_reducer(p.head), each_chunk=each
+    )
+    if heads is not None:
+        heads.keep()
     return AttentionView(
         mode="matrix",
         n_positions=internals.n_positions,

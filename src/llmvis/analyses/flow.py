@@ -232,6 +232,48 @@ def contribution_graph(ctx: ViewContext, p: ContributionGraphParams) -> Contribu
     pos, src = _predicted(ctx, p.position)
     n = internals.n_layers
     missing = internals.missing_attention()
+    importance, splits, edges, dropped = _walk(internals, src, p)
+    nodes = [
+        FlowNode(
+            layer=layer,
+            position=i,
+            importance=round4(w),
+            mlp_share=round4(splits[(layer, i)].mlp) if (layer, i) in splits else None,
+            unattributed=round4(splits[(layer, i)].unattributed) if (layer, i) in splits else None,
+        )
+        for (layer, i), w in sorted(importance.items())
+    ]
+    positions = sorted({node.position for node in nodes})
+    return ContributionGraphView(
+        position=pos,
+        source_position=src,
+        layers=n,
+        heads=internals.n_heads,
+        threshold=p.threshold,
+        top_k=p.top_k,
+        labels=dict(zip(positions, token_labels(ctx, positions), strict=True)),
+        nodes=nodes,
+        edges=edges,
+        dropped_edges=dropped,
+        missing_layers=missing,
+    )
+
+
+def warm_graph(internals: Internals, position: int, pause: Callable[[], None]) -> None:
+    """The default graph of the token at `position`, its nodes kept before the Contributions tab
+    asks (the server does it for the token the user selected: server/background.py)."""
+    if 1 <= position < internals.n_positions:
+        _walk(internals, position - 1, ContributionGraphParams(position=position), pause)
+
+
+def _walk(
+    internals: Internals, src: int, p: ContributionGraphParams, pause: Callable[[], None] | None = None
+) -> tuple[dict[tuple[int, int], float], Splits, list[FlowEdge], int]:
+    """(importance of each node, their splits, the edges kept, edges dropped) from the node
+    (L, src) down. With `pause`, the nodes so far are kept and `pause()` runs after each layer (a
+    view let in then reuses them)."""
+    n = internals.n_layers
+    missing = internals.missing_attention()
     internals.attention_layers(required=True)
     importance: dict[tuple[int, int], float] = {(n, src): 1.0}
     known = _known_splits(internals)
@@ -286,28 +328,9 @@ def contribution_graph(ctx: ViewContext, p: ContributionGraphParams) -> Contribu
         active = sorted(chosen)
         if not active:
             break
+        if pause is not None:
+            _keep_splits(internals, known)
+            pause()
+            known = _known_splits(internals) or known  # (a view let in may have kept more)
     _keep_splits(internals, known)
-    nodes = [
-        FlowNode(
-            layer=layer,
-            position=i,
-            importance=round4(w),
-            mlp_share=round4(splits[(layer, i)].mlp) if (layer, i) in splits else None,
-            unattributed=round4(splits[(layer, i)].unattributed) if (layer, i) in splits else None,
-        )
-        for (layer, i), w in sorted(importance.items())
-    ]
-    positions = sorted({node.position for node in nodes})
-    return ContributionGraphView(
-        position=pos,
-        source_position=src,
-        layers=n,
-        heads=internals.n_heads,
-        threshold=p.threshold,
-        top_k=p.top_k,
-        labels=dict(zip(positions, token_labels(ctx, positions), strict=True)),
-        nodes=nodes,
-        edges=edges,
-        dropped_edges=dropped,
-        missing_layers=missing,
-    )
+    return importance, splits, edges, dropped

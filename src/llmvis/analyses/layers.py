@@ -37,7 +37,7 @@ from llmvis.analyses.common import check_position, check_token_id, id_label, obj
 from llmvis.analyses.registry import ViewContext, ViewParamError, register
 from llmvis.internals import Internals
 
-SIM_CHUNK = 512  # positions per chunk when averaging cosines over the run
+SIM_CHUNK = 128  # positions per chunk when averaging cosines over the run
 MAX_WATCHED = 5  # tokens the logit lens follows beside the target and the foil
 
 
@@ -90,13 +90,19 @@ def mean_cosine_matrix(internals: Internals, pause: Callable[[], None] = lambda:
     if (kept := internals.cache.get(key)) is not None:
         return kept
     n, t = internals.n_layers + 1, internals.n_positions
-    total = torch.zeros(n, n, dtype=torch.float64)
+    # (the sum so far, the next chunk): a view asked meanwhile goes on from where the summary was
+    total, start = internals.cache.started(key) or (torch.zeros(n, n, dtype=torch.float64), 0)
     dev = internals.residual(0).device  # where the capture is (a GPU's: no copy of every hidden state)
-    for a in range(0, t, SIM_CHUNK):  # (a device map's layers may sit on several devices: .to(dev))
+    for a in range(start, t, SIM_CHUNK):  # (a device map's layers may sit on several devices: .to(dev))
         h = torch.stack([internals.residual(i)[a : a + SIM_CHUNK].float().to(dev) for i in range(n)])
         unit = h / h.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # [n, c, d]
-        total += torch.einsum("icd,jcd->ij", unit, unit).double().cpu()
-        pause()
+        total = total + torch.einsum("icd,jcd->ij", unit, unit).double().cpu()
+        if a + SIM_CHUNK < t:
+            internals.cache.start(key, (total, a + SIM_CHUNK))
+            pause()
+            if (kept := internals.cache.peek(key)) is not None:  # the view let in finished it
+                return kept
+    internals.cache.finish(key)
     mean = (total / t).float()
     internals.keep(key, mean, mean.numel() * 4)
     return mean

@@ -32,11 +32,23 @@ WARMERS: list[tuple[str, Callable[[Internals, Callable[[], None]], None]]] = [
     ("contribution_graph", warm_value_outputs),  # cheap to redo, and it gives way to Ā
     ("activations", warm_activations),  # over every token: the tab's other scope
 ]
+# the first of the heavy summaries (seconds on a long run): the server computes the selected
+# token's graph before it (server/background.py), after the few tenths of a second of the
+# summaries of the tabs a user opens first
+FIRST_HEAVY = "attribution"
 
 
-def warm_up(internals: Internals, pause: Callable[[], None], unavailable: dict[str, str] | None = None) -> None:
-    """Each summary in turn, skipping those of views this model cannot give."""
+def warm_up(
+    internals: Internals,
+    pause: Callable[[], None],
+    unavailable: dict[str, str] | None = None,
+    before_heavy: Callable[[], None] = lambda: None,
+) -> None:
+    """Each summary in turn, skipping those of views this model cannot give; `before_heavy()`
+    runs before the first heavy one."""
     for view, warm in WARMERS:
+        if view == FIRST_HEAVY:
+            before_heavy()
         if unavailable and view in unavailable:
             continue
         started = time.perf_counter()

@@ -3,6 +3,11 @@
 on the worker (`BackgroundCapture`), which then computes the run's heavy summaries ahead
 (analyses/warm.py), giving a waiting request the model lock between layers.
 
+The token the user selected comes before the heavy summaries: once a view of a run is asked for
+one position, that token's contribution graph (the heaviest view of a token: a second on a long
+run) is computed once the cheap summaries are done (at the heavy ones' next pause, or in a pass
+of its own after them), its nodes kept for the Contributions tab.
+
 A new run or load supersedes it: the capture's forward raises at its next decoder layer and
 is tried again once the worker is idle, unless a newer run replaced it.
 """
@@ -12,11 +17,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 
+from llmvis.analyses.flow import warm_graph
 from llmvis.analyses.warm import warm_up
 from llmvis.capture import Capture
 from llmvis.generation.overlap import fewer_threads
@@ -25,6 +32,7 @@ from llmvis.models.loaded import LoadedModel
 from llmvis.server.slot import ModelSlot
 
 log = logging.getLogger("llmvis.server")
+views_log = logging.getLogger("llmvis.views")  # `llmvis serve --log-views`
 
 
 class KeepCapture:
@@ -72,6 +80,11 @@ class BackgroundCapture:
         self.warmed = 0  # runs whose summaries were all computed ahead
         self._pending: tuple[LoadedModel, list[int]] | None = None
         self._running = False
+        self._focus: tuple[Any, int] | None = None  # (run's key, position) selected, not yet warmed
+        self._warmed_focus: tuple[Any, int] | None = None
+        self._internals: Internals | None = None  # the run being warmed
+        self._in_focus = False
+        self._heavy = False  # the cheap summaries are done: the selected token's graph may go
 
     @property
     def pending(self) -> bool:
@@ -88,6 +101,23 @@ class BackgroundCapture:
 
     def forget(self) -> None:
         self._pending = None
+        self._focus = None
+
+    def focus(self, loaded: LoadedModel, ids: list[int], position: int) -> bool:
+        """A view of this run was asked at `position`: warm that token's graph next (at the
+        running summaries' next pause, or in a pass of its own); whether the worker has new
+        work (then wake it)."""
+        report = loaded.info.internals
+        if report is not None and "contribution_graph" in report.unavailable:
+            return False
+        target = (default_key(loaded, ids), position)
+        if target in (self._focus, self._warmed_focus):
+            return False
+        self._focus = target
+        if self._running or self._pending is not None:
+            return False
+        self._pending = (loaded, ids)
+        return True
 
     def supersede(self) -> None:
         self.cancel.set()
@@ -111,7 +141,11 @@ class BackgroundCapture:
                 report = loaded.info.internals
                 # a core stays free for the page and the requests of the clicks it is ahead of
                 with fewer_threads(max(1, torch.get_num_threads() - 1)):
-                    warm_up(internals, self._pause, report.unavailable if report is not None else None)
+                    self._internals, self._heavy = internals, False
+                    warm_up(
+                        internals, self._pause, report.unavailable if report is not None else None, self._start_heavy
+                    )
+                    self._start_heavy()  # (a model without the heavy summaries)
             self.warmed += 1
         except _Superseded:
             if self._pending is None:  # nothing newer: try again once the queue is idle
@@ -120,6 +154,7 @@ class BackgroundCapture:
             log.warning("background capture failed", exc_info=True)
         finally:
             self._running = False
+            self._internals = None
 
     def _pause(self) -> None:
         """Between two layers of a summary: stop for a new job, else let a waiting view in."""
@@ -129,6 +164,34 @@ class BackgroundCapture:
         self.slot.lock.__enter__()
         if self.cancel.is_set():
             raise _Superseded
+        self._warm_focus()
+
+    def _start_heavy(self) -> None:
+        """The cheap summaries are done: the selected token's graph now, then the heavy ones."""
+        self._heavy = True
+        self._warm_focus()
+
+    def _warm_focus(self) -> None:
+        """The selected token's graph, if it is of the run being warmed and not warmed yet."""
+        internals, focus = self._internals, self._focus
+        if not self._heavy or self._in_focus or internals is None or focus is None or focus[0] != internals.key:
+            return
+        self._in_focus = True
+        try:
+            started = time.perf_counter()
+            warm_graph(internals, focus[1], self._pause)
+            self._warmed_focus = focus
+            if self._focus == focus:
+                self._focus = None
+            took = time.perf_counter() - started
+            views_log.info("selected token's graph ahead (%d): %.3f s (pauses included)", focus[1], took)
+        except _Superseded:
+            raise
+        except Exception as exc:  # (NotAvailable, say): the view says why when it is asked
+            log.debug("no graph ahead for position %d: %s", focus[1], exc)
+            self._warmed_focus, self._focus = focus, None
+        finally:
+            self._in_focus = False
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from llmvis.analyses.registry import VIEWS
 from llmvis.capture_cache import CaptureCache
 from llmvis.models.loaded import LoadedModel
 from llmvis.remote.model import RemoteModel
@@ -27,7 +28,7 @@ from llmvis.server.runs import LocalRuns
 from llmvis.server.schemas import LoadingState, LoadModelRequest
 from llmvis.server.slot import ModelSlot
 from llmvis.server.tickets import LoadTicket, RunTicket
-from llmvis.server.views import compute_view
+from llmvis.server.views import compute_view, same_weights
 from llmvis.store import Store
 from llmvis.trace import GenerationRequest, Trace
 
@@ -119,8 +120,21 @@ class Engine:
         return ticket
 
     def compute_view(self, trace: Trace, name: str, params: Any) -> BaseModel:
-        """Compute one view of a run (blocking: call from a worker thread)."""
-        return compute_view(self.slot, trace, name, params)
+        """Compute one view of a run (blocking: call from a worker thread); a view of one token
+        of a local run makes that token the one whose graph the worker computes next."""
+        result = compute_view(self.slot, trace, name, params)
+        position, loaded = getattr(params, "position", None), self.slot.loaded
+        if (
+            isinstance(position, int)
+            and self.remote is None
+            and loaded is not None
+            and VIEWS[name].needs_internals
+            and same_weights(loaded.info, trace.model)
+            and all(i >= 0 for i in trace.ids)
+            and self.background.focus(loaded, trace.ids, position)
+        ):
+            self._jobs.put(lambda: None)  # wake the worker: it runs the background when idle
+        return result
 
     def close(self) -> None:
         if self.remote is not None:
