@@ -172,6 +172,7 @@ def test_a_view_let_in_part_way_through_the_heads_summary_goes_on_from_its_rows(
     reference = compute("multi_head", context(n=100), {"layer": 0, "position": 41})
     rows: list[int] = []
     real = Internals.attention
+
     def counted(self, layer, q=None, *a):
         if isinstance(q, slice):  # the pooling's chunks (the token's own row is a list)
             rows.extend(range(q.start, q.stop))

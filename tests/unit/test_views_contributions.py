@@ -337,7 +337,9 @@ def test_the_selected_tokens_graph_ahead_leaves_its_nodes_for_the_view(monkeypat
     computed: list[int] = []
     real = ctx.internals.token_proximities
     monkeypatch.setattr(
-        ctx.internals, "token_proximities", lambda layer, positions, *a: computed.extend(positions) or real(layer, positions, *a)
+        ctx.internals,
+        "token_proximities",
+        lambda layer, positions, *a: computed.extend(positions) or real(layer, positions, *a),
     )
     seen: list = []
     paused: list[int] = []
