@@ -181,6 +181,21 @@ def test_models_whose_forward_cannot_keep_one_logit_take_the_eager_path():
     assert not any(isinstance(e, PromptStatsEvent) for e in events)
 
 
+def test_the_deferred_head_keeps_only_its_own_threads_forwards():
+    """A forward of the same model in another thread while the prefill's hook is on (a view, or a
+    background capture of another server on a shared model) is not kept as the prompt's states."""
+    from llmvis.generation.head import DeferredHead
+
+    model = tiny_loaded("llama").model
+    head = DeferredHead(model)
+    with torch.inference_mode(), head.capture():
+        other = threading.Thread(target=lambda: model(input_ids=torch.tensor([[1, 2, 3]]), use_cache=False))
+        other.start()
+        other.join()
+        model(input_ids=torch.tensor([[4, 5]]), use_cache=False)
+    assert [c.shape[0] for c in head.chunks] == [2]
+
+
 @pytest.mark.parametrize("overlap", [True, False], ids=["beside-decode", "after-decode"])
 def test_deferred_prompt_stats_arrive_once_between_start_and_done(overlap, monkeypatch):
     monkeypatch.setattr(generate_module, "can_overlap", lambda loaded: overlap)

@@ -6,6 +6,7 @@ in-process ASGI client neither runs requests in parallel nor drops connections.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 
@@ -82,6 +83,7 @@ def slow_steps(monkeypatch, model, seconds: float = 0.02) -> None:
     """Make each forward take about as long as a real model's step (the tiny one takes ~1 ms)."""
     real = model.forward
 
+    @functools.wraps(real)  # (its signature: the deferred-head probe reads it, once per shared model)
     def forward(*args, **kwargs):
         time.sleep(seconds)
         return real(*args, **kwargs)

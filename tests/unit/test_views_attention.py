@@ -158,6 +158,19 @@ def test_the_attention_tabs_pass_over_a_layer_leaves_the_heads_tabs_pooling(monk
     compute("attention", ctx, {"layer": 0, "start": 10})  # part of the layer: not the heads' pooling
     compute("multi_head", ctx, {"layer": 0, "position": 60})
     assert passes == [1]
+    # the Attention tab asked while the Heads tab's summary ahead is part-way through the layer:
+    # the summary's rows and the view's make the same matrices, and the summary then stops
+    ctx, paused = context(n=100), []
+
+    def pause() -> None:
+        paused.append(1)
+        if len(paused) == 2:
+            compute("attention", ctx, {"layer": 0})
+
+    heads.warm_multi_head(ctx.internals, pause)
+    assert len(paused) == 2
+    fresh = compute("multi_head", context(n=100), {"layer": 0, "position": 60})
+    assert compute("multi_head", ctx, {"layer": 0, "position": 60}) == fresh
 
 
 def test_a_view_let_in_part_way_through_the_heads_summary_goes_on_from_its_rows(monkeypatch):

@@ -112,7 +112,7 @@ def pooled_attention(
     reduce: Reduce,
     pause: Callable[[], None] = lambda: None,
     kept_as: Any = None,
-    each_chunk: Callable[[torch.Tensor], None] | None = None,
+    each_chunk: Callable[[int, torch.Tensor], None] | None = None,
 ) -> tuple[torch.Tensor, list[int], list[int]]:
     """reduce(attention[:, start:end, start:end]) max-pooled to ≤ max_cells per axis, on CPU.
 
@@ -121,7 +121,7 @@ def pooled_attention(
     each a whole number of row bins, so memory is O(chunk × T) whatever T is. `kept_as`: the
     cache key the caller keeps the result under: the chunks done are left there at each pause,
     for a view let in to go on from (it returns the view's result if it kept one).
-    `each_chunk(w)`: sees each chunk's weights [H, rows, start:end], in order (long runs only).
+    `each_chunk(a, w)`: sees each chunk's weights [H, rows a.., start:end] (long runs only).
     """
     n = end - start
     rsize, ridx = bin_starts(n, max_cells)
@@ -137,7 +137,7 @@ def pooled_attention(
             b = min(end, a + chunk)
             w = internals.attention(layer, slice(a, b))[:, :, start:end]
             if each_chunk is not None:
-                each_chunk(w)
+                each_chunk(a, w)
             parts = [*parts, pool_bins(reduce(w), rsize, csize).cpu()]
             if kept_as is not None and b < end:
                 internals.cache.start(kept_as, (parts, b))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, Field
@@ -144,34 +144,38 @@ class HeadsAlongside:
     Attention tab computes anyway (its default view, a long run's layer in chunks of rows): the
     Heads tab opened next then reads it instead of a second pass over the same attention (1.9 s
     at T = 8,128 on two cores). Each chunk is max-pooled over column bins at once (the max of
-    maxes: the same numbers as pooling the whole), the rows at the end."""
+    maxes: the same numbers as pooling the whole), the rows at the end; the rows the summary
+    ahead pooled already (whole row bins) are taken from it."""
 
-    def __init__(self, internals: Internals, layer: int, cells: int) -> None:
-        self.internals, self.key = internals, (internals.key, "pooled_heads", layer, cells)
+    def __init__(self, internals: Internals, key: Any, cells: int) -> None:
+        self.internals, self.key = internals, key
         t = internals.n_positions
         self.rsize, self.ridx = bin_starts(t, cells)
         self.csize, self.cidx = bin_starts(t, cells)
+        # (the row-pooled chunks of the summary ahead, part-way, and the first row it has not done)
+        partial: tuple[list[torch.Tensor], int] = internals.cache.started(key) or ([], 0)
+        self.done, self.first = partial
         self.rows: list[torch.Tensor] = []
 
     @classmethod
     def wanted(cls, internals: Internals, layer: int, start: int, end: int) -> HeadsAlongside | None:
-        """One when a view's pass covers the whole layer in chunks and the result is not kept
-        (nor being made by the summary ahead)."""
+        """One when a view's pass covers the whole layer in chunks and the result is not kept."""
         t = internals.n_positions
         if (start, end) != (0, t) or internals.n_heads * t * t * 4 <= attention_module.FULL_MATRIX_BYTES:
             return None  # (a short run's whole matrix is cached: the Heads tab reads it anyway)
         cells = head_cells(internals.n_heads, MultiHeadParams.model_fields["max_cells"].default)
         key = (internals.key, "pooled_heads", layer, cells)
-        if key in internals.cache or internals.cache.started(key) is not None:
-            return None
-        return cls(internals, layer, cells)
+        return None if key in internals.cache else cls(internals, key, cells)
 
-    def add(self, w: torch.Tensor) -> None:
-        self.rows.append(pool_bins(w, 1, self.csize).cpu())
+    def add(self, a: int, w: torch.Tensor) -> None:
+        """The weights [H, rows, T] of query rows a.., in order."""
+        if a + w.shape[-2] > self.first:
+            self.rows.append(pool_bins(w[:, max(0, self.first - a) :], 1, self.csize).cpu())
 
     def keep(self) -> None:
-        pooled = pool_bins(torch.cat(self.rows, dim=-2), self.rsize, 1)
+        pooled = torch.cat([*self.done, pool_bins(torch.cat(self.rows, dim=-2), self.rsize, 1)], dim=-2)
         self.internals.keep(self.key, (pooled, self.ridx, self.cidx), pooled.numel() * 4)
+        self.internals.cache.finish(self.key)  # the summary, back from its pause, finds it kept
 
 
 def warm_multi_head(internals: Internals, pause: Callable[[], None]) -> None:

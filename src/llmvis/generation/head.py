@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -52,9 +53,14 @@ class DeferredHead:
 
     @contextmanager
     def capture(self) -> Iterator[None]:
-        """While active, every decoder forward appends its final hidden states to `chunks`."""
+        """While active, every decoder forward of this thread appends its final hidden states to
+        `chunks` (the model may run elsewhere meanwhile: a view, or another server's background
+        capture on a shared model, must not slip its states in)."""
+        me = threading.get_ident()
 
         def keep(_module: nn.Module, _args: Any, output: Any) -> None:
+            if threading.get_ident() != me:
+                return
             self.output_type = type(output)
             self.chunks.append(output.last_hidden_state[0].detach())
 
