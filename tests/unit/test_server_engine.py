@@ -181,12 +181,10 @@ def test_a_run_keeps_its_capture_as_it_generates_so_the_first_click_is_a_cache_h
         assert {"pooled_heads", "head_scores", "mean_cosine", "mean_attention"} <= kept
 
 
-def test_the_selected_tokens_graph_is_computed_ahead(tmp_path, monkeypatch):
+def test_the_selected_tokens_graph_is_computed_ahead(tmp_path):
     """Once the run's summaries are done, a view of one token of it makes the worker compute
-    that token's contribution graph, once no view has been asked for a moment (a tab's burst of
-    requests is not slowed by it): its nodes are kept before the Contributions tab asks."""
+    that token's contribution graph: its nodes are kept before the Contributions tab asks."""
     from llmvis import internals
-    from llmvis.server import background
 
     loaded = tiny_loaded("llama")
     app = make_app(tmp_path, loaded)
@@ -199,13 +197,8 @@ def test_the_selected_tokens_graph_is_computed_ahead(tmp_path, monkeypatch):
         key = (internals.default_key(loaded, ids), "flow_splits")
         assert key not in engine.cache
         position = len(ids) - 3
-        monkeypatch.setattr(background, "QUIET_S", 3600.0)  # as if views kept coming
         assert c.get(f"/api/runs/{run_id}/views/attention", params={"position": position}).status_code == 200
         top = (loaded.info.layers, position - 1)  # the graph's first node
-        wait_for(lambda: engine.capturing)
-        time.sleep(0.3)
-        assert engine.capturing and key not in engine.cache  # it waits for the clicks to pause
-        monkeypatch.setattr(background, "QUIET_S", 0.0)
         wait_for(lambda: top in (engine.cache.peek(key) or {}))
         graph = c.get(f"/api/runs/{run_id}/views/contribution_graph", params={"position": position})
         assert graph.status_code == 200 and graph.json()["source_position"] == position - 1

@@ -5,9 +5,8 @@ on the worker (`BackgroundCapture`), which then computes the run's heavy summari
 
 The token the user selected comes before the heavy summaries: once a view of a run is asked for
 one position, that token's contribution graph (the heaviest view of a token: a second on a long
-run) is computed once the cheap summaries are done and no view has been asked for QUIET_S (at
-the heavy ones' next pause, or in a pass of its own after them), its nodes kept for the
-Contributions tab.
+run) is computed once the cheap summaries are done (at the heavy ones' next pause, or in a pass
+of its own after them), its nodes kept for the Contributions tab.
 
 A new run or load supersedes it: the capture's forward raises at its next decoder layer and
 is tried again once the worker is idle, unless a newer run replaced it.
@@ -33,7 +32,6 @@ from llmvis.models.loaded import LoadedModel
 from llmvis.server.slot import ModelSlot
 
 log = logging.getLogger("llmvis.server")
-QUIET_S = 0.25  # no view asked for this long: the clicks paused, the selected token's graph may go
 views_log = logging.getLogger("llmvis.views")  # `llmvis serve --log-views`
 
 
@@ -87,7 +85,6 @@ class BackgroundCapture:
         self._internals: Internals | None = None  # the run being warmed
         self._in_focus = False
         self._heavy = False  # the cheap summaries are done: the selected token's graph may go
-        self._last_view = 0.0  # time.monotonic() of the last view asked or answered
 
     @property
     def pending(self) -> bool:
@@ -148,16 +145,8 @@ class BackgroundCapture:
                     warm_up(
                         internals, self._pause, report.unavailable if report is not None else None, self._start_heavy
                     )
-                    self._heavy = True
+                    self._start_heavy()  # (a model without the heavy summaries)
             self.warmed += 1
-            while self._wants_focus():  # the selected token's graph, once the clicks pause
-                if not idle() or self.cancel.is_set():
-                    raise _Superseded  # (tried again once the worker is idle)
-                if not self._quiet():
-                    time.sleep(0.05)
-                    continue
-                with self.slot.lock, fewer_threads(max(1, torch.get_num_threads() - 1)):
-                    self._warm_focus()
         except _Superseded:
             if self._pending is None:  # nothing newer: try again once the queue is idle
                 self._pending = pending
@@ -182,26 +171,10 @@ class BackgroundCapture:
         self._heavy = True
         self._warm_focus()
 
-    def touch(self) -> None:
-        """A view was asked (or answered) now."""
-        self._last_view = time.monotonic()
-
-    def _quiet(self) -> bool:
-        return time.monotonic() - self._last_view >= QUIET_S
-
-    def _wants_focus(self) -> bool:
-        """A token of the run being warmed is selected and its graph not warmed yet."""
-        internals, focus = self._internals, self._focus
-        return internals is not None and focus is not None and focus[0] == internals.key
-
     def _warm_focus(self) -> None:
-        """The selected token's graph, if it is of the run being warmed, not warmed yet, and no
-        view was asked for QUIET_S (a tab's requests come in a burst, the arrow keys too: the
-        graph would slow each of them; the tab's own graph request then computes it anyway)."""
+        """The selected token's graph, if it is of the run being warmed and not warmed yet."""
         internals, focus = self._internals, self._focus
-        if internals is None or focus is None or focus[0] != internals.key:
-            return
-        if not self._heavy or self._in_focus or not self._quiet():
+        if not self._heavy or self._in_focus or internals is None or focus is None or focus[0] != internals.key:
             return
         self._in_focus = True
         try:

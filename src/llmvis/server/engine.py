@@ -122,11 +122,7 @@ class Engine:
     def compute_view(self, trace: Trace, name: str, params: Any) -> BaseModel:
         """Compute one view of a run (blocking: call from a worker thread); a view of one token
         of a local run makes that token the one whose graph the worker computes next."""
-        self.background.touch()
-        try:
-            result = compute_view(self.slot, trace, name, params)
-        finally:
-            self.background.touch()
+        result = compute_view(self.slot, trace, name, params)
         position, loaded = getattr(params, "position", None), self.slot.loaded
         if (
             isinstance(position, int)
