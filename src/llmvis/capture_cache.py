@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 DEFAULT_CACHE_BYTES = 1 << 30
@@ -139,6 +140,14 @@ class CaptureCache:
             for other in [k for k in self._started if k[0] != key[0]]:
                 del self._started[other]
             self._started[key] = state
+
+    def paused_part_way(self, key: Any, state: Any, pause: Callable[[], None]) -> Any | None:
+        """Leave a summary's partial `state` for `key` (start), let a waiting view in (`pause()`);
+        the entry if that view went on from the state and kept it meanwhile (the summary then
+        stops), else None."""
+        self.start(key, state)
+        pause()
+        return self.peek(key)
 
     def finish(self, key: Any) -> None:
         """The summary for `key` is done or given up: forget its partial state."""

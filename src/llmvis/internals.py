@@ -334,11 +334,9 @@ class Internals:
             while not kept.complete:
                 a, b = kept.next_rows()
                 kept.append(self._weights(record, torch.arange(a, b), b).mean(0).cpu())
-                if pause is not None and not kept.complete:
-                    self.cache.start(key, kept)
-                    pause()
-                    if key in self.cache:  # the view let in went on with it and kept it
-                        return True
+                # (a view let in may go on with it and keep it: then it is done)
+                if pause is not None and not kept.complete and self.cache.paused_part_way(key, kept, pause) is not None:
+                    return True
         except OSError:  # the spill's disk failed or filled meanwhile: rollouts compute Ā again
             self.cache.finish(key)
             return False

@@ -141,6 +141,17 @@ def test_multi_head_pools_each_layer_once_for_every_token(monkeypatch):
     assert compute("multi_head", fresh, {"layer": 0, "position": 41}) == views[1]
 
 
+def same_heads(a, b) -> bool:
+    """The same Heads view, its weights equal but for the last rounded digit (attention computed
+    in chunks of other sizes may round differently)."""
+
+    def flat(v) -> list[float]:
+        return [x for head in v.matrices for row in head for x in row] + [x for r in v.rows for x in r]
+
+    same = a.model_dump(exclude={"matrices", "rows"}) == b.model_dump(exclude={"matrices", "rows"})
+    return same and flat(a) == pytest.approx(flat(b), rel=2e-3, abs=1e-6)
+
+
 def test_the_attention_tabs_pass_over_a_layer_leaves_the_heads_tabs_pooling(monkeypatch):
     """The Attention tab's whole layer of a long run (in chunks of rows) pools every head of it
     too, so the Heads tab opened next makes no second pass; its matrices equal a fresh pass's."""
@@ -154,7 +165,7 @@ def test_the_attention_tabs_pass_over_a_layer_leaves_the_heads_tabs_pooling(monk
     real = heads.pooled_attention
     monkeypatch.setattr(heads, "pooled_attention", lambda *a, **k: passes.append(1) or real(*a, **k))
     compute("attention", ctx, {"layer": 1, "head": 2})
-    assert compute("multi_head", ctx, {"layer": 1, "position": 60}) == reference and passes == []
+    assert same_heads(compute("multi_head", ctx, {"layer": 1, "position": 60}), reference) and passes == []
     compute("attention", ctx, {"layer": 0, "start": 10})  # part of the layer: not the heads' pooling
     compute("multi_head", ctx, {"layer": 0, "position": 60})
     assert passes == [1]
@@ -170,7 +181,7 @@ def test_the_attention_tabs_pass_over_a_layer_leaves_the_heads_tabs_pooling(monk
     heads.warm_multi_head(ctx.internals, pause)
     assert len(paused) == 2
     fresh = compute("multi_head", context(n=100), {"layer": 0, "position": 60})
-    assert compute("multi_head", ctx, {"layer": 0, "position": 60}) == fresh
+    assert same_heads(compute("multi_head", ctx, {"layer": 0, "position": 60}), fresh)
 
 
 def test_a_view_let_in_part_way_through_the_heads_summary_goes_on_from_its_rows(monkeypatch):

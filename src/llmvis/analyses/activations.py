@@ -247,13 +247,14 @@ def _activations(
     internals: Internals, p: ActivationsParams, pos: int | None, pause: Callable[[], None] = lambda: None
 ) -> ActivationsView:
     t = internals.n_positions
-    spans = [slice(pos, pos + 1)] if pos is not None else [slice(a, a + MLP_ROWS) for a in range(0, t, MLP_ROWS)]
+    rows = slice(None) if pos is None else slice(pos, pos + 1)
+    spans = [rows] if pos is not None else [slice(a, a + MLP_ROWS) for a in range(0, t, MLP_ROWS)]
 
     def mlp(layer: int) -> torch.Tensor:
         parts = []
-        for rows in spans:  # (a waiting request gets the model between pieces, not a layer's MLP)
+        for span in spans:  # (a waiting request gets the model between pieces, not a layer's MLP)
             try:
-                parts.append(internals.mlp_activations(layer, rows).float())
+                parts.append(internals.mlp_activations(layer, span).float())
             except NotImplementedError as exc:  # e.g. a non-gated MLP
                 raise ViewParamError(f"MLP activations are not available for this model: {exc}") from exc
             if len(spans) > 1:
@@ -261,7 +262,7 @@ def _activations(
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def attn(layer: int) -> torch.Tensor:
-        return internals.attn_out(layer)[spans[0] if pos is not None else slice(None)].float()
+        return internals.attn_out(layer)[rows].float()
 
     layers = internals.n_layers
     return ActivationsView(

@@ -139,10 +139,9 @@ def pooled_attention(
             if each_chunk is not None:
                 each_chunk(a, w)
             parts = [*parts, pool_bins(reduce(w), rsize, csize).cpu()]
-            if kept_as is not None and b < end:
-                internals.cache.start(kept_as, (parts, b))
-            pause()  # computed ahead: a waiting view gets the model between chunks
-            if kept_as is not None and (done := internals.cache.peek(kept_as)) is not None:
+            if kept_as is None or b == end:
+                pause()  # computed ahead: a waiting view gets the model between chunks
+            elif (done := internals.cache.paused_part_way(kept_as, (parts, b), pause)) is not None:
                 return done  # type: ignore[no-any-return]
         if kept_as is not None:
             internals.cache.finish(kept_as)

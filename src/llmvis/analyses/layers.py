@@ -97,11 +97,9 @@ def mean_cosine_matrix(internals: Internals, pause: Callable[[], None] = lambda:
         h = torch.stack([internals.residual(i)[a : a + SIM_CHUNK].float().to(dev) for i in range(n)])
         unit = h / h.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # [n, c, d]
         total = total + torch.einsum("icd,jcd->ij", unit, unit).double().cpu()
-        if a + SIM_CHUNK < t:
-            internals.cache.start(key, (total, a + SIM_CHUNK))
-            pause()
-            if (kept := internals.cache.peek(key)) is not None:  # the view let in finished it
-                return kept
+        done = internals.cache.paused_part_way(key, (total, a + SIM_CHUNK), pause) if a + SIM_CHUNK < t else None
+        if done is not None:  # the view let in finished it
+            return done  # type: ignore[no-any-return]
     internals.cache.finish(key)
     mean = (total / t).float()
     internals.keep(key, mean, mean.numel() * 4)

@@ -145,7 +145,7 @@ class BackgroundCapture:
                     warm_up(
                         internals, self._pause, report.unavailable if report is not None else None, self._start_heavy
                     )
-                    self._start_heavy()  # (a model without the heavy summaries)
+                    self._start_heavy()  # (a token selected after the last pause)
             self.warmed += 1
         except _Superseded:
             if self._pending is None:  # nothing newer: try again once the queue is idle
