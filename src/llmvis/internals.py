@@ -209,14 +209,16 @@ class Internals:
     def _weights(self, record: AttentionRecord, queries: torch.Tensor, keys_end: int) -> torch.Tensor:
         """softmax(soft-cap(q·kᵀ·scaling), masked to each query's band) in fp32: [H, n, keys_end].
 
-        GQA: head h reads kv head h // (H / kv_heads), done by broadcasting, not copying k."""
-        q = record.q[:, queries.to(record.q.device)].float()
+        GQA: head h reads kv head h // (H / kv_heads): a group's query rows are stacked into one
+        product per kv head ([kv, groups·n, hd] · kᵀ), so k is neither copied nor broadcast (a
+        broadcast product copies k for every block of rows). The scaling goes on q ([H, n, hd]),
+        not on the scores ([H, n, keys]: the big tensor here). Both: a layer's head-mean
+        attention at T = 8,000 in 0.50 s instead of 0.57 on two cores."""
+        q = record.q[:, queries.to(record.q.device)].float() * record.scaling
         k = record.k[:, :keys_end].float().to(q.device)
         heads, n, hd = q.shape
         kv = k.shape[0]
-        grouped = q.reshape(kv, heads // kv, n, hd)  # [kv, groups, n, hd]
-        scores = torch.matmul(grouped, k[:, None].transpose(-1, -2)).reshape(heads, n, -1)
-        scores.mul_(record.scaling)  # in place: [H, n, keys] is the big tensor here
+        scores = torch.bmm(q.reshape(kv, heads // kv * n, hd), k.transpose(-1, -2)).reshape(heads, n, -1)
         if record.softcap is not None:
             scores = torch.tanh(scores / record.softcap) * record.softcap
         if record.key_bias is not None:  # ALiBi: a bias per head and key position
