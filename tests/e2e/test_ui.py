@@ -289,6 +289,37 @@ def test_arrow_keys_move_the_selection(page: Page):
     assert page.page.locator(".tok.sel").get_attribute("data-p") == "3"
 
 
+def test_a_slow_view_says_what_the_server_is_doing(page: Page):
+    """While a view takes more than a second, the tab's status line shows the server's progress
+    for it (GET /api/runs/{id}/progress); once the view comes, the line clears and it draws. The
+    view is held back and the progress answered here, so the wait is as long as the test needs."""
+    wait_model(page)
+    generate(page, "hello world", max_tokens=16)
+    page.page.locator("[data-testid=conversation] .tok").nth(5).click()
+    held, polls = [], []
+    page.page.route("**/views/attribution?*", lambda route: held.append(route))
+    busy = {"views": [{"view": "attribution", "step": "rollout", "done": 12, "total": 30, "seconds": 7.6}]}
+    page.page.route("**/progress", lambda route: polls.append(1) or route.fulfill(json=busy))
+    page.page.click("[data-testid=tab-attribution]")
+    status = page.page.locator("[data-testid=status-attribution]")
+    page.until(
+        "() => (document.querySelector('[data-testid=status-attribution]').textContent || '')"
+        ".includes('attention rollout, 12 of 30 layers (8 s)')",
+        10,
+        what="the server's progress in the status line",
+    )
+    assert held and polls
+    shot(page, "progress-while-waiting")
+    for route in held:
+        route.continue_()
+    wait_charts(page, "attribution", TABS["attribution"])
+    page.until("() => !document.querySelector('[data-testid=status-attribution]').textContent", 10)
+    asked = len(polls)
+    page.page.wait_for_timeout(1500)
+    assert len(polls) == asked  # nothing pending: no more polls
+    assert status.text_content() == "" and not page.errors
+
+
 def test_colour_modes_change_chip_colours(page: Page):
     wait_model(page)
     generate(page, "Once upon a time", max_tokens=40)

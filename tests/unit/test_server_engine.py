@@ -384,3 +384,29 @@ def test_the_summaries_ahead_let_a_waiting_view_in_and_stop_for_a_new_job():
     job.cancel.set()
     with pytest.raises(background._Superseded):
         job._pause()
+
+
+def test_a_waiting_view_shows_on_its_runs_progress_until_it_is_done(tmp_path):
+    """GET /api/runs/{id}/progress lists the run's views being computed, with their step: a view
+    queued behind the model lock says it waits for the model; once answered it is gone."""
+    app = make_app(tmp_path, tiny_loaded("llama"))
+    engine = app.state.engine
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=60) as c:
+        run_id = parse_sse(c.post("/api/runs", json=body()).content)[-1].json()["run_id"]
+        other = parse_sse(c.post("/api/runs", json=body("Another prompt")).content)[-1].json()["run_id"]
+        wait_for(lambda: not engine.background.pending)
+        assert c.get(f"/api/runs/{run_id}/progress").json() == {"views": []}
+        answer: dict = {}
+        with engine.slot.lock:  # the model is busy: the view waits
+            asker = threading.Thread(
+                target=lambda: answer.update(r=httpx.get(f"{url}/api/runs/{run_id}/views/attribution", timeout=60))
+            )
+            asker.start()
+            views = wait_for(lambda: c.get(f"/api/runs/{run_id}/progress").json()["views"])
+            assert [(v["view"], v["step"]) for v in views] == [("attribution", "waiting")]
+            assert views[0]["seconds"] >= 0
+            assert c.get(f"/api/runs/{other}/progress").json() == {"views": []}  # another run's list
+        asker.join(timeout=60)
+        assert answer["r"].status_code == 200
+        assert c.get(f"/api/runs/{run_id}/progress").json() == {"views": []}
+        assert c.get("/api/runs/nosuchrun/progress").status_code == 404

@@ -221,7 +221,12 @@ def attention_view(ctx: ViewContext, p: AttentionParams) -> AttentionView:
     from llmvis.analyses.heads import HeadsAlongside  # (heads.py builds on this module)
 
     heads = HeadsAlongside.wanted(internals, layer, start, end)
-    each = None if heads is None else heads.add
+
+    def each(a: int, w: torch.Tensor) -> None:  # a long run's chunk of query rows
+        if heads is not None:
+            heads.add(a, w)
+        ctx.progress("rows", a + w.shape[1] - start, end - start)
+
     pooled, ridx, cidx = pooled_attention(
         internals, layer, start, end, p.max_cells, head_reducer(p.head), each_chunk=each
     )

@@ -253,7 +253,15 @@ def attribution_view(ctx: ViewContext, p: AttributionParams) -> AttributionView:
                 internals.keep_mean_attention(layer)
             return internals.mean_attention(layer, rows)
 
-        scores = rollout(mean_attention, layers, pos, start)[0]
+        done = 0
+
+        def layer_done() -> None:
+            nonlocal done
+            done += 1
+            ctx.progress("rollout", done, len(layers))
+
+        ctx.progress("rollout", 0, len(layers))
+        scores = rollout(mean_attention, layers, pos, start, pause=layer_done)[0]
         missing = sorted(internals.missing_attention())
         objective = "attention flow" + (f" through the attention layers (not {missing})" if missing else "")
     else:

@@ -232,7 +232,7 @@ def contribution_graph(ctx: ViewContext, p: ContributionGraphParams) -> Contribu
     pos, src = _predicted(ctx, p.position)
     n = internals.n_layers
     missing = internals.missing_attention()
-    importance, splits, edges, dropped = _walk(internals, src, p)
+    importance, splits, edges, dropped = _walk(internals, src, p, on_layer=lambda done: ctx.progress("graph", done, n))
     nodes = [
         FlowNode(
             layer=layer,
@@ -267,11 +267,15 @@ def warm_graph(internals: Internals, position: int, pause: Callable[[], None]) -
 
 
 def _walk(
-    internals: Internals, src: int, p: ContributionGraphParams, pause: Callable[[], None] | None = None
+    internals: Internals,
+    src: int,
+    p: ContributionGraphParams,
+    pause: Callable[[], None] | None = None,
+    on_layer: Callable[[int], None] = lambda done: None,
 ) -> tuple[dict[tuple[int, int], float], Splits, list[FlowEdge], int]:
     """(importance of each node, their splits, the edges kept, edges dropped) from the node
     (L, src) down. With `pause`, the nodes so far are kept and `pause()` runs after each layer (a
-    view let in then reuses them)."""
+    view let in then reuses them). `on_layer(layers done)` after each layer."""
     n = internals.n_layers
     missing = internals.missing_attention()
     internals.attention_layers(required=True)
@@ -326,6 +330,7 @@ def _walk(
         for j in chosen:
             importance[(layer, j)] = below[j]
         active = sorted(chosen)
+        on_layer(n - layer)
         if not active:
             break
         if pause is not None:

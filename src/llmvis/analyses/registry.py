@@ -28,11 +28,17 @@ class ViewParamError(ValueError):
     """A view's parameters are out of range for this run (e.g. layer beyond the model's)."""
 
 
+def no_progress(step: str, done: int, total: int) -> None:
+    """A ViewContext's progress when nobody watches (tests, notebooks, the summaries ahead)."""
+
+
 @dataclass
 class ViewContext:
     trace: Trace
     loaded: LoadedModel | None = None
     internals: Internals | None = None
+    # a view that can take seconds says how far it is (step, done, total), for the page to show
+    progress: Callable[[str, int, int], None] = no_progress
 
     def require_internals(self) -> Internals:
         if self.internals is None:

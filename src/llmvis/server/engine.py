@@ -23,6 +23,7 @@ from llmvis.models.loaded import LoadedModel
 from llmvis.remote.model import RemoteModel
 from llmvis.server.background import BackgroundCapture
 from llmvis.server.loading import ModelLoader
+from llmvis.server.progress import ProgressBoard
 from llmvis.server.remote_runs import RemoteRuns
 from llmvis.server.runs import LocalRuns
 from llmvis.server.schemas import LoadingState, LoadModelRequest
@@ -52,6 +53,7 @@ class Engine:
         self.remote = remote  # runs go to this engine when set; `loaded` is then a local copy for views
         self.slot = ModelSlot(loaded, cache_bytes, spill_bytes)
         self.background = BackgroundCapture(self.slot)
+        self.progress = ProgressBoard()  # the views being computed, for GET /api/runs/{id}/progress
         self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self.runs = LocalRuns(self.slot, store, queue_size, self._jobs.put, self._after_run)
         self.remote_runs = RemoteRuns(store, remote_slots)
@@ -122,7 +124,7 @@ class Engine:
     def compute_view(self, trace: Trace, name: str, params: Any) -> BaseModel:
         """Compute one view of a run (blocking: call from a worker thread); a view of one token
         of a local run makes that token the one whose graph the worker computes next."""
-        result = compute_view(self.slot, trace, name, params)
+        result = compute_view(self.slot, trace, name, params, self.progress)
         position, loaded = getattr(params, "position", None), self.slot.loaded
         if (
             isinstance(position, int)

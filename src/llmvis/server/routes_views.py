@@ -1,4 +1,5 @@
-"""Views: the list of registered views and one typed GET route per view.
+"""Views: the list of registered views, one typed GET route per view, and what the views being
+computed for a run have done so far.
 
 One route per view (rather than one generic route) so that OpenAPI shows each view's query
 parameters and result schema, and the web app gets a typed client for each. Computation runs
@@ -17,6 +18,7 @@ from llmvis.analyses.registry import VIEWS, View, ViewParamError
 from llmvis.arch import NotAvailable
 from llmvis.server import deps
 from llmvis.server.engine import Engine
+from llmvis.server.progress import RunProgress
 from llmvis.server.schemas import RunId, ViewInfo, ViewList
 from llmvis.server.tickets import NeedsModel
 from llmvis.store import Store
@@ -74,6 +76,12 @@ def build_router() -> APIRouter:
                 for v in views.values()
             ]
         )
+
+    @router.get("/runs/{run_id}/progress", responses=deps.errors(404))
+    def run_progress(run_id: Annotated[RunId, Path()], engine: deps.EngineDep, store: deps.StoreDep) -> RunProgress:
+        """What this run's views being computed now have done (for a page waiting on one)."""
+        deps.get_trace(store, run_id)
+        return engine.progress.of(run_id)
 
     for view in views.values():
         router.add_api_route(

@@ -14,11 +14,12 @@ from typing import Any
 from pydantic import BaseModel
 
 from llmvis.analyses.embedding import compile_umap_soon
-from llmvis.analyses.registry import VIEWS, ViewContext, compute
+from llmvis.analyses.registry import VIEWS, ViewContext, compute, no_progress
 from llmvis.arch import NotAvailable
 from llmvis.internals import Internals
 from llmvis.interventions import InterventionError, WhatIfRequest, WhatIfResult, check_plan, what_if
 from llmvis.models.info import ModelInfo
+from llmvis.server.progress import ProgressBoard
 from llmvis.server.slot import ModelSlot
 from llmvis.server.tickets import NeedsModel
 from llmvis.sweep import Progress, SweepRequest, SweepResult, sweep
@@ -28,9 +29,11 @@ from llmvis.umap_process import PROCESS as UMAP
 log = logging.getLogger("llmvis.views")  # `llmvis serve --log-views`: what each view cost
 
 
-def compute_view(slot: ModelSlot, trace: Trace, name: str, params: Any) -> BaseModel:
+def compute_view(
+    slot: ModelSlot, trace: Trace, name: str, params: Any, board: ProgressBoard | None = None
+) -> BaseModel:
     """Compute one view of a run (blocking: call from a worker thread), under the model lock
-    when it uses the model."""
+    when it uses the model; on `board` while it waits and computes (what it reports)."""
     view = VIEWS[name]
     loaded = slot.loaded
     if loaded is not None and not same_weights(loaded.info, trace.model):
@@ -46,18 +49,24 @@ def compute_view(slot: ModelSlot, trace: Trace, name: str, params: Any) -> BaseM
         if report is not None and name in report.unavailable:
             raise NotAvailable(f"{loaded.info.name} cannot give the {view.title} view: {report.unavailable[name]}")
         internals = Internals(loaded, trace.ids, cache=slot.cache)
-    ctx = ViewContext(trace=trace, loaded=loaded, internals=internals)
     if name == "embedding":  # UMAP compiles for seconds: start now, in a process of its own
         compile_umap_soon()
     asked = time.perf_counter()
     # other views stop that compilation while they run: it would take a core from them
-    with contextlib.nullcontext() if name == "embedding" else UMAP.held():
+    with (
+        contextlib.nullcontext() if name == "embedding" else UMAP.held(),
+        contextlib.nullcontext() if board is None else board.track(trace.id, name) as entry,
+    ):
+        progress = no_progress if entry is None else entry.update
+        ctx = ViewContext(trace=trace, loaded=loaded, internals=internals, progress=progress)
         if loaded is None:
+            progress("computing", 0, 0)
             result = compute(name, ctx, params)
             waited = 0.0
         else:
             with slot.lock:
                 waited = time.perf_counter() - asked
+                progress("computing", 0, 0)
                 result = compute(name, ctx, params)
     if log.isEnabledFor(logging.INFO):
         took = time.perf_counter() - asked - waited

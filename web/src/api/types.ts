@@ -28,6 +28,8 @@ export type Deleted = S["Deleted"];
 export type ForkRequest = S["ForkRequest"];
 export type Tokenized = S["Tokenized"];
 export type TokenPiece = S["TokenPiece"];
+export type RunProgress = S["RunProgress"];
+export type ViewActivity = S["ViewActivity"];
 
 // What-if (src/llmvis/interventions.py, sweep.py, server/routes_whatif.py)
 export type Intervention = S["Intervention"];

@@ -12,6 +12,7 @@ import { isRemote } from "../remote";
 import { app, emit, type Run } from "../state";
 import { Chart, sameInputs } from "./chartHost";
 import { clear, h } from "./dom";
+import { FOLLOW_AFTER_MS, FOLLOW_EVERY_MS, progressText } from "./progress";
 
 /** View results already fetched (a view is a pure function of the run and its params). */
 const cache = new Map<string, unknown>();
@@ -26,6 +27,10 @@ export abstract class Tab {
   protected body: HTMLElement;
   protected charts = new Map<string, Chart>();
   private ctrl: AbortController | null = null;
+  /** the views this tab waits for, in the order it asked (their progress shows in the status) */
+  private pending: string[] = [];
+  private following = false;
+  private followed: { runId: string; signal: AbortSignal } = { runId: "", signal: new AbortController().signal };
   dirty = true;
 
   constructor(
@@ -153,6 +158,8 @@ export abstract class Tab {
     const key = `${id}/${name}?${JSON.stringify(params)}`;
     if (cache.has(key)) return cache.get(key) as ViewResult<N>;
     const timer = setTimeout(() => this.setStatus(t("view.loading")), 150);
+    this.pending.push(name);
+    this.follow(id, signal);
     try {
       const result = await api.view(id, name, params, signal);
       cache.set(key, result);
@@ -160,8 +167,34 @@ export abstract class Tab {
       return result;
     } finally {
       clearTimeout(timer);
-      if (!signal.aborted && this.status.textContent === t("view.loading")) this.setStatus("");
+      this.pending.splice(this.pending.indexOf(name), 1);
+      const loading = this.status.textContent?.startsWith(t("view.loading"));
+      if (!signal.aborted && loading && !this.pending.length) this.setStatus("");
     }
+  }
+
+  /** While views are pending past a second, show what the server says they are doing (one
+   * poller per tab, not per request: the page's connections are few). */
+  private follow(runId: string, signal: AbortSignal): void {
+    this.followed = { runId, signal }; // the newest refresh's (an older one's is aborted)
+    if (this.following) return;
+    this.following = true;
+    const live = () => this.pending.length > 0 && !this.followed.signal.aborted && app.run?.id === this.followed.runId;
+    const poll = async () => {
+      await new Promise((resolve) => setTimeout(resolve, FOLLOW_AFTER_MS));
+      while (live()) {
+        const { runId, signal } = this.followed;
+        try {
+          const text = progressText(this.pending, (await api.progress(runId, signal)).views);
+          if (text && live()) this.setStatus(text);
+        } catch {
+          // a missed poll only leaves the status as it was
+        }
+        await new Promise((resolve) => setTimeout(resolve, FOLLOW_EVERY_MS));
+      }
+      this.following = false;
+    };
+    void poll();
   }
 
   /**
