@@ -8,7 +8,7 @@ import dataclasses
 
 import pytest
 
-from llmvis.analyses import attention
+from llmvis.analyses import attention, attribution
 from llmvis.analyses.registry import compute
 from tiny_models import tiny_loaded
 from trace_helpers import random_ids, view_context
@@ -19,6 +19,7 @@ CASES = {
     "attribution": ({"position": N - 2}, "rollout"),
     "contribution_graph": ({"position": N - 2, "threshold": 0.0, "top_k": 64}, "graph"),
     "attention": ({"layer": 1}, "rows"),
+    "attribution/ig": ({"position": N - 2, "method": "integrated_gradients", "steps": 8}, "steps"),
 }
 
 
@@ -26,7 +27,9 @@ CASES = {
 def test_a_long_views_progress_counts_up_to_its_total(view, monkeypatch):
     monkeypatch.setattr(attention, "FULL_MATRIX_BYTES", 0)  # the attention view in chunks, as a long run's
     monkeypatch.setattr(attention, "CHUNK_ROWS", 8)
+    monkeypatch.setattr(attribution, "IG_TOKENS_PER_BATCH", 2 * N)  # integrated gradients: 2 steps a batch
     params, step = CASES[view]
+    view, _, _ = view.partition("/")
     loaded = tiny_loaded("llama")
     ids = random_ids(loaded, N, seed=3)
     seen: list[tuple[str, int, int]] = []
@@ -35,7 +38,7 @@ def test_a_long_views_progress_counts_up_to_its_total(view, monkeypatch):
     assert seen and {s for s, _, _ in seen} == {step}
     done = [d for _, d, _ in seen]
     total = seen[-1][2]
-    assert total == (N if view == "attention" else loaded.info.layers)
+    assert total == {"rows": N, "steps": 8}.get(step, loaded.info.layers)
     assert done == sorted(done) and done[-1] == total and all(t == total for _, _, t in seen)
     assert len(set(done)) >= min(total, N // 8)  # step by step (a layer, a chunk of rows), not only at the end
     assert result == compute(view, view_context(loaded, ids, N // 2), params)  # watching changes nothing

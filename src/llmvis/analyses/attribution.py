@@ -201,8 +201,10 @@ def integrated_gradients(
     baseline: str,
     keep_first: bool = True,
     foil: int | None = None,
+    progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> tuple[torch.Tensor, float, float, float]:
-    """(scores: [t], output, baseline output, convergence delta) with captum's IntegratedGradients.
+    """(scores: [t], output, baseline output, convergence delta) with captum's IntegratedGradients;
+    `progress(steps done, steps)` after each batch of steps (a long run's IG takes minutes on a CPU).
 
     With `keep_first` the baseline's position 0 is the input's: on the bundled model the path
     that moves the first token (the attention sink) swings the logit by ±10 and 128 steps
@@ -211,13 +213,23 @@ def integrated_gradients(
     from captum.attr import IntegratedGradients
 
     f = objective_fn(loaded.model, target, objective, foil)
+    done = 0
+
+    def counted(embeds: torch.Tensor) -> torch.Tensor:  # captum calls it once per batch of steps
+        nonlocal done
+        out = f(embeds)
+        done = min(steps, done + embeds.shape[0])
+        progress(done, steps)
+        return out
+
     with torch.inference_mode(False), torch.enable_grad():
         e = _embeddings(loaded, ids).clone()
         b = _embeddings(loaded, [_pad_id(loaded)] * len(ids)).clone() if baseline == "pad" else torch.zeros_like(e)
         if keep_first:
             b[:, 0] = e[:, 0]
         batch = max(1, min(steps, IG_TOKENS_PER_BATCH // max(1, len(ids))))
-        attr, delta = IntegratedGradients(f).attribute(
+        progress(0, steps)
+        attr, delta = IntegratedGradients(counted).attribute(
             e, baselines=b, n_steps=steps, internal_batch_size=batch, return_convergence_delta=True
         )
         with torch.no_grad():
@@ -272,8 +284,9 @@ def attribution_view(ctx: ViewContext, p: AttributionParams) -> AttributionView:
         else:
             kept = p.keep_first and pos >= 2  # with one source token, keeping it leaves nothing
             scores, output, base, delta = integrated_gradients(
-                loaded, ids, target, p.objective, p.steps, p.baseline, kept, foil
-            )
+                loaded, ids, target, p.objective, p.steps, p.baseline, kept, foil,
+                progress=lambda done, total: ctx.progress("steps", done, total),
+            )  # fmt: skip
         objective = p.objective if foil is None else f"{p.objective}(target) − {p.objective}(foil)"
     total = float(scores.abs().sum())
     share = scores.abs() / total if total > 0 else torch.zeros_like(scores)

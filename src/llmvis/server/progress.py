@@ -22,7 +22,7 @@ class ViewActivity(BaseModel):
     step: str = Field(
         description="waiting (for the model: another view or a summary has it), computing, or a step "
         "that counts its units: rollout (attention rollout, layers), graph (contribution graph, "
-        "layers), rows (a layer's attention, query rows)"
+        "layers), rows (a layer's attention, query rows), steps (integrated gradients)"
     )
     done: int = Field(description="units of the step done")
     total: int = Field(description="units in all (0: the step does not count them)")

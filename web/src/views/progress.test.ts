@@ -18,6 +18,9 @@ describe("progressText", () => {
     expect(progressText(["attention"], [act("attention", "rows", 4096, 8000, 2)])).toBe(
       "Computing… attention, 4096 of 8000 query rows (2 s)",
     );
+    expect(progressText(["attribution"], [act("attribution", "steps", 6, 32, 40.2)])).toBe(
+      "Computing… integrated gradients, 6 of 32 steps (40 s)",
+    );
   });
   it("says when a view waits for the model, and falls back for steps it does not know", () => {
     expect(progressText(["contribution_graph"], [act("contribution_graph", "waiting", 0, 0, 1.2)])).toBe(

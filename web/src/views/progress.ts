@@ -12,6 +12,7 @@ const STEPS: Record<string, Key> = {
   rollout: "view.progress.rollout",
   graph: "view.progress.graph",
   rows: "view.progress.rows",
+  steps: "view.progress.steps",
 };
 
 /** Wait this long before asking the server, then ask this often, while a view is pending. */
