@@ -91,10 +91,10 @@ export const api = {
     }
     return getJson<ViewResult<N>>(`/api/runs/${encodeURIComponent(runId)}/views/${view}?${q}`, signal);
   },
-  /** Ablate and look: the run's tokens forced through the model with `body.interventions` applied. */
   /** What the run's views being computed now have done (a page waiting on one shows it). */
   progress: (runId: string, signal?: AbortSignal) =>
     getJson<RunProgress>(`/api/runs/${encodeURIComponent(runId)}/progress`, signal),
+  /** Ablate and look: the run's tokens forced through the model with `body.interventions` applied. */
   whatIf: (runId: string, body: WhatIfRequest, signal?: AbortSignal) =>
     sendJson<WhatIfResult>("POST", `/api/runs/${encodeURIComponent(runId)}/whatif`, body, signal),
   /** An activation-patching sweep, streamed: `progress` {done, total}, then `result` or `error`; abort cancels it. */

@@ -25,8 +25,7 @@ export function progressText(views: readonly string[], activities: readonly View
   for (const view of views) {
     const mine = activities.filter((a) => a.view === view).sort((a, b) => b.seconds - a.seconds)[0];
     if (!mine) continue;
-    const counted = mine.total > 0 ? (STEPS[mine.step] ?? "view.progress.computing") : null;
-    const key = counted ?? (mine.step === "waiting" ? "view.progress.waiting" : "view.progress.computing");
+    const key = STEPS[mine.step] ?? "view.progress.computing"; // (a step this page does not know yet)
     return t(key, { done: mine.done, total: mine.total, s: Math.round(mine.seconds) });
   }
   return null;
