@@ -20,7 +20,9 @@ For each prompt length T (default 512 1536 4096; 8192 allowed) on the bundled mo
   changed; the table marks a re-open that redrew). Then the arrow keys: with the tab open on the
   middle chip, ArrowRight three times, each timed until the tab's charts are redrawn for the new
   token; median and max. A tab that draws nothing within 3 s of the key with no request in
-  flight says "no redraw" (or "partial" when only some of its charts redrew).
+  flight says "no redraw" (or "partial" when only some of its charts redrew). A second table
+  splits the first open and the arrow key: the page's part, from its last answer from the
+  server (the progress polls aside) to the chart on screen.
 
 How "drawn" is seen: web/src/views/chartHost.ts stamps a page-wide draw counter on a chart's
 element (`data-drawn`) each time its option is set. A waiter in the page, run every animation
@@ -82,7 +84,14 @@ BENCH_JS = """() => {
   window.addEventListener('click', mark, true);
   window.addEventListener('keydown', mark, true);
   const origFetch = window.fetch.bind(window);
-  window.fetch = (...args) => { B.inflight++; return origFetch(...args).finally(() => B.inflight--); };
+  // the end of the last answer the page waited on (not the progress polls): what follows it
+  // until the chart is on screen is the page's own time
+  B.lastAnswer = null;
+  window.fetch = (...args) => {
+    B.inflight++;
+    const poll = String(args[0]).includes('/progress');
+    return origFetch(...args).finally(() => { B.inflight--; if (!poll) B.lastAnswer = now(); });
+  };
   const drawn = (e) => Number((e && e.dataset.drawn) || 0);
   B.maxDrawn = () => Math.max(0, ...[...document.querySelectorAll('[data-chart]')].map(drawn));
   B.arm = () => { B.trigger = null; B.armed = true; B.armedAt = now(); B.base = B.maxDrawn(); };
@@ -129,7 +138,9 @@ BENCH_JS = """() => {
           const s = sum[e.dataset.chart];
           return s && s.visible && s.series.length > 0 && s.series.every((x) => x.length > 0);
         });
-        if (full) resolve({ t: end, ready: since, first: firstFrame, redrawn: fresh.length > 0 });
+        const answered = B.lastAnswer !== null && B.lastAnswer > B.trigger ? B.lastAnswer - B.trigger : null;
+        if (full) resolve({ t: end, ready: since, first: firstFrame, redrawn: fresh.length > 0,
+                            page: answered === null ? null : end - answered });
         else requestAnimationFrame(step);
       });
       if (since > timeoutMs) return resolve({ timeout: true, t: since });
@@ -390,6 +401,10 @@ def timed(r: dict[str, Any]) -> bool:
     return "t" in r and not (r.get("timeout") or r.get("idle") or "error" in r)
 
 
+def page_cell(r: dict[str, Any]) -> str:
+    return f"{r['page'] / 1000:.3f}" if timed(r) and r.get("page") is not None else "-"
+
+
 def arrow_cells(arrows: list[dict[str, Any]] | None) -> tuple[str, str]:
     """Median and max of the timed keys; the others said as `cell` says them."""
     if not arrows:
@@ -445,6 +460,13 @@ def report(n: int, plain: float | None, res: dict[str, Any], rss: str, new: int)
                 f"  {tab:12} {cell(r.get('first')):>16} {cell(r.get('reopen'), redraw_note=True):>16} {med:>22} {mx:>14}"
             )
         print(f"  first open: click to chart{first_note}; re-open: 'redrew' = the tab drew again")
+        print(f"\n  {'tab':12} {'first: page (s)':>16} {'arrow: page (s)':>22}")
+        for tab in order:
+            r = tabs.get(tab, {})
+            first = r.get("first") or {}
+            pages = [a["page"] / 1000 for a in r.get("arrows") or [] if timed(a) and a.get("page") is not None]
+            print(f"  {tab:12} {page_cell(first):>16} {f'{statistics.median(pages):.3f}' if pages else '-':>22}")
+        print("  page: from the page's last answer from the server to the chart on screen (the rest is the server's)")
     if res.get("skipped"):
         print(f"  not shown on this model: {', '.join(res['skipped'])}")
     if res.get("counter_built") is False:

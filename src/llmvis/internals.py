@@ -462,15 +462,28 @@ class Internals:
         return linearise(self.normed, final)
 
     def readout_row(self, token_id: int, foil: int | None = None) -> torch.Tensor:
-        """[d] the read-out's row of `token_id` (less `foil`'s), times the logit multiplier: its
-        gradient, taken through the model's own lm_head (offloaded or tied weights alike)."""
+        """[d] the read-out's row of `token_id` (less `foil`'s), times the logit multiplier."""
+        return self.readout_affine(token_id, foil)[0]
+
+    def readout_affine(self, token_id: int, foil: int | None = None) -> tuple[torch.Tensor, float]:
+        """(row, base): the read-out of `token_id`'s logit (less `foil`'s) as row · x + base, so
+        row is its gradient and base its value at x = 0 (the head's bias), both from one pass
+        through the model's own lm_head and back (offloaded or tied weights alike). Kept with the
+        run: a token's views (heads, neurons, the residual stream) each ask for it, and a pass
+        reads the whole [V, d] head twice."""
+        key = (self.key, "readout", token_id, foil)
+        hit = self.cache.peek(key)
+        if hit is not None:
+            return hit
         d = int(self.residual(0).shape[-1])
         with torch.inference_mode(False), torch.enable_grad():
             x = torch.zeros(1, d, requires_grad=True)
             out = self._readout(x)[0]
             y = out[token_id] - out[foil] if foil is not None else out[token_id]
             (row,) = torch.autograd.grad(y, x)
-        return row[0]
+        found = (row[0], float(y.detach()))
+        self.keep(key, found, d * 4 + 64, expendable=True)
+        return found
 
     def readout_direction(self, final: torch.Tensor, token_id: int, foil: int | None = None) -> torch.Tensor:
         """[d] u with u · c = the direct effect of a part c of the residual on logit(token_id)
@@ -695,14 +708,15 @@ class Internals:
             stop = positions[group[-1]] + 1
             t = targets[group]  # [g, d]
             t_norm = t.abs().sum(-1)
-            prox = torch.empty(len(group), stop)
+            mixed = weights[:, group, :stop].permute(2, 1, 0).contiguous()  # [stop, g, H]
+            far = torch.empty(stop, len(group))  # ‖t − z‖₁ per key
             for c0 in range(0, stop, KEY_CHUNK):
                 c1 = min(stop, c0 + KEY_CHUNK)
-                z = torch.bmm(weights[:, group, c0:c1].permute(2, 1, 0).contiguous(), written[c0:c1])  # [C, g, d]
+                z = torch.bmm(mixed[c0:c1], written[c0:c1])  # [C, g, d]
                 if scale != 1.0:
                     z *= scale
-                prox[:, c0:c1] = (t_norm[None] - z.sub_(t).abs_().sum(-1)).T  # in place: |z − t| = |t − z|
-            prox.clamp_min_(0)
+                torch.sum(z.sub_(t).abs_(), -1, out=far[c0:c1])  # in place: |z − t| = |t − z|
+            prox = (t_norm[:, None] - far.T).clamp_min_(0)
             for k, g in enumerate(group):
                 self._check_heads_add_up(layer, positions[g], total[g] + rest)
                 out[g] = (prox[k, : positions[g] + 1], rest)
@@ -725,7 +739,8 @@ class Internals:
         if gate is not None:
             written = self._gated_values(layer, position, gate[0])[idx]
         else:
-            written = self.value_outputs(layer, idx)
+            kept = self.kept_value_outputs(layer)
+            written = kept[idx] if kept is not None else self.value_outputs(layer, idx)
         by_head = weights.T[idx, :, None] * written
         w_heads, bias = self.head_projection(layer)
         pre = bias

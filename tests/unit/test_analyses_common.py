@@ -7,8 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from llmvis.analyses.common import (
+    _round_array,
     bin_starts,
     check_layer,
     check_position,
@@ -33,6 +36,13 @@ def test_round4_significant_digits_and_types():
     assert json.dumps(round4(torch.rand(50).tolist())).count(".") == 50
     # short JSON: no float noise such as 0.12350000000000001
     assert all(len(repr(v)) <= 9 for v in round4(torch.rand(1000)))
+
+
+@given(st.floats(-1e300, 1e300) | st.floats(-2.0, 2.0))
+def test_round4_of_one_float_equals_the_array_path(x):
+    assert round4(x) == float(_round_array(np.array([x]))[0])
+    if abs(x) >= 1e-300:  # (below, a float has too few digits left to round to)
+        assert abs(round4(x) - x) <= 5.0001e-4 * abs(x)
 
 
 def test_bin_starts():

@@ -159,6 +159,19 @@ def test_logits_equal_model_logits(arch):
         assert ours.abs().max().item() < 30.0
 
 
+def test_readout_affine_is_the_models_readout_of_one_logit(arch):
+    """row · x + base equals unembed(x)[token] (less the foil's) at any x, kept with the run."""
+    _, ids, internals = run(arch)
+    x = internals.residual(internals.n_layers)[-3:].float()
+    full = internals.unembed(x)
+    token, foil = ids[-1], ids[0] if ids[0] != ids[-1] else ids[1]
+    for f in (None, foil):
+        row, base = internals.readout_affine(token, f)
+        want = full[:, token] - (full[:, f] if f is not None else 0)
+        assert torch.allclose(x @ row + base, want, rtol=1e-4, atol=1e-4)
+        assert internals.readout_affine(token, f)[0] is row  # kept: the next view reuses it
+
+
 def test_mlp_activations_reproduce_mlp_output(arch):
     """The neuron activations, through the MLP's own output projection (and post-norm), give
     what the MLP added; a mixture of experts says why it has no single set of neurons."""

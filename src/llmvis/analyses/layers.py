@@ -189,22 +189,18 @@ def direct_effects(
     modules are called (no weight is read directly), so offloaded or sharded weights work."""
     extra = internals.arch.extra_part
     lin = internals.norm_linearisation(final)
-    direction = lin.adjoint(internals.readout_row(token_id, foil))  # one dot product per part
+    row, base = internals.readout_affine(token_id, foil)  # the read-out is affine: row · x + base
+    direction = lin.adjoint(row)  # one dot product per part
     effects = parts.float().cpu() @ direction
-    d = final.shape[-1]
-    logits = internals.unembed(torch.stack([torch.zeros(d), lin.bias]))  # the read-out's bias; the norm's
-    out = logits[:, token_id].cpu()
-    if foil is not None:
-        out = out - logits[:, foil].cpu()
-    base = out[0]
+    constant = float(row @ lin.bias.float().cpu()) + base  # the read-out of the norm's bias
     how = (
         f"final {lin.kind} linearised at the final residual: effect(c) = W_U[token] · (g ⊙ "
         f"{'(c − mean(c))' if lin.centred else 'c'} / s(h_L)); the effects of the embedding, every "
         f"attention and MLP output{' and ' + extra if extra else ''} sum to the logit"
-        + (" less the norm's and the read-out's bias" if float((out[1] - base).abs()) or float(base.abs()) else "")
+        + (" less the norm's and the read-out's bias" if constant - base or base else "")
         + " (before any soft-capping)"
     )
-    return effects, float(out[1]), how
+    return effects, constant, how
 
 
 @register(
