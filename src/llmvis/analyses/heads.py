@@ -370,9 +370,9 @@ def _layer_sums(internals: Internals, layer: int, positions: list[int], targets:
         acc[:, 1] += w[:, idx, qs - 1].sum(-1)
         rows = [i for i, q in enumerate(part) for _ in targets[q]]
         keys = [k for q in part for k in targets[q]]
-        marks = torch.zeros(len(part), w.shape[-1], device=dev)  # [n, T]: 1 on each query's induction keys
-        marks[torch.tensor(rows, dtype=torch.long, device=dev), torch.tensor(keys, dtype=torch.long, device=dev)] = 1.0
-        acc[:, 2] += (w * marks).sum(dim=(-1, -2))
+        if rows:  # each query's weight on its induction keys (a gather, not a product over [H, n, T])
+            at = (torch.tensor(rows, dtype=torch.long, device=dev), torch.tensor(keys, dtype=torch.long, device=dev))
+            acc[:, 2] += w[:, at[0], at[1]].sum(-1)
         visible = internals.visible_keys(layer, part).to(dev)
         acc[:, 3] += normalised_entropy(w, visible[None, :]).sum(-1)
     return acc.cpu() if acc is not None else torch.zeros(internals.n_heads, 4)
