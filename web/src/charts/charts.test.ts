@@ -19,7 +19,18 @@ import {
 import * as fx from "./fixtures";
 import { headEntropyOption } from "./headEntropy";
 import { headHealthOption } from "./headHealth";
-import { cellAt, cells, colorRamp, heatmapOption, IMAGE_CELLS, paintCells, pointer } from "./heatmap";
+import {
+  type CellGeometry,
+  cellAt,
+  cells,
+  cellValues,
+  colorRamp,
+  heatmapOption,
+  IMAGE_CELLS,
+  paintCells,
+  pointer,
+  quantile,
+} from "./heatmap";
 import { layerSimilarityOption } from "./layerSimilarity";
 import { logitLensOption } from "./logitLens";
 import { gridShape, multiHeadOption } from "./multiHead";
@@ -106,6 +117,49 @@ describe("image heatmap", () => {
     expect(at(2, 0)).toEqual([0, 0, 0, 0]); // a zero, skipped
     expect(at(0, 1)).toEqual([0, 0, 0, 0]); // null
     expect(at(3, 1)).toEqual([40, 40, 40, 255]);
+  });
+  it("paints what a pixel-by-pixel painter paints, cells several pixels wide and tall, either way up", () => {
+    // a seeded matrix with zeros, nulls and NaN; a colour that depends on the value
+    let seed = 7;
+    const rand = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
+    const matrix = Array.from({ length: 9 }, () =>
+      Array.from({ length: 7 }, () => {
+        const u = rand();
+        return u < 0.1 ? null : u < 0.15 ? Number.NaN : u < 0.3 ? 0 : Math.round(u * 255);
+      }),
+    );
+    const color = (v: number) => [v, 255 - v, (v * 7) % 256] as [number, number, number];
+    const naive = (g: CellGeometry, left: number, top: number, w: number, h: number, skip: boolean) => {
+      const px = new Uint8ClampedArray(w * h * 4);
+      for (let y = 0; y < h; y++)
+        for (let x = 0; x < w; x++) {
+          const r = Math.floor((top + y + 0.5 - g.y0) / g.ch);
+          const c = Math.floor((left + x + 0.5 - g.x0) / g.cw);
+          const v = r >= 0 && r < g.rows && c >= 0 && c < g.cols ? matrix[r][c] : null;
+          if (v === null || Number.isNaN(v) || (skip && v === 0)) continue;
+          px.set([...color(v), 255], (y * w + x) * 4);
+        }
+      return px;
+    };
+    const down = { x0: 3.2, y0: -1.7, cw: 2.6, ch: 3.3, cols: 7, rows: 9 };
+    const up = { ...down, y0: 31.4, ch: -3.3 };
+    for (const g of [down, up])
+      for (const skip of [false, true])
+        for (const [left, top, w, h] of [
+          [0, 0, 24, 33],
+          [5, 7, 11, 13],
+        ])
+          expect(paintCells(matrix, g, left, top, w, h, color, skip)).toEqual(naive(g, left, top, w, h, skip));
+  });
+  it("cellValues lists the values cells lists; quantile reads arrays and typed arrays", () => {
+    const m = [
+      [0.5, 0, null],
+      [Number.NaN, 2, -1],
+    ];
+    for (const skip of [false, true]) expect(Array.from(cellValues(m, skip))).toEqual(cells(m, skip).map((d) => d[2]));
+    expect(quantile(new Float64Array([5, 1, 3, 2, 4]), 0.5)).toBe(3);
+    expect(quantile([10, -2, 7, 1e-3], 1)).toBe(10);
+    expect(quantile([10, -2, 7, 1e-3], 0)).toBe(-2);
   });
   it("a large matrix becomes one painted image, with the same scale and tooltips", () => {
     const n = Math.ceil(Math.sqrt(IMAGE_CELLS)) + 1;
@@ -357,7 +411,7 @@ describe("attribution", () => {
 
 describe("heatmap scale", () => {
   it("clips the colour scale at a quantile so sinks do not wash out the rest", async () => {
-    const { quantile, labelInterval, heatmapOption } = await import("./heatmap");
+    const { labelInterval, heatmapOption } = await import("./heatmap");
     expect(quantile([5, 1, 3, 2, 4], 0.5)).toBe(3);
     expect(labelInterval(10, 24)).toBe(0);
     expect(labelInterval(100, 24)).toBe(4);

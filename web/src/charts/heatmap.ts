@@ -67,16 +67,37 @@ export function paintCells(
   const px = new Uint8ClampedArray(w * h * 4);
   const cols = new Int32Array(w);
   for (let x = 0; x < w; x++) cols[x] = Math.floor((left + x + 0.5 - g.x0) / g.cw);
+  // A cell spans several pixels: its colour is computed once per pixel row, and a pixel row of
+  // the same matrix row as the one above is a copy of it (a 256 × 256 matrix in a 600-pixel
+  // square: 65k colours instead of 360k, which took a tenth of a second).
+  let above = -1; // the matrix row the pixel row above painted (-1: none)
   for (let y = 0; y < h; y++) {
     const r = Math.floor((top + y + 0.5 - g.y0) / g.ch);
     const row = r >= 0 && r < g.rows ? matrix[r] : undefined;
-    if (!row) continue;
-    let o = y * w * 4;
-    for (let x = 0; x < w; x++, o += 4) {
+    if (!row) {
+      above = -1;
+      continue;
+    }
+    const o0 = y * w * 4;
+    if (r === above) {
+      px.copyWithin(o0, o0 - w * 4, o0);
+      continue;
+    }
+    above = r;
+    let last = -2; // the cell of the pixel to the left
+    let shown = false;
+    let cr = 0;
+    let cg = 0;
+    let cb = 0;
+    for (let x = 0, o = o0; x < w; x++, o += 4) {
       const c = cols[x];
-      const v = c >= 0 && c < g.cols ? row[c] : null;
-      if (v === null || v === undefined || Number.isNaN(v) || (skipZeros && v === 0)) continue;
-      const [cr, cg, cb] = color(v);
+      if (c !== last) {
+        last = c;
+        const v = c >= 0 && c < g.cols ? row[c] : null;
+        shown = !(v === null || v === undefined || Number.isNaN(v) || (skipZeros && v === 0));
+        if (shown) [cr, cg, cb] = color(v as number);
+      }
+      if (!shown) continue;
       px[o] = cr;
       px[o + 1] = cg;
       px[o + 2] = cb;
@@ -122,30 +143,42 @@ export function cells(matrix: (number | null)[][], skipZeros = false): [number, 
   return out;
 }
 
-/** The q-quantile of values (0..1), by sorting a copy. */
-export function quantile(values: number[], q: number): number {
+/** The values of the cells `cells` would list, in the same order. */
+export function cellValues(matrix: (number | null)[][], skipZeros = false): Float64Array {
+  let n = 0;
+  for (const row of matrix) for (const v of row) if (!(v === null || Number.isNaN(v) || (skipZeros && v === 0))) n++;
+  const out = new Float64Array(n);
+  let i = 0;
+  for (const row of matrix)
+    for (const v of row) if (!(v === null || Number.isNaN(v) || (skipZeros && v === 0))) out[i++] = v;
+  return out;
+}
+
+/** The q-quantile of values (0..1), by sorting a typed copy (a numeric sort, no comparator:
+ * a tenth of the time of an array's sort on the 33k cells of a long run's attention). */
+export function quantile(values: ArrayLike<number>, q: number): number {
   if (values.length === 0) return 0;
-  const s = [...values].sort((a, b) => a - b);
+  const s = Float64Array.from(values).sort();
   return s[Math.min(s.length - 1, Math.max(0, Math.round(q * (s.length - 1))))];
 }
 
 export { labelInterval } from "./common";
 
 export function heatmapOption(spec: HeatmapSpec, theme: Theme): Option {
-  const data = cells(spec.matrix, spec.skipZeros);
+  const painted = !spec.cellByCell && spec.matrix.length * (spec.matrix[0]?.length ?? 0) > IMAGE_CELLS;
+  // a painted matrix needs its values only, not ECharts' [col, row, value] triples
+  const data = painted ? [] : cells(spec.matrix, spec.skipZeros);
+  const values = painted ? cellValues(spec.matrix, spec.skipZeros) : data.map((d) => d[2]);
   let lo = spec.min;
   let hi = spec.max;
   if (spec.clipQuantile !== undefined && hi === undefined) {
-    const q = quantile(
-      data.map((d) => d[2]),
-      spec.clipQuantile,
-    );
+    const q = quantile(values, spec.clipQuantile);
     if (q > (lo ?? 0)) hi = q;
   }
   if (lo === undefined || hi === undefined) {
     let mn = Infinity;
     let mx = -Infinity;
-    for (const [, , v] of data) {
+    for (const v of values) {
       if (v < mn) mn = v;
       if (v > mx) mx = v;
     }
@@ -157,7 +190,6 @@ export function heatmapOption(spec: HeatmapSpec, theme: Theme): Option {
     lo ??= Number.isFinite(mn) ? mn : 0;
     hi ??= Number.isFinite(mx) && mx > lo ? mx : lo + 1;
   }
-  const painted = !spec.cellByCell && spec.matrix.length * (spec.matrix[0]?.length ?? 0) > IMAGE_CELLS;
   const zoom = spec.zoom
     ? [
         { type: "inside", xAxisIndex: 0, filterMode: "none" },
@@ -230,7 +262,7 @@ export function heatmapOption(spec: HeatmapSpec, theme: Theme): Option {
       },
     ],
   };
-  return painted ? imageHeatmap(option, spec, lo, hi, theme, data.length) : option;
+  return painted ? imageHeatmap(option, spec, lo, hi, theme, values.length) : option;
 }
 
 /**
