@@ -553,14 +553,11 @@ class Internals:
         return found
 
     @torch.no_grad()
-    def value_outputs(self, layer: int, keys: int | torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    def value_outputs(self, layer: int, keys: int | torch.Tensor) -> torch.Tensor:
         """[n, H, d] what head h would write for each key position j if it attended to j alone:
         v_hj W_h (fp32 on CPU; without any gate, which depends on the query), for the keys
-        j < `keys` (an int) or the positions in `keys` (a tensor of indices).
-
-        `out`: a flat fp32 buffer of at least n·H·d to write into (the result is a view of it),
-        so a caller going through the layers reuses one block of memory instead of faulting in
-        a fresh one per layer. Each head's product is written straight into its strided slot."""
+        j < `keys` (an int) or the positions in `keys` (a tensor of indices). Each head's
+        product is written straight into its strided slot."""
         record = self.record(layer)
         if record.v is None:
             raise NotAvailable(f"layer {layer}'s attention did not hand its values to the capture")
@@ -569,7 +566,7 @@ class Internals:
         values = (record.v[:, :keys] if isinstance(keys, int) else record.v[:, keys.to(record.v.device)]).float().cpu()
         end = values.shape[1]
         group = heads // values.shape[0]
-        written = (torch.empty(end * heads * d) if out is None else out[: end * heads * d]).view(end, heads, d)
+        written = torch.empty(end, heads, d)
         for h in range(heads):
             torch.mm(values[h // group], w_heads[h], out=written[:, h])
         return written
@@ -674,7 +671,10 @@ class Internals:
         `targets`): each earlier token j's L1 proximity max(0, ‖t‖₁ − ‖t − z_pj‖₁) ([p + 1]),
         z_pj as in token_contributions, and the rest ([d]). The same numbers as the proximity
         of token_contributions' parts, without holding them: keys go through in chunks, each a
-        batched product that stays in cache. Checked to add up like token_contributions."""
+        batched product that stays in cache, and (unless `values` holds the layer's
+        value_outputs, kept) each chunk's value outputs are made as it goes, so no [T, H, d]
+        block is ever written (at T = 1,536 that is 32 MB a layer, and a second cold graph's
+        worth of time). Checked to add up like token_contributions."""
         positions = [int(p) for p in positions]
         targets = targets.float().cpu()
         end = max(positions) + 1
@@ -686,7 +686,7 @@ class Internals:
             ]
         if weights is None:
             weights = self.query_weights(layer, positions)  # [H, n, end]
-        written = values[:end] if values is not None and values.shape[0] >= end else self.value_outputs(layer, end)
+        kept = values[:end] if values is not None and values.shape[0] >= end else None
         w_heads, bias = self.head_projection(layer)
         scale = self.arch.attn_scale
         rest = bias * scale
@@ -695,41 +695,71 @@ class Internals:
         v = self.record(layer).v
         if v is None:
             raise NotAvailable(f"layer {layer}'s attention did not hand its values to the capture")
-        group_size = weights.shape[0] // v.shape[0]
+        heads = weights.shape[0]
+        group_size = heads // v.shape[0]
         values_cpu = v[:, :end].float().cpu()
         total = torch.zeros(len(positions), w_heads.shape[-1])  # [n, d]
-        for h in range(weights.shape[0]):
+        for h in range(heads):
             total += (weights[h] @ values_cpu[h // group_size]) @ w_heads[h]
         total *= scale
-        out: list[tuple[torch.Tensor, torch.Tensor]] = [(torch.empty(0), rest)] * len(positions)
+        # the queries by position, in groups: each group's weights as [keys, g, H], and its keys'
+        # distances ‖t − z‖₁ filled chunk by chunk, up to its last query
         order = sorted(range(len(positions)), key=positions.__getitem__)
-        for a in range(0, len(order), GROUP):
-            group = order[a : a + GROUP]
-            stop = positions[group[-1]] + 1
-            t = targets[group]  # [g, d]
-            t_norm = t.abs().sum(-1)
-            mixed = weights[:, group, :stop].permute(2, 1, 0).contiguous()  # [stop, g, H]
-            far = torch.empty(stop, len(group))  # ‖t − z‖₁ per key
-            for c0 in range(0, stop, KEY_CHUNK):
-                c1 = min(stop, c0 + KEY_CHUNK)
-                z = torch.bmm(mixed[c0:c1], written[c0:c1])  # [C, g, d]
+        groups = [order[a : a + GROUP] for a in range(0, len(order), GROUP)]
+        stops = [positions[g[-1]] + 1 for g in groups]
+        mixed = [weights[:, g, :stop].permute(2, 1, 0).contiguous() for g, stop in zip(groups, stops, strict=True)]
+        far = [torch.empty(stop, len(g)) for g, stop in zip(groups, stops, strict=True)]
+        by_head = values_cpu[torch.arange(heads) // group_size] if kept is None else None  # [H, end, hd]
+        for c0 in range(0, end, KEY_CHUNK):
+            c1 = min(end, c0 + KEY_CHUNK)
+            # the chunk's value outputs [C, H, d]: kept, or v_hj W_h for its keys now
+            if by_head is not None:
+                chunk = torch.bmm(by_head[:, c0:c1], w_heads).transpose(0, 1)
+            else:
+                assert kept is not None
+                chunk = kept[c0:c1]
+            for g, stop, m, f in zip(groups, stops, mixed, far, strict=True):
+                if stop <= c0:
+                    continue
+                e = min(c1, stop)
+                z = torch.bmm(m[c0:e], chunk[: e - c0])  # [C, g, d]
                 if scale != 1.0:
                     z *= scale
-                torch.sum(z.sub_(t).abs_(), -1, out=far[c0:c1])  # in place: |z − t| = |t − z|
-            prox = (t_norm[:, None] - far.T).clamp_min_(0)
-            for k, g in enumerate(group):
-                self._check_heads_add_up(layer, positions[g], total[g] + rest)
-                out[g] = (prox[k, : positions[g] + 1], rest)
+                torch.sum(z.sub_(targets[g]).abs_(), -1, out=f[c0:e])  # in place: |z − t| = |t − z|
+        out: list[tuple[torch.Tensor, torch.Tensor]] = [(torch.empty(0), rest)] * len(positions)
+        for g, f in zip(groups, far, strict=True):
+            t_norm = targets[g].abs().sum(-1)
+            prox = (t_norm[:, None] - f.T).clamp_min_(0)
+            self._check_heads_add_up(layer, [positions[i] for i in g], total[g] + rest)
+            for k, i in enumerate(g):
+                out[i] = (prox[k, : positions[i] + 1], rest)
         return out
 
     @torch.no_grad()
+    def source_value_outputs(self, layer: int, sources: Sequence[int]) -> torch.Tensor | None:
+        """[len(sources), H, d] value_outputs of the positions `sources` (kept ones when the layer's
+        are kept), for a caller splitting several queries' edges by head; None for a layer that
+        gates heads per query (its outputs differ from query to query)."""
+        if self.arch.head_gate(layer, self.residual(layer)[:1]) is not None:
+            return None
+        idx = torch.tensor([int(j) for j in sources], dtype=torch.long)
+        kept = self.kept_value_outputs(layer)
+        return kept[idx] if kept is not None else self.value_outputs(layer, idx)
+
+    @torch.no_grad()
     def token_head_parts(
-        self, layer: int, position: int, sources: Sequence[int], weights: torch.Tensor | None = None
+        self,
+        layer: int,
+        position: int,
+        sources: Sequence[int],
+        weights: torch.Tensor | None = None,
+        values: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """[len(sources), H, d] what each head of `layer` brings to `position` from each source
         token: a_hj · v_hj W_h, mapped to the residual as in token_contributions (`weights`:
-        position's row [H, ≥ position + 1], when the caller has it). Only the sources' value
-        outputs are computed (a few rows, not the layer's)."""
+        position's row [H, ≥ position + 1], when the caller has it; `values`: the sources'
+        source_value_outputs, when it has them). Only the sources' value outputs are computed
+        (a few rows, not the layer's)."""
         end = position + 1
         if weights is None:
             weights = self.query_weights(layer, [position])[:, 0]  # [H, end]
@@ -739,8 +769,9 @@ class Internals:
         if gate is not None:
             written = self._gated_values(layer, position, gate[0])[idx]
         else:
-            kept = self.kept_value_outputs(layer)
-            written = kept[idx] if kept is not None else self.value_outputs(layer, idx)
+            found = values if values is not None else self.source_value_outputs(layer, sources)
+            assert found is not None  # (ungated: source_value_outputs gives them)
+            written = found
         by_head = weights.T[idx, :, None] * written
         w_heads, bias = self.head_projection(layer)
         pre = bias
@@ -752,12 +783,17 @@ class Internals:
         to_residual, _ = self._attention_map(layer, pre)
         return to_residual(by_head)
 
-    def _check_heads_add_up(self, layer: int, position: int, total: torch.Tensor) -> None:
-        """NotAvailable unless `total` equals what the attention block added at `position`."""
-        added = self.attn_out(layer)[position].float().cpu()
-        gap = float((total - added).abs().max())
+    def _check_heads_add_up(self, layer: int, positions: int | Sequence[int], total: torch.Tensor) -> None:
+        """NotAvailable unless `total` ([d], or [n, d] for n positions) equals what the attention
+        block added at `positions` (one check for a group of queries)."""
+        rows = [positions] if isinstance(positions, int) else [int(p) for p in positions]
+        added_all = self.attn_out(layer)
+        added = added_all[torch.tensor(rows, dtype=torch.long, device=added_all.device)].float().cpu()
+        gaps = (total.reshape(len(rows), -1) - added).abs().amax(-1)
         exact = torch.finfo(dtype_of(self.arch.attn_out_projection(layer), torch.float32)).eps < 1e-6
-        if gap > (2e-3 if exact else 5e-2) * float(added.abs().max()) + 1e-5:
+        off = gaps > (2e-3 if exact else 5e-2) * added.abs().amax(-1) + 1e-5
+        if bool(off.any()):
+            gap = float(gaps[off].max())
             proj = type(self.arch.attn_out_projection(layer)).__name__
             raise NotAvailable(
                 f"layer {layer}'s attention output is not the sum of its heads' value mixes through "

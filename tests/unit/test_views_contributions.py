@@ -262,6 +262,61 @@ def test_every_node_shares_sum_to_one_before_pruning(arch):
     assert [(n.position, n.importance) for n in top] == [(10, 1.0)]
 
 
+def reference_split(internals, layer: int, i: int) -> dict:
+    """One node's shares straight from the module docstring's formulas, through
+    token_contributions' parts (not the streamed proximities the graph uses)."""
+
+    def prox(z: torch.Tensor, y: torch.Tensor) -> float:
+        return max(0.0, float(y.abs().sum() - (y - z).abs().sum()))
+
+    arch = internals.arch
+    x, attn, mlp = (
+        t[i].float() for t in (internals.residual(layer), internals.attn_out(layer), internals.mlp_out(layer))
+    )
+    extra = internals.extra_out(layer)
+    extra = None if extra is None else extra[i].float()
+    if layer in internals.missing_attention():
+        tokens, rest = torch.zeros(i + 1, x.shape[0]), attn
+    else:
+        [(tokens, rest)] = internals.token_contributions(layer, [i])
+    if arch.mlp_reads == "input":
+        y = x + attn + mlp + (extra if extra is not None else 0)
+        p_tok = [prox(z, y) for z in tokens] if layer not in internals.missing_attention() else [0.0] * (i + 1)
+        loose = [prox(rest, y)] + ([prox(extra, y)] if extra is not None else [])
+        total = (prox(x, y) + prox(mlp, y) + sum(p_tok) + sum(loose)) or 1.0
+        return {"residual": (prox(x, y) + prox(mlp, y)) / total, "tokens": [p / total for p in p_tok],
+                "unattributed": sum(loose) / total, "mlp": prox(mlp, y) / total}  # fmt: skip
+    before = extra is not None and arch.extra_before_mlp
+    mid = x + attn + (extra if before else 0)
+    p_tok = [prox(z, mid) for z in tokens] if layer not in internals.missing_attention() else [0.0] * (i + 1)
+    p_before = prox(rest, mid) + (prox(extra, mid) if before else 0.0)
+    total = (prox(x, mid) + sum(p_tok) + p_before) or 1.0
+    out = mid + mlp + (extra if extra is not None and not before else 0)
+    q_mid, q_mlp = prox(mid, out), prox(mlp, out)
+    q_after = prox(extra, out) if extra is not None and not before else 0.0
+    out_total = (q_mid + q_mlp + q_after) or 1.0
+    carried = (q_mid + q_mlp) / out_total
+    return {"residual": prox(x, mid) / total * carried, "tokens": [p / total * carried for p in p_tok],
+            "unattributed": p_before / total * carried + q_after / out_total, "mlp": q_mlp / out_total}  # fmt: skip
+
+
+def test_a_layers_nodes_split_at_once_as_each_node_alone(arch):
+    """The graph splits a layer's new nodes together; each equals the docstring's formulas for
+    that node alone (residual, each token's, unattributed and MLP shares), on every family."""
+    from llmvis.analyses.flow import _new_splits
+
+    ctx = context(arch)
+    internals = ctx.internals
+    positions = [2, POS - 1, 9, 0]
+    for layer in range(internals.n_layers):
+        found = _new_splits(internals, layer, positions, internals.missing_attention())
+        for i in positions:
+            mine, ref = found[(layer + 1, i)], reference_split(internals, layer, i)
+            assert close(mine.tokens, ref["tokens"], 1e-4), (arch, layer, i)
+            for name in ("residual", "unattributed", "mlp"):
+                assert abs(getattr(mine, name) - ref[name]) <= 1e-4, (arch, layer, i, name)
+
+
 def test_pruning_bounds_the_graph():
     ctx = context("llama", n=T)
     view = compute("contribution_graph", ctx, {"position": POS, "threshold": 0.1, "top_k": 2, "max_nodes": 3})

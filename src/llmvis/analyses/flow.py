@@ -80,11 +80,6 @@ class ContributionGraphView(BaseModel):
     missing_layers: dict[int, str] = Field(default_factory=dict, description="layers whose mixer credits no token")
 
 
-def proximity(parts: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
-    """[n] max(0, ‖y‖₁ − ‖y − z‖₁) of each row z of `parts: [n, d]` with respect to y = `total`."""
-    return (total.abs().sum() - (total[None] - parts).abs().sum(-1)).clamp_min(0)
-
-
 @dataclass
 class NodeSplit:
     """One node's incoming shares at one layer: what it owes each earlier token, and itself."""
@@ -97,10 +92,11 @@ class NodeSplit:
 
 
 @dataclass
-class NodeParts:
-    """What one layer adds at one position, from the capture: x (its input), attention's output,
-    the MLP's, a family's extra part; and the vector the token parts add up into (`into`: the
-    attention's sum for a sequential block, the layer's output for a parallel one)."""
+class LayerParts:
+    """What one layer adds at some positions, from the capture, a row per position ([n, d]): x
+    (its input), attention's output, the MLP's, a family's extra part; and the vectors the token
+    parts add up into (`into`: the attention's sum for a sequential block, the layer's output
+    for a parallel one)."""
 
     x: torch.Tensor
     attn: torch.Tensor
@@ -109,58 +105,91 @@ class NodeParts:
     into: torch.Tensor
 
 
-def _parts(internals: Internals, layer: int, i: int) -> NodeParts:
-    arch = internals.arch
-    x = internals.residual(layer)[i].float().cpu()
-    attn = internals.attn_out(layer)[i].float().cpu()
-    mlp = internals.mlp_out(layer)[i].float().cpu()
+def _layer_parts(internals: Internals, layer: int, positions: list[int]) -> LayerParts:
+    arch, idx = internals.arch, torch.tensor(positions, dtype=torch.long)
+
+    def rows(t: torch.Tensor) -> torch.Tensor:
+        return t[idx.to(t.device)].float().cpu()
+
+    x, attn, mlp = rows(internals.residual(layer)), rows(internals.attn_out(layer)), rows(internals.mlp_out(layer))
     extra_t = internals.extra_out(layer)
-    extra = None if extra_t is None else extra_t[i].float().cpu()
+    extra = None if extra_t is None else rows(extra_t)
     if arch.mlp_reads == "input":  # parallel: one sum, every part read from x
         into = x + attn + mlp + (extra if extra is not None else 0)
     else:
         into = x + attn + (extra if extra is not None and arch.extra_before_mlp else 0)
-    return NodeParts(x, attn, mlp, extra, into)
+    return LayerParts(x, attn, mlp, extra, into)
 
 
-def _split(internals: Internals, n: NodeParts, p_tok: torch.Tensor, rest: torch.Tensor) -> NodeSplit:
-    """A node's shares from its parts and its tokens' proximities to `n.into` (`p_tok`, with the
-    attention's `rest`; a mixer that credits no token: zeros, and its whole output as the rest)."""
+def _row_proximity(parts: torch.Tensor, totals: torch.Tensor) -> torch.Tensor:
+    """[n] max(0, ‖y‖₁ − ‖y − z‖₁) of each row z of `parts: [n, d]` with respect to the same row
+    y of `totals: [n, d]`."""
+    return (totals.abs().sum(-1) - (totals - parts).abs().sum(-1)).clamp_min(0)
+
+
+def _splits(internals: Internals, n: LayerParts, near: list[tuple[torch.Tensor, torch.Tensor]]) -> list[NodeSplit]:
+    """Each node's shares from its layer's parts and its tokens' proximities to `n.into` (`near`:
+    per node, the tokens' proximities and the attention's rest; a mixer that credits no token:
+    zeros, and its whole output as the rest). All of a layer's new nodes at once, row by row:
+    the same sums as one node at a time, without a dozen small products per node."""
     arch, x, mlp, extra = internals.arch, n.x, n.mlp, n.extra
-    # parts credited to this token itself, to earlier tokens, and to none
-    loose = [rest] + ([extra] if extra is not None else [])
+    rest = torch.stack([r for _, r in near])  # [n, d]
+    p_tok = torch.stack([p.sum() for p, _ in near])  # [n]
+
+    def ones_if_zero(t: torch.Tensor) -> torch.Tensor:  # (a node nothing reached: shares of 0)
+        return torch.where(t == 0, torch.ones_like(t), t)
+
     if arch.mlp_reads == "input":  # parallel: one sum, every part read from x
         y = n.into
-        p_own, p_loose = proximity(torch.stack([x, mlp]), y), proximity(torch.stack(loose), y)
-        total = float(p_own.sum() + p_tok.sum() + p_loose.sum()) or 1.0
-        return NodeSplit(
-            residual=float(p_own.sum()) / total, tokens=p_tok / total,
-            unattributed=float(p_loose.sum()) / total, mlp=float(p_own[1]) / total,
-        )  # fmt: skip
-    before = [rest] + ([extra] if extra is not None and arch.extra_before_mlp else [])
-    after = [extra] if extra is not None and not arch.extra_before_mlp else []
+        p_x, p_mlp = _row_proximity(x, y), _row_proximity(mlp, y)
+        p_loose = _row_proximity(rest, y) + (_row_proximity(extra, y) if extra is not None else 0)
+        total = ones_if_zero(p_x + p_mlp + p_tok + p_loose)
+        return [
+            NodeSplit(residual=float(rx + rm) / t, tokens=p / t, unattributed=float(rl) / t, mlp=float(rm) / t)
+            for (p, _), rx, rm, rl, t in zip(
+                near, p_x.tolist(), p_mlp.tolist(), p_loose.tolist(), total.tolist(), strict=True
+            )
+        ]
+    before = extra if extra is not None and arch.extra_before_mlp else None
+    after = extra if extra is not None and not arch.extra_before_mlp else None
     mid = n.into
-    p_res, p_before = proximity(x[None], mid), proximity(torch.stack(before), mid)
-    total = float(p_res.sum() + p_tok.sum() + p_before.sum()) or 1.0
-    out = mid + mlp + sum(after)
-    q_mid, q_mlp = float(proximity(mid[None], out)[0]), float(proximity(mlp[None], out)[0])
-    q_after = float(proximity(torch.stack(after), out).sum()) if after else 0.0
-    out_total = (q_mid + q_mlp + q_after) or 1.0
-    carried = (q_mid + q_mlp) / out_total  # what mid_i passes on (both parts come from it)
-    return NodeSplit(
-        residual=float(p_res[0]) / total * carried,
-        tokens=p_tok / total * carried,
-        unattributed=float(p_before.sum()) / total * carried + q_after / out_total,
-        mlp=q_mlp / out_total,
-    )
+    p_res = _row_proximity(x, mid)
+    p_before = _row_proximity(rest, mid) + (_row_proximity(before, mid) if before is not None else 0)
+    total = ones_if_zero(p_res + p_tok + p_before)
+    out = mid + mlp + (after if after is not None else 0)
+    q_mid, q_mlp = _row_proximity(mid, out), _row_proximity(mlp, out)
+    q_after = _row_proximity(after, out) if after is not None else torch.zeros_like(q_mid)
+    out_total = ones_if_zero(q_mid + q_mlp + q_after)
+    carried = (q_mid + q_mlp) / out_total  # what mid passes on (both parts come from it)
+    return [
+        NodeSplit(
+            residual=float(r) / t * c,
+            tokens=p / t * c,
+            unattributed=float(b) / t * c + qa / ot,
+            mlp=qm / ot,
+        )
+        for (p, _), r, b, t, c, qa, qm, ot in zip(
+            near,
+            p_res.tolist(),
+            p_before.tolist(),
+            total.tolist(),
+            carried.tolist(),
+            q_after.tolist(),
+            q_mlp.tolist(),
+            out_total.tolist(),
+            strict=True,
+        )
+    ]
 
 
-def _head_shares(internals: Internals, layer: int, i: int, sources: list[int], row: torch.Tensor) -> dict:
+def _head_shares(
+    internals: Internals, layer: int, i: int, sources: list[int], row: torch.Tensor, values: torch.Tensor | None
+) -> dict:
     """source → each head's share of the edge from it to `i` (proximity to the edge's vector);
-    `row`: i's attention weights [H, keys]."""
+    `row`: i's attention weights [H, keys]; `values`: the sources' value outputs, if known."""
     if not sources:
         return {}
-    heads = internals.token_head_parts(layer, i, sources, row)  # [S, H, d]
+    heads = internals.token_head_parts(layer, i, sources, row, values)  # [S, H, d]
     edge = heads.sum(1, keepdim=True)  # [S, 1, d]
     p = (edge.abs().sum(-1) - (edge - heads).abs().sum(-1)).clamp_min(0)  # [S, H]
     total = p.sum(-1, keepdim=True)
@@ -188,26 +217,16 @@ def _keep_splits(internals: Internals, known: Splits) -> None:
     )
 
 
-def _new_splits(
-    internals: Internals, layer: int, new: list[int], missing: dict[int, str], workspace: torch.Tensor
-) -> tuple[Splits, torch.Tensor]:
-    """The splits of nodes `new` (positions) entering hidden state `layer` + 1, and the value
-    output buffer (reused from layer to layer)."""
-    parts = [_parts(internals, layer, i) for i in new]
+def _new_splits(internals: Internals, layer: int, new: list[int], missing: dict[int, str]) -> Splits:
+    """The splits of nodes `new` (positions) entering hidden state `layer` + 1."""
+    parts = _layer_parts(internals, layer, new)
     if layer in missing:  # no softmax attention: the mixer's output credits no token
-        near = [(torch.zeros(i + 1), n.attn) for i, n in zip(new, parts, strict=True)]
+        near = [(torch.zeros(i + 1), attn) for i, attn in zip(new, parts.attn, strict=True)]
     else:
-        end = max(new) + 1
-        values = internals.kept_value_outputs(layer)  # computed ahead (analyses/warm.py)
-        if values is None:
-            w_heads, _ = internals.head_projection(layer)
-            if workspace.numel() < end * w_heads.shape[0] * w_heads.shape[-1]:
-                workspace = torch.empty(end * w_heads.shape[0] * w_heads.shape[-1])
-            values = internals.value_outputs(layer, end, out=workspace)
+        values = internals.kept_value_outputs(layer)  # computed ahead (analyses/warm.py), or None
         weights = internals.query_weights(layer, new)  # [H, n, keys]
-        near = internals.token_proximities(layer, new, torch.stack([n.into for n in parts]), values, weights)
-    splits = {(layer + 1, i): _split(internals, n, *nr) for i, n, nr in zip(new, parts, near, strict=True)}
-    return splits, workspace
+        near = internals.token_proximities(layer, new, parts.into, values, weights)
+    return dict(zip([(layer + 1, i) for i in new], _splits(internals, parts, near), strict=True))
 
 
 def warm_value_outputs(internals: Internals, pause: Callable[[], None]) -> None:
@@ -285,12 +304,10 @@ def _walk(
     edges: list[FlowEdge] = []
     dropped = 0
     active = [src]
-    workspace = torch.empty(0)  # each layer's value outputs, reused from layer to layer
     for layer in reversed(range(n)):
         new = [i for i in active if (layer + 1, i) not in known]
         if new:
-            found, workspace = _new_splits(internals, layer, new, missing, workspace)
-            known.update(found)
+            known.update(_new_splits(internals, layer, new, missing))
         below: dict[int, float] = {}
         chosen_edges: list[tuple[int, list[tuple[float, str, int]]]] = []
         for i in active:
@@ -316,8 +333,13 @@ def _walk(
         attending = [i for i, js in unsplit.items() if js]
         if attending and layer not in missing:
             rows = internals.query_weights(layer, attending)
+            # every source's value outputs at once (a node's sources overlap the others')
+            union = sorted({j for i in attending for j in unsplit[i]})
+            outputs = internals.source_value_outputs(layer, union)
+            at = {j: k for k, j in enumerate(union)}
             for k, i in enumerate(attending):
-                known[(layer + 1, i)].heads.update(_head_shares(internals, layer, i, unsplit[i], rows[:, k]))
+                values = None if outputs is None else outputs[[at[j] for j in unsplit[i]]]
+                known[(layer + 1, i)].heads.update(_head_shares(internals, layer, i, unsplit[i], rows[:, k], values))
         for i, kept in chosen_edges:
             heads = known[(layer + 1, i)].heads
             for share, kind, j in kept:
