@@ -18,19 +18,19 @@ from trace_helpers import make_trace, random_ids, view_context
 N, D = 40, 64
 
 
-def _plane_points():
-    """N points on a 2D plane in 64D: x = m + a·u + b·v with var(a) = 9, var(b) = 1 exactly.
+def _plane_points(n: int = N):
+    """n points on a 2D plane in 64D: x = m + a·u + b·v with var(a) = 9, var(b) = 1 exactly.
 
-    Returns (x: [N, D], u: [D], v: [D], a: [N], b: [N]); a and b are centred and orthogonal,
+    Returns (x: [n, D], u: [D], v: [D], a: [n], b: [n]); a and b are centred and orthogonal,
     so the principal axes are u and v with explained variance ratios 0.9 and 0.1.
     """
     g = torch.Generator().manual_seed(0)
     basis, _ = torch.linalg.qr(torch.randn(D, 2, generator=g, dtype=torch.float64))
     u, v = basis[:, 0], basis[:, 1]
-    s = torch.randn(N, 2, generator=g, dtype=torch.float64)
+    s = torch.randn(n, 2, generator=g, dtype=torch.float64)
     s = s - s.mean(0)
     s, _ = torch.linalg.qr(s)  # orthonormal, still centred (the ones vector is orthogonal to both)
-    a, b = 3 * s[:, 0] * math.sqrt(N), s[:, 1] * math.sqrt(N)
+    a, b = 3 * s[:, 0] * math.sqrt(n), s[:, 1] * math.sqrt(n)
     offset = torch.randn(D, generator=g, dtype=torch.float64) * 5
     return offset + a[:, None] * u + b[:, None] * v, u, v, a, b
 
@@ -64,6 +64,29 @@ def test_pca_recovers_plane_axes():
     assert torch.allclose(coords[:, 1].abs(), b.abs(), atol=1e-9)
     peak = axes[:2].abs().argmax(dim=1)
     assert (axes[:2].gather(1, peak[:, None]) > 0).all()  # sign convention
+
+
+def test_pca_of_many_points_uses_the_covariance_and_finds_the_same_axes():
+    x, u, v, a, b = _plane_points(5 * D)
+    coords, axes, ratios, solver = emb.pca(x, 3)
+    assert solver.startswith("exact (covariance")
+    assert ratios[:2].tolist() == pytest.approx([0.9, 0.1], abs=1e-12)
+    assert float(ratios[2]) == pytest.approx(0.0, abs=1e-12)
+    assert abs(float(axes[0] @ u)) == pytest.approx(1.0, abs=1e-9)
+    assert abs(float(axes[1] @ v)) == pytest.approx(1.0, abs=1e-9)
+    assert torch.allclose(coords[:, 0].abs(), a.abs(), atol=1e-9)
+    assert torch.allclose(coords[:, 1].abs(), b.abs(), atol=1e-9)
+    # on full-rank data: the SVD's coordinates and ratios, same signs
+    g = torch.Generator().manual_seed(1)
+    y = torch.randn(300, 48, generator=g, dtype=torch.float64) * torch.linspace(3, 0.1, 48, dtype=torch.float64)
+    coords, axes, ratios, solver = emb.pca(y, 5)
+    centred = y - y.mean(0)
+    _, sv, vh = torch.linalg.svd(centred, full_matrices=False)
+    assert solver.startswith("exact (covariance")
+    assert torch.allclose(ratios, sv[:5] ** 2 / (centred**2).sum(), atol=1e-12)
+    signs = torch.sign(vh[:5].gather(1, vh[:5].abs().argmax(1, keepdim=True)))
+    assert torch.allclose(axes, vh[:5] * signs, atol=1e-9)
+    assert torch.allclose(coords, centred @ (vh[:5] * signs).T, atol=1e-8)
 
 
 def test_pca_randomised_solver_agrees(monkeypatch):

@@ -2,8 +2,9 @@
 
 `layer = 0` is the input of the first decoder layer, i.e. the input embeddings; `layer = L`
 is the output of the last layer (before the final norm). PCA is exact (SVD of the centred
-data) and comes with its explained variance ratios; UMAP and t-SNE are on request (slower,
-seeded, run on the top 50 principal components as is usual for both).
+data, or for many points the eigenvectors of its covariance, in float64) and comes with its
+explained variance ratios; UMAP and t-SNE are on request (slower, seeded, run on the top 50
+principal components as is usual for both).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from llmvis.umap_process import PROCESS, UmapUnavailable
 
 Method = Literal["pca", "umap", "tsne"]
 MIN_POINTS_NONLINEAR = 10  # fewer points give UMAP/t-SNE nothing to find neighbours in
-EXACT_SVD_MAX = 1024  # exact SVD when min(points, width) is at most this, randomised otherwise
+EXACT_SVD_MAX = 1024  # exact when min(points, width) is at most this, randomised otherwise
 PRE_PCA = 50  # UMAP/t-SNE run on this many principal components
 
 
@@ -69,7 +70,13 @@ def pca(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     c = x.to(torch.float64)
     c = c - c.mean(dim=0, keepdim=True)
     total = float((c * c).sum())
-    if min(n, d) <= EXACT_SVD_MAX:
+    if d <= EXACT_SVD_MAX and n >= 2 * d:
+        # more points than twice the width: the d × d covariance's eigenvectors are the same axes
+        # in a quarter of an SVD's time (0.04 s against 0.14 s for 1,664 points of width 576)
+        lam, vecs = torch.linalg.eigh(c.T @ c)  # ascending
+        s, vh = lam.flip(0).clamp_min(0).sqrt(), vecs.flip(1).T
+        solver = "exact (covariance eigenvectors)"
+    elif min(n, d) <= EXACT_SVD_MAX:
         _, s, vh = torch.linalg.svd(c, full_matrices=False)
         solver = "exact SVD"
     else:
