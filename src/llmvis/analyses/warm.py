@@ -21,12 +21,14 @@ from llmvis.internals import Internals
 
 log = logging.getLogger("llmvis")
 
-# (the view that reads it, what computes it), in the order of the tabs, but for the value
-# outputs (they save a quarter of a graph; Ā saves a rollout seconds) and the activations over
-# every token (the Activations tab shows the selected token's first)
+# (the view that reads it, what computes it), in the order of the tabs, but for the Heads tab's
+# pooled layer (the Attention tab's first view pools it in its own pass over that layer, so
+# computing it first mostly repeated that pass: the head scores go first), the value outputs
+# (they save part of a graph; Ā saves a rollout seconds) and the activations over every token
+# (the Activations tab shows the selected token's first)
 WARMERS: list[tuple[str, Callable[[Internals, Callable[[], None]], None]]] = [
-    ("multi_head", warm_multi_head),
     ("head_health", warm_head_scores),
+    ("multi_head", warm_multi_head),
     ("layer_similarity", warm_layer_similarity),
     ("attribution", warm_rollout),
     ("contribution_graph", warm_value_outputs),  # cheap to redo, and it gives way to Ā
