@@ -52,10 +52,10 @@ def tiny():
     return view_context(loaded, ids, 20)
 
 
-def test_pca_recovers_plane_axes():
-    x, u, v, a, b = _plane_points()
+def pca_of_plane(n: int) -> str:
+    """PCA of n plane points finds the plane's axes, ratios and coordinates; returns its solver."""
+    x, u, v, a, b = _plane_points(n)
     coords, axes, ratios, solver = emb.pca(x, 3)
-    assert solver == "exact SVD"
     assert ratios[:2].tolist() == pytest.approx([0.9, 0.1], abs=1e-12)
     assert float(ratios[2]) == pytest.approx(0.0, abs=1e-12)
     assert abs(float(axes[0] @ u)) == pytest.approx(1.0, abs=1e-9)
@@ -64,18 +64,15 @@ def test_pca_recovers_plane_axes():
     assert torch.allclose(coords[:, 1].abs(), b.abs(), atol=1e-9)
     peak = axes[:2].abs().argmax(dim=1)
     assert (axes[:2].gather(1, peak[:, None]) > 0).all()  # sign convention
+    return solver
+
+
+def test_pca_recovers_plane_axes():
+    assert pca_of_plane(N) == "exact SVD"
 
 
 def test_pca_of_many_points_uses_the_covariance_and_finds_the_same_axes():
-    x, u, v, a, b = _plane_points(5 * D)
-    coords, axes, ratios, solver = emb.pca(x, 3)
-    assert solver.startswith("exact (covariance")
-    assert ratios[:2].tolist() == pytest.approx([0.9, 0.1], abs=1e-12)
-    assert float(ratios[2]) == pytest.approx(0.0, abs=1e-12)
-    assert abs(float(axes[0] @ u)) == pytest.approx(1.0, abs=1e-9)
-    assert abs(float(axes[1] @ v)) == pytest.approx(1.0, abs=1e-9)
-    assert torch.allclose(coords[:, 0].abs(), a.abs(), atol=1e-9)
-    assert torch.allclose(coords[:, 1].abs(), b.abs(), atol=1e-9)
+    assert pca_of_plane(5 * D).startswith("exact (covariance")
     # on full-rank data: the SVD's coordinates and ratios, same signs
     g = torch.Generator().manual_seed(1)
     y = torch.randn(300, 48, generator=g, dtype=torch.float64) * torch.linspace(3, 0.1, 48, dtype=torch.float64)
