@@ -673,8 +673,8 @@ class Internals:
         of token_contributions' parts, without holding them: keys go through in chunks, each a
         batched product that stays in cache, and (unless `values` holds the layer's
         value_outputs, kept) each chunk's value outputs are made as it goes, so no [T, H, d]
-        block is ever written (at T = 1,536 that is 32 MB a layer, and a second cold graph's
-        worth of time). Checked to add up like token_contributions."""
+        block is ever written and read back (at T = 1,536, 32 MB a layer; chunk by chunk
+        measured 8% faster for a first graph). Checked to add up like token_contributions."""
         positions = [int(p) for p in positions]
         targets = targets.float().cpu()
         end = max(positions) + 1
@@ -769,9 +769,9 @@ class Internals:
         if gate is not None:
             written = self._gated_values(layer, position, gate[0])[idx]
         else:
-            found = values if values is not None else self.source_value_outputs(layer, sources)
-            assert found is not None  # (ungated: source_value_outputs gives them)
-            written = found
+            ungated = values if values is not None else self.source_value_outputs(layer, sources)
+            assert ungated is not None  # (no gate: source_value_outputs gives them)
+            written = ungated
         by_head = weights.T[idx, :, None] * written
         w_heads, bias = self.head_projection(layer)
         pre = bias
