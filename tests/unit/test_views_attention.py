@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -248,6 +249,35 @@ def test_head_entropy_average_and_bounds(arch):
         assert theirs == pytest.approx(row.tolist(), abs=1e-4)
     sampled = compute("head_entropy", ctx, {"max_queries": 8})
     assert sampled.positions_used == 8
+
+
+def test_default_queries_keep_the_pass_about_constant_past_2048():
+    from llmvis.analyses.heads import QUERY_KEYS, default_queries
+
+    assert [default_queries(t) for t in (24, 1664, 2048)] == [256, 256, 256]
+    assert default_queries(3000) == 174 and default_queries(4096) == default_queries(100_000) == 128
+    lengths = range(2048, 9000, 97)
+    assert all(default_queries(t) * t <= QUERY_KEYS for t in lengths if default_queries(t) > 128)
+    assert all(default_queries(a) >= default_queries(b) for a, b in itertools.pairwise(lengths))
+
+
+def test_a_long_runs_head_views_sample_fewer_queries_and_say_so(monkeypatch):
+    from llmvis.analyses import heads
+    from llmvis.analyses.attention import sample_positions
+
+    monkeypatch.setattr(heads, "QUERY_KEYS", 8 * T)  # this run is "long": 8 rows by default
+    monkeypatch.setattr(heads, "MIN_QUERIES", 4)
+    ctx = context()
+    heads.warm_head_scores(ctx.internals, lambda: None)  # the summary ahead: the same rows as the views
+    passes = []
+    monkeypatch.setattr(heads, "_layer_sums", lambda *a: passes.append(a) or torch.zeros(4, 4))
+    health, entropy = compute("head_health", ctx, {}), compute("head_entropy", ctx, {})
+    assert not passes  # both read the summary's sums
+    assert health.positions_used == entropy.positions_used == len(sample_positions(1, T, 8)) < T - 1
+    assert health.sequence_length == entropy.sequence_length == T
+    monkeypatch.undo()
+    explicit = compute("head_health", ctx, {"max_queries": 8})
+    assert explicit.scores == health.scores
 
 
 def test_uniform_attention_has_entropy_one():

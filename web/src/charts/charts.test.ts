@@ -35,6 +35,7 @@ import { layerSimilarityOption } from "./layerSimilarity";
 import { logitLensOption } from "./logitLens";
 import { gridShape, multiHeadOption } from "./multiHead";
 import { residualStreamOption } from "./residualStream";
+import { sampledTitle } from "./sampledTitle";
 import { DARK, LIGHT } from "./theme";
 import { savedViewOption } from "../views/savedViews";
 import { topCandidatesOption } from "./topCandidates";
@@ -311,6 +312,13 @@ describe("heads", () => {
       [1, 0, 1],
     ]);
     expect(tooltip(o, { value: [1, 0, 1] })).toContain("previous-token");
+  });
+  it("head statistics' titles say how many queries a sampled mean read", () => {
+    expect(sampledTitle("chart.head_health", 9, 10)).toBe("Head health");
+    expect(sampledTitle("chart.head_entropy", 121, 4224)).toBe(
+      "Attention entropy per head, mean over 121 of 4,223 query positions",
+    );
+    expect(sampledTitle("chart.head_health", 64, 8192)).toBe("Head health, mean over 64 of 8,191 query positions");
   });
 });
 

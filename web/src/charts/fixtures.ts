@@ -112,6 +112,7 @@ export const headEntropy: HeadEntropyView = {
   layers: 2,
   heads: 3,
   positions_used: 10,
+  sequence_length: 11,
   entropy: [
     [0.1, 0.5, 0.9],
     [0.2, 0.3, 0.4],

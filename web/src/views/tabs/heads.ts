@@ -2,6 +2,7 @@
 import { headEntropyOption } from "../../charts/headEntropy";
 import { headHealthOption } from "../../charts/headHealth";
 import { multiHeadOption } from "../../charts/multiHead";
+import { sampledTitle } from "../../charts/sampledTitle";
 import { t } from "../../i18n";
 import { app } from "../../state";
 import { h, selectBox } from "../dom";
@@ -53,7 +54,8 @@ export class HeadsTab extends Tab {
     );
     // These two show the whole run, not the selected token: kept as drawn while only that changes.
     const theme = this.theme;
-    const [entTitle, healthTitle] = [t("chart.head_entropy"), t("chart.head_health")];
+    const entTitle = sampledTitle("chart.head_entropy", ent.positions_used, ent.sequence_length);
+    const healthTitle = sampledTitle("chart.head_health", health.positions_used, health.sequence_length);
     this.drawMemo("entropy", [ent, theme, entTitle], () => headEntropyOption(ent, theme, entTitle));
     this.drawMemo("health", [health, theme, healthTitle], () => headHealthOption(health, theme, healthTitle));
   }
