@@ -41,8 +41,12 @@ First opens are in the order a user clicks them: a later tab can reuse what an e
 made the server compute (the capture of the run's internals, for one). Timings are printed,
 never asserted. The server's peak RSS (VmHWM) is printed after each T.
 
+--repeat N does all of it N times, each round with a fresh server (a repeat on the same server
+would find the same run's summaries kept), and ends with the range of every figure over the
+rounds: on a shared 2-core machine one round cannot tell a 20% change from the noise.
+
     .venv/bin/python bench/browser.py [--lengths 512 1536 4096] [--new 128] [--tabs tokens attention ...]
-        [--keep-server-log PATH] [--tab-timeout 120] [--run-timeout S]
+        [--repeat N] [--keep-server-log PATH] [--tab-timeout 120] [--run-timeout S]
 
 The server runs with --log-views: --keep-server-log keeps what each view and summary cost.
 
@@ -475,6 +479,43 @@ def report(n: int, plain: float | None, res: dict[str, Any], rss: str, new: int)
         print(f"  page: {e[:200]}")
 
 
+def spread(values: list[float]) -> str:
+    """min–max (median) of the rounds' figures, or the one figure."""
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{min(values):.2f}–{max(values):.2f} ({statistics.median(values):.2f})"
+
+
+def summary(n: int, plain: float | None, rounds: list[dict[str, Any]]) -> None:
+    """One T's figures over the rounds: the range and median of each."""
+    print(f"\n== T = {n}: {len(rounds)} rounds, min–max (median), seconds ==")
+    runs = [r.get("run") or {} for r in rounds]
+
+    def of_runs(key: str) -> list[float]:
+        return [run[key] / 1000 for run in runs if run.get(key) is not None and not run.get("timeout")]
+
+    ratios = [c / plain for c in of_runs("firstChip")] if plain else []
+    print(f"  {'first chip / plain first token':42} {spread(ratios)}")
+    print(f"  {'time to Done':42} {spread(of_runs('done'))}")
+    print(f"  {'longest frame gap while streaming':42} {spread(of_runs('maxGap'))}")
+    order = next((r["tab_order"] for r in rounds if r.get("tab_order")), [])
+    print(f"\n  {'tab':12} {'first open':>24} {'re-open':>24} {'arrow median':>24}")
+    for tab in order:
+        results = [(r.get("tabs") or {}).get(tab, {}) for r in rounds]
+        first = [x["first"]["t"] / 1000 for x in results if x.get("first") and timed(x["first"])]
+        again = [x["reopen"]["t"] / 1000 for x in results if x.get("reopen") and timed(x["reopen"])]
+        arrows = [
+            statistics.median(times)
+            for x in results
+            if (times := [a["t"] / 1000 for a in x.get("arrows") or [] if timed(a)])
+        ]
+        untimed = sum(1 for x in results if not (x.get("first") and timed(x["first"])))
+        note = f" [{untimed} untimed]" if untimed else ""
+        print(f"  {tab:12} {spread(first) + note:>24} {spread(again):>24} {spread(arrows):>24}")
+
+
 def check_built() -> None:
     bundles = list((STATIC / "assets").glob("*.js")) if (STATIC / "assets").is_dir() else []
     if not (STATIC / "index.html").exists() or not any("dataset.drawn" in p.read_text() for p in bundles):
@@ -486,12 +527,15 @@ def main() -> None:
     ap.add_argument("--lengths", type=int, nargs="+", default=[512, 1536, 4096])
     ap.add_argument("--new", type=int, default=128, help="max new tokens (16..512, the app's range)")
     ap.add_argument("--tabs", nargs="+", default=None, help="tabs to time, in order (default: every visible one)")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds, each with a fresh server (ranges at the end)")
     ap.add_argument("--keep-server-log", type=Path, default=None, metavar="PATH")
     ap.add_argument("--tab-timeout", type=float, default=120.0, help="seconds per tab wait")
     ap.add_argument("--run-timeout", type=float, default=None, help="seconds for the run (default grows with T)")
     args = ap.parse_args()
     if not 16 <= args.new <= 512:
         ap.error("--new must be within 16..512 (the app's max-tokens range)")
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"{CHROMIUM} is missing")
     check_built()
@@ -500,6 +544,30 @@ def main() -> None:
 
     plain, prompts = plain_first_token(args.lengths)
     charts = expected_charts()
+    rounds: dict[int, list[dict[str, Any]]] = {n: [] for n in args.lengths}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            for i in range(args.repeat):
+                if args.repeat > 1:
+                    print(f"\n##### round {i + 1} of {args.repeat}", flush=True)
+                log_to = args.keep_server_log
+                if log_to and args.repeat > 1:
+                    log_to = log_to.with_name(f"{log_to.stem}.{i + 1}{log_to.suffix}")
+                bench_round(browser, args, plain, prompts, charts, rounds, log_to)
+        finally:
+            browser.close()
+    if args.repeat > 1:
+        for n in args.lengths:
+            summary(n, plain.get(n), rounds[n])
+
+
+def bench_round(browser, args, plain, prompts, charts, rounds, log_to: Path | None) -> None:
+    """Every T in turn against one fresh server; each T's results appended to `rounds[T]`."""
     tmp = Path(tempfile.mkdtemp(prefix="llmvis-bench-browser-"))
     log = tmp / "serve.log"
     server = None
@@ -507,30 +575,22 @@ def main() -> None:
         t0 = time.perf_counter()
         server = start_server(tmp / "data", log)
         print(f"server ready in {time.perf_counter() - t0:.1f} s at {server.base}; {peak_rss_mb(server)}", flush=True)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(
-                executable_path=CHROMIUM,
-                headless=True,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-            )
+        for n in args.lengths:
+            print(f"\nT={n}: running in the browser ...", flush=True)
+            res: dict[str, Any] = {}
             try:
-                for n in args.lengths:
-                    print(f"\nT={n}: running in the browser ...", flush=True)
-                    res: dict[str, Any] = {}
-                    try:
-                        bench_length(browser, server.base, n, prompts[n], args, charts, res)
-                    except Exception as exc:  # report what was measured, go on with the next length
-                        res["exception"] = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
-                    report(n, plain.get(n), res, peak_rss_mb(server), args.new)
-            finally:
-                browser.close()
+                bench_length(browser, server.base, n, prompts[n], args, charts, res)
+            except Exception as exc:  # report what was measured, go on with the next length
+                res["exception"] = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+            report(n, plain.get(n), res, peak_rss_mb(server), args.new)
+            rounds[n].append(res)
     finally:
         if server is not None:
             server.stop()
-        if args.keep_server_log and log.exists():
-            args.keep_server_log.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(log, args.keep_server_log)
-            print(f"\nserver log: {args.keep_server_log}")
+        if log_to and log.exists():
+            log_to.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(log, log_to)
+            print(f"\nserver log: {log_to}")
         shutil.rmtree(tmp, ignore_errors=True)
 
 

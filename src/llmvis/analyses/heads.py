@@ -71,8 +71,8 @@ def default_queries(t: int) -> int:
     """Query rows the averaged head views sample by default in a run of `t` positions: 256 up to
     T = 2,048, then as many as keep the pass's work (rows × keys) about that of T = 2,048, and
     never fewer than 128 (from T = 4,096 on). The pass reads every key of each sampled row: 256
-    rows took 0.8 s at T = 4,224 and 1.6 s at 8,192 on two cores, 3.3 s in the server right after
-    an 8,000-token run, which kept the Heads tab over its targets. On the bundled model, against
+    rows took 1.2–1.3 s at T = 4,224 and 2.5–2.6 s at 8,192 on two cores (128 rows: 0.6–0.8 and
+    1.4–1.5 s), which kept the Heads tab over its targets. On the bundled model, against
     845 rows at T = 4,224 and 1,024 at 8,192, 128 rows' scores are off by 0.004–0.014 on
     average and at most 0.07, and 259 and 267 of the 270 heads keep their label (256 rows: 263
     and 265). `max_queries` asks for more."""
