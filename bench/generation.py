@@ -27,7 +27,7 @@ import time
 import torch
 from transformers import AutoModelForCausalLM, DynamicCache
 
-from llmvis.capture_cache import DEFAULT_CACHE_BYTES
+from llmvis.config import default_cache_bytes
 from llmvis.generation import SamplingParams, TokenEvent, start_generation
 from llmvis.models import load_model
 from llmvis.models.convert import converted_dir
@@ -123,7 +123,7 @@ def main() -> None:
         eager = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager", dtype=loaded.model.dtype)
         eager = eager.to(loaded.model.device).eval()
 
-    slot = ModelSlot(loaded, DEFAULT_CACHE_BYTES)
+    slot = ModelSlot(loaded, default_cache_bytes())  # the server's default budget
     live = loaded.info.internals is not None and loaded.info.internals.live_capture
     configs = {
         "a generate": lambda p, ids: plain_generate(loaded.model, ids, args.new),

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -274,6 +275,26 @@ class _Session:
         return out
 
 
+def _joined_record(
+    meta: tuple[float, float | None, torch.Tensor | None],
+    q: list[torch.Tensor],
+    k: list[torch.Tensor],
+    first: list[torch.Tensor],
+    last: list[torch.Tensor],
+    bias: list[torch.Tensor] | None,
+) -> AttentionRecord:
+    return AttentionRecord(
+        q=torch.cat(q, 1),
+        k=torch.cat(k, 1),
+        scaling=meta[0],
+        softcap=meta[1],
+        sinks=meta[2],
+        key_bias=None if bias is None else torch.cat(bias, 1),
+        first_key=torch.cat(first),
+        last_key=torch.cat(last),
+    )
+
+
 _SESSIONS: dict[int, _Session] = {}
 
 
@@ -467,6 +488,21 @@ class Recorder:
         self.forwards += 1
 
     # the result ----------------------------------------------------------------------------
+
+    def known_records(self) -> list[Callable[[], AttentionRecord] | None]:
+        """Each layer's record of the positions recorded so far, all by multi-position forwards (a
+        generation's prefill), made when called from the pieces held now, which later decode steps
+        leave as they are (they go to another buffer); None for a layer without a whole record."""
+        s, forwards = self.session, self.forwards
+        out: list[Callable[[], AttentionRecord] | None] = []
+        for layer, meta in enumerate(s.meta):
+            q, k, first, last = (list(r.chunks) for r in (s.q[layer], s.k[layer], s.first[layer], s.last[layer]))
+            bias = list(s.bias[layer].chunks)
+            if meta is None or layer in s.problems or self.failure or not forwards or len(q) != forwards:
+                out.append(None)
+                continue
+            out.append(partial(_joined_record, meta, q, k, first, last, bias if len(bias) == forwards else None))
+        return out
 
     def capture(self) -> Capture:
         """The capture of every position recorded (NotAvailable when hooks did not fire)."""

@@ -97,6 +97,12 @@ def linearise(norm: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> 
     return NormLinearisation(gain=gain, bias=bias, centred=centred, scale=scale)
 
 
+def mean_attention_block(record: AttentionRecord, a: int, b: int) -> torch.Tensor:
+    """Rows a..b-1 of a layer's head-mean attention Ā over keys 0..b-1 (fp32, on CPU): one block
+    of a Staircase. A causal row depends on nothing after it, so a run's prefix gives its rows."""
+    return Internals._weights(record, torch.arange(a, b), b).mean(0).cpu()
+
+
 class Internals:
     """Lazy access to one run's internals (see module docstring). Cheap to construct."""
 
@@ -206,7 +212,8 @@ class Internals:
         idx = torch.tensor(list(positions), dtype=torch.long)
         return record.last_key[idx] - record.first_key[idx] + 1
 
-    def _weights(self, record: AttentionRecord, queries: torch.Tensor, keys_end: int) -> torch.Tensor:
+    @staticmethod
+    def _weights(record: AttentionRecord, queries: torch.Tensor, keys_end: int) -> torch.Tensor:
         """softmax(soft-cap(q·kᵀ·scaling), masked to each query's band) in fp32: [H, n, keys_end].
 
         GQA: head h reads kv head h // (H / kv_heads): a group's query rows are stacked into one
@@ -335,7 +342,7 @@ class Internals:
         try:
             while not kept.complete:
                 a, b = kept.next_rows()
-                kept.append(self._weights(record, torch.arange(a, b), b).mean(0).cpu())
+                kept.append(mean_attention_block(record, a, b))
                 # (a view let in may go on with it and keep it: then it is done)
                 if pause is not None and not kept.complete and self.cache.paused_part_way(key, kept, pause) is not None:
                     return True

@@ -82,6 +82,18 @@ class Staircase:
             self._offsets.append(self.spill.append(block.float()))
 
     @property
+    def filled(self) -> int:
+        """Rows appended so far."""
+        return self._span(len(self._blocks) + len(self._offsets))[0]
+
+    def cut_to(self, t: int) -> None:
+        """Make it a staircase of `t` rows (a run that ended before the length it was started
+        for), keeping the blocks appended so far, which must all be whole and within `t`."""
+        if self.filled % self.rows or self.filled > t:
+            raise ValueError(f"{self.filled} rows filled do not fit whole blocks of a staircase of {t}")
+        self.t = t
+
+    @property
     def complete(self) -> bool:
         return self.next_rows()[0] >= self.t
 

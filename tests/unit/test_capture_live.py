@@ -17,11 +17,13 @@ import pytest
 import torch
 from test_families import fresh
 from test_internals import eager_reference
+from transformers import DynamicCache
 
-from llmvis.capture import Capture
+from llmvis.capture import Capture, Recorder
 from llmvis.capture_cache import CaptureCache
-from llmvis.generation import start_generation
+from llmvis.generation import attention_ahead, start_generation
 from llmvis.internals import Internals
+from llmvis.kept_attention import Staircase
 from llmvis.trace import GenerationRequest, SamplingParams
 from tiny_models import ARCHITECTURES, RECURRENT, tiny_loaded
 
@@ -42,7 +44,10 @@ class Sink:
         self.asked.append(positions)
         return True
 
-    def __call__(self, ids: list[int], capture: Capture) -> None:
+    def staircase(self, positions: int) -> Staircase | None:
+        return None  # (the rows of Ā made while generating: tested below)
+
+    def __call__(self, ids: list[int], capture: Capture, mean_attention: dict[int, Staircase]) -> None:
         self.kept.append((ids, capture))
 
 
@@ -193,3 +198,60 @@ def test_the_server_keeps_a_runs_capture_on_the_cpu_only_unless_asked():
     trace, _ = _generate(loaded, KeepCapture(slot, loaded))
     kept = Internals(loaded, trace.ids, cache=slot.cache)
     assert len(slot.cache) == 1 and kept.capture() is slot.cache.get(kept.key)  # kept, found by its views
+
+
+def test_the_known_rows_of_mean_attention_made_while_generating_are_the_runs_own(arch, monkeypatch):
+    """A causal row of Ā depends on nothing after it: the rows of the known positions, made from
+    the prefill's records beside the decode steps (attention_ahead.py), are the whole run's."""
+    monkeypatch.setattr(attention_ahead, "MEAN_ROWS", 4)
+    loaded = tiny_loaded(arch)
+    run = loaded.tokenizer(PROMPT).input_ids[:18]
+    cache = DynamicCache(config=loaded.model.config)
+    with torch.no_grad(), Recorder(loaded.arch, steps=1) as recorder:
+        for chunk in (run[:7], run[7:14], run[14:17], run[17:]):  # a prefill in chunks, a decode step
+            if len(chunk) == 1:
+                records = recorder.known_records()
+            with recorder.forward(len(chunk)):
+                loaded.model(input_ids=torch.tensor([chunk]), **loaded.cache_kwargs(cache))
+        job = attention_ahead.MeanAttentionJob(records, 17, lambda: Staircase(24, 4))
+        job._thread.join()  # (done with every layer: take() would stop it)
+        kept = job.take()
+    whole = Internals(loaded, run)
+    assert sorted(kept) == whole.attention_layers() and all(r is None for r in records) == (not kept)
+    for layer, stairs in kept.items():
+        assert stairs.filled == 16  # whole blocks of the 17 known rows
+        stairs.cut_to(len(run))
+        rows = list(range(16))
+        assert torch.allclose(stairs.rows_of(rows, 16), whole.mean_attention(layer, rows), atol=TOL), (arch, layer)
+
+
+def test_a_run_hands_the_rows_of_mean_attention_it_made_to_the_summary_ahead(monkeypatch):
+    """Through the server's sink: the rows made while generating wait in the cache where the
+    summary ahead (or a rollout) goes on from them, and the layer's Ā ends as a fresh one."""
+    from llmvis.generation.overlap import can_overlap
+    from llmvis.server.background import KeepCapture
+    from llmvis.server.slot import ModelSlot
+
+    monkeypatch.setattr(attention_ahead, "MEAN_ROWS", 4)
+    monkeypatch.setattr("llmvis.server.background.MEAN_ROWS", 4)
+    monkeypatch.setattr("llmvis.internals.MEAN_ROWS", 4)
+    take = attention_ahead.MeanAttentionJob.take
+    monkeypatch.setattr(attention_ahead.MeanAttentionJob, "take", lambda job: (job._thread.join(), take(job))[1])
+    loaded = fresh(tiny_loaded("llama"))
+    slot = ModelSlot(loaded, 1 << 30)
+    trace, _ = _generate(loaded, KeepCapture(slot, loaded), max_new_tokens=40)
+    internals = Internals(loaded, trace.ids, cache=slot.cache)
+    started = {
+        layer: slot.cache.started((internals.key, "mean_attention", layer)) for layer in range(internals.n_layers)
+    }
+    known = len(trace.ids) - len(trace.generated)
+    if not can_overlap(loaded):  # (one thread: no core beside the decode)
+        assert set(started.values()) == {None}
+        return
+    fresh_run = Internals(loaded, trace.ids)
+    rows = list(range(len(trace.ids)))
+    for layer, stairs in started.items():
+        assert stairs is not None and stairs.filled == known // 4 * 4 and stairs.t == len(trace.ids)
+        assert internals.keep_mean_attention(layer)  # goes on from the rows made meanwhile
+        whole = internals.mean_attention(layer, rows)
+        assert torch.allclose(whole, fresh_run.mean_attention(layer, rows), atol=TOL), layer

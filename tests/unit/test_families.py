@@ -100,10 +100,10 @@ def test_a_model_without_attention_layers_streams_and_is_told_why_views_are_miss
 def test_the_self_check_catches_recomputed_attention_that_is_off(monkeypatch):
     real = Internals._weights
 
-    def off(self, record, queries, keys_end):
-        return real(self, record, queries, keys_end) * 1.01
+    def off(record, queries, keys_end):
+        return real(record, queries, keys_end) * 1.01
 
-    monkeypatch.setattr(Internals, "_weights", off)
+    monkeypatch.setattr(Internals, "_weights", staticmethod(off))
     report = fresh(tiny_loaded("llama")).info.internals
     assert report is not None and not report.verified
     assert {"attention", "multi_head", "head_entropy", "head_health"} <= set(report.unavailable)

@@ -383,7 +383,9 @@ def test_a_view_let_in_part_way_through_a_layer_goes_on_from_the_summarys_rows(m
     key = (internals.key, "mean_attention", 1)
     rows: list[int] = []
     real = Internals._weights
-    monkeypatch.setattr(Internals, "_weights", lambda self, r, q, end: rows.extend(q.tolist()) or real(self, r, q, end))
+    monkeypatch.setattr(
+        Internals, "_weights", staticmethod(lambda r, q, end: rows.extend(q.tolist()) or real(r, q, end))
+    )
     paused: list[int] = []
 
     def pause() -> None:

@@ -21,6 +21,7 @@ from transformers import DynamicCache, LogitsProcessorList
 
 from llmvis.arch import NotAvailable
 from llmvis.capture import Capture, Recorder
+from llmvis.generation.attention_ahead import MeanAttentionJob
 from llmvis.generation.errors import GenerationError
 from llmvis.generation.events import GenerationEvent, PromptStatsEvent, TokenEvent
 from llmvis.generation.head import DeferredHead, defers_prompt_logits
@@ -36,6 +37,7 @@ from llmvis.generation.stats import (
     step_row,
 )
 from llmvis.interventions import InterventionError, Window, intervening, plan_for_generation
+from llmvis.kept_attention import Staircase
 from llmvis.models.loaded import LoadedModel
 from llmvis.trace import FinishReason, GenerationRequest, Token, TokenStats, Trace
 
@@ -43,11 +45,15 @@ log = logging.getLogger("llmvis")
 
 
 class CaptureSink(Protocol):
-    """Where a run's capture goes (the server's cache), and whether one of n positions fits."""
+    """Where a run's capture goes (the server's cache), and whether one of n positions fits; with
+    it, the rows of each layer's Ā computed during the run (attention_ahead.py), in Staircases
+    the sink gives out for a run of n positions (None: no room for them)."""
 
     def fits(self, positions: int) -> bool: ...
 
-    def __call__(self, ids: list[int], capture: Capture) -> None: ...
+    def staircase(self, positions: int) -> Staircase | None: ...
+
+    def __call__(self, ids: list[int], capture: Capture, mean_attention: dict[int, Staircase]) -> None: ...
 
 
 PREFILL_CHUNK = 512  # prompt positions per forward when their full logits are held at once
@@ -80,6 +86,8 @@ class Generation:
         self.trace = self.recorder.trace
         self._head: DeferredHead | None = None  # keeps the prompt's hidden states until their stats are sent
         self._job: PromptStatsJob | None = None  # computes those stats beside the decode steps
+        self._known_records: list[Any] | None = None  # the prefill's attention records, for Ā
+        self._attention_job: MeanAttentionJob | None = None  # the known rows of Ā, after the stats
         self._plan: Any = None  # (internals, steps, window) of the interventions applied while generating
         if request.interventions:
             try:
@@ -131,14 +139,18 @@ class Generation:
         yield start
         if self._head is not None and can_overlap(self.loaded):  # free beside the decode steps
             self._job = PromptStatsJob(self._head, torch.tensor(rec.known), top_n)
+            if self._recorder is not None:
+                self._known_records = self._recorder.known_records()
         try:
             finish = yield from self._decode(last_logits, cache)
         except BaseException as exc:
             if self._job is not None:
                 self._job.close()
+            if self._attention_job is not None:
+                self._attention_job.take()
             rec.fail(exc, prefill_s)
             raise
-        self._keep_capture(cache)
+        self._keep_capture(cache, self._attention_job.take() if self._attention_job is not None else {})
         if self._head is not None:  # the prompt's statistics are not sent yet
             yield self._prompt_stats()
         yield rec.finish(finish, prefill_s)
@@ -166,9 +178,19 @@ class Generation:
             yield
         self._position += n
 
-    def _keep_capture(self, cache: DynamicCache) -> None:
+    def _start_mean_attention(self) -> None:
+        """The known positions' rows of Ā on the core the prompt's statistics used, when the
+        capture is kept and the sink has room for them."""
+        records, self._known_records = self._known_records, None
+        keep = self.keep_capture
+        if records is None or keep is None or not any(records) or not MeanAttentionJob.available():
+            return
+        positions = len(self.recorder.known) + self.params.max_new_tokens
+        self._attention_job = MeanAttentionJob(records, len(self.recorder.known), lambda: keep.staircase(positions))
+
+    def _keep_capture(self, cache: DynamicCache, mean_attention: dict[int, Staircase]) -> None:
         """Run the last token through the model (its states are the views' too), then hand the
-        capture over; the recorder is closed either way."""
+        capture over (with the rows of Ā computed meanwhile); the recorder is closed either way."""
         recorder, self._recorder = self._recorder, None
         if recorder is None or self.keep_capture is None:
             return
@@ -180,7 +202,7 @@ class Generation:
                     self.loaded.model(input_ids=last, logits_to_keep=1, **self.loaded.cache_kwargs(cache))
             if recorder.positions == len(ids):
                 with torch.no_grad():
-                    self.keep_capture(ids, recorder.capture())
+                    self.keep_capture(ids, recorder.capture(), mean_attention)
         except NotAvailable as exc:
             log.debug("the capture kept during generation is unusable: %s", exc)
         finally:
@@ -246,6 +268,7 @@ class Generation:
                         logits = model(input_ids=next_ids.to(device), **cache_kw).logits[0, -1]
             if self._job is not None and self._job.ready and not done:
                 yield self._prompt_stats()
+                self._start_mean_attention()
             if len(pending) >= fetch_every or done or self.cancel.is_set():
                 for event in self._fetch(buffer, pending):
                     stop_strings.add(event.token.text)

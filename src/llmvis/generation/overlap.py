@@ -50,12 +50,12 @@ def prompt_row_pieces(head: DeferredHead, ids: torch.Tensor, top_n: int, piece: 
             start += hidden.shape[0]
 
 
-def _set_own_threads(n: int) -> None:
+def set_own_threads(n: int) -> None:
     torch.get_num_threads()  # this thread's count is initialised now, not later from the default
     torch.set_num_threads(n)
 
 
-def _restore_default(n: int) -> None:
+def restore_default(n: int) -> None:
     helper = threading.Thread(target=torch.set_num_threads, args=(n,), name="llmvis-threads")
     helper.start()
     helper.join()
@@ -70,12 +70,12 @@ def fewer_threads(n: int) -> Iterator[None]:
     if not _openmp() or n >= total:
         yield
         return
-    _set_own_threads(n)
-    _restore_default(total)
+    set_own_threads(n)
+    restore_default(total)
     try:
         yield
     finally:
-        _set_own_threads(total)
+        set_own_threads(total)
 
 
 class PromptStatsJob:
@@ -97,12 +97,12 @@ class PromptStatsJob:
         )
         self._thread.start()
         self._started.wait()
-        _set_own_threads(self.threads - 1)
-        _restore_default(self.threads)
+        set_own_threads(self.threads - 1)
+        restore_default(self.threads)
 
     def _work(self, head: DeferredHead, ids: torch.Tensor, top_n: int) -> None:
         try:
-            _set_own_threads(1)
+            set_own_threads(1)
             self._started.set()
             hurried = False
             for rows in prompt_row_pieces(head, ids, top_n, PIECE):
@@ -110,7 +110,7 @@ class PromptStatsJob:
                 if self._stop.is_set():
                     return
                 if self._hurry.is_set() and not hurried:
-                    _set_own_threads(self.threads)
+                    set_own_threads(self.threads)
                     hurried = True
         except BaseException as exc:  # handed to the caller by rows()
             self._error = exc
@@ -124,7 +124,7 @@ class PromptStatsJob:
     def rows(self) -> list[torch.Tensor]:
         """Waits for the worker (which then uses every thread) and returns the rows, by piece."""
         self._hurry.set()
-        _set_own_threads(self.threads)
+        set_own_threads(self.threads)
         self._thread.join()
         if self._error is not None:
             raise self._error
@@ -133,5 +133,5 @@ class PromptStatsJob:
     def close(self) -> None:
         """Stops the worker after its current piece (a cancelled or failed run)."""
         self._stop.set()
-        _set_own_threads(self.threads)
+        set_own_threads(self.threads)
         self._thread.join()

@@ -27,7 +27,8 @@ from llmvis.analyses.flow import warm_graph
 from llmvis.analyses.warm import warm_up
 from llmvis.capture import Capture
 from llmvis.generation.overlap import fewer_threads
-from llmvis.internals import Internals, default_key
+from llmvis.internals import MEAN_ROWS, Internals, default_key
+from llmvis.kept_attention import SpillFile, Staircase, disk_has_room
 from llmvis.models.loaded import LoadedModel
 from llmvis.server.slot import ModelSlot
 
@@ -58,9 +59,31 @@ class KeepCapture:
             return False
         return report.capture_bytes_per_token * positions <= self.slot.cache.max_bytes
 
-    def __call__(self, ids: list[int], capture: Capture) -> None:
-        if self.loaded is self.slot.loaded:
-            self.slot.cache.put(default_key(self.loaded, ids), capture, capture.nbytes)
+    def staircase(self, positions: int) -> Staircase | None:
+        """A layer's Ā for a run of up to `positions`, to fill while it generates: in memory when
+        every layer's fits the cache beside the capture, else spilled (as the summary ahead would
+        keep it: Internals.keep_mean_attention); None when neither has room."""
+        report = self.loaded.info.internals
+        if report is None or not report.capture_bytes_per_token:
+            return None
+        cache, layers = self.slot.cache, len(self.loaded.arch.layers)
+        nbytes = Staircase.nbytes(positions, MEAN_ROWS)
+        if report.capture_bytes_per_token * positions + layers * nbytes <= cache.max_bytes:
+            return Staircase(positions, MEAN_ROWS)
+        if layers * nbytes <= cache.spill_bytes and disk_has_room(nbytes):
+            return Staircase(positions, MEAN_ROWS, SpillFile())
+        return None
+
+    def __call__(self, ids: list[int], capture: Capture, mean_attention: dict[int, Staircase]) -> None:
+        """The capture into the cache, and the rows of Ā made meanwhile where the summary ahead
+        goes on from them (as from its own pause: CaptureCache.start)."""
+        if self.loaded is not self.slot.loaded:
+            return
+        key = default_key(self.loaded, ids)
+        self.slot.cache.put(key, capture, capture.nbytes)
+        for layer, stairs in mean_attention.items():
+            stairs.cut_to(len(ids))
+            self.slot.cache.start((key, "mean_attention", layer), stairs)
 
 
 def on_cpu(loaded: LoadedModel) -> bool:
