@@ -183,7 +183,7 @@ class Generation:
         capture is kept and the sink has room for them."""
         records, self._known_records = self._known_records, None
         keep = self.keep_capture
-        if records is None or keep is None or not any(records) or not MeanAttentionJob.available():
+        if records is None or keep is None or not any(records):
             return
         positions = len(self.recorder.known) + self.params.max_new_tokens
         self._attention_job = MeanAttentionJob(records, len(self.recorder.known), lambda: keep.staircase(positions))

@@ -28,7 +28,7 @@ from llmvis.analyses.warm import warm_up
 from llmvis.capture import Capture
 from llmvis.generation.overlap import fewer_threads
 from llmvis.internals import MEAN_ROWS, Internals, default_key
-from llmvis.kept_attention import SpillFile, Staircase, disk_has_room
+from llmvis.kept_attention import Staircase
 from llmvis.models.loaded import LoadedModel
 from llmvis.server.slot import ModelSlot
 
@@ -60,19 +60,17 @@ class KeepCapture:
         return report.capture_bytes_per_token * positions <= self.slot.cache.max_bytes
 
     def staircase(self, positions: int) -> Staircase | None:
-        """A layer's Ā for a run of up to `positions`, to fill while it generates: in memory when
-        every layer's fits the cache beside the capture, else spilled (as the summary ahead would
-        keep it: Internals.keep_mean_attention); None when neither has room."""
+        """A layer's Ā for a run of up to `positions`, to fill while it generates, when every
+        layer's fits the cache beside the capture; else None: spilling it meanwhile (T = 8,000 on
+        the bundled model) slowed the decode steps 1.7× (bench/browser.py), so a longer run's
+        Ā is left to the summary ahead, which spills it after the run."""
         report = self.loaded.info.internals
         if report is None or not report.capture_bytes_per_token:
             return None
-        cache, layers = self.slot.cache, len(self.loaded.arch.layers)
-        nbytes = Staircase.nbytes(positions, MEAN_ROWS)
-        if report.capture_bytes_per_token * positions + layers * nbytes <= cache.max_bytes:
-            return Staircase(positions, MEAN_ROWS)
-        if layers * nbytes <= cache.spill_bytes and disk_has_room(nbytes):
-            return Staircase(positions, MEAN_ROWS, SpillFile())
-        return None
+        nbytes = len(self.loaded.arch.layers) * Staircase.nbytes(positions, MEAN_ROWS)
+        if report.capture_bytes_per_token * positions + nbytes > self.slot.cache.max_bytes:
+            return None
+        return Staircase(positions, MEAN_ROWS)
 
     def __call__(self, ids: list[int], capture: Capture, mean_attention: dict[int, Staircase]) -> None:
         """The capture into the cache, and the rows of Ā made meanwhile where the summary ahead
