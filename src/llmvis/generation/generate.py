@@ -13,14 +13,14 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any, Protocol
 
 import torch
 from transformers import DynamicCache, LogitsProcessorList
 
 from llmvis.arch import NotAvailable
-from llmvis.capture import Capture, Recorder
+from llmvis.capture import AttentionRecord, Capture, Recorder
 from llmvis.generation.attention_ahead import MeanAttentionJob
 from llmvis.generation.errors import GenerationError
 from llmvis.generation.events import GenerationEvent, PromptStatsEvent, TokenEvent
@@ -86,7 +86,8 @@ class Generation:
         self.trace = self.recorder.trace
         self._head: DeferredHead | None = None  # keeps the prompt's hidden states until their stats are sent
         self._job: PromptStatsJob | None = None  # computes those stats beside the decode steps
-        self._known_records: list[Any] | None = None  # the prefill's attention records, for Ā
+        # the prefill's attention records, for Ā
+        self._known_records: list[Callable[[], AttentionRecord] | None] | None = None
         self._attention_job: MeanAttentionJob | None = None  # the known rows of Ā, after the stats
         self._plan: Any = None  # (internals, steps, window) of the interventions applied while generating
         if request.interventions:
