@@ -25,7 +25,8 @@ log = logging.getLogger("llmvis")
 # pooled layer (the Attention tab's first view pools it in its own pass over that layer, so
 # computing it first mostly repeated that pass: the head scores go first), the value outputs
 # (they save part of a graph; Ā saves a rollout seconds) and the activations over every token
-# (the Activations tab shows the selected token's first)
+# (the Activations tab shows the selected token's first); the selected token's graph goes
+# before any of them that is still to come (server/background.py)
 WARMERS: list[tuple[str, Callable[[Internals, Callable[[], None]], None]]] = [
     ("head_health", warm_head_scores),
     ("multi_head", warm_multi_head),
@@ -34,23 +35,15 @@ WARMERS: list[tuple[str, Callable[[Internals, Callable[[], None]], None]]] = [
     ("contribution_graph", warm_value_outputs),  # cheap to redo, and it gives way to Ā
     ("activations", warm_activations),  # over every token: the tab's other scope
 ]
-# the first of the heavy summaries (seconds on a long run): the server computes the selected
-# token's graph before it (server/background.py), after the few tenths of a second of the
-# summaries of the tabs a user opens first
-FIRST_HEAVY = "attribution"
 
 
 def warm_up(
     internals: Internals,
     pause: Callable[[], None],
     unavailable: dict[str, str] | None = None,
-    before_heavy: Callable[[], None] = lambda: None,
 ) -> None:
-    """Each summary in turn, skipping those of views this model cannot give; `before_heavy()`
-    runs before the first heavy one."""
+    """Each summary in turn, skipping those of views this model cannot give."""
     for view, warm in WARMERS:
-        if view == FIRST_HEAVY:
-            before_heavy()
         if unavailable and view in unavailable:
             continue
         started = time.perf_counter()

@@ -3,10 +3,11 @@
 on the worker (`BackgroundCapture`), which then computes the run's heavy summaries ahead
 (analyses/warm.py), giving a waiting request the model lock between layers.
 
-The token the user selected comes before the heavy summaries: once a view of a run is asked for
-one position, that token's contribution graph (the heaviest view of a token: a second on a long
-run) is computed once the cheap summaries are done (at the heavy ones' next pause, or in a pass
-of its own after them), its nodes kept for the Contributions tab.
+The token the user selected comes first: once a view of a run is asked for one position, that
+token's contribution graph (the heaviest view of a token: a second of one core at T = 1,536) is
+computed at the summaries' next pause (or in a pass of its own after them), its nodes kept for
+the Contributions tab. After the cheap summaries instead, it had only the seconds between a
+user's first clicks and left most of the graph to the Contributions tab (docs/ARCHITECTURE.md).
 
 A new run or load supersedes it: the capture's forward raises at its next decoder layer and
 is tried again once the worker is idle, unless a newer run replaced it.
@@ -105,7 +106,6 @@ class BackgroundCapture:
         self._warmed_focus: tuple[Any, int] | None = None
         self._internals: Internals | None = None  # the run being warmed
         self._in_focus = False
-        self._heavy = False  # the cheap summaries are done: the selected token's graph may go
 
     @property
     def pending(self) -> bool:
@@ -162,11 +162,10 @@ class BackgroundCapture:
                 report = loaded.info.internals
                 # a core stays free for the page and the requests of the clicks it is ahead of
                 with fewer_threads(max(1, torch.get_num_threads() - 1)):
-                    self._internals, self._heavy = internals, False
-                    warm_up(
-                        internals, self._pause, report.unavailable if report is not None else None, self._start_heavy
-                    )
-                    self._start_heavy()  # (a token selected after the last pause)
+                    self._internals = internals
+                    self._warm_focus()  # (a token selected during the capture)
+                    warm_up(internals, self._pause, report.unavailable if report is not None else None)
+                    self._warm_focus()  # (a token selected after the last pause)
             self.warmed += 1
         except _Superseded:
             if self._pending is None:  # nothing newer: try again once the queue is idle
@@ -187,15 +186,10 @@ class BackgroundCapture:
             raise _Superseded
         self._warm_focus()
 
-    def _start_heavy(self) -> None:
-        """The cheap summaries are done: the selected token's graph now, then the heavy ones."""
-        self._heavy = True
-        self._warm_focus()
-
     def _warm_focus(self) -> None:
         """The selected token's graph, if it is of the run being warmed and not warmed yet."""
         internals, focus = self._internals, self._focus
-        if not self._heavy or self._in_focus or internals is None or focus is None or focus[0] != internals.key:
+        if self._in_focus or internals is None or focus is None or focus[0] != internals.key:
             return
         self._in_focus = True
         try:
