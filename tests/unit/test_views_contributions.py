@@ -201,10 +201,12 @@ def test_the_foil_cannot_be_the_token_itself(name):
 
 
 def test_token_proximities_stream_what_the_parts_give(arch, monkeypatch):
-    """The graph's proximities, computed as the keys stream through in chunks (of 3 here, so a
-    run has several), equal those of token_contributions' parts, for queries at several
-    positions (one group, unordered)."""
-    monkeypatch.setattr("llmvis.internals.KEY_CHUNK", 3)
+    """The graph's proximities, computed as the keys stream through in chunks (of 5 here, mixed
+    2 keys at a time, so a run has several of each and partial ones), equal those of
+    token_contributions' parts, for queries at several positions (groups of 2, unordered)."""
+    monkeypatch.setattr("llmvis.internals.KEY_CHUNK", 5)
+    monkeypatch.setattr("llmvis.internals.MIX_KEYS", 2)
+    monkeypatch.setattr("llmvis.internals.GROUP", 2)
     ctx = context(arch)
     internals = ctx.internals
     positions = [POS - 1, 2, POS - 3, 0, 5]
