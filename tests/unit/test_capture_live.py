@@ -255,3 +255,43 @@ def test_a_run_hands_the_rows_of_mean_attention_it_made_to_the_summary_ahead(mon
         assert internals.keep_mean_attention(layer)  # goes on from the rows made meanwhile
         whole = internals.mean_attention(layer, rows)
         assert torch.allclose(whole, fresh_run.mean_attention(layer, rows), atol=TOL), layer
+
+
+def test_the_decode_loop_takes_its_core_back_once_the_rows_of_mean_attention_are_made(monkeypatch):
+    """The known rows of Ā are made on a core taken from the decode loop, only while they are
+    being made: the loop's last steps run on every thread again (when it kept one fewer to the
+    end, the bundled model at T = 1,536 generated at 0.59× `generate`'s speed, not 0.83×)."""
+    from llmvis.generation.overlap import can_overlap
+    from llmvis.server.background import KeepCapture
+    from llmvis.server.slot import ModelSlot
+
+    init = attention_ahead.MeanAttentionJob.__init__
+
+    def made_at_once(job, *args):
+        init(job, *args)
+        job._thread.join()
+
+    monkeypatch.setattr(attention_ahead.MeanAttentionJob, "__init__", made_at_once)
+    monkeypatch.setattr(attention_ahead, "MEAN_ROWS", 4)
+    monkeypatch.setattr("llmvis.server.background.MEAN_ROWS", 4)
+    monkeypatch.setattr("llmvis.internals.MEAN_ROWS", 4)
+    loaded = fresh(tiny_loaded("llama"))
+    slot = ModelSlot(loaded, 1 << 30)
+    seen: list[int] = []  # each forward's thread count, as the loop's thread has it
+    handle = loaded.model.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        overlap = can_overlap(loaded)
+        trace, _ = _generate(loaded, KeepCapture(slot, loaded), max_new_tokens=40)
+    finally:
+        handle.remove()
+        torch.set_num_threads(threads)
+    internals = Internals(loaded, trace.ids, cache=slot.cache)
+    made = [slot.cache.started((internals.key, "mean_attention", layer)) for layer in range(internals.n_layers)]
+    if not overlap:  # (not PyTorch's OpenMP backend: no core beside the decode)
+        assert made == [None] * internals.n_layers
+        return
+    assert all(stairs is not None and stairs.filled for stairs in made)
+    assert 1 in seen  # the prompt statistics' core, then Ā's
+    assert seen[-10:] == [2] * 10, seen  # the last decode steps and the last token's forward

@@ -72,6 +72,11 @@ class MeanAttentionJob:
         finally:
             self._started.set()
 
+    @property
+    def done(self) -> bool:
+        """Every row it could make is made (or it stopped): the caller may take its core back."""
+        return not self._thread.is_alive()
+
     def take(self) -> dict[int, Staircase]:
         """Stop after the current block; each layer's Staircase with the rows done (whole blocks)."""
         self._stop.set()

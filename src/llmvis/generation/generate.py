@@ -89,6 +89,7 @@ class Generation:
         # the prefill's attention records, for Ā
         self._known_records: list[Callable[[], AttentionRecord] | None] | None = None
         self._attention_job: MeanAttentionJob | None = None  # the known rows of Ā, after the stats
+        self._mean_attention: dict[int, Staircase] = {}  # what that job made, once it is done
         self._plan: Any = None  # (internals, steps, window) of the interventions applied while generating
         if request.interventions:
             try:
@@ -151,7 +152,9 @@ class Generation:
                 self._attention_job.take()
             rec.fail(exc, prefill_s)
             raise
-        self._keep_capture(cache, self._attention_job.take() if self._attention_job is not None else {})
+        self._keep_capture(
+            cache, self._attention_job.take() if self._attention_job is not None else self._mean_attention
+        )
         if self._head is not None:  # the prompt's statistics are not sent yet
             yield self._prompt_stats()
         yield rec.finish(finish, prefill_s)
@@ -270,6 +273,8 @@ class Generation:
             if self._job is not None and self._job.ready and not done:
                 yield self._prompt_stats()
                 self._start_mean_attention()
+            if self._attention_job is not None and self._attention_job.done:  # its core back to the loop
+                self._mean_attention, self._attention_job = self._attention_job.take(), None
             if len(pending) >= fetch_every or done or self.cancel.is_set():
                 for event in self._fetch(buffer, pending):
                     stop_strings.add(event.token.text)
