@@ -4,9 +4,10 @@ Prints, for prompt lengths 128/512/1536 and 64 new tokens on the bundled model, 
 tokens/s of (a) `model.generate` greedy, (b) the original prototype's per-step capture (eager
 attention, output_attentions + output_hidden_states every step, copied to Python lists),
 (c) llmvis generation with all statistics, keeping the run's capture as the server does (so a
-view clicked at the end finds it), (d) the same without keeping the capture; then c/a, c/b and
-d/a. Configurations are interleaved
-(a and c swapping places each repeat) so that machine noise hits all of them alike. c counts until the trace is complete,
+view clicked at the end finds it), (d) the same without keeping the capture, (e) keeping the
+capture but not making the prompt's Ā beside the decode (generation/attention_ahead.py), so that
+c, e and d part what each costs; then c/a, c/b, d/a and e/a. Configurations are interleaved
+(each taking every place in turn) so that machine noise hits all of them alike. c counts until the trace is complete,
 deferred prompt statistics included; "c stream" counts until the last generated token reached
 the caller (what a user watching the stream waits for).
 
@@ -80,16 +81,25 @@ def naive_capture(model, ids, new):
     return kept
 
 
-def llmvis_generate(loaded, prompt, new, slot: ModelSlot | None = None) -> float:
+class KeepCaptureOnly(KeepCapture):
+    """The capture kept as the server keeps it, without the prompt's Ā made during the decode."""
+
+    def staircase(self, positions: int) -> None:
+        return None
+
+
+def llmvis_generate(loaded, prompt, new, slot: ModelSlot | None = None, mean_attention: bool = True) -> float:
     """Returns the seconds until the last generated token was yielded. With a slot, the run's
-    capture is kept in its cache as the server keeps it."""
+    capture is kept in its cache as the server keeps it (with the prompt's Ā made meanwhile,
+    unless not `mean_attention`)."""
     request = GenerationRequest(
         mode="completion", prompt=prompt, params=SamplingParams(temperature=0, max_new_tokens=new)
     )
     keep = None
     if slot is not None:
         slot.cache.clear()
-        keep = KeepCapture(slot, loaded, accelerators=True)  # measured on a GPU too
+        kind = KeepCapture if mean_attention else KeepCaptureOnly
+        keep = kind(slot, loaded, accelerators=True)  # measured on a GPU too
     t0 = time.perf_counter()
     generation = start_generation(loaded, request, keep_capture=keep)
     last = 0.0
@@ -130,6 +140,7 @@ def main() -> None:
         "b naive": lambda p, ids: naive_capture(eager, ids, args.new),
         "c llmvis": lambda p, ids: llmvis_generate(loaded, p, args.new, slot if live else None),
         "d no capture": lambda p, ids: llmvis_generate(loaded, p, args.new),
+        "e no Ā": lambda p, ids: llmvis_generate(loaded, p, args.new, slot if live else None, mean_attention=False),
     }
     if not live:
         print("the load-time check did not verify the capture kept while generating: c keeps none (c = d)")
@@ -139,10 +150,10 @@ def main() -> None:
     if args.no_naive:
         del configs["b naive"]
     for repeat in range(args.repeats):
-        # a, c and d take turns in each place, so that each follows the naive loop equally often:
+        # a, c, d and e take turns in each place, so that each follows the naive loop equally often:
         # b keeps both cores busy for long and churns gigabytes, which slows whatever runs next
-        turn = ["a generate", "c llmvis", "d no capture"]
-        order = (["b naive"] if not args.no_naive else []) + turn[repeat % 3 :] + turn[: repeat % 3]
+        turn = ["a generate", "c llmvis", "d no capture", "e no Ā"]
+        order = (["b naive"] if not args.no_naive else []) + turn[repeat % 4 :] + turn[: repeat % 4]
         for n in args.lengths:
             ids = torch.tensor([tok(prompts[n]).input_ids], device=loaded.model.device)
             for name in order:
@@ -158,15 +169,15 @@ def main() -> None:
     print(f"\n{args.new} new tokens, median of {args.repeats} (tokens/s, prefill included)")
     print(
         f"{'prompt':>7} | {'a generate':>10} | {'b naive':>8} | {'c llmvis':>8} | {'c/a':>5} | {'c/b':>5}"
-        f" | {'c stream/a':>10} | {'d/a':>5}"
+        f" | {'c stream/a':>10} | {'d/a':>5} | {'e/a':>5}"
     )
     for n in args.lengths:
         rate = {name: args.new / statistics.median(times[(n, name)]) for name in [*configs, "c stream"]}
-        a, c, s, d = (rate[k] for k in ("a generate", "c llmvis", "c stream", "d no capture"))
+        a, c, s, d, e = (rate[k] for k in ("a generate", "c llmvis", "c stream", "d no capture", "e no Ā"))
         b = rate.get("b naive", float("nan"))
         print(
             f"{n:>7} | {a:>10.2f} | {b:>8.2f} | {c:>8.2f} | {c / a:>5.2f} | {c / b:>5.2f} | {s / a:>10.2f}"
-            f" | {d / a:>5.2f}"
+            f" | {d / a:>5.2f} | {e / a:>5.2f}"
         )
 
 
