@@ -722,7 +722,7 @@ class Internals:
         near = [targets[g] for g in groups]
         mixes = [torch.empty(MIX_KEYS, len(g), targets.shape[-1]) for g in groups]
         by_head = values_cpu[torch.arange(heads) // group_size] if kept is None else None  # [H, end, hd]
-        made = torch.empty(heads, KEY_CHUNK, w_heads.shape[-1])
+        made = torch.empty(heads, KEY_CHUNK, w_heads.shape[-1]) if by_head is not None else None
         for c0 in range(0, end, KEY_CHUNK):
             c1 = min(end, c0 + KEY_CHUNK)
             # the chunk's value outputs [C, H, d]: kept, or v_hj W_h for its keys now

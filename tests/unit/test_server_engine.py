@@ -366,9 +366,11 @@ def test_runs_queued_across_a_model_load_run_on_the_new_model(tmp_path, monkeypa
         assert run["model"]["name"] == "tiny-qwen2"
 
 
-def test_a_token_selected_during_the_summaries_has_its_graph_made_at_their_next_pause(caplog):
-    """The selected token's graph is what its next click waits for longest: it goes before the
-    summaries still to come, from the first pause after the selection on."""
+def test_a_token_selected_during_the_summaries_has_its_graph_made_at_their_next_pause(caplog, monkeypatch):
+    """The selected token's graph is what its next click waits for longest: a token selected
+    while the first summary runs has its graph made at that summary's next pause, before the
+    summary (and those after it) are done."""
+    from llmvis.analyses import warm
     from llmvis.internals import default_key
     from llmvis.server import background
     from llmvis.server.slot import ModelSlot
@@ -377,14 +379,20 @@ def test_a_token_selected_during_the_summaries_has_its_graph_made_at_their_next_
     slot = ModelSlot(loaded, 1 << 28)
     job = background.BackgroundCapture(slot)
     ids = loaded.tokenizer("The capital of France is Paris, and the capital of Spain is")["input_ids"]
+    (first, warm_first), *rest = warm.WARMERS
+
+    def selected_meanwhile(internals, pause):  # the user clicks a token as the first summary starts
+        job.focus(loaded, ids, len(ids) - 2)
+        warm_first(internals, pause)
+
+    monkeypatch.setattr(warm, "WARMERS", [(first, selected_meanwhile), *rest])
     job.schedule(loaded, ids)
-    job.focus(loaded, ids, len(ids) - 2)  # selected before the worker starts: its first pause
     with caplog.at_level("INFO", logger="llmvis.views"):
         job.run(lambda: True)
     said = [r.getMessage() for r in caplog.records if r.name == "llmvis.views"]
     graph = next(k for k, line in enumerate(said) if line.startswith("selected token's graph ahead"))
-    first_summary = next(k for k, line in enumerate(said) if line.startswith("summary ahead for"))
-    assert graph < first_summary, said
+    first_done = said.index(next(line for line in said if line.startswith(f"summary ahead for {first}:")))
+    assert graph < first_done, said
     assert job.warmed == 1
     assert (loaded.info.layers, len(ids) - 3) in slot.cache.peek((default_key(loaded, ids), "flow_splits"))
 
