@@ -441,3 +441,194 @@ def test_a_waiting_view_shows_on_its_runs_progress_until_it_is_done(tmp_path):
         assert answer["r"].status_code == 200
         assert c.get(f"/api/runs/{run_id}/progress").json() == {"views": []}
         assert c.get("/api/runs/nosuchrun/progress").status_code == 404
+
+
+def test_after_the_selected_token_the_graphs_beside_it_are_made_the_next_in_the_way_it_moved_first(caplog):
+    """The arrow keys' next stops: once the selected token's graph is made and nothing waits, the
+    graphs of the tokens beside it are made too, the one the selection last moved towards first."""
+    from llmvis.internals import default_key
+    from llmvis.server import background
+    from llmvis.server.slot import ModelSlot
+
+    loaded = tiny_loaded("llama", layers=2)
+    slot = ModelSlot(loaded, 1 << 28)
+    job = background.BackgroundCapture(slot)
+    ids = loaded.tokenizer("The capital of France is Paris, and the capital of Spain is")["input_ids"]
+    key, top = default_key(loaded, ids), loaded.info.layers
+
+    def made(position: int) -> bool:  # the graph's top node: the token's prediction, read one before
+        return (top, position - 1) in (slot.cache.peek((key, "flow_splits")) or {})
+
+    with caplog.at_level("INFO", logger="llmvis.views"):
+        assert job.focus(loaded, ids, 6)
+        job.run(lambda: True)
+        assert made(6) and made(7) and made(5) and not made(8)
+        assert job.focus(loaded, ids, 3)  # back: the token before it now comes first
+        job.run(lambda: True)
+    said = [r.getMessage().split(":")[0] for r in caplog.records if "graph ahead" in r.getMessage()]
+    assert said == [
+        "selected token's graph ahead (6)",
+        "neighbour's graph ahead (7)",
+        "neighbour's graph ahead (5)",
+        "selected token's graph ahead (3)",
+        "neighbour's graph ahead (2)",
+        "neighbour's graph ahead (4)",
+    ]
+    assert made(2) and made(4)
+
+
+def test_a_token_selected_while_a_neighbours_graph_is_made_goes_first_then_its_own_neighbours(caplog, monkeypatch):
+    from llmvis.analyses import flow
+    from llmvis.server import background
+    from llmvis.server.slot import ModelSlot
+
+    loaded = tiny_loaded("llama", layers=2)
+    slot = ModelSlot(loaded, 1 << 28)
+    job = background.BackgroundCapture(slot)
+    ids = loaded.tokenizer("The capital of France is Paris, and the capital of Spain is")["input_ids"]
+    real = flow.warm_graph
+
+    def selected_meanwhile(internals, position, pause):  # the user moves on during the neighbour 7
+        if position == 7 and job._selections == 1:
+            job.focus(loaded, ids, 10)
+        real(internals, position, pause)
+
+    monkeypatch.setattr(background, "warm_graph", selected_meanwhile)
+    with caplog.at_level("INFO", logger="llmvis.views"):
+        job.focus(loaded, ids, 6)
+        job.run(lambda: True)
+    said = [r.getMessage().split(":")[0] for r in caplog.records if "graph ahead" in r.getMessage()]
+    assert said == [
+        "selected token's graph ahead (6)",
+        "selected token's graph ahead (10)",  # at the neighbour's first pause, which then stopped
+        "neighbour's graph ahead (11)",
+        "neighbour's graph ahead (9)",
+    ]
+
+
+def test_a_token_of_another_run_selected_while_one_run_is_warmed_is_warmed_after_it(caplog, monkeypatch):
+    """It is not dropped: its run is scheduled, and the pass over the first run stops making
+    neighbours for it."""
+    from llmvis.analyses import warm
+    from llmvis.server import background
+    from llmvis.server.slot import ModelSlot
+
+    loaded = tiny_loaded("llama", layers=2)
+    slot = ModelSlot(loaded, 1 << 28)
+    job = background.BackgroundCapture(slot)
+    first = loaded.tokenizer("The capital of France is Paris, and the capital of Spain is")["input_ids"]
+    other = loaded.tokenizer("One, two, three, four, five, six")["input_ids"]
+    (name, warm_first), *rest = warm.WARMERS
+
+    def selected_meanwhile(internals, pause):  # a click on a token of the other run
+        assert not job.focus(loaded, other, 4)
+        warm_first(internals, pause)
+
+    monkeypatch.setattr(warm, "WARMERS", [(name, selected_meanwhile), *rest])
+    job.focus(loaded, first, 6)
+    with caplog.at_level("INFO", logger="llmvis.views"):
+        job.run(lambda: True)
+        assert job.pending
+        monkeypatch.setattr(warm, "WARMERS", rest)
+        job.run(lambda: True)
+    said = [r.getMessage().split(":")[0] for r in caplog.records if "graph ahead" in r.getMessage()]
+    assert said == [
+        "selected token's graph ahead (6)",
+        "selected token's graph ahead (4)",  # the other run's, in a pass of its own
+        "neighbour's graph ahead (5)",
+        "neighbour's graph ahead (3)",
+    ]
+
+
+def test_the_graphs_beside_the_selected_token_come_before_the_late_summaries_and_at_their_pauses(caplog, monkeypatch):
+    from llmvis.analyses import warm
+    from llmvis.server import background
+    from llmvis.server.slot import ModelSlot
+
+    loaded = tiny_loaded("llama", layers=2)
+    slot = ModelSlot(loaded, 1 << 28)
+    job = background.BackgroundCapture(slot)
+    ids = loaded.tokenizer("The capital of France is Paris, and the capital of Spain is")["input_ids"]
+    ((name, late),) = warm.LATE_WARMERS
+
+    def moved_meanwhile(internals, pause):  # the user presses an arrow key during the late summary
+        job.focus(loaded, ids, 8)
+        late(internals, pause)
+
+    monkeypatch.setattr(warm, "LATE_WARMERS", [(name, moved_meanwhile)])
+    job.focus(loaded, ids, 7)
+    with caplog.at_level("INFO", logger="llmvis.views"):
+        job.run(lambda: True)
+    said = [
+        r.getMessage().split(":")[0]
+        for r in caplog.records
+        if "graph ahead" in r.getMessage() or r.getMessage().startswith(f"summary ahead for {name}")
+    ]
+    assert said == [
+        "selected token's graph ahead (7)",
+        "neighbour's graph ahead (8)",
+        "neighbour's graph ahead (6)",
+        "selected token's graph ahead (8)",  # at the late summary's first pause ...
+        "neighbour's graph ahead (9)",  # ... with its neighbours
+        f"summary ahead for {name}",
+    ]
+
+
+@pytest.mark.parametrize("view", ["attention", "head_contributions"])
+def test_a_token_selected_on_the_contributions_tab_has_its_neighbours_made_before_the_summaries(
+    caplog, monkeypatch, view
+):
+    """The tab the user looks at needs them next: selected by one of its views, the neighbours'
+    graphs go at the summaries' pauses; by another tab's view, after the summaries."""
+    from llmvis.analyses import warm
+    from llmvis.server import background
+    from llmvis.server.slot import ModelSlot
+
+    loaded = tiny_loaded("llama", layers=2)
+    slot = ModelSlot(loaded, 1 << 28)
+    job = background.BackgroundCapture(slot)
+    ids = loaded.tokenizer("The capital of France is Paris, and the capital of Spain is")["input_ids"]
+    (first, warm_first), *rest = warm.WARMERS
+
+    def selected_meanwhile(internals, pause):
+        job.focus(loaded, ids, 6, view)
+        warm_first(internals, pause)
+
+    monkeypatch.setattr(warm, "WARMERS", [(first, selected_meanwhile), *rest])
+    job.schedule(loaded, ids)
+    with caplog.at_level("INFO", logger="llmvis.views"):
+        job.run(lambda: True)
+    said = [r.getMessage().split(":")[0] for r in caplog.records if r.name == "llmvis.views"]
+    neighbours = said.index("neighbour's graph ahead (7)")
+    assert said.index("selected token's graph ahead (6)") < neighbours
+    assert (neighbours < said.index(f"summary ahead for {first}")) == (view == "head_contributions"), said
+
+
+def test_a_token_selected_while_the_selected_one_is_warmed_has_the_neighbours_made_next(caplog, monkeypatch):
+    """Not the neighbours of the token the user has left, nor inside the selected one's graph."""
+    from llmvis.analyses import flow
+    from llmvis.server import background
+    from llmvis.server.slot import ModelSlot
+
+    loaded = tiny_loaded("llama", layers=2)
+    slot = ModelSlot(loaded, 1 << 28)
+    job = background.BackgroundCapture(slot)
+    ids = loaded.tokenizer("The capital of France is Paris, and the capital of Spain is")["input_ids"]
+    real = flow.warm_graph
+
+    def moved_meanwhile(internals, position, pause):
+        if position == 6:
+            job.focus(loaded, ids, 3, "contribution_graph")
+        real(internals, position, pause)
+
+    monkeypatch.setattr(background, "warm_graph", moved_meanwhile)
+    job.focus(loaded, ids, 6, "contribution_graph")
+    with caplog.at_level("INFO", logger="llmvis.views"):
+        job.run(lambda: True)
+    said = [r.getMessage().split(":")[0] for r in caplog.records if "graph ahead" in r.getMessage()]
+    assert said == [
+        "selected token's graph ahead (6)",
+        "selected token's graph ahead (3)",
+        "neighbour's graph ahead (2)",
+        "neighbour's graph ahead (4)",
+    ]

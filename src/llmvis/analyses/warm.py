@@ -23,17 +23,21 @@ log = logging.getLogger("llmvis")
 
 # (the view that reads it, what computes it), in the order of the tabs, but for the Heads tab's
 # pooled layer (the Attention tab's first view pools it in its own pass over that layer, so
-# computing it first mostly repeated that pass: the head scores go first), the value outputs
-# (they save part of a graph; Ā saves a rollout seconds) and the activations over every token
-# (the Activations tab shows the selected token's first); the selected token's graph goes
-# before any of them that is still to come (server/background.py)
+# computing it first mostly repeated that pass: the head scores go first) and the value outputs
+# (they save part of a graph; Ā saves a rollout seconds); the selected token's graph goes before
+# any of them that is still to come (server/background.py)
 WARMERS: list[tuple[str, Callable[[Internals, Callable[[], None]], None]]] = [
     ("head_health", warm_head_scores),
     ("multi_head", warm_multi_head),
     ("layer_similarity", warm_layer_similarity),
     ("attribution", warm_rollout),
     ("contribution_graph", warm_value_outputs),  # cheap to redo, and it gives way to Ā
-    ("activations", warm_activations),  # over every token: the tab's other scope
+]
+# After the graphs of the tokens beside the selected one (server/background.py): the activations
+# over every token are the Activations tab's second scope (its first, the selected token, costs
+# a tenth of a second), and at T = 1,536 they take seconds of one core; the arrow keys come first.
+LATE_WARMERS: list[tuple[str, Callable[[Internals, Callable[[], None]], None]]] = [
+    ("activations", warm_activations),
 ]
 
 
@@ -41,9 +45,11 @@ def warm_up(
     internals: Internals,
     pause: Callable[[], None],
     unavailable: dict[str, str] | None = None,
+    late: bool = False,
 ) -> None:
-    """Each summary in turn, skipping those of views this model cannot give."""
-    for view, warm in WARMERS:
+    """Each summary in turn (the late ones with `late`), skipping those of views this model
+    cannot give."""
+    for view, warm in LATE_WARMERS if late else WARMERS:
         if unavailable and view in unavailable:
             continue
         started = time.perf_counter()

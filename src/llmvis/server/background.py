@@ -8,6 +8,9 @@ token's contribution graph (the heaviest view of a token: a second of one core a
 computed at the summaries' next pause (or in a pass of its own after them), its nodes kept for
 the Contributions tab. After the cheap summaries instead, it had only the seconds between a
 user's first clicks and left most of the graph to the Contributions tab (docs/ARCHITECTURE.md).
+Then the graphs of the tokens beside it, the arrow keys' next stops (the next one in the way the
+selection last moved first): after the tabs' summaries, before the late ones (warm.LATE_WARMERS)
+and at their pauses; at every pause when the token was selected on the Contributions tab.
 
 A new run or load supersedes it: the capture's forward raises at its next decoder layer and
 is tried again once the worker is idle, unless a newer run replaced it.
@@ -20,6 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import torch
@@ -94,6 +98,15 @@ class _Superseded(Exception):
     """Raised inside the capture's forward pass when a job arrives."""
 
 
+class _Moved(Exception):
+    """Raised inside a neighbour's graph when another token was selected (and warmed) meanwhile."""
+
+
+NEIGHBOURS = 2  # tokens beside the selected one whose graphs are made ahead: the next, the previous
+KEPT_POSITIONS = 64  # warmed positions remembered per run (older ones are simply warmed again)
+CONTRIBUTION_VIEWS = ("head_contributions", "neuron_contributions", "contribution_graph")
+
+
 class BackgroundCapture:
     def __init__(self, slot: ModelSlot) -> None:
         self.slot = slot
@@ -106,6 +119,12 @@ class BackgroundCapture:
         self._warmed_focus: tuple[Any, int] | None = None
         self._internals: Internals | None = None  # the run being warmed
         self._in_focus = False
+        self._late = False  # the late summaries run (warm.LATE_WARMERS)
+        self._on_contributions = False  # the last token was selected by a Contributions tab's view
+        self._in_neighbours = False
+        self._step = 1  # the way the selection last moved (+1: on, -1: back)
+        self._selections = 0  # tokens selected so far (a neighbour's graph stops when it changes)
+        self._warmed: dict[Any, list[int]] = {}  # run key → positions whose graphs were made ahead
 
     @property
     def pending(self) -> bool:
@@ -124,18 +143,30 @@ class BackgroundCapture:
         self._pending = None
         self._focus = None
 
-    def focus(self, loaded: LoadedModel, ids: list[int], position: int) -> bool:
-        """A view of this run was asked at `position`: warm that token's graph next (at the
-        running summaries' next pause, or in a pass of its own); whether the worker has new
-        work (then wake it)."""
+    def focus(self, loaded: LoadedModel, ids: list[int], position: int, view: str = "") -> bool:
+        """View `view` of this run was asked at `position`: warm that token's graph next (at the
+        running summaries' next pause, or in a pass of its own), and its neighbours' graphs
+        after the summaries, or at their pauses too when the view is one of the Contributions
+        tab's (the tab the user looks at needs them next); whether the worker has new work
+        (then wake it)."""
         report = loaded.info.internals
         if report is not None and "contribution_graph" in report.unavailable:
             return False
         target = (default_key(loaded, ids), position)
         if target in (self._focus, self._warmed_focus):
             return False
+        last = self._focus or self._warmed_focus
+        if last is not None and last[0] == target[0] and last[1] != position:
+            self._step = 1 if position > last[1] else -1
         self._focus = target
-        if self._running or self._pending is not None:
+        self._selections += 1
+        self._on_contributions = view in CONTRIBUTION_VIEWS
+        if self._running:  # warmed at its next pause; another run's, once this pass is over
+            warming = self._internals
+            if self._pending is None and warming is not None and warming.key != target[0]:
+                self._pending = (loaded, ids)
+            return False
+        if self._pending is not None:
             return False
         self._pending = (loaded, ids)
         return True
@@ -164,8 +195,16 @@ class BackgroundCapture:
                 with fewer_threads(max(1, torch.get_num_threads() - 1)):
                     self._internals = internals
                     self._warm_focus()  # (a token selected during the capture)
-                    warm_up(internals, self._pause, report.unavailable if report is not None else None)
+                    if self._on_contributions:
+                        self._warm_neighbours()
+                    unavailable = report.unavailable if report is not None else None
+                    warm_up(internals, self._pause, unavailable)
                     self._warm_focus()  # (a token selected after the last pause)
+                    self._warm_neighbours()
+                    self._late = True  # the selected token's neighbours now go first at pauses too
+                    warm_up(internals, self._pause, unavailable, late=True)
+                    self._warm_focus()
+                    self._warm_neighbours()
             self.warmed += 1
         except _Superseded:
             if self._pending is None:  # nothing newer: try again once the queue is idle
@@ -175,6 +214,7 @@ class BackgroundCapture:
         finally:
             self._running = False
             self._internals = None
+            self._late = False
 
     def _pause(self) -> None:
         """Between two layers of a summary: stop for a new job, else let a waiting view in."""
@@ -185,6 +225,8 @@ class BackgroundCapture:
         if self.cancel.is_set():
             raise _Superseded
         self._warm_focus()
+        if self._late or self._on_contributions:
+            self._warm_neighbours()
 
     def _warm_focus(self) -> None:
         """The selected token's graph, if it is of the run being warmed and not warmed yet."""
@@ -196,6 +238,7 @@ class BackgroundCapture:
             started = time.perf_counter()
             warm_graph(internals, focus[1], self._pause)
             self._warmed_focus = focus
+            self._remember(focus)
             if self._focus == focus:
                 self._focus = None
             took = time.perf_counter() - started
@@ -207,6 +250,55 @@ class BackgroundCapture:
             self._warmed_focus, self._focus = focus, None
         finally:
             self._in_focus = False
+
+    def _warm_neighbours(self) -> None:
+        """The graphs of the tokens beside the selected one, each stopped when another token is
+        selected (warmed at that pause; then its neighbours come next) or other work waits."""
+        if self._in_neighbours or self._in_focus:  # (not inside the selected token's graph)
+            return
+        self._in_neighbours = True
+        try:
+            self._neighbours()
+        finally:
+            self._in_neighbours = False
+
+    def _neighbours(self) -> None:
+        while (internals := self._internals) is not None:
+            self._warm_focus()  # a token selected and not warmed yet goes first
+            focus, selections = self._warmed_focus, self._selections
+            if focus is None or focus[0] != internals.key or self._focus is not None or self._pending is not None:
+                return
+            done = self._warmed.get(focus[0], [])
+            ahead = [focus[1] + self._step, focus[1] - self._step][:NEIGHBOURS]
+            todo = [p for p in ahead if 1 <= p < internals.n_positions and p not in done]
+            if not todo:
+                return
+            position = todo[0]
+            try:
+                started = time.perf_counter()
+                warm_graph(internals, position, partial(self._neighbour_pause, selections))
+                took = time.perf_counter() - started
+                views_log.info("neighbour's graph ahead (%d): %.3f s (pauses included)", position, took)
+            except _Moved:
+                continue
+            except _Superseded:
+                raise
+            except Exception as exc:  # the view says why when it is asked
+                log.debug("no graph ahead for position %d: %s", position, exc)
+            self._remember((focus[0], position))
+
+    def _neighbour_pause(self, selections: int) -> None:
+        self._pause()
+        if self._selections != selections or self._pending is not None:
+            raise _Moved
+
+    def _remember(self, target: tuple[Any, int]) -> None:
+        if target[0] not in self._warmed:
+            self._warmed = {target[0]: []}  # (one run's positions at a time)
+        done = self._warmed[target[0]]
+        if target[1] not in done:
+            done.append(target[1])
+            del done[:-KEPT_POSITIONS]
 
 
 @contextlib.contextmanager

@@ -90,15 +90,17 @@ export class ContributionsTab extends Tab {
     if (app.foil && !foil) this.setNote(t("focus.foil_is_target", { pos, label: app.foil.label }));
     const vs = foil ? { foil: foil.id } : {};
     // Heads, their attention row and the neurons are asked at once and drawn when they come; the
-    // graph, which costs the most, is asked after them (the server computes views one at a time),
-    // so the cheap charts are not kept waiting behind it.
-    const early = Promise.all([
+    // graph, which costs the most, is asked once the first of them is answered: the server
+    // computes views one at a time in the order they wait, so the cheap charts are not kept
+    // behind it, and the graph waits behind them without a round trip of its own.
+    const cheap = [
       settle(this.view("head_contributions", { position: pos, ...vs }, signal)),
       settle(this.view("attention", { position: pos - 1, max_cells: 256 }, signal)),
       settle(this.view("neuron_contributions", { position: pos, top_k: 10, ...vs }, signal)),
-    ]);
+    ] as const;
+    const early = Promise.all(cheap);
     const asked = { position: pos, threshold: this.threshold, top_k: this.topK };
-    const graphAsked = early.then(() => settle(this.view("contribution_graph", asked, signal)));
+    const graphAsked = Promise.race(cheap).then(() => settle(this.view("contribution_graph", asked, signal)));
     const [heads, row, neurons] = await early;
     // A failure other than "this model cannot give it" (409, lost server, aborted) is the tab's;
     // so is every view being unavailable (a model without internals). One unavailable view is
