@@ -272,7 +272,7 @@ def large_child(lengths: list[int], small: bool) -> list[dict[str, Any]]:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from llmvis.analyses.attention import head_reducer, pooled_attention
-    from llmvis.analyses.warm import LATE_WARMERS, WARMERS
+    from llmvis.analyses.warm import EARLY_WARMERS, LATE_WARMERS, WARMERS
     from llmvis.internals import Internals
     from llmvis.models.loaded import LoadedModel, describe
 
@@ -331,9 +331,9 @@ def large_child(lengths: list[int], small: bool) -> list[dict[str, Any]]:
                 row[f"{label}_s"], _ = timed(layer_view)
                 row[f"{label}_extra_gib"] = (torch.cuda.max_memory_allocated() - base) / 2**30 if cuda else 0.0
             row["row_s"], _ = timed(query_row)
-            for view, warm in WARMERS + LATE_WARMERS:
+            for view, warm in EARLY_WARMERS + WARMERS + LATE_WARMERS:
                 row[f"warm_{view}_s"], _ = timed(lambda w=warm, i=internals: (w(i, lambda: None), sync()))
-            row["warm_s"] = sum(row[f"warm_{view}_s"] for view, _ in WARMERS + LATE_WARMERS)
+            row["warm_s"] = sum(row[f"warm_{view}_s"] for view, _ in EARLY_WARMERS + WARMERS + LATE_WARMERS)
         except torch.OutOfMemoryError as exc:
             row["error"] = f"out of memory: {str(exc)[:120]}"
         internals.cache.clear()

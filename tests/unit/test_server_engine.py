@@ -379,7 +379,9 @@ def test_a_token_selected_during_the_summaries_has_its_graph_made_at_their_next_
     slot = ModelSlot(loaded, 1 << 28)
     job = background.BackgroundCapture(slot)
     ids = loaded.tokenizer("The capital of France is Paris, and the capital of Spain is")["input_ids"]
-    (first, warm_first), *rest = warm.WARMERS
+    ((first, warm_first),) = warm.EARLY_WARMERS  # (a summary with pauses: here in the main stage)
+    rest = warm.WARMERS
+    monkeypatch.setattr(warm, "EARLY_WARMERS", [])
 
     def selected_meanwhile(internals, pause):  # the user clicks a token as the first summary starts
         job.focus(loaded, ids, len(ids) - 2)
@@ -518,7 +520,9 @@ def test_a_token_of_another_run_selected_while_one_run_is_warmed_is_warmed_after
     job = background.BackgroundCapture(slot)
     first = loaded.tokenizer("The capital of France is Paris, and the capital of Spain is")["input_ids"]
     other = loaded.tokenizer("One, two, three, four, five, six")["input_ids"]
-    (name, warm_first), *rest = warm.WARMERS
+    ((name, warm_first),) = warm.EARLY_WARMERS  # (a summary with pauses: here in the main stage)
+    rest = warm.WARMERS
+    monkeypatch.setattr(warm, "EARLY_WARMERS", [])
 
     def selected_meanwhile(internals, pause):  # a click on a token of the other run
         assert not job.focus(loaded, other, 4)
@@ -588,7 +592,9 @@ def test_a_token_selected_on_the_contributions_tab_has_its_neighbours_made_befor
     slot = ModelSlot(loaded, 1 << 28)
     job = background.BackgroundCapture(slot)
     ids = loaded.tokenizer("The capital of France is Paris, and the capital of Spain is")["input_ids"]
-    (first, warm_first), *rest = warm.WARMERS
+    ((first, warm_first),) = warm.EARLY_WARMERS  # (a summary with pauses: here in the main stage)
+    rest = warm.WARMERS
+    monkeypatch.setattr(warm, "EARLY_WARMERS", [])
 
     def selected_meanwhile(internals, pause):
         job.focus(loaded, ids, 6, view)
@@ -632,3 +638,96 @@ def test_a_token_selected_while_the_selected_one_is_warmed_has_the_neighbours_ma
         "neighbour's graph ahead (2)",
         "neighbour's graph ahead (4)",
     ]
+
+
+def test_on_the_contributions_tab_the_next_tokens_views_are_made_ahead_and_answer_as_computed(tmp_path, caplog):
+    """An arrow key's next stop: after a Contributions view of one token, the worker makes the
+    next token's head and neuron contributions with the tab's params; asked, they answer from
+    there, the same numbers as computed on request (another thread count: within rounding)."""
+    from llmvis.internals import default_key
+
+    loaded = tiny_loaded("llama")
+    app = make_app(tmp_path, loaded)
+    engine = app.state.engine
+    with client(app) as c, caplog.at_level("INFO", logger="llmvis.views"):
+        run_id = parse_sse(c.post("/api/runs", json=body()).content)[-1].json()["run_id"]
+        ids = [t["id"] for t in c.get(f"/api/runs/{run_id}").json()["tokens"]]
+        wait_for(lambda: engine.background.warmed >= 1)
+        position = len(ids) - 4
+        assert c.get(f"/api/runs/{run_id}/views/head_contributions", params={"position": position}).is_success
+        key = default_key(loaded, ids)
+        wait_for(lambda: any(k[:3] == (key, "view", "neuron_contributions") for k in engine.cache._entries))
+        wait_for(lambda: not engine.background.active)
+        ahead = {}
+        for name, params in (("head_contributions", {}), ("neuron_contributions", {"top_k": 10})):
+            answer = c.get(f"/api/runs/{run_id}/views/{name}", params={"position": position + 1, **params})
+            assert answer.is_success
+            ahead[name] = answer.json()
+        said = [r.getMessage() for r in caplog.records if "made ahead" in r.getMessage()]
+        assert [line.split(" {")[0] for line in said] == ["view head_contributions", "view neuron_contributions"]
+        for name in ahead:  # the kept results gone: computed on request
+            for k in [k for k in engine.cache._entries if k[:3] == (key, "view", name)]:
+                engine.cache.discard(k)
+        heads = c.get(f"/api/runs/{run_id}/views/head_contributions", params={"position": position + 1}).json()
+        neurons = c.get(
+            f"/api/runs/{run_id}/views/neuron_contributions", params={"position": position + 1, "top_k": 10}
+        ).json()
+    assert heads["target"] == ahead["head_contributions"]["target"]
+    assert torch.allclose(
+        torch.tensor(heads["effects"]), torch.tensor(ahead["head_contributions"]["effects"]), atol=1e-3, rtol=1e-3
+    )
+    layers = zip(neurons["layers"], ahead["neuron_contributions"]["layers"], strict=True)
+    for got, made in layers:
+        assert got["mlp_effect"] == pytest.approx(made["mlp_effect"], rel=1e-3, abs=1e-3)
+        both = {n["neuron"] for n in got["top"]} & {n["neuron"] for n in made["top"]}
+        assert len(both) >= len(got["top"]) - 2  # (a tie at the cut may swap the last ones)
+
+
+def test_a_token_selected_during_the_head_scores_has_its_graph_made_after_them(caplog, monkeypatch):
+    """The Heads tab, clicked right after the Attention tab, waits for the head scores: they go
+    before the selected token's graph, which then goes before the other summaries."""
+    from llmvis.analyses import warm
+    from llmvis.server import background
+    from llmvis.server.slot import ModelSlot
+
+    loaded = tiny_loaded("llama", layers=3)
+    slot = ModelSlot(loaded, 1 << 28)
+    job = background.BackgroundCapture(slot)
+    ids = loaded.tokenizer("The capital of France is Paris, and the capital of Spain is")["input_ids"]
+    ((early, warm_early),) = warm.EARLY_WARMERS
+    paused = []
+
+    def selected_meanwhile(internals, pause):
+        job.focus(loaded, ids, len(ids) - 2)
+        warm_early(internals, lambda: (paused.append(1), pause()))
+
+    monkeypatch.setattr(warm, "EARLY_WARMERS", [(early, selected_meanwhile)])
+    job.schedule(loaded, ids)
+    with caplog.at_level("INFO", logger="llmvis.views"):
+        job.run(lambda: True)
+    said = [r.getMessage().split(":")[0] for r in caplog.records if r.name == "llmvis.views"]
+    assert paused and said[:2] == [f"summary ahead for {early}", f"selected token's graph ahead ({len(ids) - 2})"]
+    assert len(said) == 2 + len(warm.WARMERS) + len(warm.LATE_WARMERS) + 2  # (and its neighbours)
+
+
+@pytest.mark.parametrize("up_to", [64, 4])
+def test_the_head_scores_go_before_the_selected_tokens_graph_only_on_runs_where_they_are_short(
+    caplog, monkeypatch, up_to
+):
+    from llmvis.analyses import warm
+    from llmvis.internals import Internals
+
+    loaded = tiny_loaded("llama", layers=2)
+    internals = Internals(loaded, loaded.tokenizer("The capital of France is Paris, and the capital of")["input_ids"])
+    monkeypatch.setattr(warm, "EARLY_UP_TO", up_to)
+    stages = {}
+    for stage in ("early", "main"):
+        caplog.clear()
+        with caplog.at_level("INFO", logger="llmvis.views"):
+            warm.warm_up(internals, lambda: None, None, stage)
+        stages[stage] = [r.getMessage().split(":")[0].removeprefix("summary ahead for ") for r in caplog.records]
+    main = [name for name, _ in warm.WARMERS]
+    if internals.n_positions <= up_to:
+        assert stages == {"early": ["head_health"], "main": main}
+    else:
+        assert stages == {"early": [], "main": ["head_health", *main]}

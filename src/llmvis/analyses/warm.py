@@ -21,13 +21,20 @@ from llmvis.internals import Internals
 
 log = logging.getLogger("llmvis")
 
-# (the view that reads it, what computes it), in the order of the tabs, but for the Heads tab's
-# pooled layer (the Attention tab's first view pools it in its own pass over that layer, so
-# computing it first mostly repeated that pass: the head scores go first) and the value outputs
-# (they save part of a graph; Ā saves a rollout seconds); the selected token's graph goes before
-# any of them that is still to come (server/background.py)
-WARMERS: list[tuple[str, Callable[[Internals, Callable[[], None]], None]]] = [
-    ("head_health", warm_head_scores),
+Warmer = tuple[str, Callable[[Internals, Callable[[], None]], None]]
+
+# (the view that reads it, what computes it). First, before the selected token's graph: every
+# head's scores, which the Heads tab (the tab after the Attention tab, open while streaming)
+# waits for and which take 0.4 s on two cores at T = 1,536 (0.8 s of one core); not past
+# EARLY_UP_TO positions, where they take seconds of one core and the graph (the slowest tab's
+# wait) goes first. Then the selected token's graph (server/background.py), and these, in the
+# order of the tabs but for
+# the Heads tab's pooled layer (the Attention tab's first view pools it in its own pass over
+# that layer, so computing it first mostly repeated that pass) and the value outputs (they save
+# part of a graph; Ā saves a rollout seconds)
+EARLY_WARMERS: list[Warmer] = [("head_health", warm_head_scores)]
+EARLY_UP_TO = 2048  # (256 sampled query rows up to there: heads.default_queries)
+WARMERS: list[Warmer] = [
     ("multi_head", warm_multi_head),
     ("layer_similarity", warm_layer_similarity),
     ("attribution", warm_rollout),
@@ -36,7 +43,7 @@ WARMERS: list[tuple[str, Callable[[Internals, Callable[[], None]], None]]] = [
 # After the graphs of the tokens beside the selected one (server/background.py): the activations
 # over every token are the Activations tab's second scope (its first, the selected token, costs
 # a tenth of a second), and at T = 1,536 they take seconds of one core; the arrow keys come first.
-LATE_WARMERS: list[tuple[str, Callable[[Internals, Callable[[], None]], None]]] = [
+LATE_WARMERS: list[Warmer] = [
     ("activations", warm_activations),
 ]
 
@@ -45,11 +52,13 @@ def warm_up(
     internals: Internals,
     pause: Callable[[], None],
     unavailable: dict[str, str] | None = None,
-    late: bool = False,
+    stage: str = "main",
 ) -> None:
-    """Each summary in turn (the late ones with `late`), skipping those of views this model
-    cannot give."""
-    for view, warm in LATE_WARMERS if late else WARMERS:
+    """Each summary of a stage ("early", "main" or "late") in turn, skipping those of views this
+    model cannot give."""
+    early = EARLY_WARMERS if internals.n_positions <= EARLY_UP_TO else []
+    deferred = [w for w in EARLY_WARMERS if w not in early]  # (first of the main stage)
+    for view, warm in {"early": early, "main": deferred + WARMERS, "late": LATE_WARMERS}[stage]:
         if unavailable and view in unavailable:
             continue
         started = time.perf_counter()

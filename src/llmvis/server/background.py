@@ -3,14 +3,16 @@
 on the worker (`BackgroundCapture`), which then computes the run's heavy summaries ahead
 (analyses/warm.py), giving a waiting request the model lock between layers.
 
-The token the user selected comes first: once a view of a run is asked for one position, that
-token's contribution graph (the heaviest view of a token: a second of one core at T = 1,536) is
-computed at the summaries' next pause (or in a pass of its own after them), its nodes kept for
-the Contributions tab. After the cheap summaries instead, it had only the seconds between a
-user's first clicks and left most of the graph to the Contributions tab (docs/ARCHITECTURE.md).
-Then the graphs of the tokens beside it, the arrow keys' next stops (the next one in the way the
-selection last moved first): after the tabs' summaries, before the late ones (warm.LATE_WARMERS)
-and at their pauses; at every pause when the token was selected on the Contributions tab.
+The token the user selected comes first, after the head scores (warm.EARLY_WARMERS: the Heads
+tab, next after the Attention tab, waits for them): once a view of a run is asked for one
+position, that token's contribution graph (the heaviest view of a token: a second of one core
+at T = 1,536) is computed at the summaries' next pause (or in a pass of its own after them), its
+nodes kept for the Contributions tab. After the cheap summaries instead, it had only the seconds
+between a user's first clicks and left most of the graph to the Contributions tab
+(docs/ARCHITECTURE.md). Then the graphs of the tokens beside it, the arrow keys' next stops (the
+next one in the way the selection last moved first): after the tabs' summaries, before the late
+ones (warm.LATE_WARMERS) and at their pauses; at every pause, each with the tab's per-token views
+first (views.KEPT_VIEWS), when the token was selected on the Contributions tab.
 
 A new run or load supersedes it: the capture's forward raises at its next decoder layer and
 is tried again once the worker is idle, unless a newer run replaced it.
@@ -29,6 +31,7 @@ from typing import Any
 import torch
 
 from llmvis.analyses.flow import warm_graph
+from llmvis.analyses.registry import VIEWS, ViewContext, compute
 from llmvis.analyses.warm import warm_up
 from llmvis.capture import Capture
 from llmvis.generation.overlap import fewer_threads
@@ -36,6 +39,8 @@ from llmvis.internals import MEAN_ROWS, Internals, default_key
 from llmvis.kept_attention import Staircase
 from llmvis.models.loaded import LoadedModel
 from llmvis.server.slot import ModelSlot
+from llmvis.server.views import KEPT_VIEWS, keep_view, kept_view_key
+from llmvis.trace import Trace
 
 log = logging.getLogger("llmvis.server")
 views_log = logging.getLogger("llmvis.views")  # `llmvis serve --log-views`
@@ -119,12 +124,15 @@ class BackgroundCapture:
         self._warmed_focus: tuple[Any, int] | None = None
         self._internals: Internals | None = None  # the run being warmed
         self._in_focus = False
+        self._early = False  # the early summaries run (warm.EARLY_WARMERS): the selected token waits
         self._late = False  # the late summaries run (warm.LATE_WARMERS)
         self._on_contributions = False  # the last token was selected by a Contributions tab's view
         self._in_neighbours = False
         self._step = 1  # the way the selection last moved (+1: on, -1: back)
         self._selections = 0  # tokens selected so far (a neighbour's graph stops when it changes)
-        self._warmed: dict[Any, list[int]] = {}  # run key → positions whose graphs were made ahead
+        self._warmed: dict[Any, list[Any]] = {}  # run key → what was made ahead: positions (their
+        # graphs) and ("views", position)
+        self._trace: tuple[Any, Trace] | None = None  # (run key, its trace): the last selection's
 
     @property
     def pending(self) -> bool:
@@ -143,12 +151,15 @@ class BackgroundCapture:
         self._pending = None
         self._focus = None
 
-    def focus(self, loaded: LoadedModel, ids: list[int], position: int, view: str = "") -> bool:
-        """View `view` of this run was asked at `position`: warm that token's graph next (at the
-        running summaries' next pause, or in a pass of its own), and its neighbours' graphs
-        after the summaries, or at their pauses too when the view is one of the Contributions
-        tab's (the tab the user looks at needs them next); whether the worker has new work
-        (then wake it)."""
+    def focus(
+        self, loaded: LoadedModel, ids: list[int], position: int, view: str = "", trace: Trace | None = None
+    ) -> bool:
+        """View `view` of this run (`trace`) was asked at `position`: warm that token's graph next
+        (at the running summaries' next pause, or in a pass of its own), and its neighbours'
+        graphs after the summaries; or, when the view is one of the Contributions tab's (the tab
+        the user looks at needs them next), its neighbours' graphs and per-token views
+        (views.KEPT_VIEWS) at the summaries' pauses too. Whether the worker has new work (then
+        wake it)."""
         report = loaded.info.internals
         if report is not None and "contribution_graph" in report.unavailable:
             return False
@@ -161,6 +172,8 @@ class BackgroundCapture:
         self._focus = target
         self._selections += 1
         self._on_contributions = view in CONTRIBUTION_VIEWS
+        if trace is not None:
+            self._trace = (target[0], trace)
         if self._running:  # warmed at its next pause; another run's, once this pass is over
             warming = self._internals
             if self._pending is None and warming is not None and warming.key != target[0]:
@@ -194,15 +207,18 @@ class BackgroundCapture:
                 # a core stays free for the page and the requests of the clicks it is ahead of
                 with fewer_threads(max(1, torch.get_num_threads() - 1)):
                     self._internals = internals
-                    self._warm_focus()  # (a token selected during the capture)
+                    unavailable = report.unavailable if report is not None else None
+                    self._early = True  # the head scores go before the selected token's graph
+                    warm_up(internals, self._pause, unavailable, "early")
+                    self._early = False
+                    self._warm_focus()  # (a token selected during the capture or the head scores)
                     if self._on_contributions:
                         self._warm_neighbours()
-                    unavailable = report.unavailable if report is not None else None
                     warm_up(internals, self._pause, unavailable)
                     self._warm_focus()  # (a token selected after the last pause)
                     self._warm_neighbours()
                     self._late = True  # the selected token's neighbours now go first at pauses too
-                    warm_up(internals, self._pause, unavailable, late=True)
+                    warm_up(internals, self._pause, unavailable, "late")
                     self._warm_focus()
                     self._warm_neighbours()
             self.warmed += 1
@@ -214,7 +230,7 @@ class BackgroundCapture:
         finally:
             self._running = False
             self._internals = None
-            self._late = False
+            self._late = self._early = False
 
     def _pause(self) -> None:
         """Between two layers of a summary: stop for a new job, else let a waiting view in."""
@@ -231,7 +247,7 @@ class BackgroundCapture:
     def _warm_focus(self) -> None:
         """The selected token's graph, if it is of the run being warmed and not warmed yet."""
         internals, focus = self._internals, self._focus
-        if self._in_focus or internals is None or focus is None or focus[0] != internals.key:
+        if self._in_focus or self._early or internals is None or focus is None or focus[0] != internals.key:
             return
         self._in_focus = True
         try:
@@ -269,30 +285,55 @@ class BackgroundCapture:
             if focus is None or focus[0] != internals.key or self._focus is not None or self._pending is not None:
                 return
             done = self._warmed.get(focus[0], [])
+            trace = self._trace[1] if self._trace is not None and self._trace[0] == focus[0] else None
+            with_views = self._on_contributions and trace is not None
             ahead = [focus[1] + self._step, focus[1] - self._step][:NEIGHBOURS]
-            todo = [p for p in ahead if 1 <= p < internals.n_positions and p not in done]
+            todo = [
+                item
+                for p in ahead
+                if 1 <= p < internals.n_positions
+                for item in ((("views", p),) if with_views else ()) + (p,)
+                if item not in done
+            ]
             if not todo:
                 return
-            position = todo[0]
+            item, pause = todo[0], partial(self._neighbour_pause, selections)
             try:
                 started = time.perf_counter()
-                warm_graph(internals, position, partial(self._neighbour_pause, selections))
+                if isinstance(item, tuple):
+                    assert trace is not None
+                    self._make_views(internals, trace, item[1], pause)
+                else:
+                    warm_graph(internals, item, pause)
                 took = time.perf_counter() - started
-                views_log.info("neighbour's graph ahead (%d): %.3f s (pauses included)", position, took)
+                what, position = ("views", item[1]) if isinstance(item, tuple) else ("graph", item)
+                views_log.info("neighbour's %s ahead (%d): %.3f s (pauses included)", what, position, took)
             except _Moved:
                 continue
             except _Superseded:
                 raise
             except Exception as exc:  # the view says why when it is asked
-                log.debug("no graph ahead for position %d: %s", position, exc)
-            self._remember((focus[0], position))
+                log.debug("nothing ahead for %s: %s", item, exc)
+            self._remember((focus[0], item))
+
+    def _make_views(self, internals: Internals, trace: Trace, position: int, pause: Callable[[], None]) -> None:
+        """The Contributions tab's per-token views of `position`, with the params it asks them with."""
+        report = internals.loaded.info.internals
+        ctx = ViewContext(trace=trace, loaded=internals.loaded, internals=internals)
+        for name in KEPT_VIEWS:
+            if report is not None and name in report.unavailable:
+                continue
+            params = VIEWS[name].params(position=position)
+            if internals.cache.peek(kept_view_key(internals, name, params)) is None:
+                keep_view(internals, name, params, compute(name, ctx, params))
+            pause()
 
     def _neighbour_pause(self, selections: int) -> None:
         self._pause()
         if self._selections != selections or self._pending is not None:
             raise _Moved
 
-    def _remember(self, target: tuple[Any, int]) -> None:
+    def _remember(self, target: tuple[Any, Any]) -> None:
         if target[0] not in self._warmed:
             self._warmed = {target[0]: []}  # (one run's positions at a time)
         done = self._warmed[target[0]]

@@ -133,7 +133,7 @@ class Engine:
             and VIEWS[name].needs_internals
             and same_weights(loaded.info, trace.model)
             and all(i >= 0 for i in trace.ids)
-            and self.background.focus(loaded, trace.ids, position, name)
+            and self.background.focus(loaded, trace.ids, position, name, trace)
         ):
             self._jobs.put(lambda: None)  # wake the worker: it runs the background when idle
         return result
