@@ -553,7 +553,7 @@ def test_the_graphs_beside_the_selected_token_come_before_the_late_summaries_and
     slot = ModelSlot(loaded, 1 << 28)
     job = background.BackgroundCapture(slot)
     ids = loaded.tokenizer("The capital of France is Paris, and the capital of Spain is")["input_ids"]
-    ((name, late),) = warm.LATE_WARMERS
+    (name, late), *_ = warm.LATE_WARMERS
 
     def moved_meanwhile(internals, pause):  # the user presses an arrow key during the late summary
         job.focus(loaded, ids, 8)
@@ -579,35 +579,34 @@ def test_the_graphs_beside_the_selected_token_come_before_the_late_summaries_and
 
 
 @pytest.mark.parametrize("view", ["attention", "head_contributions"])
-def test_a_token_selected_on_the_contributions_tab_has_its_neighbours_made_before_the_summaries(
-    caplog, monkeypatch, view
+def test_after_the_summaries_a_token_selected_on_the_contributions_tab_has_its_neighbours_views_made_too(
+    tmp_path, caplog, view
 ):
-    """The tab the user looks at needs them next: selected by one of its views, the neighbours'
-    graphs go at the summaries' pauses; by another tab's view, after the summaries."""
+    """The tab the user looks at needs them next: selected by one of its views, each
+    neighbour's per-token views come before its graph; by another tab's view, the graphs only.
+    Both after the tabs' summaries, before the late ones."""
     from llmvis.analyses import warm
-    from llmvis.server import background
-    from llmvis.server.slot import ModelSlot
 
     loaded = tiny_loaded("llama", layers=2)
-    slot = ModelSlot(loaded, 1 << 28)
-    job = background.BackgroundCapture(slot)
-    ids = loaded.tokenizer("The capital of France is Paris, and the capital of Spain is")["input_ids"]
-    ((first, warm_first),) = warm.EARLY_WARMERS  # (a summary with pauses: here in the main stage)
-    rest = warm.WARMERS
-    monkeypatch.setattr(warm, "EARLY_WARMERS", [])
-
-    def selected_meanwhile(internals, pause):
-        job.focus(loaded, ids, 6, view)
-        warm_first(internals, pause)
-
-    monkeypatch.setattr(warm, "WARMERS", [(first, selected_meanwhile), *rest])
-    job.schedule(loaded, ids)
-    with caplog.at_level("INFO", logger="llmvis.views"):
-        job.run(lambda: True)
-    said = [r.getMessage().split(":")[0] for r in caplog.records if r.name == "llmvis.views"]
-    neighbours = said.index("neighbour's graph ahead (7)")
-    assert said.index("selected token's graph ahead (6)") < neighbours
-    assert (neighbours < said.index(f"summary ahead for {first}")) == (view == "head_contributions"), said
+    app = make_app(tmp_path, loaded)
+    engine = app.state.engine
+    with client(app) as c, caplog.at_level("INFO", logger="llmvis.views"):
+        run_id = parse_sse(c.post("/api/runs", json=body()).content)[-1].json()["run_id"]
+        n = len(c.get(f"/api/runs/{run_id}").json()["tokens"])
+        wait_for(lambda: engine.background.warmed >= 1)
+        caplog.clear()
+        assert c.get(f"/api/runs/{run_id}/views/{view}", params={"position": n - 4}).is_success
+        wait_for(lambda: engine.background.warmed >= 2)
+    said = [r.getMessage().split(":")[0] for r in caplog.records if "ahead" in r.getMessage()]
+    graphs = [said.index(f"neighbour's graph ahead ({p})") for p in (n - 3, n - 5)]
+    summaries = [said.index(f"summary ahead for {name}") for name, _ in warm.WARMERS + warm.LATE_WARMERS]
+    assert max(summaries[: len(warm.WARMERS)]) < min(graphs) and max(graphs) < min(summaries[len(warm.WARMERS) :])
+    made = [line for line in said if line.startswith("neighbour's views ahead")]
+    if view == "head_contributions":
+        assert made == [f"neighbour's views ahead ({n - 3})", f"neighbour's views ahead ({n - 5})"]
+        assert said.index(made[0]) < graphs[0] and said.index(made[1]) < graphs[1]
+    else:
+        assert made == []
 
 
 def test_a_token_selected_while_the_selected_one_is_warmed_has_the_neighbours_made_next(caplog, monkeypatch):

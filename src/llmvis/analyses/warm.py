@@ -23,27 +23,28 @@ log = logging.getLogger("llmvis")
 
 Warmer = tuple[str, Callable[[Internals, Callable[[], None]], None]]
 
-# (the view that reads it, what computes it). First, before the selected token's graph: every
-# head's scores, which the Heads tab (the tab after the Attention tab, open while streaming)
-# waits for and which take 0.4 s on two cores at T = 1,536 (0.8 s of one core); not past
-# EARLY_UP_TO positions, where they take seconds of one core and the graph (the slowest tab's
-# wait) goes first. Then the selected token's graph (server/background.py), and these, in the
-# order of the tabs but for
-# the Heads tab's pooled layer (the Attention tab's first view pools it in its own pass over
-# that layer, so computing it first mostly repeated that pass) and the value outputs (they save
-# part of a graph; Ā saves a rollout seconds)
+Warmer = tuple[str, Callable[[Internals, Callable[[], None]], None]]
+
+# (the view that reads it, what computes it), in three stages. First, before the selected
+# token's graph: every head's scores, which the Heads tab (the tab after the Attention tab, open
+# while streaming) waits for and which take 0.4 s on two cores at T = 1,536 (0.8 s of one core);
+# not past EARLY_UP_TO positions, where they take seconds of one core and the graph (the slowest
+# tab's wait) goes first. Then the selected token's graph (server/background.py), and the rest of
+# the tabs' summaries in their order, but for the Heads tab's pooled layer (the Attention tab's
+# first view pools it in its own pass over that layer, so computing it first mostly repeated
+# that pass). Last, after the graphs of the tokens beside the selected one (the arrow keys' next
+# stops) and giving way to them: the value outputs (they save a quarter of a graph, and take a
+# second of one core) and the activations over every token (the Activations tab's second scope:
+# its first, the selected token, costs a tenth of a second; seconds of one core at T = 1,536).
 EARLY_WARMERS: list[Warmer] = [("head_health", warm_head_scores)]
 EARLY_UP_TO = 2048  # (256 sampled query rows up to there: heads.default_queries)
 WARMERS: list[Warmer] = [
     ("multi_head", warm_multi_head),
     ("layer_similarity", warm_layer_similarity),
     ("attribution", warm_rollout),
-    ("contribution_graph", warm_value_outputs),  # cheap to redo, and it gives way to Ā
 ]
-# After the graphs of the tokens beside the selected one (server/background.py): the activations
-# over every token are the Activations tab's second scope (its first, the selected token, costs
-# a tenth of a second), and at T = 1,536 they take seconds of one core; the arrow keys come first.
 LATE_WARMERS: list[Warmer] = [
+    ("contribution_graph", warm_value_outputs),
     ("activations", warm_activations),
 ]
 

@@ -3,16 +3,16 @@
 on the worker (`BackgroundCapture`), which then computes the run's heavy summaries ahead
 (analyses/warm.py), giving a waiting request the model lock between layers.
 
-The token the user selected comes first, after the head scores (warm.EARLY_WARMERS: the Heads
-tab, next after the Attention tab, waits for them): once a view of a run is asked for one
-position, that token's contribution graph (the heaviest view of a token: a second of one core
-at T = 1,536) is computed at the summaries' next pause (or in a pass of its own after them), its
-nodes kept for the Contributions tab. After the cheap summaries instead, it had only the seconds
-between a user's first clicks and left most of the graph to the Contributions tab
-(docs/ARCHITECTURE.md). Then the graphs of the tokens beside it, the arrow keys' next stops (the
-next one in the way the selection last moved first): after the tabs' summaries, before the late
-ones (warm.LATE_WARMERS) and at their pauses; at every pause, each with the tab's per-token views
-first (views.KEPT_VIEWS), when the token was selected on the Contributions tab.
+The token the user selected comes first, after the head scores of a short run
+(warm.EARLY_WARMERS: the Heads tab, next after the Attention tab, waits for them): once a view of
+a run is asked for one position, that token's contribution graph (the heaviest view of a token:
+a second of one core at T = 1,536) is computed at the summaries' next pause (or in a pass of its
+own after them), its nodes kept for the Contributions tab. After the cheap summaries instead, it
+had only the seconds between a user's first clicks and left most of the graph to the
+Contributions tab (docs/ARCHITECTURE.md). Then, after the tabs' summaries, the graphs of the
+tokens beside it, the arrow keys' next stops (the next one in the way the selection last moved
+first; each with the tab's per-token views first, views.KEPT_VIEWS, when the token was selected
+on the Contributions tab), before the late summaries (warm.LATE_WARMERS) and at their pauses.
 
 A new run or load supersedes it: the capture's forward raises at its next decoder layer and
 is tried again once the worker is idle, unless a newer run replaced it.
@@ -127,6 +127,7 @@ class BackgroundCapture:
         self._early = False  # the early summaries run (warm.EARLY_WARMERS): the selected token waits
         self._late = False  # the late summaries run (warm.LATE_WARMERS)
         self._on_contributions = False  # the last token was selected by a Contributions tab's view
+        # (then its neighbours' per-token views are made too)
         self._in_neighbours = False
         self._step = 1  # the way the selection last moved (+1: on, -1: back)
         self._selections = 0  # tokens selected so far (a neighbour's graph stops when it changes)
@@ -155,11 +156,10 @@ class BackgroundCapture:
         self, loaded: LoadedModel, ids: list[int], position: int, view: str = "", trace: Trace | None = None
     ) -> bool:
         """View `view` of this run (`trace`) was asked at `position`: warm that token's graph next
-        (at the running summaries' next pause, or in a pass of its own), and its neighbours'
-        graphs after the summaries; or, when the view is one of the Contributions tab's (the tab
-        the user looks at needs them next), its neighbours' graphs and per-token views
-        (views.KEPT_VIEWS) at the summaries' pauses too. Whether the worker has new work (then
-        wake it)."""
+        (at the running summaries' next pause, or in a pass of its own), then its neighbours'
+        graphs, after the tabs' summaries, with their per-token views (views.KEPT_VIEWS) first
+        when the view is one of the Contributions tab's (the tab the user looks at needs them).
+        Whether the worker has new work (then wake it)."""
         report = loaded.info.internals
         if report is not None and "contribution_graph" in report.unavailable:
             return False
@@ -212,8 +212,6 @@ class BackgroundCapture:
                     warm_up(internals, self._pause, unavailable, "early")
                     self._early = False
                     self._warm_focus()  # (a token selected during the capture or the head scores)
-                    if self._on_contributions:
-                        self._warm_neighbours()
                     warm_up(internals, self._pause, unavailable)
                     self._warm_focus()  # (a token selected after the last pause)
                     self._warm_neighbours()
@@ -241,7 +239,7 @@ class BackgroundCapture:
         if self.cancel.is_set():
             raise _Superseded
         self._warm_focus()
-        if self._late or self._on_contributions:
+        if self._late:
             self._warm_neighbours()
 
     def _warm_focus(self) -> None:
