@@ -23,8 +23,6 @@ log = logging.getLogger("llmvis")
 
 Warmer = tuple[str, Callable[[Internals, Callable[[], None]], None]]
 
-Warmer = tuple[str, Callable[[Internals, Callable[[], None]], None]]
-
 # (the view that reads it, what computes it), in three stages. First, before the selected
 # token's graph: every head's scores, which the Heads tab (the tab after the Attention tab, open
 # while streaming) waits for and which take 0.4 s on two cores at T = 1,536 (0.8 s of one core);
