@@ -366,19 +366,30 @@ def test_runs_queued_across_a_model_load_run_on_the_new_model(tmp_path, monkeypa
         assert run["model"]["name"] == "tiny-qwen2"
 
 
+def background_job(layers: int):
+    """A tiny model's slot, its background worker and a prompt's ids."""
+    from llmvis.server import background
+    from llmvis.server.slot import ModelSlot
+
+    loaded = tiny_loaded("llama", layers=layers)
+    slot = ModelSlot(loaded, 1 << 28)
+    ids = loaded.tokenizer("The capital of France is Paris, and the capital of Spain is")["input_ids"]
+    return loaded, slot, background.BackgroundCapture(slot), ids
+
+
+def graphs_said(caplog) -> list[str]:
+    """What the worker logged it made ahead, by graph: "selected token's graph ahead (6)"..."""
+    return [r.getMessage().split(":")[0] for r in caplog.records if "graph ahead" in r.getMessage()]
+
+
 def test_a_token_selected_during_the_summaries_has_its_graph_made_at_their_next_pause(caplog, monkeypatch):
     """The selected token's graph is what its next click waits for longest: a token selected
     while the first summary runs has its graph made at that summary's next pause, before the
     summary (and those after it) are done."""
     from llmvis.analyses import warm
     from llmvis.internals import default_key
-    from llmvis.server import background
-    from llmvis.server.slot import ModelSlot
 
-    loaded = tiny_loaded("llama", layers=3)
-    slot = ModelSlot(loaded, 1 << 28)
-    job = background.BackgroundCapture(slot)
-    ids = loaded.tokenizer("The capital of France is Paris, and the capital of Spain is")["input_ids"]
+    loaded, slot, job, ids = background_job(layers=3)
     ((first, warm_first),) = warm.EARLY_WARMERS  # (a summary with pauses: here in the main stage)
     rest = warm.WARMERS
     monkeypatch.setattr(warm, "EARLY_WARMERS", [])
@@ -449,13 +460,8 @@ def test_after_the_selected_token_the_graphs_beside_it_are_made_the_next_in_the_
     """The arrow keys' next stops: once the selected token's graph is made and nothing waits, the
     graphs of the tokens beside it are made too, the one the selection last moved towards first."""
     from llmvis.internals import default_key
-    from llmvis.server import background
-    from llmvis.server.slot import ModelSlot
 
-    loaded = tiny_loaded("llama", layers=2)
-    slot = ModelSlot(loaded, 1 << 28)
-    job = background.BackgroundCapture(slot)
-    ids = loaded.tokenizer("The capital of France is Paris, and the capital of Spain is")["input_ids"]
+    loaded, slot, job, ids = background_job(layers=2)
     key, top = default_key(loaded, ids), loaded.info.layers
 
     def made(position: int) -> bool:  # the graph's top node: the token's prediction, read one before
@@ -467,7 +473,7 @@ def test_after_the_selected_token_the_graphs_beside_it_are_made_the_next_in_the_
         assert made(6) and made(7) and made(5) and not made(8)
         assert job.focus(loaded, ids, 3)  # back: the token before it now comes first
         job.run(lambda: True)
-    said = [r.getMessage().split(":")[0] for r in caplog.records if "graph ahead" in r.getMessage()]
+    said = graphs_said(caplog)
     assert said == [
         "selected token's graph ahead (6)",
         "neighbour's graph ahead (7)",
@@ -482,12 +488,8 @@ def test_after_the_selected_token_the_graphs_beside_it_are_made_the_next_in_the_
 def test_a_token_selected_while_a_neighbours_graph_is_made_goes_first_then_its_own_neighbours(caplog, monkeypatch):
     from llmvis.analyses import flow
     from llmvis.server import background
-    from llmvis.server.slot import ModelSlot
 
-    loaded = tiny_loaded("llama", layers=2)
-    slot = ModelSlot(loaded, 1 << 28)
-    job = background.BackgroundCapture(slot)
-    ids = loaded.tokenizer("The capital of France is Paris, and the capital of Spain is")["input_ids"]
+    loaded, _slot, job, ids = background_job(layers=2)
     real = flow.warm_graph
 
     def selected_meanwhile(internals, position, pause):  # the user moves on during the neighbour 7
@@ -499,7 +501,7 @@ def test_a_token_selected_while_a_neighbours_graph_is_made_goes_first_then_its_o
     with caplog.at_level("INFO", logger="llmvis.views"):
         job.focus(loaded, ids, 6)
         job.run(lambda: True)
-    said = [r.getMessage().split(":")[0] for r in caplog.records if "graph ahead" in r.getMessage()]
+    said = graphs_said(caplog)
     assert said == [
         "selected token's graph ahead (6)",
         "selected token's graph ahead (10)",  # at the neighbour's first pause, which then stopped
@@ -535,7 +537,7 @@ def test_a_token_of_another_run_selected_while_one_run_is_warmed_is_warmed_after
         assert job.pending
         monkeypatch.setattr(warm, "WARMERS", rest)
         job.run(lambda: True)
-    said = [r.getMessage().split(":")[0] for r in caplog.records if "graph ahead" in r.getMessage()]
+    said = graphs_said(caplog)
     assert said == [
         "selected token's graph ahead (6)",
         "selected token's graph ahead (4)",  # the other run's, in a pass of its own
@@ -546,13 +548,8 @@ def test_a_token_of_another_run_selected_while_one_run_is_warmed_is_warmed_after
 
 def test_the_graphs_beside_the_selected_token_come_before_the_late_summaries_and_at_their_pauses(caplog, monkeypatch):
     from llmvis.analyses import warm
-    from llmvis.server import background
-    from llmvis.server.slot import ModelSlot
 
-    loaded = tiny_loaded("llama", layers=2)
-    slot = ModelSlot(loaded, 1 << 28)
-    job = background.BackgroundCapture(slot)
-    ids = loaded.tokenizer("The capital of France is Paris, and the capital of Spain is")["input_ids"]
+    loaded, _slot, job, ids = background_job(layers=2)
     (name, late), *_ = warm.LATE_WARMERS
 
     def moved_meanwhile(internals, pause):  # the user presses an arrow key during the late summary
@@ -613,12 +610,8 @@ def test_a_token_selected_while_the_selected_one_is_warmed_has_the_neighbours_ma
     """Not the neighbours of the token the user has left, nor inside the selected one's graph."""
     from llmvis.analyses import flow
     from llmvis.server import background
-    from llmvis.server.slot import ModelSlot
 
-    loaded = tiny_loaded("llama", layers=2)
-    slot = ModelSlot(loaded, 1 << 28)
-    job = background.BackgroundCapture(slot)
-    ids = loaded.tokenizer("The capital of France is Paris, and the capital of Spain is")["input_ids"]
+    loaded, _slot, job, ids = background_job(layers=2)
     real = flow.warm_graph
 
     def moved_meanwhile(internals, position, pause):
@@ -630,7 +623,7 @@ def test_a_token_selected_while_the_selected_one_is_warmed_has_the_neighbours_ma
     job.focus(loaded, ids, 6, "contribution_graph")
     with caplog.at_level("INFO", logger="llmvis.views"):
         job.run(lambda: True)
-    said = [r.getMessage().split(":")[0] for r in caplog.records if "graph ahead" in r.getMessage()]
+    said = graphs_said(caplog)
     assert said == [
         "selected token's graph ahead (6)",
         "selected token's graph ahead (3)",
@@ -686,13 +679,8 @@ def test_a_token_selected_during_the_head_scores_has_its_graph_made_after_them(c
     """The Heads tab, clicked right after the Attention tab, waits for the head scores: they go
     before the selected token's graph, which then goes before the other summaries."""
     from llmvis.analyses import warm
-    from llmvis.server import background
-    from llmvis.server.slot import ModelSlot
 
-    loaded = tiny_loaded("llama", layers=3)
-    slot = ModelSlot(loaded, 1 << 28)
-    job = background.BackgroundCapture(slot)
-    ids = loaded.tokenizer("The capital of France is Paris, and the capital of Spain is")["input_ids"]
+    loaded, _slot, job, ids = background_job(layers=3)
     ((early, warm_early),) = warm.EARLY_WARMERS
     paused = []
 

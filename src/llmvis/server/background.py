@@ -266,8 +266,9 @@ class BackgroundCapture:
             self._in_focus = False
 
     def _warm_neighbours(self) -> None:
-        """The graphs of the tokens beside the selected one, each stopped when another token is
-        selected (warmed at that pause; then its neighbours come next) or other work waits."""
+        """The graphs of the tokens beside the selected one (and their per-token views, selected
+        on the Contributions tab), each stopped when another token is selected (warmed at that
+        pause; then its neighbours come next) or another run's work waits."""
         if self._in_neighbours or self._in_focus:  # (not inside the selected token's graph)
             return
         self._in_neighbours = True
