@@ -55,9 +55,10 @@ def warm_up(
 ) -> None:
     """Each summary of a stage ("early", "main" or "late") in turn, skipping those of views this
     model cannot give."""
-    early = EARLY_WARMERS if internals.n_positions <= EARLY_UP_TO else []
-    deferred = [w for w in EARLY_WARMERS if w not in early]  # (first of the main stage)
-    for view, warm in {"early": early, "main": deferred + WARMERS, "late": LATE_WARMERS}[stage]:
+    short = internals.n_positions <= EARLY_UP_TO  # (else the head scores open the main stage)
+    early = EARLY_WARMERS if short else []
+    stages = {"early": early, "main": ([] if short else EARLY_WARMERS) + WARMERS, "late": LATE_WARMERS}
+    for view, warm in stages[stage]:
         if unavailable and view in unavailable:
             continue
         started = time.perf_counter()
