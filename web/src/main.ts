@@ -1,10 +1,12 @@
 /** Entry: build the three panels, wire theme/language, watch the server's health. */
 import "./styles.css";
 import { api } from "./api/client";
+import { themeByName } from "./charts/theme";
+import { warmUpOptions } from "./charts/warmUp";
 import { openTrace } from "./controller";
 import { defaultLang, lang, type Lang, onLangChange, setLang, t, translate } from "./i18n";
 import { app, emit, on, select } from "./state";
-import { chartPixel, chartSummary } from "./views/chartHost";
+import { chartPixel, chartSummary, warmUpCharts } from "./views/chartHost";
 import { conversation } from "./views/conversation";
 import { h, topBar } from "./views/dom";
 import { historyDrawer } from "./views/history";
@@ -85,6 +87,7 @@ const relabel = () => {
 relabel();
 onLangChange(relabel);
 void watchHealth();
+warmUpCharts(() => warmUpOptions(themeByName(app.theme)));
 
 // For the browser tests: what each live chart holds.
 (window as unknown as { __llmvis: unknown }).__llmvis = { charts: chartSummary, chartPixel, app, openTrace, select };

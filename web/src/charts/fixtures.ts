@@ -1,4 +1,4 @@
-/** Small view results shaped like the server's, for the chart-builder tests. */
+/** Small view results shaped like the server's, for the chart-builder tests (and charts/warmUp.ts). */
 import type { SweepResult, Token, WhatIfResult } from "../api/types";
 import type {
   ActivationsView,

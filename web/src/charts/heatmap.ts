@@ -45,8 +45,14 @@ export function colorRamp(stops: string[]): (t: number) => [number, number, numb
     const x = Math.min(1, Math.max(0, Number.isFinite(t) ? t : 0)) * (rgb.length - 1);
     const i = Math.min(rgb.length - 2, Math.floor(x));
     const f = x - i;
-    const [a, b] = [rgb[i], rgb[i + 1]];
-    return [0, 1, 2].map((k) => Math.round(a[k] + (b[k] - a[k]) * f)) as [number, number, number];
+    const a = rgb[i];
+    const b = rgb[i + 1];
+    // written out: called for every painted cell, and the array and closure of a map() were half its time
+    return [
+      Math.round(a[0] + (b[0] - a[0]) * f),
+      Math.round(a[1] + (b[1] - a[1]) * f),
+      Math.round(a[2] + (b[2] - a[2]) * f),
+    ];
   };
 }
 

@@ -116,6 +116,35 @@ export class Chart {
   }
 }
 
+/**
+ * Draw each of `options` once in a chart off screen, one per idle moment of the page, then drop
+ * it: the first draw of a kind of chart is the slow one (charts/warmUp.ts says why), and this
+ * makes it happen before a user asks for a tab. Not listed among the live charts.
+ */
+export function warmUpCharts(options: () => Option[]): void {
+  const idle = (step: () => void) =>
+    "requestIdleCallback" in window ? requestIdleCallback(step, { timeout: 5000 }) : setTimeout(step, 200);
+  idle(() => {
+    const el = document.createElement("div");
+    el.style.cssText = "position:fixed;left:-10000px;top:0;width:600px;height:400px;visibility:hidden";
+    el.setAttribute("aria-hidden", "true");
+    document.body.append(el);
+    const inst = echarts.init(el, undefined, { renderer: "canvas" });
+    const todo = options();
+    const next = () => {
+      const option = todo.shift();
+      if (!option) {
+        inst.dispose();
+        el.remove();
+        return;
+      }
+      inst.setOption(option as echarts.EChartsCoreOption, { notMerge: true, lazyUpdate: false });
+      idle(next);
+    };
+    idle(next);
+  });
+}
+
 /** Series data lengths of every visible chart: what the e2e tests check. */
 type Summary = { series: { type: string; length: number }[]; visible: boolean; title: string };
 
