@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar, overload
+from typing import Any
 
 import torch
 from torch import nn
@@ -59,60 +59,22 @@ class AttentionRecord:
         return sum(t.numel() * t.element_size() for t in tensors)
 
 
-T = TypeVar("T")
-
-
-class Joined(Sequence[T]):
-    """A capture's per-layer items, each made from its recorded pieces the first time it is read,
-    then kept (thread-safe). A generation's capture is a prefill chunk and a buffer of decode
-    rows per quantity: joining them copies about 0.5 GB at T = 1,536 (0.25–0.4 s on two cores),
-    which this way is not paid before the run's done event, and is paid layer by layer by what
-    reads them (a view, or the summaries ahead on the worker's core)."""
-
-    def __init__(self, makers: Sequence[Callable[[], T]]) -> None:
-        self._makers: list[Callable[[], T] | None] = list(makers)
-        self._made: dict[int, T] = {}
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._makers)
-
-    @property
-    def made(self) -> int:
-        """How many items were made so far."""
-        return len(self._made)
-
-    @overload
-    def __getitem__(self, i: int) -> T: ...
-    @overload
-    def __getitem__(self, i: slice) -> list[T]: ...
-    def __getitem__(self, i: int | slice) -> T | list[T]:
-        if isinstance(i, slice):
-            return [self[j] for j in range(len(self))[i]]
-        i = range(len(self))[i]  # IndexError past the end (ends iteration), negative indices
-        with self._lock:
-            if i not in self._made:
-                make = self._makers[i]
-                assert make is not None
-                # ordinary tensors, whatever mode the first reader runs in: a gradient may go through them
-                with torch.inference_mode(False), torch.no_grad():
-                    self._made[i] = make()
-                self._makers[i] = None  # frees the pieces
-            return self._made[i]
-
-
 @dataclass
 class Capture:
     """One run's residual stream and its layers' attention inputs (see the module docstring)."""
 
-    residual: Sequence[torch.Tensor]  # L + 1
-    attn: Sequence[torch.Tensor]  # L
-    mlp: Sequence[torch.Tensor]  # L
-    attention: Sequence[AttentionRecord | None]  # L; None: a layer without softmax attention
-    recorded: list[int]  # the layers whose attention record is not None (known without joining it)
-    nbytes: int  # what every item takes once joined
+    residual: list[torch.Tensor]  # L + 1
+    attn: list[torch.Tensor]  # L
+    mlp: list[torch.Tensor]  # L
+    attention: list[AttentionRecord | None]  # L; None: a layer without softmax attention
     unrecorded: dict[int, str] = field(default_factory=dict)  # layer → why its attention was not kept
-    extra: Sequence[torch.Tensor] | None = None  # L: what a layer adds beyond attention and MLP (arch.extra_part)
+    extra: list[torch.Tensor] | None = None  # L: what a layer adds beyond attention and MLP (arch.extra_part)
+    nbytes: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        tensors = (*self.residual, *self.attn, *self.mlp, *(self.extra or ()))
+        records = sum(r.nbytes for r in self.attention if r is not None)
+        self.nbytes = sum(t.numel() * t.element_size() for t in tensors) + records
 
 
 def _rows(x: Any) -> torch.Tensor:
@@ -162,26 +124,14 @@ class _Rows:
             self.chunks.append(self.buffer.narrow(self.dim, 0, self.used).clone())
             self.used = 0
 
-    @property
-    def nbytes(self) -> int:
-        """What the rows take once joined."""
-        rows = [*self.chunks, *([] if self.buffer is None else [self.buffer.narrow(self.dim, 0, self.used)])]
-        return sum(t.numel() * t.element_size() for t in rows)
-
-    def joiner(self) -> Callable[[], torch.Tensor]:
-        """Every position's rows, as one ordinary tensor when called (inference-mode tensors are
-        copied then); this stops holding them."""
-        pieces = list(self.chunks)
-        if self.buffer is not None and self.used:
-            pieces.append(self.buffer.narrow(self.dim, 0, self.used))
-        self.chunks, self.buffer, self.used = [], None, 0
-        return partial(_join, pieces, self.dim)
-
-
-def _join(pieces: list[torch.Tensor], dim: int) -> torch.Tensor:
-    if len(pieces) == 1:
-        return pieces[0].clone() if pieces[0].is_inference() else pieces[0]
-    return torch.cat(pieces, dim)
+    def join(self) -> torch.Tensor:
+        """Every position's rows as one ordinary tensor (inference-mode tensors are copied); frees
+        what it held."""
+        self._flush()
+        pieces, self.chunks, self.buffer = self.chunks, [], None
+        if len(pieces) == 1:
+            return pieces[0].clone() if pieces[0].is_inference() else pieces[0]
+        return torch.cat(pieces, self.dim)
 
 
 class _Session:
@@ -297,61 +247,51 @@ class _Session:
         self._bands[id(mask)] = (mask, band)
         return band
 
-    def records(self, forwards: int) -> tuple[list[Callable[[], AttentionRecord | None]], int]:
-        """Each layer's record over every forward, made when called (None where it has no
-        attention, or was not recorded in each of the `forwards`), and what they take; this
-        stops holding what was kept."""
-        out: list[Callable[[], AttentionRecord | None]] = []
-        nbytes = 0
+    def records(self, forwards: int) -> list[AttentionRecord | None]:
+        """Each layer's record over every forward (None where it has no attention, or was not
+        recorded in each of the `forwards`); what was kept is freed as it is joined."""
+        out: list[AttentionRecord | None] = []
         for layer, meta in enumerate(self.meta):
             seen = len(self.q[layer])
             if meta is None or layer in self.problems or seen != forwards:
                 if seen and layer not in self.problems:
                     self.problems[layer] = "its attention was not recorded in every forward"
-                out.append(_nothing)
+                out.append(None)
                 continue
             bias, values = self.bias[layer], self.v[layer]
-            parts = [self.q[layer], self.k[layer], self.first[layer], self.last[layer]]
-            parts += [r for r in (bias, values) if len(r) == forwards]
-            nbytes += sum(r.nbytes for r in parts) + (0 if meta[2] is None else meta[2].numel() * 4)
             out.append(
-                partial(
-                    _record,
-                    meta,
-                    self.q[layer].joiner(),
-                    self.k[layer].joiner(),
-                    self.first[layer].joiner(),
-                    self.last[layer].joiner(),
-                    bias.joiner() if len(bias) == forwards else None,
-                    values.joiner() if len(values) == forwards else None,
+                AttentionRecord(
+                    q=self.q[layer].join(),
+                    k=self.k[layer].join(),
+                    scaling=meta[0],
+                    softcap=meta[1],
+                    sinks=meta[2],
+                    key_bias=bias.join() if len(bias) == forwards else None,
+                    first_key=self.first[layer].join(),
+                    last_key=self.last[layer].join(),
+                    v=values.join() if len(values) == forwards else None,
                 )
             )
-        return out, nbytes
+        return out
 
 
-def _nothing() -> None:
-    return None
-
-
-def _record(
+def _joined_record(
     meta: tuple[float, float | None, torch.Tensor | None],
-    q: Callable[[], torch.Tensor],
-    k: Callable[[], torch.Tensor],
-    first: Callable[[], torch.Tensor],
-    last: Callable[[], torch.Tensor],
-    bias: Callable[[], torch.Tensor] | None,
-    values: Callable[[], torch.Tensor] | None,
+    q: list[torch.Tensor],
+    k: list[torch.Tensor],
+    first: list[torch.Tensor],
+    last: list[torch.Tensor],
+    bias: list[torch.Tensor] | None,
 ) -> AttentionRecord:
     return AttentionRecord(
-        q=q(),
-        k=k(),
+        q=torch.cat(q, 1),
+        k=torch.cat(k, 1),
         scaling=meta[0],
         softcap=meta[1],
         sinks=meta[2],
-        key_bias=None if bias is None else bias(),
-        first_key=first(),
-        last_key=last(),
-        v=None if values is None else values(),
+        key_bias=None if bias is None else torch.cat(bias, 1),
+        first_key=torch.cat(first),
+        last_key=torch.cat(last),
     )
 
 
@@ -561,9 +501,7 @@ class Recorder:
             if meta is None or layer in s.problems or self.failure or not forwards or len(q) != forwards:
                 out.append(None)
                 continue
-            q_, k_, first_, last_ = (partial(_join, p, dim) for p, dim in ((q, 1), (k, 1), (first, 0), (last, 0)))
-            key_bias = partial(_join, bias, 1) if len(bias) == forwards else None
-            out.append(partial(_record, meta, q_, k_, first_, last_, key_bias, None))
+            out.append(partial(_joined_record, meta, q, k, first, last, bias if len(bias) == forwards else None))
         return out
 
     def capture(self) -> Capture:
@@ -574,25 +512,17 @@ class Recorder:
         missing = [i for i, t in enumerate(self.residual) if len(t) != forwards]
         if missing or any(len(t) != forwards for t in (*self.attn, *self.mlp)):
             raise NotAvailable(f"the capture's hooks did not fire for this architecture (layers {missing})")
-        records, nbytes = self.session.records(forwards)
-        recorded = [i for i, make in enumerate(records) if make is not _nothing]
-        nbytes += sum(t.nbytes for t in (*self.residual, *self.attn, *self.mlp))
-        if self.arch.extra_part:  # as much again as the residual stream's first L layers
-            nbytes += sum(t.nbytes for t in self.residual[:n])
-        residual = Joined([t.joiner() for t in self.residual])
-        attn = Joined([t.joiner() for t in self.attn])
-        mlp = Joined([t.joiner() for t in self.mlp])
+        records = self.session.records(forwards)
+        residual = [t.join() for t in self.residual]
+        attn = [t.join() for t in self.attn]
+        mlp = [t.join() for t in self.mlp]
         extra = None
         if self.arch.extra_part:  # the rest of what each layer added (Gemma 4: its per-layer input and layer scale)
-            extra = Joined([partial(_rest, residual, attn, mlp, i) for i in range(n)])
-        return Capture(residual, attn, mlp, Joined(records), recorded, nbytes, self.session.problems, extra)
-
-
-def _rest(
-    residual: Joined[torch.Tensor], attn: Joined[torch.Tensor], mlp: Joined[torch.Tensor], i: int
-) -> torch.Tensor:
-    """What layer i added beyond its attention and MLP."""
-    return residual[i + 1] - residual[i] - attn[i].to(residual[i].device) - mlp[i].to(residual[i].device)
+            extra = [
+                residual[i + 1] - residual[i] - attn[i].to(residual[i].device) - mlp[i].to(residual[i].device)
+                for i in range(n)
+            ]
+        return Capture(residual, attn, mlp, records, self.session.problems, extra)
 
 
 @torch.no_grad()

@@ -197,7 +197,7 @@ class Internals:
     def attention_layers(self, required: bool = False) -> list[int]:
         """The layers whose attention views can show (all of them, except a hybrid's other mixers);
         `required`: NotAvailable, with the reason, when there is none."""
-        layers = list(self.capture().recorded)
+        layers = [i for i, r in enumerate(self.capture().attention) if r is not None]
         if required and not layers:
             self.record(0)  # raises, saying why layer 0 has no attention
         return layers
@@ -205,8 +205,7 @@ class Internals:
     def missing_attention(self) -> dict[int, str]:
         """Layer → why it has no attention to show (empty for an attention-only model)."""
         capture = self.capture()
-        missing = sorted(set(range(self.n_layers)) - set(capture.recorded))
-        return {i: capture.unrecorded.get(i, NO_ATTENTION) for i in missing}
+        return {i: capture.unrecorded.get(i, NO_ATTENTION) for i, r in enumerate(capture.attention) if r is None}
 
     def visible_keys(self, layer: int, positions: Sequence[int]) -> torch.Tensor:
         """[len(positions)] how many keys each query can see in `layer` (causal, windows, chunks)."""

@@ -115,7 +115,7 @@ def _sum_of_parts(internals: Internals, layer: int) -> torch.Tensor:
 
 def _compare_attention(internals: Internals, ref: Any, tol: float, failed: dict[str, str]) -> float:
     attentions = list(getattr(ref, "attentions", None) or ())
-    layers = internals.capture().recorded
+    layers = [i for i, r in enumerate(internals.capture().attention) if r is not None]
     if not layers:
         failed["attention"] = "no layer of this model has softmax attention that llmvis can record"
         return 0.0

@@ -19,7 +19,7 @@ from test_families import fresh
 from test_internals import eager_reference
 from transformers import DynamicCache
 
-from llmvis.capture import Capture, Joined, Recorder
+from llmvis.capture import Capture, Recorder
 from llmvis.capture_cache import CaptureCache
 from llmvis.generation import attention_ahead, start_generation
 from llmvis.internals import Internals
@@ -98,28 +98,6 @@ def test_the_capture_kept_while_generating_equals_the_models_own(arch):
         assert torch.allclose(total, capture.residual[layer + 1], atol=1e-5)
 
 
-@pytest.mark.parametrize("arch", [a for a in ARCHITECTURES if a not in RECURRENT])
-def test_the_capture_is_joined_when_read_and_its_size_is_known_before(arch):
-    """The hand-over before the done event joins nothing (each layer's prefill chunk and decode
-    rows are joined when first read), yet the cache is told what they take; read in inference
-    mode, as views read it, they are still ordinary tensors (a gradient may go through them)."""
-    loaded = tiny_loaded(arch)
-    sink = Sink()
-    _generate(loaded, sink)
-    captures = [sink.kept[0][1], Internals(loaded, sink.kept[0][0]).capture()]  # kept live; teacher-forced
-    for capture in captures:
-        parts = [capture.residual, capture.attn, capture.mlp, capture.attention, *[capture.extra or []]]
-        assert all(isinstance(p, Joined) and p.made == 0 for p in parts if len(p))
-        with torch.inference_mode():
-            tensors = [*capture.residual, *capture.attn, *capture.mlp, *(capture.extra or [])]
-            records = list(capture.attention)
-        assert all(p.made == len(p) for p in parts if isinstance(p, Joined))
-        assert not any(t.is_inference() for t in tensors)
-        assert capture.recorded == [i for i, r in enumerate(records) if r is not None] != []
-        joined = sum(t.numel() * t.element_size() for t in tensors) + sum(r.nbytes for r in records if r)
-        assert capture.nbytes == joined
-
-
 def test_keeping_the_capture_leaves_generation_unchanged():
     loaded = tiny_loaded("llama")
 
@@ -193,7 +171,7 @@ def test_decode_rows_go_into_one_reserved_buffer_in_order(dim):
         rows.append(p)
     assert len(rows) == len(pieces) and rows.buffer is not None
     assert rows.buffer.shape[dim] == 4 and len(rows.chunks) == 3  # 5 | the two singles | 3; then buffered
-    assert torch.equal(rows.joiner()(), torch.cat(pieces, dim))
+    assert torch.equal(rows.join(), torch.cat(pieces, dim))
     assert rows.chunks == [] and rows.buffer is None
 
 
